@@ -1,0 +1,36 @@
+//! Built-in route actions: native, no sandbox crossing.
+
+pub mod proxy;
+pub mod respond;
+pub mod static_files;
+
+use bytes::Bytes;
+use pingora_http::ResponseHeader;
+
+/// A response body produced natively.
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes from the file's current position.
+    File { file: tokio::fs::File, len: u64 },
+}
+
+/// A response the host produces itself (not proxied).
+pub struct Produced {
+    pub head: ResponseHeader,
+    pub body: Body,
+}
+
+impl Produced {
+    /// A response with a short text body.
+    pub fn text(status: u16, body: impl Into<Bytes>) -> Produced {
+        let body = body.into();
+        let mut head = ResponseHeader::build(status, Some(3)).expect("valid status");
+        let _ = head.insert_header("content-type", "text/plain; charset=utf-8");
+        let _ = head.insert_header("content-length", body.len().to_string());
+        Produced {
+            head,
+            body: Body::Bytes(body),
+        }
+    }
+}

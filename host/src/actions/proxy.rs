@@ -1,0 +1,173 @@
+//! The `proxy` action: upstreams with round-robin targets, and the header
+//! rules for the request going up and the response coming back.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::header::{self, HeaderName};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
+
+pub struct Upstream {
+    pub name: String,
+    targets: Vec<String>,
+    lb: LoadBalancer<RoundRobin>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.targets)
+            .finish()
+    }
+}
+
+impl Upstream {
+    pub fn new(
+        name: &str,
+        targets: &[String],
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> std::io::Result<Upstream> {
+        Ok(Upstream {
+            name: name.to_string(),
+            targets: targets.to_vec(),
+            lb: LoadBalancer::try_from_iter(targets.iter().map(String::as_str))?,
+            connect_timeout,
+            read_timeout,
+        })
+    }
+
+    /// The next target, round robin.
+    pub fn peer(&self) -> Option<Box<HttpPeer>> {
+        let backend = self.lb.select(b"", 256)?;
+        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.read_timeout);
+        peer.options.write_timeout = Some(self.read_timeout);
+        Some(Box::new(peer))
+    }
+}
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[HeaderName] = &[
+    header::CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+];
+const KEEP_ALIVE: &str = "keep-alive";
+const PROXY_CONNECTION: &str = "proxy-connection";
+
+/// Names listed in `Connection`, which are hop-by-hop too.
+fn connection_listed(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    connection_listed(headers).contains(&header::UPGRADE) && headers.contains_key(header::UPGRADE)
+}
+
+/// Prepares the upstream request: strips hop-by-hop headers (an Upgrade
+/// handshake keeps its two), and sets X-Forwarded-For to the client's IP
+/// (replacing whatever the client sent), -Proto and -Host.
+pub fn prepare_upstream_request(req: &mut RequestHeader, client_ip: &str, scheme: &str) {
+    let upgrade = is_upgrade(&req.headers);
+    for name in connection_listed(&req.headers) {
+        if !(upgrade && name == header::UPGRADE) {
+            req.remove_header(&name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
+        req.remove_header(name);
+    }
+    req.remove_header(KEEP_ALIVE);
+    req.remove_header(PROXY_CONNECTION);
+    if upgrade {
+        let _ = req.insert_header(header::CONNECTION, "upgrade");
+    }
+
+    let host = req
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
+    let _ = req.insert_header("x-forwarded-for", client_ip);
+    let _ = req.insert_header("x-forwarded-proto", scheme);
+    match host {
+        Some(h) => {
+            let _ = req.insert_header("x-forwarded-host", h);
+        }
+        None => {
+            req.remove_header("x-forwarded-host");
+        }
+    }
+}
+
+/// Strips hop-by-hop headers from an upstream response (a 101 keeps its upgrade).
+pub fn clean_upstream_response(resp: &mut ResponseHeader) {
+    let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    for name in connection_listed(&resp.headers) {
+        if !(switching && name == header::UPGRADE) {
+            resp.remove_header(&name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if switching && (name == header::CONNECTION || name == header::UPGRADE) {
+            continue;
+        }
+        resp.remove_header(name);
+    }
+    resp.remove_header(KEEP_ALIVE);
+    resp.remove_header(PROXY_CONNECTION);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_headers_replace_client_values_and_hop_by_hop_go() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.insert_header("host", "example.com").unwrap();
+        req.insert_header("x-forwarded-for", "6.6.6.6").unwrap();
+        req.insert_header("connection", "keep-alive, x-secret").unwrap();
+        req.insert_header("x-secret", "1").unwrap();
+        req.insert_header("keep-alive", "timeout=5").unwrap();
+        req.insert_header("te", "trailers").unwrap();
+        prepare_upstream_request(&mut req, "10.0.0.1", "http");
+        let h = &req.headers;
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        for gone in ["connection", "x-secret", "keep-alive", "te"] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+    }
+
+    #[test]
+    fn websocket_upgrade_is_kept() {
+        let mut req = RequestHeader::build("GET", b"/ws", None).unwrap();
+        req.insert_header("connection", "Upgrade").unwrap();
+        req.insert_header("upgrade", "websocket").unwrap();
+        prepare_upstream_request(&mut req, "1.2.3.4", "http");
+        assert_eq!(req.headers["upgrade"], "websocket");
+        assert_eq!(req.headers["connection"], "upgrade");
+    }
+}

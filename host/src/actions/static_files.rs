@@ -1,0 +1,287 @@
+//! The `static` action: files under a root, with no way out of it (`..`,
+//! encoded or not, and symlinks leading outside are all refused), content
+//! types, ETag / Last-Modified with 304, and single byte ranges.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{header, Method, StatusCode};
+use percent_encoding::percent_decode_str;
+use pingora_http::{RequestHeader, ResponseHeader};
+use tokio::io::AsyncSeekExt;
+
+use super::{Body, Produced};
+
+#[derive(Debug)]
+pub struct StaticRoot {
+    /// Canonical, so a resolved file path can be checked by prefix.
+    root: PathBuf,
+    index: Vec<String>,
+    strip_prefix: Option<String>,
+}
+
+impl StaticRoot {
+    pub fn new(
+        root: &str,
+        index: Vec<String>,
+        strip_prefix: Option<String>,
+    ) -> Result<StaticRoot, String> {
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| format!("static root `{root}` is not usable: {e}"))?;
+        if !root.is_dir() {
+            return Err(format!("static root `{}` is not a directory", root.display()));
+        }
+        Ok(StaticRoot {
+            root,
+            index,
+            strip_prefix,
+        })
+    }
+
+    /// The file under the root that `url_path` names, if it stays inside the root.
+    fn resolve_relative(&self, url_path: &str) -> Option<PathBuf> {
+        let path = match &self.strip_prefix {
+            Some(p) => url_path.strip_prefix(p.as_str()).unwrap_or(url_path),
+            None => url_path,
+        };
+        let decoded = percent_decode_str(path).decode_utf8().ok()?;
+        if decoded.contains('\0') || decoded.contains('\\') {
+            return None;
+        }
+        let mut rel = PathBuf::new();
+        for part in Path::new(decoded.as_ref()).components() {
+            match part {
+                Component::Normal(p) => rel.push(p),
+                Component::RootDir | Component::CurDir => {}
+                Component::ParentDir | Component::Prefix(_) => return None,
+            }
+        }
+        Some(rel)
+    }
+
+    pub async fn serve(&self, req: &RequestHeader) -> Produced {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            let mut p = Produced::text(405, "method not allowed\n");
+            let _ = p.head.insert_header(header::ALLOW, "GET, HEAD");
+            return p;
+        }
+        let url_path = req.uri.path();
+        let Some(rel) = self.resolve_relative(url_path) else {
+            return Produced::text(404, "not found\n");
+        };
+        let Some((path, meta)) = self.open_target(&rel).await else {
+            return Produced::text(404, "not found\n");
+        };
+        if meta.is_dir() {
+            if !url_path.ends_with('/') {
+                // Relative links in an index page need the trailing slash.
+                let mut location = format!("{url_path}/");
+                if let Some(q) = req.uri.query() {
+                    location = format!("{location}?{q}");
+                }
+                let mut p = Produced::text(301, "");
+                let _ = p.head.insert_header(header::LOCATION, location);
+                return p;
+            }
+            return match self.index_file(&path).await {
+                Some((file, meta)) => serve_file(req, &file, &meta).await,
+                None => Produced::text(404, "not found\n"),
+            };
+        }
+        serve_file(req, &path, &meta).await
+    }
+
+    /// Resolves symlinks and refuses anything that lands outside the root.
+    async fn open_target(&self, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+        let real = tokio::fs::canonicalize(self.root.join(rel)).await.ok()?;
+        if !real.starts_with(&self.root) {
+            return None;
+        }
+        let meta = tokio::fs::metadata(&real).await.ok()?;
+        Some((real, meta))
+    }
+
+    async fn index_file(&self, dir: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+        for name in &self.index {
+            let candidate = dir.join(name);
+            if let Some(rel) = candidate.strip_prefix(&self.root).ok().map(Path::to_path_buf) {
+                if let Some((p, m)) = self.open_target(&rel).await {
+                    if m.is_file() {
+                        return Some((p, m));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+fn etag_of(meta: &std::fs::Metadata) -> String {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{:x}\"", meta.len(), mtime)
+}
+
+/// Whether the client's cached copy is current (If-None-Match, else If-Modified-Since).
+fn not_modified(req: &RequestHeader, etag: &str, modified: Option<SystemTime>) -> bool {
+    if let Some(inm) = req.headers.get(header::IF_NONE_MATCH) {
+        let inm = inm.to_str().unwrap_or("");
+        return inm.trim() == "*"
+            || inm
+                .split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag);
+    }
+    let since = req
+        .headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok());
+    match (since, modified) {
+        (Some(since), Some(m)) => {
+            let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            secs(m) <= secs(since)
+        }
+        _ => false,
+    }
+}
+
+/// A byte range request: `Ok(None)` means the whole file.
+fn byte_range(req: &RequestHeader, etag: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(range) = req.headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if let Some(if_range) = req.headers.get(header::IF_RANGE) {
+        if if_range.to_str().unwrap_or("") != etag {
+            return Ok(None);
+        }
+    }
+    let Some(spec) = range.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None); // Several ranges: answer with the whole file.
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, len.checked_sub(1).ok_or(())?),
+        (s, e) => {
+            let (s, e): (u64, u64) = (s.parse().map_err(|_| ())?, e.parse().map_err(|_| ())?);
+            (s, e.min(len.saturating_sub(1)))
+        }
+    };
+    if start >= len || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn serve_file(req: &RequestHeader, path: &Path, meta: &std::fs::Metadata) -> Produced {
+    let etag = etag_of(meta);
+    let modified = meta.modified().ok();
+    let mut head = ResponseHeader::build(StatusCode::OK, Some(6)).expect("valid");
+    let _ = head.insert_header(header::ETAG, etag.as_str());
+    if let Some(m) = modified {
+        let _ = head.insert_header(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
+    }
+    let _ = head.insert_header(header::ACCEPT_RANGES, "bytes");
+    if not_modified(req, &etag, modified) {
+        let _ = head.set_status(StatusCode::NOT_MODIFIED);
+        return Produced {
+            head,
+            body: Body::Empty,
+        };
+    }
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let content_type = if mime.type_() == mime_guess::mime::TEXT {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    };
+    let _ = head.insert_header(header::CONTENT_TYPE, content_type);
+
+    let len = meta.len();
+    let (start, count) = match byte_range(req, &etag, len) {
+        Ok(None) => (0, len),
+        Ok(Some((s, e))) => {
+            let _ = head.set_status(StatusCode::PARTIAL_CONTENT);
+            let _ = head.insert_header(header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}"));
+            (s, e - s + 1)
+        }
+        Err(()) => {
+            let mut p = Produced::text(416, "range not satisfiable\n");
+            let _ = p.head.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"));
+            return p;
+        }
+    };
+    let _ = head.insert_header(header::CONTENT_LENGTH, count.to_string());
+    if req.method == Method::HEAD || count == 0 {
+        return Produced {
+            head,
+            body: Body::Empty,
+        };
+    }
+    let file = match tokio::fs::File::open(path).await {
+        Ok(mut f) => {
+            if start > 0 && f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+                return Produced::text(500, "cannot read the file\n");
+            }
+            f
+        }
+        Err(_) => return Produced::text(404, "not found\n"),
+    };
+    Produced {
+        head,
+        body: Body::File { file, len: count },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> StaticRoot {
+        StaticRoot {
+            root: PathBuf::from("/srv"),
+            index: vec![],
+            strip_prefix: None,
+        }
+    }
+
+    #[test]
+    fn traversal_is_refused_plain_and_encoded() {
+        let r = root();
+        for bad in ["/../etc/passwd", "/a/../../x", "/%2e%2e/etc/passwd", "/..%2fetc", "/a%5c..%5cb", "/%00"] {
+            assert!(r.resolve_relative(bad).is_none(), "{bad}");
+        }
+        assert_eq!(r.resolve_relative("/a/./b.txt"), Some(PathBuf::from("a/b.txt")));
+        assert_eq!(r.resolve_relative("/sp%20ace"), Some(PathBuf::from("sp ace")));
+    }
+
+    #[test]
+    fn ranges() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let tag = "\"x\"";
+        req.insert_header("range", "bytes=0-9").unwrap();
+        assert_eq!(byte_range(&req, tag, 100), Ok(Some((0, 9))));
+        req.insert_header("range", "bytes=-10").unwrap();
+        assert_eq!(byte_range(&req, tag, 100), Ok(Some((90, 99))));
+        req.insert_header("range", "bytes=95-").unwrap();
+        assert_eq!(byte_range(&req, tag, 100), Ok(Some((95, 99))));
+        req.insert_header("range", "bytes=90-200").unwrap();
+        assert_eq!(byte_range(&req, tag, 100), Ok(Some((90, 99))));
+        req.insert_header("range", "bytes=100-").unwrap();
+        assert_eq!(byte_range(&req, tag, 100), Err(()));
+        req.insert_header("range", "bytes=0-1,5-6").unwrap();
+        assert_eq!(byte_range(&req, tag, 100), Ok(None));
+    }
+}

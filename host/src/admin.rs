@@ -1,0 +1,153 @@
+//! The admin listener, apart from traffic: `/status`, `/plugins`,
+//! `/metrics` (Prometheus). Host-wide counters live here too.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::Response;
+use pingora_core::apps::http_app::ServeHttp;
+use pingora_core::protocols::http::ServerSession;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, TextEncoder};
+
+use crate::plugin::FailureKind;
+use crate::Active;
+
+static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+static RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new("kavro_responses_total", "Responses by status class"),
+        &["class"],
+    )
+    .expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+
+static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let h = HistogramVec::new(
+        HistogramOpts::new("kavro_request_seconds", "Request latency").buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0,
+        ]),
+        &[],
+    )
+    .expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(h.clone()));
+    h
+});
+
+static PLUGIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new("kavro_plugin_failures_total", "Plugin failures by plugin and kind"),
+        &["plugin", "kind"],
+    )
+    .expect("valid metric");
+    let _ = prometheus::default_registry().register(Box::new(c.clone()));
+    c
+});
+
+pub fn record_request(status: u16, took: Duration) {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    let class = match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    };
+    RESPONSES.with_label_values(&[class]).inc();
+    LATENCY
+        .with_label_values(&[] as &[&str])
+        .observe(took.as_secs_f64());
+}
+
+pub fn record_failure(plugin: &str, kind: FailureKind) {
+    PLUGIN_FAILURES
+        .with_label_values(&[plugin, kind.as_str()])
+        .inc();
+}
+
+pub struct Admin {
+    pub active: Arc<ArcSwap<Active>>,
+}
+
+fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
+    let body = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(body)
+        .expect("valid response")
+}
+
+impl Admin {
+    fn status(&self) -> serde_json::Value {
+        let active = self.active.load();
+        serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": STARTED.elapsed().as_secs(),
+            "requests": REQUESTS.load(Ordering::Relaxed),
+            "config": active.config.source,
+            "routes": active.config.routes.len(),
+            "plugins": active.plugins.plugins.len(),
+        })
+    }
+
+    fn plugins(&self) -> serde_json::Value {
+        let active = self.active.load();
+        let list: Vec<_> = active
+            .plugins
+            .plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "file": p.file.display().to_string(),
+                    "version": p.manifest.version,
+                    "hash": p.hash,
+                    "phases": p.phases.names(),
+                    "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                    "state": "active",
+                    "calls": p.stats.calls.load(Ordering::Relaxed),
+                    "failures": p.stats.failures.load(Ordering::Relaxed),
+                    "instances_live": p.stats.instances_live.load(Ordering::Relaxed),
+                    "instances_pooled": p.pooled(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "plugins": list })
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/status" => json(200, self.status()),
+            "/plugins" => json(200, self.plugins()),
+            "/metrics" => {
+                let mut buf = Vec::new();
+                let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "text/plain; version=0.0.4")
+                    .header("content-length", buf.len())
+                    .body(buf)
+                    .expect("valid response")
+            }
+            _ => json(
+                404,
+                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/metrics"]}),
+            ),
+        }
+    }
+}

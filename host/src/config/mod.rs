@@ -1,0 +1,534 @@
+//! Configuration: the TOML file (or the embedded default), validated into
+//! the form the request path uses. Every error names the file, the line,
+//! the field path and a hint.
+
+mod diagnostic;
+pub mod model;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::ToSocketAddrs;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
+pub use model::{FailurePolicy, Isolation};
+
+use crate::actions::proxy::Upstream;
+use crate::actions::respond::{Redirect, Respond};
+use crate::actions::static_files::StaticRoot;
+use crate::routing::{HostPattern, PathPattern, Route, RouteAction, RouteTable};
+
+/// The embedded default config, used without `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+pub const DEFAULT_SOURCE: &str = "<embedded default>";
+
+/// Capabilities a plugin can be granted.
+pub const CAPABILITIES: &[&str] = &["kv", "metrics", "config"];
+
+/// A validated config.
+#[derive(Debug)]
+pub struct Config {
+    pub source: String,
+    pub listen: Vec<String>,
+    pub threads: usize,
+    pub present_max_bytes: usize,
+    pub h2c: bool,
+    pub admin: Option<String>,
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub routes: RouteTable,
+    /// Plugin entries from the config file, by plugin name.
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// How one plugin is applied: from the config file, a sidecar file, or defaults.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    pub file: Option<String>,
+    pub priority: Option<i32>,
+    /// Route indices the plugin applies to; `None` is every route.
+    pub routes: Option<Vec<usize>>,
+    pub capabilities: HashSet<String>,
+    pub isolation: Isolation,
+    pub failure: FailurePolicy,
+    pub limits: Limits,
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub deadline: Duration,
+    pub memory_bytes: usize,
+    pub pool_size: usize,
+    pub max_uses: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(100),
+            memory_bytes: 64 << 20,
+            pool_size: 64,
+            max_uses: 100_000,
+        }
+    }
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            file: None,
+            priority: None,
+            routes: None,
+            capabilities: HashSet::new(),
+            isolation: Isolation::Pooled,
+            failure: FailurePolicy::FailClosed,
+            limits: Limits::default(),
+            values: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, Diagnostics> {
+        match path {
+            None => Config::parse(DEFAULT_SOURCE, DEFAULT_CONFIG),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    Diagnostics(vec![Diagnostic {
+                        file: p.display().to_string(),
+                        position: None,
+                        field: String::new(),
+                        message: format!("cannot read the config file: {e}"),
+                        hint: "check the path given to --config".into(),
+                    }])
+                })?;
+                Config::parse(&p.display().to_string(), &text)
+            }
+        }
+    }
+
+    pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
+        let mut r = Reporter::new(file, text);
+        let raw: model::ConfigFile = match deserialize(&mut r) {
+            Some(raw) => raw,
+            None => return Err(Diagnostics(r.errors)),
+        };
+        let config = compile(&mut r, raw);
+        if r.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(Diagnostics(r.errors))
+        }
+    }
+
+    /// Whether any route uses the named upstream.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+}
+
+/// Deserializes TOML text, reporting the field path and location of the first error.
+pub fn deserialize<T: serde::de::DeserializeOwned>(r: &mut Reporter<'_>) -> Option<T> {
+    let de = toml::Deserializer::new(r.text);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().to_string();
+            let hint = if message.starts_with("unknown field") {
+                "remove the key or fix its spelling; the message lists the keys allowed here"
+            } else if message.starts_with("missing field") {
+                "add the field; it has no default"
+            } else if message.contains("unknown variant") {
+                "use one of the values the message lists"
+            } else if inner.span().is_some() && path == "." {
+                "this is not valid TOML; check quotes, brackets and `=`"
+            } else {
+                "check the value's type against the docs (docs/config.md)"
+            };
+            let field = if path == "." { String::new() } else { path };
+            r.error(inner.span(), field, message, hint);
+            None
+        }
+    }
+}
+
+fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
+    let listen: Vec<String> = raw
+        .server
+        .listen
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            check_addr(r, l, &format!("server.listen[{i}]"));
+            Some(l.get_ref().clone())
+        })
+        .collect();
+    if listen.is_empty() {
+        r.error(
+            None,
+            "server.listen",
+            "no listen address",
+            "add one, e.g. listen = [\"127.0.0.1:8080\"]",
+        );
+    }
+    let admin = raw.admin.listen.map(|l| {
+        check_addr(r, &l, "admin.listen");
+        l.into_inner()
+    });
+
+    let mut upstreams = HashMap::new();
+    for (name, u) in &raw.upstreams {
+        let field = format!("upstreams.{name}");
+        if u.targets.is_empty() {
+            r.error(
+                None,
+                format!("{field}.targets"),
+                "an upstream needs at least one target",
+                "add targets = [\"host:port\"]",
+            );
+            continue;
+        }
+        let mut ok = true;
+        for (i, t) in u.targets.iter().enumerate() {
+            ok &= check_addr(r, t, &format!("{field}.targets[{i}]"));
+        }
+        if !ok {
+            continue;
+        }
+        let targets: Vec<String> = u.targets.iter().map(|t| t.get_ref().clone()).collect();
+        match Upstream::new(
+            name,
+            &targets,
+            Duration::from_millis(u.connect_timeout_ms),
+            Duration::from_millis(u.read_timeout_ms),
+        ) {
+            Ok(up) => {
+                upstreams.insert(name.clone(), Arc::new(up));
+            }
+            Err(e) => r.error(
+                u.targets.first().map(|t| t.span()),
+                format!("{field}.targets"),
+                format!("cannot use the targets: {e}"),
+                "targets are host:port pairs that resolve",
+            ),
+        }
+    }
+
+    let mut routes = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, rs) in raw.routes.into_iter().enumerate() {
+        let field = format!("routes[{i}]");
+        let name = rs.name.clone().unwrap_or_else(|| format!("route-{i}"));
+        if names.insert(name.clone(), i).is_some() {
+            r.error(
+                None,
+                format!("{field}.name"),
+                format!("route name `{name}` is used twice"),
+                "give every route a unique name",
+            );
+        }
+        if let Some(route) = compile_route(r, &field, i, name, rs, &upstreams) {
+            routes.push(route);
+        }
+    }
+
+    let mut plugins = BTreeMap::new();
+    for (i, p) in raw.plugins.into_iter().enumerate() {
+        let field = format!("plugins[{i}]");
+        let Some(name) = p.name.clone() else {
+            r.error(
+                None,
+                format!("{field}.name"),
+                "a plugin entry needs a name",
+                "add name = \"...\"; it matches <name>.wasm in the plugins folder",
+            );
+            continue;
+        };
+        let settings = plugin_settings(r, &field, p, &names);
+        if plugins.insert(name.get_ref().clone(), settings).is_some() {
+            r.error(
+                Some(name.span()),
+                format!("{field}.name"),
+                format!("plugin `{}` is configured twice", name.get_ref()),
+                "merge the two entries",
+            );
+        }
+    }
+
+    Config {
+        source: r.file.to_string(),
+        listen,
+        threads: raw.server.threads,
+        present_max_bytes: raw.server.present_max_bytes,
+        h2c: raw.server.h2c,
+        admin,
+        upstreams,
+        routes: RouteTable::new(routes),
+        plugins,
+    }
+}
+
+fn check_addr(r: &mut Reporter<'_>, addr: &toml::Spanned<String>, field: &str) -> bool {
+    if addr.get_ref().to_socket_addrs().is_ok() {
+        return true;
+    }
+    r.error(
+        Some(addr.span()),
+        field,
+        format!("`{}` is not a usable address", addr.get_ref()),
+        "write host:port, e.g. \"127.0.0.1:8080\"",
+    );
+    false
+}
+
+fn compile_route(
+    r: &mut Reporter<'_>,
+    field: &str,
+    index: usize,
+    name: String,
+    rs: model::RouteSection,
+    upstreams: &HashMap<String, Arc<Upstream>>,
+) -> Option<Route> {
+    let host = match &rs.host {
+        None => HostPattern::Any,
+        Some(h) => match HostPattern::parse(h.get_ref()) {
+            Ok(p) => p,
+            Err(e) => {
+                r.error(
+                    Some(h.span()),
+                    format!("{field}.host"),
+                    e,
+                    "use a name (example.com) or a wildcard (*.example.com)",
+                );
+                return None;
+            }
+        },
+    };
+    let path = match &rs.path {
+        None => PathPattern::Prefix(String::from("/")),
+        Some(p) => match PathPattern::parse(p.get_ref()) {
+            Ok(p) => p,
+            Err(e) => {
+                r.error(
+                    Some(p.span()),
+                    format!("{field}.path"),
+                    e,
+                    "use an exact path (/about) or a prefix ending in /* (/api/*)",
+                );
+                return None;
+            }
+        },
+    };
+    let mut methods = Vec::new();
+    for (i, m) in rs.methods.iter().enumerate() {
+        match http::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes()) {
+            Ok(m) => methods.push(m),
+            Err(_) => r.error(
+                Some(m.span()),
+                format!("{field}.methods[{i}]"),
+                format!("`{}` is not an HTTP method", m.get_ref()),
+                "use GET, POST, PUT, ...",
+            ),
+        }
+    }
+
+    let mut actions = Vec::new();
+    if let Some(up) = &rs.proxy {
+        match upstreams.get(up.get_ref()) {
+            Some(u) => actions.push(RouteAction::Proxy(u.clone())),
+            None => {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                r.error(
+                    Some(up.span()),
+                    format!("{field}.proxy"),
+                    format!("upstream `{}` is not declared", up.get_ref()),
+                    if known.is_empty() {
+                        format!(
+                            "declare it: [upstreams.{}] targets = [\"host:port\"]",
+                            up.get_ref()
+                        )
+                    } else {
+                        format!("declared upstreams: {}", known.join(", "))
+                    },
+                );
+                return None;
+            }
+        }
+    }
+    if let Some(s) = rs.static_files {
+        match StaticRoot::new(s.root.get_ref(), s.index, s.strip_prefix) {
+            Ok(root) => actions.push(RouteAction::Static(Arc::new(root))),
+            Err(e) => {
+                r.error(
+                    Some(s.root.span()),
+                    format!("{field}.static.root"),
+                    e,
+                    "point root at an existing directory",
+                );
+                return None;
+            }
+        }
+    }
+    if let Some(s) = rs.respond {
+        match Respond::new(*s.status.get_ref(), &s.headers, s.body) {
+            Ok(resp) => actions.push(RouteAction::Respond(Arc::new(resp))),
+            Err(e) => {
+                r.error(
+                    Some(s.status.span()),
+                    format!("{field}.respond"),
+                    e,
+                    "status is 100-999; header names and values must be valid HTTP",
+                );
+                return None;
+            }
+        }
+    }
+    if let Some(s) = rs.redirect {
+        match Redirect::new(*s.status.get_ref(), s.to) {
+            Ok(red) => actions.push(RouteAction::Redirect(Arc::new(red))),
+            Err(e) => {
+                r.error(
+                    Some(s.status.span()),
+                    format!("{field}.redirect"),
+                    e,
+                    "redirect statuses are 301, 302, 303, 307 and 308",
+                );
+                return None;
+            }
+        }
+    }
+    if actions.len() > 1 {
+        r.error(
+            None,
+            field.to_string(),
+            format!("route `{name}` has {} actions", actions.len()),
+            "give a route one of proxy, static, respond or redirect",
+        );
+        return None;
+    }
+    Some(Route {
+        name,
+        index,
+        host,
+        path,
+        methods,
+        priority: rs.priority,
+        action: actions.pop().unwrap_or(RouteAction::None),
+    })
+}
+
+/// Validates one plugin entry (from the config file or a sidecar file).
+pub fn plugin_settings(
+    r: &mut Reporter<'_>,
+    field: &str,
+    p: model::PluginSection,
+    route_names: &HashMap<String, usize>,
+) -> PluginSettings {
+    let mut settings = PluginSettings {
+        file: p.file,
+        priority: p.priority,
+        isolation: p.isolation,
+        failure: p.failure,
+        ..PluginSettings::default()
+    };
+    if let Some(routes) = p.routes {
+        let mut idx = Vec::new();
+        for (i, name) in routes.iter().enumerate() {
+            match route_names.get(name.get_ref()) {
+                Some(&n) => idx.push(n),
+                None => r.error(
+                    Some(name.span()),
+                    format!("{field}.routes[{i}]"),
+                    format!("no route is named `{}`", name.get_ref()),
+                    "name the route with name = \"...\" in its [[routes]] entry",
+                ),
+            }
+        }
+        settings.routes = Some(idx);
+    }
+    for (i, c) in p.capabilities.iter().enumerate() {
+        if CAPABILITIES.contains(&c.get_ref().as_str()) {
+            settings.capabilities.insert(c.get_ref().clone());
+        } else {
+            r.error(
+                Some(c.span()),
+                format!("{field}.capabilities[{i}]"),
+                format!("unknown capability `{}`", c.get_ref()),
+                format!("capabilities are: {}", CAPABILITIES.join(", ")),
+            );
+        }
+    }
+    let l = &mut settings.limits;
+    if let Some(ms) = p.limits.deadline_ms {
+        l.deadline = Duration::from_millis(ms.max(1));
+    }
+    if let Some(mb) = p.limits.memory_mb {
+        l.memory_bytes = (mb.clamp(1, 4096) as usize) << 20;
+    }
+    if let Some(n) = p.limits.pool_size {
+        l.pool_size = n;
+    }
+    if let Some(n) = p.limits.max_uses {
+        l.max_uses = n.max(1);
+    }
+    settings.values = p
+        .config
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect();
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::parse(DEFAULT_SOURCE, DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:8080"]);
+        assert_eq!(c.routes.len(), 2);
+    }
+
+    #[test]
+    fn unknown_key_names_line_field_and_hint() {
+        let text = "[server]\nlisten = [\"127.0.0.1:1\"]\nbogus = 1\n";
+        let e = Config::parse("k.toml", text).unwrap_err().to_string();
+        assert!(e.contains("k.toml:3:1"), "{e}");
+        assert!(e.contains("server.bogus"), "{e}");
+        assert!(e.contains("unknown field"), "{e}");
+        assert!(e.contains("hint:"), "{e}");
+    }
+
+    #[test]
+    fn undeclared_upstream_is_an_error_with_its_line() {
+        let text = "[[routes]]\npath = \"/*\"\nproxy = \"nowhere\"\n";
+        let e = Config::parse("k.toml", text).unwrap_err().to_string();
+        assert!(e.contains("k.toml:3:9"), "{e}");
+        assert!(e.contains("routes[0].proxy"), "{e}");
+        assert!(e.contains("upstream `nowhere` is not declared"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let e = Config::parse("k.toml", "[server\n").unwrap_err().to_string();
+        assert!(e.contains("k.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn two_actions_on_one_route_are_refused() {
+        let text = "[upstreams.a]\ntargets=[\"127.0.0.1:1\"]\n[[routes]]\nproxy=\"a\"\nrespond={body=\"x\"}\n";
+        let e = Config::parse("k.toml", text).unwrap_err().to_string();
+        assert!(e.contains("2 actions"), "{e}");
+    }
+}

@@ -1,0 +1,195 @@
+//! The config file's shape. Every struct refuses unknown keys so that a typo
+//! is an error with a location, not a silently ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSection>,
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+    #[serde(default)]
+    pub plugins: Vec<PluginSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: Vec<Spanned<String>>,
+    /// Worker threads; 0 means one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// Largest response body the present chain buffers; larger bodies stream untouched.
+    #[serde(default = "default_present_max")]
+    pub present_max_bytes: usize,
+    /// Accept HTTP/2 over cleartext (prior knowledge) beside HTTP/1.1.
+    #[serde(default = "yes")]
+    pub h2c: bool,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            threads: 0,
+            present_max_bytes: default_present_max(),
+            h2c: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Where the admin API listens; none disables it.
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub targets: Vec<Spanned<String>>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    pub name: Option<String>,
+    /// "example.com", "*.example.com" or absent for any host.
+    pub host: Option<Spanned<String>>,
+    /// "/exact", "/prefix/*" or "/*" (the default).
+    pub path: Option<Spanned<String>>,
+    #[serde(default)]
+    pub methods: Vec<Spanned<String>>,
+    /// Lower runs first among equally specific routes.
+    #[serde(default)]
+    pub priority: i32,
+    pub proxy: Option<Spanned<String>>,
+    #[serde(rename = "static")]
+    pub static_files: Option<StaticSection>,
+    pub respond: Option<RespondSection>,
+    pub redirect: Option<RedirectSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticSection {
+    pub root: Spanned<String>,
+    #[serde(default = "default_index")]
+    pub index: Vec<String>,
+    /// A leading part of the path removed before looking up the file.
+    pub strip_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSection {
+    #[serde(default = "default_status")]
+    pub status: Spanned<u16>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    /// Target; `{path}`, `{uri}` and `{host}` are replaced from the request.
+    pub to: String,
+    #[serde(default = "default_redirect_status")]
+    pub status: Spanned<u16>,
+}
+
+/// How one plugin is applied. Also the shape of a plugin's sidecar
+/// `<name>.toml` in the plugins folder (without `name` and `file`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSection {
+    pub name: Option<Spanned<String>>,
+    /// The component, relative to the plugins folder; default `<name>.wasm`.
+    pub file: Option<String>,
+    /// Lower runs first; ties keep file-name order.
+    pub priority: Option<i32>,
+    /// Route names this plugin applies to; absent means every route.
+    pub routes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub capabilities: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub isolation: Isolation,
+    #[serde(default)]
+    pub failure: FailurePolicy,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Values the plugin reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// A warm instance from a pool, kept for all of one request's phases.
+    #[default]
+    Pooled,
+    /// A fresh instance for every request.
+    Request,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// A failing plugin fails the request with a 500.
+    #[default]
+    FailClosed,
+    /// A failing plugin is skipped.
+    FailOpen,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub deadline_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub pool_size: Option<usize>,
+    pub max_uses: Option<u64>,
+}
+
+fn default_listen() -> Vec<Spanned<String>> {
+    vec![Spanned::new(0..0, "127.0.0.1:8080".to_string())]
+}
+fn default_present_max() -> usize {
+    1 << 20
+}
+fn default_connect_timeout() -> u64 {
+    2_000
+}
+fn default_read_timeout() -> u64 {
+    30_000
+}
+fn default_index() -> Vec<String> {
+    vec!["index.html".to_string()]
+}
+fn default_status() -> Spanned<u16> {
+    Spanned::new(0..0, 200)
+}
+fn default_redirect_status() -> Spanned<u16> {
+    Spanned::new(0..0, 302)
+}
+fn yes() -> bool {
+    true
+}

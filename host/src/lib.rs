@@ -1,0 +1,21 @@
+//! Kavro: a reverse proxy and web server on Pingora whose extensions are
+//! sandboxed WebAssembly components.
+
+pub mod actions;
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod pipeline;
+pub mod plugin;
+pub mod routing;
+pub mod server;
+
+use std::sync::Arc;
+
+/// What serves requests right now: one config and one plugin set. A request
+/// keeps the `Arc` it started with, so swapping in a new one never changes
+/// a request under way.
+pub struct Active {
+    pub config: Arc<config::Config>,
+    pub plugins: Arc<plugin::PluginSet>,
+}

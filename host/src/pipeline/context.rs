@@ -1,0 +1,70 @@
+//! What one request carries through the pipeline.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use sync_wrapper::SyncWrapper;
+use http::{HeaderName, HeaderValue};
+
+use crate::actions::proxy::Upstream;
+use crate::plugin::{Instance, RequestInfo};
+use crate::Active;
+
+/// A body held back for the present chain.
+pub struct PresentBuffer {
+    pub body: BytesMut,
+    pub limit: usize,
+    /// The response head as it was sent, for the plugins to read.
+    pub head: pingora_http::ResponseHeader,
+}
+
+pub struct Ctx {
+    /// The config and plugin set this request started with; a hot swap
+    /// does not change them under it.
+    pub active: Option<Arc<Active>>,
+    pub seq: u64,
+    pub info: Option<Arc<RequestInfo>>,
+    pub started: Instant,
+    /// Index of the matched route.
+    pub route: Option<usize>,
+    /// Instances checked out for this request, by plugin index. Pingora
+    /// wants a `Sync` context; an instance is only ever used through `&mut`.
+    pub instances: Vec<Option<SyncWrapper<Instance>>>,
+    pub upstream: Option<Arc<Upstream>>,
+    /// A prepare plugin's forward: new URI and headers for the upstream request.
+    pub forward_uri: Option<http::Uri>,
+    pub forward_headers: Vec<(HeaderName, HeaderValue)>,
+    pub present: Option<PresentBuffer>,
+    pub bytes_sent: u64,
+    pub error: Option<String>,
+}
+
+impl Ctx {
+    pub fn new() -> Ctx {
+        Ctx {
+            active: None,
+            seq: 0,
+            info: None,
+            started: Instant::now(),
+            route: None,
+            instances: Vec::new(),
+            upstream: None,
+            forward_uri: None,
+            forward_headers: Vec::new(),
+            present: None,
+            bytes_sent: 0,
+            error: None,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.info.as_ref().map_or("-", |i| i.id.as_str())
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx::new()
+    }
+}

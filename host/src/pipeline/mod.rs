@@ -1,0 +1,426 @@
+//! The request pipeline on Pingora's `ProxyHttp`: prime → route → prepare
+//! → action (proxy, static, respond, redirect) → present → package, with
+//! post after the response is written.
+
+mod context;
+mod phases;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::header;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use tokio::io::AsyncReadExt;
+
+pub use context::Ctx;
+use context::PresentBuffer;
+use phases::{PrepareResult, PrimeResult};
+
+use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request};
+use crate::actions::{Body, Produced};
+use crate::plugin::bindings::types::Completion;
+use crate::plugin::RequestInfo;
+use crate::routing::{normalize_host, Match, RouteAction};
+use crate::Active;
+
+/// Every request gets a number unique within this process.
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+pub struct Kavro {
+    pub active: Arc<ArcSwap<Active>>,
+}
+
+/// A client-supplied request id is kept only if it is short and printable.
+fn usable_request_id(v: &http::HeaderValue) -> Option<&str> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+}
+
+fn request_host(req: &RequestHeader) -> String {
+    req.headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.host())
+        .map(normalize_host)
+        .unwrap_or_default()
+}
+
+impl Kavro {
+    /// Writes a response the host produced: present (buffered bodies),
+    /// request id, package, then the bytes.
+    async fn send(&self, session: &mut Session, ctx: &mut Ctx, mut p: Produced) -> Result<bool> {
+        let active = ctx.active.clone().expect("set in request_filter");
+        let set = &active.plugins;
+        let chains = set.chains(ctx.route).clone();
+        let max = active.config.present_max_bytes;
+
+        if !chains.present.is_empty() {
+            if let Body::Bytes(b) = &p.body {
+                if b.len() <= max && p.head.status.as_u16() >= 200 {
+                    let body = b.clone();
+                    let req = session.req_header_mut();
+                    match phases::run_present(set, &chains.present, ctx, req, &mut p.head, body, max)
+                        .await
+                    {
+                        Ok(out) => {
+                            let _ = p
+                                .head
+                                .insert_header(header::CONTENT_LENGTH, out.len().to_string());
+                            p.body = Body::Bytes(out);
+                        }
+                        Err(err) => p = err,
+                    }
+                }
+            }
+        }
+
+        let _ = p.head.insert_header("x-request-id", ctx.request_id());
+        if !chains.package.is_empty() {
+            let req = session.req_header_mut();
+            if let Err(mut err) = phases::run_package(set, &chains.package, ctx, req, &mut p.head).await
+            {
+                let _ = err.head.insert_header("x-request-id", ctx.request_id());
+                p = err;
+            }
+        }
+
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let empty = head_only || matches!(p.body, Body::Empty);
+        session.write_response_header(Box::new(p.head), empty).await?;
+        if empty {
+            return Ok(true);
+        }
+        match p.body {
+            Body::Empty => {}
+            Body::Bytes(b) => {
+                ctx.bytes_sent += b.len() as u64;
+                session.write_response_body(Some(b), true).await?;
+            }
+            Body::File { mut file, len } => {
+                let mut left = len;
+                while left > 0 {
+                    let mut buf = BytesMut::with_capacity((left as usize).min(64 * 1024));
+                    let n = file
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| Error::because(ErrorType::ReadError, "reading a static file", e))?;
+                    if n == 0 {
+                        return Error::e_explain(ErrorType::ReadError, "static file shrank");
+                    }
+                    left = left.saturating_sub(n as u64);
+                    ctx.bytes_sent += n as u64;
+                    session.write_response_body(Some(buf.freeze()), left == 0).await?;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Kavro {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let active = self.active.load_full();
+        ctx.active = Some(active.clone());
+        ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
+
+        let req = session.req_header_mut();
+        let id = match req.headers.get("x-request-id").and_then(usable_request_id) {
+            Some(id) => id.to_string(),
+            None => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let _ = req.insert_header("x-request-id", &id);
+                id
+            }
+        };
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        ctx.info = Some(Arc::new(RequestInfo {
+            id,
+            client_ip,
+            scheme: "http",
+        }));
+
+        let set = &active.plugins;
+        let max = active.config.present_max_bytes;
+        if !set.global.prime.is_empty() {
+            let req = session.req_header_mut();
+            if let PrimeResult::Respond(p) = phases::run_prime(set, &set.global.prime, ctx, req, max).await {
+                return self.send(session, ctx, p).await;
+            }
+        }
+
+        let req = session.req_header();
+        let host = request_host(req);
+        let route = match active.config.routes.find(&host, req.uri.path(), &req.method) {
+            Match::Found(r) => r,
+            Match::MethodNotAllowed => {
+                return self.send(session, ctx, Produced::text(405, "method not allowed\n")).await
+            }
+            Match::NotFound => return self.send(session, ctx, Produced::text(404, "not found\n")).await,
+        };
+        ctx.route = Some(route.index);
+        let chains = set.chains(ctx.route);
+
+        if !chains.prime.is_empty() {
+            let req = session.req_header_mut();
+            if let PrimeResult::Respond(p) = phases::run_prime(set, &chains.prime, ctx, req, max).await {
+                return self.send(session, ctx, p).await;
+            }
+        }
+
+        if !chains.prepare.is_empty() {
+            let config = &active.config;
+            let known = |name: &str| config.upstream(name).is_some();
+            let req = session.req_header_mut();
+            match phases::run_prepare(set, &chains.prepare, ctx, req, max, &known).await {
+                PrepareResult::Declined => {}
+                PrepareResult::Respond(p) => return self.send(session, ctx, p).await,
+                PrepareResult::Forward {
+                    upstream,
+                    uri,
+                    headers,
+                } => {
+                    ctx.upstream = config.upstream(&upstream).cloned();
+                    ctx.forward_uri = uri;
+                    ctx.forward_headers = headers;
+                    return Ok(false);
+                }
+            }
+        }
+
+        match &route.action {
+            RouteAction::Proxy(up) => {
+                ctx.upstream = Some(up.clone());
+                Ok(false)
+            }
+            RouteAction::Static(root) => {
+                let p = root.serve(session.req_header()).await;
+                self.send(session, ctx, p).await
+            }
+            RouteAction::Respond(r) => {
+                let p = r.produce();
+                self.send(session, ctx, p).await
+            }
+            RouteAction::Redirect(r) => {
+                let p = r.produce(session.req_header(), &host);
+                self.send(session, ctx, p).await
+            }
+            RouteAction::None => self.send(session, ctx, Produced::text(404, "not found\n")).await,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let up = ctx
+            .upstream
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
+        up.peer().ok_or_else(|| {
+            Error::explain(ErrorType::ConnectNoRoute, format!("upstream `{}` has no target", up.name))
+        })
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let info = ctx.info.as_ref().expect("set in request_filter");
+        prepare_upstream_request(upstream_request, &info.client_ip, info.scheme);
+        if let Some(uri) = ctx.forward_uri.take() {
+            upstream_request.set_uri(uri);
+        }
+        for (k, v) in ctx.forward_headers.drain(..) {
+            let _ = upstream_request.insert_header(k, v);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        clean_upstream_response(resp);
+        let _ = resp.insert_header("x-request-id", ctx.request_id());
+        let Some(active) = ctx.active.clone() else {
+            return Ok(());
+        };
+        let set = &active.plugins;
+        let chains = set.chains(ctx.route).clone();
+
+        // Present only on bodies of a known length that fits the buffer;
+        // larger and streaming bodies pass through untouched.
+        let max = active.config.present_max_bytes;
+        let len = resp
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let bodiless = session.req_header().method == http::Method::HEAD
+            || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
+        if !chains.present.is_empty() && !bodiless {
+            if let Some(len) = len.filter(|&l| l <= max) {
+                ctx.present = Some(PresentBuffer {
+                    body: BytesMut::with_capacity(len),
+                    limit: max,
+                    head: resp.clone(),
+                });
+                resp.remove_header(&header::CONTENT_LENGTH);
+                if !session.is_http2() {
+                    let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+                }
+            }
+        }
+
+        if !chains.package.is_empty() {
+            let req = session.req_header_mut();
+            if let Err(err) = phases::run_package(set, &chains.package, ctx, req, resp).await {
+                // The upstream's body is already on its way; send the error
+                // head and drop that body.
+                *resp = err.head;
+                let _ = resp.insert_header("x-request-id", ctx.request_id());
+                ctx.present = None;
+                ctx.error = Some("package failed".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if ctx.error.is_some() && ctx.present.is_none() {
+            *body = None;
+            return Ok(None);
+        }
+        if let Some(buf) = ctx.present.as_mut() {
+            if let Some(chunk) = body.take() {
+                if buf.body.len() + chunk.len() > buf.limit {
+                    // More than announced: give up on present, pass it all through.
+                    let mut all = std::mem::take(&mut buf.body);
+                    all.extend_from_slice(&chunk);
+                    ctx.present = None;
+                    *body = Some(all.freeze());
+                    return Ok(None);
+                }
+                buf.body.extend_from_slice(&chunk);
+            }
+            if !end_of_stream {
+                return Ok(None);
+            }
+            let mut buf = ctx.present.take().expect("checked");
+            let active = ctx.active.clone().expect("set");
+            let chain = active.plugins.chains(ctx.route).present.clone();
+            let input = buf.body.freeze();
+            let req = session.req_header_mut();
+            // Pingora's body filters are synchronous: run the chain to
+            // completion here. Every call is bounded by its plugin's deadline.
+            let out = futures::executor::block_on(phases::run_present(
+                &active.plugins,
+                &chain,
+                ctx,
+                req,
+                &mut buf.head,
+                input,
+                buf.limit,
+            ));
+            *body = Some(match out {
+                Ok(b) => b,
+                Err(err) => {
+                    ctx.error = Some("present failed".into());
+                    match err.body {
+                        Body::Bytes(b) => b,
+                        _ => Bytes::new(),
+                    }
+                }
+            });
+        }
+        if let Some(b) = body.as_ref() {
+            ctx.bytes_sent += b.len() as u64;
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        use ErrorType::*;
+        let upstream = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()).to_string();
+        let code = match e.etype() {
+            HTTPStatus(code) => *code,
+            ConnectTimedout | ReadTimedout | WriteTimedout => 504,
+            _ => match e.esource() {
+                pingora_core::ErrorSource::Upstream => 502,
+                pingora_core::ErrorSource::Downstream => match e.etype() {
+                    WriteError | ReadError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        ctx.error = Some(e.to_string());
+        if code > 0 && session.response_written().is_none() {
+            let body = match code {
+                502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
+                504 => format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n"),
+                400 => "400 Bad Request\n".to_string(),
+                c => format!("{c} error\n"),
+            };
+            let _ = self.send(session, ctx, Produced::text(code, body)).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map_or(0, |r| r.status.as_u16());
+        crate::admin::record_request(status, ctx.started.elapsed());
+        let Some(active) = ctx.active.clone() else {
+            return;
+        };
+        let set = &active.plugins;
+        let post = set.chains(ctx.route).post.clone();
+        if post.is_empty() {
+            phases::release(set, ctx);
+            return;
+        }
+        let done = Completion {
+            status,
+            duration_us: ctx.started.elapsed().as_micros() as u64,
+            bytes_sent: ctx.bytes_sent,
+            upstream: ctx.upstream.as_ref().map(|u| u.name.clone()),
+            error: e.map(|e| e.to_string()).or_else(|| ctx.error.clone()),
+        };
+        let req = session.req_header().clone();
+        let resp = session
+            .response_written()
+            .cloned()
+            .unwrap_or_else(|| ResponseHeader::build(status.max(100), Some(0)).expect("valid"));
+        let owned = std::mem::take(ctx);
+        phases::spawn_post(set.clone(), post, owned, req, resp, done);
+    }
+}

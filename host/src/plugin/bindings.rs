@@ -1,0 +1,23 @@
+//! Host-side bindings for the `kavro:plugin` WIT package. Imports are
+//! synchronous (they never block); phase exports are called async so that
+//! epoch deadlines can yield the worker thread.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "kavro:plugin/host",
+    exports: { default: async },
+});
+
+pub use exports::kavro::plugin::{
+    post, prepare, present, prime, plugin as describe, package as package_phase,
+};
+pub use kavro::plugin::types;
+
+/// The WIT package version this host speaks.
+pub const PACKAGE: &str = "kavro:plugin";
+pub const VERSION: &str = "0.1.0";
+
+/// Fully qualified export names, as found in a component's type.
+pub fn export_name(interface: &str) -> String {
+    format!("{PACKAGE}/{interface}@{VERSION}")
+}

@@ -1,0 +1,222 @@
+//! Phase calls on an instance. The live request/response heads are swapped
+//! into the store for the call and back out after; every failure is
+//! classified so the pipeline can apply the plugin's policy.
+
+use std::fmt;
+
+use bytes::Bytes;
+use pingora_http::{RequestHeader, ResponseHeader};
+use wasmtime::component::Resource;
+
+use super::bindings::types::Completion;
+use super::bindings::{prepare, present, prime};
+use super::loaded::{DeadlineExceeded, Instance};
+use super::state::Access;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Trap,
+    Deadline,
+    Memory,
+    BadOutput,
+    Instantiate,
+}
+
+impl FailureKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FailureKind::Trap => "trap",
+            FailureKind::Deadline => "deadline",
+            FailureKind::Memory => "memory",
+            FailureKind::BadOutput => "bad-output",
+            FailureKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub detail: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.as_str(), self.detail)
+    }
+}
+
+impl Failure {
+    pub fn bad_output(detail: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::BadOutput,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Instance {
+    /// Marks the instance broken and says what went wrong.
+    fn failed(&mut self, e: wasmtime::Error) -> Failure {
+        self.broken = true;
+        let kind = if e.is::<DeadlineExceeded>() {
+            FailureKind::Deadline
+        } else if self.store.data().limiter.memory_hit {
+            FailureKind::Memory
+        } else {
+            FailureKind::Trap
+        };
+        let detail = match e.downcast_ref::<wasmtime::Trap>() {
+            Some(t) => t.to_string(),
+            None => format!("{e:#}"),
+        };
+        Failure { kind, detail }
+    }
+
+    fn enter(&mut self, access: Access, deadline: std::time::Duration) {
+        self.store.data_mut().access = access;
+        self.arm(deadline);
+        // Cancelled before `leave`: the instance is not reused.
+        self.broken = true;
+    }
+
+    pub async fn prime(
+        &mut self,
+        seq: u64,
+        req: &mut RequestHeader,
+        deadline: std::time::Duration,
+    ) -> Result<prime::Outcome, Failure> {
+        let access = Access {
+            request_writable: true,
+            response_writable: false,
+        };
+        self.enter(access, deadline);
+        std::mem::swap(&mut self.store.data_mut().req, req);
+        let g = self.guests.prime.as_ref().expect("called only when exported");
+        let r = g
+            .call_on_request(&mut self.store, seq, Resource::new_borrow(0))
+            .await;
+        std::mem::swap(&mut self.store.data_mut().req, req);
+        self.leave(r)
+    }
+
+    pub async fn prepare(
+        &mut self,
+        seq: u64,
+        req: &mut RequestHeader,
+        deadline: std::time::Duration,
+    ) -> Result<prepare::Outcome, Failure> {
+        let access = Access {
+            request_writable: true,
+            response_writable: false,
+        };
+        self.enter(access, deadline);
+        std::mem::swap(&mut self.store.data_mut().req, req);
+        let g = self.guests.prepare.as_ref().expect("called only when exported");
+        let r = g
+            .call_on_prepare(&mut self.store, seq, Resource::new_borrow(0))
+            .await;
+        std::mem::swap(&mut self.store.data_mut().req, req);
+        self.leave(r)
+    }
+
+    pub async fn present(
+        &mut self,
+        seq: u64,
+        req: &mut RequestHeader,
+        resp: &mut ResponseHeader,
+        body: &Bytes,
+        deadline: std::time::Duration,
+    ) -> Result<present::Outcome, Failure> {
+        let access = Access {
+            request_writable: false,
+            response_writable: true,
+        };
+        self.enter(access, deadline);
+        let data = self.store.data_mut();
+        std::mem::swap(&mut data.req, req);
+        std::mem::swap(&mut data.resp, resp);
+        let g = self.guests.present.as_ref().expect("called only when exported");
+        let r = g
+            .call_on_body(
+                &mut self.store,
+                seq,
+                Resource::new_borrow(0),
+                Resource::new_borrow(0),
+                body,
+            )
+            .await;
+        let data = self.store.data_mut();
+        std::mem::swap(&mut data.req, req);
+        std::mem::swap(&mut data.resp, resp);
+        self.leave(r)
+    }
+
+    pub async fn package(
+        &mut self,
+        seq: u64,
+        req: &mut RequestHeader,
+        resp: &mut ResponseHeader,
+        deadline: std::time::Duration,
+    ) -> Result<(), Failure> {
+        let access = Access {
+            request_writable: false,
+            response_writable: true,
+        };
+        self.enter(access, deadline);
+        let data = self.store.data_mut();
+        std::mem::swap(&mut data.req, req);
+        std::mem::swap(&mut data.resp, resp);
+        let g = self.guests.package.as_ref().expect("called only when exported");
+        let r = g
+            .call_on_response(
+                &mut self.store,
+                seq,
+                Resource::new_borrow(0),
+                Resource::new_borrow(0),
+            )
+            .await;
+        let data = self.store.data_mut();
+        std::mem::swap(&mut data.req, req);
+        std::mem::swap(&mut data.resp, resp);
+        self.leave(r)
+    }
+
+    pub async fn post(
+        &mut self,
+        seq: u64,
+        req: &mut RequestHeader,
+        resp: &mut ResponseHeader,
+        done: &Completion,
+        deadline: std::time::Duration,
+    ) -> Result<(), Failure> {
+        self.enter(Access::default(), deadline);
+        let data = self.store.data_mut();
+        std::mem::swap(&mut data.req, req);
+        std::mem::swap(&mut data.resp, resp);
+        let g = self.guests.post.as_ref().expect("called only when exported");
+        let r = g
+            .call_on_complete(
+                &mut self.store,
+                seq,
+                Resource::new_borrow(0),
+                Resource::new_borrow(0),
+                done,
+            )
+            .await;
+        let data = self.store.data_mut();
+        std::mem::swap(&mut data.req, req);
+        std::mem::swap(&mut data.resp, resp);
+        self.leave(r)
+    }
+
+    fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
+        match r {
+            Ok(v) => {
+                self.broken = false;
+                Ok(v)
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+}

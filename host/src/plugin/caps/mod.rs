@@ -1,0 +1,63 @@
+//! Host imports, one capability per module. Each links its WIT interface
+//! and reads what this plugin was granted from `Grants`, built once per
+//! plugin version from config. A call to a capability that was not granted
+//! returns `host-error::denied`; it never traps.
+
+pub mod config;
+pub mod kv;
+pub mod log;
+pub mod metrics;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::types::HostError;
+use super::state::HostState;
+
+/// What one plugin version may use.
+#[derive(Debug)]
+pub struct Grants {
+    pub plugin: String,
+    pub kv: Option<Arc<kv::KvStore>>,
+    pub metrics: bool,
+    pub values: BTreeMap<String, String>,
+}
+
+impl Grants {
+    pub fn new(
+        plugin: &str,
+        granted: &HashSet<String>,
+        values: BTreeMap<String, String>,
+        kv: &Arc<kv::KvStore>,
+    ) -> Grants {
+        Grants {
+            plugin: plugin.to_string(),
+            kv: granted.contains("kv").then(|| kv.clone()),
+            metrics: granted.contains("metrics"),
+            values,
+        }
+    }
+}
+
+/// A plugin always has its own config values and the log.
+pub const ALWAYS_GRANTED: &[&str] = &["config", "log"];
+
+fn denied(plugin: &str, capability: &str) -> HostError {
+    HostError::Denied(format!(
+        "plugin `{plugin}` was not granted `{capability}`; add it to the plugin's capabilities in config"
+    ))
+}
+
+/// Links every capability's imports and WASI (which grants nothing by default).
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    use super::bindings::kavro::plugin as wit;
+    wit::types::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit::log::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit::config::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit::kv::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit::metrics::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    Ok(())
+}

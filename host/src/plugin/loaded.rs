@@ -1,0 +1,376 @@
+//! One loaded plugin version: its compiled component, the phases it
+//! exports, its grants, and its pool of warm instances.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{anyhow, bail};
+use parking_lot::Mutex;
+use wasmtime::component::{Component, InstancePre};
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
+use super::caps::{kv::KvStore, Grants, ALWAYS_GRANTED};
+use super::engine::{now_tick, ticks_for, Runtime};
+use super::state::HostState;
+use crate::config::{Isolation, PluginSettings};
+
+/// The phases a component exports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    pub prime: bool,
+    pub prepare: bool,
+    pub present: bool,
+    pub package: bool,
+    pub post: bool,
+}
+
+impl Phases {
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.prime, "prime"),
+            (self.prepare, "prepare"),
+            (self.present, "present"),
+            (self.package, "package"),
+            (self.post, "post"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect()
+    }
+
+    fn any(&self) -> bool {
+        self.prime || self.prepare || self.present || self.package || self.post
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    pub capabilities: Vec<String>,
+}
+
+/// Export lookups resolved once per version.
+#[derive(Clone)]
+struct Indices {
+    prime: Option<prime::GuestIndices>,
+    prepare: Option<prepare::GuestIndices>,
+    present: Option<present::GuestIndices>,
+    package: Option<package_phase::GuestIndices>,
+    post: Option<post::GuestIndices>,
+}
+
+/// The phase functions of one instance.
+pub struct Guests {
+    pub prime: Option<prime::Guest>,
+    pub prepare: Option<prepare::Guest>,
+    pub present: Option<present::Guest>,
+    pub package: Option<package_phase::Guest>,
+    pub post: Option<post::Guest>,
+}
+
+/// Counters per plugin version, read by the admin API.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+    pub instances_live: AtomicUsize,
+    pub instances_created: AtomicU64,
+}
+
+/// A deadline hit; the epoch callback raises it.
+#[derive(Debug)]
+pub struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+pub struct Plugin {
+    pub name: String,
+    pub file: PathBuf,
+    pub hash: String,
+    pub manifest: Manifest,
+    pub phases: Phases,
+    pub settings: PluginSettings,
+    pub loaded_at: SystemTime,
+    pre: InstancePre<HostState>,
+    indices: Indices,
+    grants: Arc<Grants>,
+    pool: Mutex<Vec<Instance>>,
+    pub stats: Arc<PluginStats>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("phases", &self.phases)
+            .finish()
+    }
+}
+
+/// A live instance, kept by one request for all of its phases.
+pub struct Instance {
+    pub(crate) store: Store<HostState>,
+    pub(crate) guests: Guests,
+    uses: u64,
+    /// Trapped, timed out or cancelled mid-call: never reused.
+    pub(crate) broken: bool,
+    stats: Arc<PluginStats>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.stats.instances_live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Reads the exports of a component and checks it speaks this host's
+/// `kavro:plugin` version.
+fn exported_phases(runtime: &Runtime, component: &Component) -> anyhow::Result<Phases> {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(&runtime.engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let has = |iface: &str| names.iter().any(|n| *n == bindings::export_name(iface));
+    let ours: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with(&format!("{}/", bindings::PACKAGE)))
+        .collect();
+    let foreign_version: Vec<&&String> = ours
+        .iter()
+        .filter(|n| !n.ends_with(&format!("@{}", bindings::VERSION)))
+        .collect();
+    if !foreign_version.is_empty() {
+        bail!(
+            "built against another version of {}: it exports {}; this host expects @{} (e.g. {})",
+            bindings::PACKAGE,
+            foreign_version.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            bindings::VERSION,
+            bindings::export_name("prime")
+        );
+    }
+    let phases = Phases {
+        prime: has("prime"),
+        prepare: has("prepare"),
+        present: has("present"),
+        package: has("package"),
+        post: has("post"),
+    };
+    if !phases.any() {
+        bail!(
+            "exports none of the phases (prime, prepare, present, package, post); it exports: [{}]. \
+             Expected interfaces like {}",
+            names.join(", "),
+            bindings::export_name("prime")
+        );
+    }
+    if !has("plugin") {
+        bail!(
+            "does not export {} (describe)",
+            bindings::export_name("plugin")
+        );
+    }
+    Ok(phases)
+}
+
+impl Plugin {
+    /// Compiles (or loads the cached artifact of) a component; CPU-bound.
+    pub fn compile(
+        runtime: &Runtime,
+        bytes: &[u8],
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<(Component, String)> {
+        let hash = super::artifacts::content_hash(bytes);
+        if !bytes.starts_with(b"\0asm") {
+            bail!("not a WebAssembly file");
+        }
+        let component = super::artifacts::load(&runtime.engine, cache_dir, bytes, &hash)
+            .map_err(|e| anyhow!("not a loadable WebAssembly component: {e:#}"))?;
+        Ok((component, hash))
+    }
+
+    /// Links, instantiates once, asks the plugin to describe itself and
+    /// checks its needs against its grants. The first instance stays warm.
+    pub async fn link(
+        runtime: &Runtime,
+        name: &str,
+        file: &Path,
+        component: Component,
+        hash: String,
+        settings: PluginSettings,
+        kv: &Arc<KvStore>,
+    ) -> anyhow::Result<Plugin> {
+        let phases = exported_phases(runtime, &component)?;
+        let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+            anyhow!("imports something this host does not provide ({e:#}); build it against the kavro:plugin WIT in this host's wit/ folder")
+        })?;
+        let indices = Indices {
+            prime: phases.prime.then(|| prime::GuestIndices::new(&pre)).transpose()?,
+            prepare: phases.prepare.then(|| prepare::GuestIndices::new(&pre)).transpose()?,
+            present: phases.present.then(|| present::GuestIndices::new(&pre)).transpose()?,
+            package: phases.package.then(|| package_phase::GuestIndices::new(&pre)).transpose()?,
+            post: phases.post.then(|| post::GuestIndices::new(&pre)).transpose()?,
+        };
+        let grants = Arc::new(Grants::new(
+            name,
+            &settings.capabilities,
+            settings.values.clone(),
+            kv,
+        ));
+        let mut plugin = Plugin {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            hash,
+            manifest: Manifest {
+                name: String::new(),
+                version: String::new(),
+                capabilities: vec![],
+            },
+            phases,
+            settings,
+            loaded_at: SystemTime::now(),
+            pre,
+            indices,
+            grants,
+            pool: Mutex::new(Vec::new()),
+            stats: Arc::new(PluginStats::default()),
+        };
+
+        let mut first = plugin
+            .instantiate()
+            .await
+            .map_err(|e| anyhow!("failed to instantiate: {e:#}"))?;
+        let handle = first.instance_handle()?;
+        let describe = describe::GuestIndices::new(&plugin.pre)?.load(&mut first.store, &handle)?;
+        first.arm(plugin.settings.limits.deadline);
+        let m = describe
+            .call_describe(&mut first.store)
+            .await
+            .map_err(|e| anyhow!("describe() failed: {e:#}"))?;
+        plugin.manifest = Manifest {
+            name: m.name,
+            version: m.version,
+            capabilities: m.capabilities,
+        };
+        let missing: Vec<&String> = plugin
+            .manifest
+            .capabilities
+            .iter()
+            .filter(|c| {
+                !ALWAYS_GRANTED.contains(&c.as_str()) && !plugin.settings.capabilities.contains(*c)
+            })
+            .collect();
+        if !missing.is_empty() {
+            let list = missing.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+            bail!(
+                "needs capabilities it was not granted: {list}; grant them with capabilities = [{list}] in the plugin's settings"
+            );
+        }
+        plugin.give_back(first);
+        Ok(plugin)
+    }
+
+    async fn instantiate(&self) -> anyhow::Result<Instance> {
+        let limits = &self.settings.limits;
+        let mut store = Store::new(
+            self.pre.engine(),
+            HostState::new(self.grants.clone(), limits.memory_bytes),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            if now_tick() >= ctx.data().deadline_tick {
+                Err(DeadlineExceeded.into())
+            } else {
+                // Give the worker thread back between ticks.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.data_mut().deadline_tick = now_tick() + ticks_for(limits.deadline);
+        store.set_epoch_deadline(1);
+        self.stats.instances_live.fetch_add(1, Ordering::Relaxed);
+        self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
+        let mut instance = Instance {
+            store,
+            guests: Guests {
+                prime: None,
+                prepare: None,
+                present: None,
+                package: None,
+                post: None,
+            },
+            uses: 0,
+            broken: false,
+            stats: self.stats.clone(),
+        };
+        let handle = self.pre.instantiate_async(&mut instance.store).await?;
+        instance.store.data_mut().handle = Some(handle);
+        let s = &mut instance.store;
+        let i = &self.indices;
+        instance.guests = Guests {
+            prime: i.prime.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
+            prepare: i.prepare.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
+            present: i.present.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
+            package: i.package.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
+            post: i.post.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
+        };
+        Ok(instance)
+    }
+
+    /// An instance for one request: warm from the pool, or fresh.
+    pub async fn checkout(&self) -> anyhow::Result<Instance> {
+        if self.settings.isolation == Isolation::Pooled {
+            if let Some(i) = self.pool.lock().pop() {
+                return Ok(i);
+            }
+        }
+        self.instantiate().await
+    }
+
+    /// Returns an instance after its request; broken, worn-out or
+    /// per-request instances are dropped instead.
+    pub fn give_back(&self, mut instance: Instance) {
+        instance.uses += 1;
+        if instance.broken
+            || self.settings.isolation == Isolation::Request
+            || instance.uses >= self.settings.limits.max_uses
+        {
+            return;
+        }
+        let mut pool = self.pool.lock();
+        if pool.len() < self.settings.limits.pool_size {
+            instance.store.data_mut().info = None;
+            pool.push(instance);
+        }
+    }
+
+    pub fn pooled(&self) -> usize {
+        self.pool.lock().len()
+    }
+}
+
+impl Instance {
+    fn instance_handle(&self) -> anyhow::Result<wasmtime::component::Instance> {
+        self.store
+            .data()
+            .handle
+            .ok_or_else(|| anyhow!("instance not started"))
+    }
+
+    /// Starts the deadline clock for one call.
+    pub(crate) fn arm(&mut self, deadline: std::time::Duration) {
+        let data = self.store.data_mut();
+        data.deadline_tick = now_tick() + ticks_for(deadline);
+        data.headers_added = 0;
+        self.store.set_epoch_deadline(1);
+    }
+}

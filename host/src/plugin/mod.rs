@@ -1,0 +1,16 @@
+//! The plugin runtime: wasmtime engine, loading and validation, the warm
+//! instance pool, phase calls with deadlines, and the capabilities.
+
+pub mod artifacts;
+pub mod bindings;
+pub mod calls;
+pub mod caps;
+pub mod engine;
+pub mod loaded;
+pub mod registry;
+pub mod state;
+
+pub use calls::{Failure, FailureKind};
+pub use loaded::{Instance, Plugin};
+pub use registry::{Chains, PluginSet};
+pub use state::RequestInfo;

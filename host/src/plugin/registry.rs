@@ -1,0 +1,261 @@
+//! The plugin set: every component in the plugins folder, loaded with its
+//! settings (from the config file, a `<name>.toml` beside it, or defaults),
+//! ordered, and indexed per route and phase so the request path never
+//! looks at a plugin that does not apply.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::caps::kv::KvStore;
+use super::engine::Runtime;
+use super::loaded::Plugin;
+use crate::config::{self, Config, Diagnostic, PluginSettings, Reporter};
+
+/// Plugin indices, in run order, for each phase.
+#[derive(Debug, Default, Clone)]
+pub struct Chains {
+    pub prime: Vec<usize>,
+    pub prepare: Vec<usize>,
+    pub present: Vec<usize>,
+    pub package: Vec<usize>,
+    pub post: Vec<usize>,
+}
+
+impl Chains {
+    pub fn is_empty(&self) -> bool {
+        self.prime.is_empty()
+            && self.prepare.is_empty()
+            && self.present.is_empty()
+            && self.package.is_empty()
+            && self.post.is_empty()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct PluginSet {
+    pub plugins: Vec<Arc<Plugin>>,
+    /// Plugins that apply to every request (prime runs before routing).
+    pub global: Chains,
+    /// By route index: route-scoped prime plugins (run after routing),
+    /// and the full prepare/present/package/post chains.
+    pub per_route: Vec<Chains>,
+}
+
+impl PluginSet {
+    /// The chains for a request that matched `route`, or only the global ones.
+    pub fn chains(&self, route: Option<usize>) -> &Chains {
+        route
+            .and_then(|r| self.per_route.get(r))
+            .unwrap_or(&self.global)
+    }
+
+    fn index(plugins: Vec<Arc<Plugin>>, routes: usize) -> PluginSet {
+        let mut set = PluginSet {
+            per_route: vec![Chains::default(); routes],
+            ..PluginSet::default()
+        };
+        for (i, p) in plugins.iter().enumerate() {
+            let ph = p.phases;
+            let add = |c: &mut Chains, prime: bool| {
+                if prime && ph.prime {
+                    c.prime.push(i);
+                }
+                if ph.prepare {
+                    c.prepare.push(i);
+                }
+                if ph.present {
+                    c.present.push(i);
+                }
+                if ph.package {
+                    c.package.push(i);
+                }
+                if ph.post {
+                    c.post.push(i);
+                }
+            };
+            match &p.settings.routes {
+                None => {
+                    add(&mut set.global, true);
+                    for c in &mut set.per_route {
+                        add(c, false);
+                    }
+                }
+                Some(routes) => {
+                    for &r in routes {
+                        if let Some(c) = set.per_route.get_mut(r) {
+                            add(c, true);
+                        }
+                    }
+                }
+            }
+        }
+        set.plugins = plugins;
+        set
+    }
+}
+
+/// Where each plugin comes from before it is compiled.
+struct Candidate {
+    name: String,
+    file: PathBuf,
+    settings: PluginSettings,
+}
+
+fn error(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        file: file.display().to_string(),
+        position: None,
+        field: String::new(),
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// Settings from `<stem>.toml` beside the component, if any.
+fn sidecar(path: &Path, route_names: &HashMap<String, usize>) -> Result<Option<PluginSettings>, Vec<Diagnostic>> {
+    let side = path.with_extension("toml");
+    let Ok(text) = std::fs::read_to_string(&side) else {
+        return Ok(None);
+    };
+    let file = side.display().to_string();
+    let mut r = Reporter::new(&file, &text);
+    let Some(section) = config::deserialize::<config::model::PluginSection>(&mut r) else {
+        return Err(r.errors);
+    };
+    if section.name.is_some() || section.file.is_some() {
+        r.error(
+            section.name.as_ref().map(|n| n.span()),
+            "name",
+            "a settings file beside a plugin takes its name from the file",
+            "remove `name` and `file`",
+        );
+    }
+    let settings = config::plugin_settings(&mut r, "", section, route_names);
+    if r.errors.is_empty() {
+        Ok(Some(settings))
+    } else {
+        Err(r.errors)
+    }
+}
+
+/// Finds the plugins in `dir` and pairs each with its settings.
+fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnostic>> {
+    let mut errors = Vec::new();
+    let route_names: HashMap<String, usize> =
+        config.routes.iter().map(|r| (r.name.clone(), r.index)).collect();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "wasm"))
+            .collect(),
+        Err(e) => {
+            return Err(vec![error(
+                dir,
+                format!("cannot read the plugins folder: {e}"),
+                "create it, or point --plugins at the folder holding your .wasm files",
+            )])
+        }
+    };
+    files.sort();
+
+    let mut by_file: HashMap<PathBuf, (String, PluginSettings)> = HashMap::new();
+    for (name, s) in &config.plugins {
+        let file = dir.join(s.file.clone().unwrap_or_else(|| format!("{name}.wasm")));
+        if !file.is_file() {
+            errors.push(error(
+                Path::new(&config.source),
+                format!("plugin `{name}` is configured but {} does not exist", file.display()),
+                "put the component in the plugins folder or remove the entry",
+            ));
+            continue;
+        }
+        by_file.insert(file, (name.clone(), s.clone()));
+    }
+
+    let mut out = Vec::new();
+    for file in files {
+        let (name, settings) = match by_file.remove(&file) {
+            Some(x) => x,
+            None => {
+                let name = file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match sidecar(&file, &route_names) {
+                    Ok(s) => (name, s.unwrap_or_default()),
+                    Err(mut e) => {
+                        errors.append(&mut e);
+                        continue;
+                    }
+                }
+            }
+        };
+        out.push(Candidate {
+            name,
+            file,
+            settings,
+        });
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads every plugin for `config` from `dir`: compiled in parallel (or from
+/// the artifact cache), then linked and described. Any error refuses the set.
+pub async fn load(
+    dir: &Path,
+    config: &Config,
+    cache_dir: Option<&Path>,
+    kv: &Arc<KvStore>,
+) -> Result<PluginSet, Vec<Diagnostic>> {
+    let candidates = discover(dir, config)?;
+    let runtime = Runtime::get().map_err(|e| vec![error(dir, format!("cannot start wasmtime: {e:#}"), "")])?;
+
+    let compiled: Vec<anyhow::Result<(wasmtime::component::Component, String)>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = candidates
+                .iter()
+                .map(|c| {
+                    let runtime = &runtime;
+                    s.spawn(move || {
+                        let bytes = std::fs::read(&c.file)?;
+                        Plugin::compile(runtime, &bytes, cache_dir)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("compiler crashed"))))
+                .collect()
+        });
+
+    let mut errors = Vec::new();
+    let mut plugins = Vec::new();
+    for (c, compiled) in candidates.into_iter().zip(compiled) {
+        let result = match compiled {
+            Ok((component, hash)) => {
+                Plugin::link(&runtime, &c.name, &c.file, component, hash, c.settings, kv).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(p) => plugins.push(Arc::new(p)),
+            Err(e) => errors.push(error(
+                &c.file,
+                format!("plugin `{}` refused: {e:#}", c.name),
+                "rebuild it against this host's wit/ (kavro:plugin) for wasm32-wasip2",
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // Explicit priority first, then file-name order (the sort is stable).
+    plugins.sort_by_key(|p| p.settings.priority.unwrap_or(0));
+    let routes = config.routes.iter().map(|r| r.index + 1).max().unwrap_or(0);
+    Ok(PluginSet::index(plugins, routes))
+}

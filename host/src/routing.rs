@@ -1,0 +1,264 @@
+//! The native route table: host, path pattern and methods. Precedence: an
+//! exact host beats a wildcard (which beats any host), a more specific path
+//! beats a less specific one, then lower `priority`, then declaration order.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::actions::proxy::Upstream;
+use crate::actions::respond::{Redirect, Respond};
+use crate::actions::static_files::StaticRoot;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Any,
+    /// `example.com` (lower case, no port).
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`.
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn parse(s: &str) -> Result<HostPattern, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.is_empty() || s == "*" {
+            return Ok(HostPattern::Any);
+        }
+        let (pattern, name) = match s.strip_prefix("*.") {
+            Some(rest) => (HostPattern::Suffix(format!(".{rest}")), rest.to_string()),
+            None => (HostPattern::Exact(s.clone()), s.clone()),
+        };
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if valid {
+            Ok(pattern)
+        } else {
+            Err(format!("`{s}` is not a host name or *.wildcard"))
+        }
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            HostPattern::Exact(_) => 0,
+            HostPattern::Suffix(_) => 1,
+            HostPattern::Any => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    Exact(String),
+    /// `/api/*` is stored as `/api/` and matches `/api` too.
+    Prefix(String),
+}
+
+impl PathPattern {
+    pub fn parse(s: &str) -> Result<PathPattern, String> {
+        if !s.starts_with('/') {
+            return Err(format!("path `{s}` does not start with /"));
+        }
+        match s.strip_suffix('*') {
+            Some(prefix) if prefix.ends_with('/') => Ok(PathPattern::Prefix(prefix.to_string())),
+            Some(_) => Err(format!("`*` is only allowed as a final `/*` in `{s}`")),
+            None if s.contains('*') => Err(format!("`*` is only allowed as a final `/*` in `{s}`")),
+            None => Ok(PathPattern::Exact(s.to_string())),
+        }
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            PathPattern::Exact(p) => p == path,
+            PathPattern::Prefix(p) => {
+                path.starts_with(p.as_str()) || path == &p[..p.len().saturating_sub(1)]
+            }
+        }
+    }
+
+    /// Higher is more specific: exact paths beat prefixes, longer beats shorter.
+    fn specificity(&self) -> (u8, usize) {
+        match self {
+            PathPattern::Exact(p) => (1, p.len()),
+            PathPattern::Prefix(p) => (0, p.len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// No built-in action: only the route's prepare plugins answer; 404 otherwise.
+    None,
+    Proxy(Arc<Upstream>),
+    Static(Arc<StaticRoot>),
+    Respond(Arc<Respond>),
+    Redirect(Arc<Redirect>),
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Position in the config file; plugin scopes refer to it.
+    pub index: usize,
+    pub host: HostPattern,
+    pub path: PathPattern,
+    /// Empty allows every method.
+    pub methods: Vec<Method>,
+    pub priority: i32,
+    pub action: RouteAction,
+}
+
+#[derive(Debug)]
+pub enum Match<'a> {
+    Found(&'a Route),
+    /// A route matched host and path but not the method.
+    MethodNotAllowed,
+    NotFound,
+}
+
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    /// Sorted by precedence, so the first match wins.
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    pub fn new(mut routes: Vec<Route>) -> RouteTable {
+        routes.sort_by(|a, b| {
+            a.host
+                .rank()
+                .cmp(&b.host.rank())
+                .then_with(|| b.path.specificity().cmp(&a.path.specificity()))
+                .then_with(|| a.priority.cmp(&b.priority))
+                .then_with(|| a.index.cmp(&b.index))
+        });
+        RouteTable { routes }
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
+    /// `host` is lower case without a port.
+    pub fn find(&self, host: &str, path: &str, method: &Method) -> Match<'_> {
+        let mut wrong_method = false;
+        for r in &self.routes {
+            if r.host.matches(host) && r.path.matches(path) {
+                if r.methods.is_empty() || r.methods.contains(method) {
+                    return Match::Found(r);
+                }
+                wrong_method = true;
+            }
+        }
+        if wrong_method {
+            Match::MethodNotAllowed
+        } else {
+            Match::NotFound
+        }
+    }
+}
+
+/// The request's host, lower case, without port.
+pub fn normalize_host(raw: &str) -> String {
+    let h = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or(raw)
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, _)| h)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, host: &str, path: &str, priority: i32, index: usize) -> Route {
+        Route {
+            name: name.into(),
+            index,
+            host: HostPattern::parse(host).unwrap(),
+            path: PathPattern::parse(path).unwrap(),
+            methods: vec![],
+            priority,
+            action: RouteAction::None,
+        }
+    }
+
+    fn found<'a>(t: &'a RouteTable, host: &str, path: &str) -> &'a str {
+        match t.find(host, path, &Method::GET) {
+            Match::Found(r) => &r.name,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn precedence() {
+        let t = RouteTable::new(vec![
+            route("any", "", "/*", 0, 0),
+            route("wild", "*.example.com", "/*", 0, 1),
+            route("exact", "www.example.com", "/*", 0, 2),
+            route("api", "", "/api/*", 0, 3),
+            route("api-v1", "", "/api/v1/*", 0, 4),
+            route("about", "", "/about", 0, 5),
+            route("low", "", "/p/*", 5, 6),
+            route("high", "", "/p/*", 1, 7),
+            route("first", "", "/q/*", 0, 8),
+            route("second", "", "/q/*", 0, 9),
+        ]);
+        assert_eq!(found(&t, "www.example.com", "/x"), "exact");
+        assert_eq!(found(&t, "a.example.com", "/x"), "wild");
+        assert_eq!(found(&t, "example.com", "/x"), "any");
+        assert_eq!(found(&t, "other", "/api/v1/x"), "api-v1");
+        assert_eq!(found(&t, "other", "/api/x"), "api");
+        assert_eq!(found(&t, "other", "/api"), "api");
+        assert_eq!(found(&t, "other", "/about"), "about");
+        assert_eq!(found(&t, "other", "/about/x"), "any");
+        assert_eq!(found(&t, "other", "/p/1"), "high");
+        assert_eq!(found(&t, "other", "/q/1"), "first");
+    }
+
+    #[test]
+    fn methods_and_405() {
+        let mut r = route("post-only", "", "/form", 0, 0);
+        r.methods = vec![Method::POST];
+        let t = RouteTable::new(vec![r]);
+        assert!(matches!(t.find("h", "/form", &Method::POST), Match::Found(_)));
+        assert!(matches!(
+            t.find("h", "/form", &Method::GET),
+            Match::MethodNotAllowed
+        ));
+        assert!(matches!(t.find("h", "/x", &Method::GET), Match::NotFound));
+    }
+
+    #[test]
+    fn host_normalization() {
+        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
+        assert_eq!(normalize_host("example.com."), "example.com");
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert!(PathPattern::parse("api").is_err());
+        assert!(PathPattern::parse("/a*b").is_err());
+        assert!(HostPattern::parse("bad host").is_err());
+    }
+}

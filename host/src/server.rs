@@ -1,0 +1,173 @@
+//! Start-up: config, plugins, then Pingora services for traffic and admin.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+
+use crate::admin::Admin;
+use crate::cli::{Cli, Command};
+use crate::config::{Config, Diagnostic, Diagnostics};
+use crate::pipeline::Kavro;
+use crate::plugin::caps::kv::KvStore;
+use crate::plugin::{artifacts, registry, PluginSet};
+use crate::Active;
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_errors(errors: &[Diagnostic]) {
+    eprintln!("{}", Diagnostics(errors.to_vec()));
+}
+
+/// Runs the CLI; returns the exit code.
+pub fn main(cli: Cli) -> i32 {
+    init_tracing();
+    let mut config = match Config::load(cli.common.config.as_deref()) {
+        Ok(c) => c,
+        Err(d) => {
+            eprintln!("{d}");
+            return 2;
+        }
+    };
+    if !cli.listen.is_empty() {
+        config.listen = cli.listen.clone();
+    }
+    if let Some(a) = &cli.admin {
+        config.admin = Some(a.clone());
+    }
+    if let Some(t) = cli.threads {
+        config.threads = t;
+    }
+    let cache_dir = (!cli.common.no_cache).then(|| {
+        cli.common
+            .cache_dir
+            .clone()
+            .unwrap_or_else(artifacts::default_dir)
+    });
+    let kv = Arc::new(KvStore::default());
+
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start a runtime: {e}");
+            return 1;
+        }
+    };
+    let dir = cli.common.plugins.as_path();
+    let plugins = if !dir.exists() && cli.common.plugins == Path::new("./plugins") {
+        tracing::warn!("no ./plugins folder: serving without plugins");
+        Ok(PluginSet::default())
+    } else {
+        rt.block_on(registry::load(dir, &config, cache_dir.as_deref(), &kv))
+    };
+    let plugins = match plugins {
+        Ok(p) => p,
+        Err(errors) => {
+            print_errors(&errors);
+            return 1;
+        }
+    };
+
+    if let Some(Command::Validate) = cli.command {
+        let names: Vec<String> = plugins
+            .plugins
+            .iter()
+            .map(|p| format!("{} [{}]", p.name, p.phases.names().join(",")))
+            .collect();
+        println!(
+            "ok: {} — {} route(s), {} upstream(s), {} plugin(s){}{}",
+            config.source,
+            config.routes.len(),
+            config.upstreams.len(),
+            names.len(),
+            if names.is_empty() { "" } else { ": " },
+            names.join(", ")
+        );
+        return 0;
+    }
+    drop(rt);
+    serve(config, plugins, kv)
+}
+
+fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>) -> i32 {
+    let kv_sweeper = kv.clone();
+    let _ = std::thread::Builder::new()
+        .name("kavro-kv-sweep".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(10));
+            kv_sweeper.sweep();
+        });
+
+    let threads = if config.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.threads
+    };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+
+    let listen = config.listen.clone();
+    let admin_addr = config.admin.clone();
+    let h2c = config.h2c;
+    let plugin_count = plugins.plugins.len();
+    let active = Arc::new(ArcSwap::from_pointee(Active {
+        config: Arc::new(config),
+        plugins: Arc::new(plugins),
+    }));
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Kavro {
+            active: active.clone(),
+        },
+        "kavro",
+    );
+    if h2c {
+        if let Some(app) = proxy.app_logic_mut() {
+            let mut opts = HttpServerOptions::default();
+            opts.h2c = true;
+            app.server_options = Some(opts);
+        }
+    }
+    for addr in &listen {
+        proxy.add_tcp(addr);
+    }
+    server.add_service(proxy);
+
+    if let Some(addr) = &admin_addr {
+        let mut admin = pingora_core::services::listening::Service::new(
+            "kavro-admin".to_string(),
+            Admin {
+                active: active.clone(),
+            },
+        );
+        admin.add_tcp(addr);
+        server.add_service(admin);
+    }
+
+    tracing::info!(
+        listen = ?listen,
+        admin = ?admin_addr,
+        threads,
+        plugins = plugin_count,
+        "kavro-host serving"
+    );
+    server.run_forever()
+}
