@@ -1,1 +1,177 @@
+//! Harness for the end-to-end tests: starts the real `kavro-host` binary on
+//! a loopback port with real wasm plugins, and real upstream HTTP servers.
 
+pub mod upstream;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The folder holding the build's binaries (`target/release`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// Where `./dev.sh` put the wasm plugins built for the tests.
+pub fn wasm_dir() -> PathBuf {
+    match std::env::var_os("KAVRO_WASM_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => bin_dir()
+            .parent()
+            .expect("target dir")
+            .join("wasm32-wasip2/plugin"),
+    }
+}
+
+/// A built plugin by crate name (`access-log` → `access_log.wasm`).
+pub fn wasm(name: &str) -> PathBuf {
+    let p = wasm_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(p.is_file(), "{} is missing: build the plugins with ./dev.sh test", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A running kavro-host; killed on drop.
+pub struct Host {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Host {
+    /// A folder of plugins and a config; call `start` on it.
+    pub fn builder() -> HostBuilder {
+        HostBuilder {
+            dir: tempfile::tempdir().expect("temp dir"),
+            config: None,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends raw bytes and returns whatever comes back before the server closes or 2 s pass.
+    pub fn raw(&self, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct HostBuilder {
+    pub dir: tempfile::TempDir,
+    config: Option<String>,
+}
+
+impl HostBuilder {
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Copies a built plugin into the plugins folder as `<as_name>.wasm`.
+    pub fn plugin(self, crate_name: &str, as_name: &str) -> Self {
+        std::fs::create_dir_all(self.plugins_dir()).unwrap();
+        std::fs::copy(wasm(crate_name), self.plugins_dir().join(format!("{as_name}.wasm"))).unwrap();
+        self
+    }
+
+    /// A plugin's sidecar settings file.
+    pub fn settings(self, name: &str, toml: &str) -> Self {
+        std::fs::create_dir_all(self.plugins_dir()).unwrap();
+        std::fs::write(self.plugins_dir().join(format!("{name}.toml")), toml).unwrap();
+        self
+    }
+
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_string());
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        std::fs::create_dir_all(self.plugins_dir()).unwrap();
+        let mut cmd = Command::new(bin_dir().join("kavro-host"));
+        cmd.arg("--plugins").arg(self.plugins_dir());
+        cmd.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        if let Some(c) = &self.config {
+            let path = self.dir.path().join("kavro.toml");
+            std::fs::write(&path, c).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// Runs `kavro-host validate`; returns (success, stdout + stderr).
+    pub fn validate(&self) -> (bool, String) {
+        let out = self.command(&["validate"]).output().expect("run kavro-host");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Starts the host and waits until it accepts connections.
+    pub fn start(self) -> Host {
+        let port = free_port();
+        let admin_port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let log = self.dir.path().join("host.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = self
+            .command(&["--listen", &addr.to_string(), "--admin", &admin.to_string()])
+            .env("KAVRO_LOG", "info")
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start kavro-host");
+        let mut host = Host {
+            child,
+            addr,
+            admin,
+            dir: self.dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = host.child.try_wait() {
+                panic!("kavro-host exited with {status}:\n{}", host.log());
+            }
+            assert!(Instant::now() < deadline, "kavro-host did not start:\n{}", host.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        host
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Kavro's developer entry point. Installs what it needs, idempotently.
+#   ./dev.sh run    build the host and the first-party plugins, serve on 127.0.0.1:8080
+#   ./dev.sh test   build everything and run the whole test suite
+#   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$PWD
+
+# One build profile (release) for run, test and bench, in a target dir kept
+# outside the clone so fresh clones reuse it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kavro/target}"
+FIRST_PARTY=(headers redirects cors router access-log)
+TEST_PLUGINS_DIR=tests/plugins
+
+need_apt() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        echo "installing: ${missing[*]}"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+setup() {
+    need_apt cmake build-essential pkg-config
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+}
+
+existing() {
+    for p in "$@"; do [ -f "$p/Cargo.toml" ] && echo "$p"; done
+}
+
+build_plugins() {
+    local args=()
+    for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do args+=(-p "$(basename "$p")"); done
+    cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
+    for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do
+        local name; name=$(basename "$p")
+        local crate=${name//-/_}
+        cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/$crate.wasm" "plugins/$name.wasm"
+    done
+}
+
+build_test_plugins() {
+    local args=()
+    for p in "$TEST_PLUGINS_DIR"/*/; do
+        [ -f "$p/Cargo.toml" ] && args+=(-p "$(basename "$p")")
+    done
+    [ ${#args[@]} -gt 0 ] && cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
+    return 0
+}
+
+case "${1:-}" in
+    run)
+        shift
+        setup
+        build_plugins
+        cargo build --release -p kavro-host
+        echo "serving on http://127.0.0.1:8080 (admin on 127.0.0.1:9900); Ctrl-C stops"
+        exec "$CARGO_TARGET_DIR/release/kavro-host" --plugins "$ROOT/plugins" "$@"
+        ;;
+    plugins)
+        setup
+        build_plugins
+        ;;
+    test)
+        setup
+        build_plugins
+        build_test_plugins
+        export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
+        export KAVRO_PLUGINS_DIR="$ROOT/plugins"
+        # The default members: the host, the end-to-end tests, the bench baseline.
+        cargo test --release -- --test-threads=2
+        ;;
+    *)
+        echo "usage: ./dev.sh run [kavro-host flags] | test | plugins" >&2
+        exit 2
+        ;;
+esac
