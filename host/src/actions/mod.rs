@@ -12,12 +12,17 @@ pub enum Body {
     Empty,
     Bytes(Bytes),
     /// `len` bytes from the file's current position.
-    File { file: tokio::fs::File, len: u64 },
+    File {
+        file: tokio::fs::File,
+        len: u64,
+    },
 }
 
 /// A response the host produces itself (not proxied).
 pub struct Produced {
-    pub head: ResponseHeader,
+    /// Boxed: Pingora takes the head boxed, and a `Produced` moves through
+    /// several result types on its way out.
+    pub head: Box<ResponseHeader>,
     pub body: Body,
 }
 
@@ -29,7 +34,7 @@ impl Produced {
         let _ = head.insert_header("content-type", "text/plain; charset=utf-8");
         let _ = head.insert_header("content-length", body.len().to_string());
         Produced {
-            head,
+            head: Box::new(head),
             body: Body::Bytes(body),
         }
     }

@@ -146,7 +146,8 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
         req.insert_header("host", "example.com").unwrap();
         req.insert_header("x-forwarded-for", "6.6.6.6").unwrap();
-        req.insert_header("connection", "keep-alive, x-secret").unwrap();
+        req.insert_header("connection", "keep-alive, x-secret")
+            .unwrap();
         req.insert_header("x-secret", "1").unwrap();
         req.insert_header("keep-alive", "timeout=5").unwrap();
         req.insert_header("te", "trailers").unwrap();

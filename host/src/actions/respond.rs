@@ -16,8 +16,13 @@ pub struct Respond {
 }
 
 impl Respond {
-    pub fn new(status: u16, headers: &BTreeMap<String, String>, body: String) -> Result<Self, String> {
-        let status = StatusCode::from_u16(status).map_err(|_| format!("invalid status {status}"))?;
+    pub fn new(
+        status: u16,
+        headers: &BTreeMap<String, String>,
+        body: String,
+    ) -> Result<Self, String> {
+        let status =
+            StatusCode::from_u16(status).map_err(|_| format!("invalid status {status}"))?;
         let headers = headers
             .iter()
             .map(|(k, v)| {
@@ -43,7 +48,7 @@ impl Respond {
         }
         let _ = head.insert_header(http::header::CONTENT_LENGTH, self.body.len().to_string());
         Produced {
-            head,
+            head: Box::new(head),
             body: Body::Bytes(self.body.clone()),
         }
     }
@@ -79,7 +84,7 @@ impl Redirect {
                 let _ = head.insert_header(http::header::LOCATION, v);
                 let _ = head.insert_header(http::header::CONTENT_LENGTH, "0");
                 Produced {
-                    head,
+                    head: Box::new(head),
                     body: Body::Empty,
                 }
             }

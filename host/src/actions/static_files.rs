@@ -22,14 +22,17 @@ pub struct StaticRoot {
 
 impl StaticRoot {
     pub fn new(
-        root: &str,
+        root: &Path,
         index: Vec<String>,
         strip_prefix: Option<String>,
     ) -> Result<StaticRoot, String> {
         let root = std::fs::canonicalize(root)
-            .map_err(|e| format!("static root `{root}` is not usable: {e}"))?;
+            .map_err(|e| format!("static root `{}` is not usable: {e}", root.display()))?;
         if !root.is_dir() {
-            return Err(format!("static root `{}` is not a directory", root.display()));
+            return Err(format!(
+                "static root `{}` is not a directory",
+                root.display()
+            ));
         }
         Ok(StaticRoot {
             root,
@@ -104,7 +107,11 @@ impl StaticRoot {
     async fn index_file(&self, dir: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
         for name in &self.index {
             let candidate = dir.join(name);
-            if let Some(rel) = candidate.strip_prefix(&self.root).ok().map(Path::to_path_buf) {
+            if let Some(rel) = candidate
+                .strip_prefix(&self.root)
+                .ok()
+                .map(Path::to_path_buf)
+            {
                 if let Some((p, m)) = self.open_target(&rel).await {
                     if m.is_file() {
                         return Some((p, m));
@@ -197,7 +204,7 @@ async fn serve_file(req: &RequestHeader, path: &Path, meta: &std::fs::Metadata) 
     if not_modified(req, &etag, modified) {
         let _ = head.set_status(StatusCode::NOT_MODIFIED);
         return Produced {
-            head,
+            head: Box::new(head),
             body: Body::Empty,
         };
     }
@@ -219,14 +226,16 @@ async fn serve_file(req: &RequestHeader, path: &Path, meta: &std::fs::Metadata) 
         }
         Err(()) => {
             let mut p = Produced::text(416, "range not satisfiable\n");
-            let _ = p.head.insert_header(header::CONTENT_RANGE, format!("bytes */{len}"));
+            let _ = p
+                .head
+                .insert_header(header::CONTENT_RANGE, format!("bytes */{len}"));
             return p;
         }
     };
     let _ = head.insert_header(header::CONTENT_LENGTH, count.to_string());
     if req.method == Method::HEAD || count == 0 {
         return Produced {
-            head,
+            head: Box::new(head),
             body: Body::Empty,
         };
     }
@@ -240,7 +249,7 @@ async fn serve_file(req: &RequestHeader, path: &Path, meta: &std::fs::Metadata) 
         Err(_) => return Produced::text(404, "not found\n"),
     };
     Produced {
-        head,
+        head: Box::new(head),
         body: Body::File { file, len: count },
     }
 }
@@ -260,11 +269,24 @@ mod tests {
     #[test]
     fn traversal_is_refused_plain_and_encoded() {
         let r = root();
-        for bad in ["/../etc/passwd", "/a/../../x", "/%2e%2e/etc/passwd", "/..%2fetc", "/a%5c..%5cb", "/%00"] {
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/etc/passwd",
+            "/..%2fetc",
+            "/a%5c..%5cb",
+            "/%00",
+        ] {
             assert!(r.resolve_relative(bad).is_none(), "{bad}");
         }
-        assert_eq!(r.resolve_relative("/a/./b.txt"), Some(PathBuf::from("a/b.txt")));
-        assert_eq!(r.resolve_relative("/sp%20ace"), Some(PathBuf::from("sp ace")));
+        assert_eq!(
+            r.resolve_relative("/a/./b.txt"),
+            Some(PathBuf::from("a/b.txt"))
+        );
+        assert_eq!(
+            r.resolve_relative("/sp%20ace"),
+            Some(PathBuf::from("sp ace"))
+        );
     }
 
     #[test]

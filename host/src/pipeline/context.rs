@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use sync_wrapper::SyncWrapper;
 use http::{HeaderName, HeaderValue};
+use sync_wrapper::SyncWrapper;
 
 use crate::actions::proxy::Upstream;
 use crate::plugin::{Instance, RequestInfo};

@@ -65,8 +65,17 @@ impl Kavro {
                 if b.len() <= max && p.head.status.as_u16() >= 200 {
                     let body = b.clone();
                     let req = session.req_header_mut();
-                    match phases::run_present(set, &chains.present, ctx, req, &mut p.head, body, max)
-                        .await
+                    match phases::run_present(
+                        set,
+                        &chains.present,
+                        ctx,
+                        req,
+                        &mut p.head,
+                        body,
+                        true,
+                        max,
+                    )
+                    .await
                     {
                         Ok(out) => {
                             let _ = p
@@ -83,7 +92,8 @@ impl Kavro {
         let _ = p.head.insert_header("x-request-id", ctx.request_id());
         if !chains.package.is_empty() {
             let req = session.req_header_mut();
-            if let Err(mut err) = phases::run_package(set, &chains.package, ctx, req, &mut p.head).await
+            if let Err(mut err) =
+                phases::run_package(set, &chains.package, ctx, req, &mut p.head).await
             {
                 let _ = err.head.insert_header("x-request-id", ctx.request_id());
                 p = err;
@@ -92,7 +102,7 @@ impl Kavro {
 
         let head_only = session.req_header().method == http::Method::HEAD;
         let empty = head_only || matches!(p.body, Body::Empty);
-        session.write_response_header(Box::new(p.head), empty).await?;
+        session.write_response_header(p.head, empty).await?;
         if empty {
             return Ok(true);
         }
@@ -106,16 +116,17 @@ impl Kavro {
                 let mut left = len;
                 while left > 0 {
                     let mut buf = BytesMut::with_capacity((left as usize).min(64 * 1024));
-                    let n = file
-                        .read_buf(&mut buf)
-                        .await
-                        .map_err(|e| Error::because(ErrorType::ReadError, "reading a static file", e))?;
+                    let n = file.read_buf(&mut buf).await.map_err(|e| {
+                        Error::because(ErrorType::ReadError, "reading a static file", e)
+                    })?;
                     if n == 0 {
                         return Error::e_explain(ErrorType::ReadError, "static file shrank");
                     }
                     left = left.saturating_sub(n as u64);
                     ctx.bytes_sent += n as u64;
-                    session.write_response_body(Some(buf.freeze()), left == 0).await?;
+                    session
+                        .write_response_body(Some(buf.freeze()), left == 0)
+                        .await?;
                 }
             }
         }
@@ -160,26 +171,40 @@ impl ProxyHttp for Kavro {
         let max = active.config.present_max_bytes;
         if !set.global.prime.is_empty() {
             let req = session.req_header_mut();
-            if let PrimeResult::Respond(p) = phases::run_prime(set, &set.global.prime, ctx, req, max).await {
+            if let PrimeResult::Respond(p) =
+                phases::run_prime(set, &set.global.prime, ctx, req, max).await
+            {
                 return self.send(session, ctx, p).await;
             }
         }
 
         let req = session.req_header();
         let host = request_host(req);
-        let route = match active.config.routes.find(&host, req.uri.path(), &req.method) {
+        let route = match active
+            .config
+            .routes
+            .find(&host, req.uri.path(), &req.method)
+        {
             Match::Found(r) => r,
             Match::MethodNotAllowed => {
-                return self.send(session, ctx, Produced::text(405, "method not allowed\n")).await
+                return self
+                    .send(session, ctx, Produced::text(405, "method not allowed\n"))
+                    .await
             }
-            Match::NotFound => return self.send(session, ctx, Produced::text(404, "not found\n")).await,
+            Match::NotFound => {
+                return self
+                    .send(session, ctx, Produced::text(404, "not found\n"))
+                    .await
+            }
         };
         ctx.route = Some(route.index);
         let chains = set.chains(ctx.route);
 
         if !chains.prime.is_empty() {
             let req = session.req_header_mut();
-            if let PrimeResult::Respond(p) = phases::run_prime(set, &chains.prime, ctx, req, max).await {
+            if let PrimeResult::Respond(p) =
+                phases::run_prime(set, &chains.prime, ctx, req, max).await
+            {
                 return self.send(session, ctx, p).await;
             }
         }
@@ -221,7 +246,10 @@ impl ProxyHttp for Kavro {
                 let p = r.produce(session.req_header(), &host);
                 self.send(session, ctx, p).await
             }
-            RouteAction::None => self.send(session, ctx, Produced::text(404, "not found\n")).await,
+            RouteAction::None => {
+                self.send(session, ctx, Produced::text(404, "not found\n"))
+                    .await
+            }
         }
     }
 
@@ -231,7 +259,10 @@ impl ProxyHttp for Kavro {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
         up.peer().ok_or_else(|| {
-            Error::explain(ErrorType::ConnectNoRoute, format!("upstream `{}` has no target", up.name))
+            Error::explain(
+                ErrorType::ConnectNoRoute,
+                format!("upstream `{}` has no target", up.name),
+            )
         })
     }
 
@@ -295,7 +326,7 @@ impl ProxyHttp for Kavro {
             if let Err(err) = phases::run_package(set, &chains.package, ctx, req, resp).await {
                 // The upstream's body is already on its way; send the error
                 // head and drop that body.
-                *resp = err.head;
+                *resp = *err.head;
                 let _ = resp.insert_header("x-request-id", ctx.request_id());
                 ctx.present = None;
                 ctx.error = Some("package failed".into());
@@ -344,6 +375,7 @@ impl ProxyHttp for Kavro {
                 req,
                 &mut buf.head,
                 input,
+                false,
                 buf.limit,
             ));
             *body = Some(match out {
@@ -365,7 +397,11 @@ impl ProxyHttp for Kavro {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         use ErrorType::*;
-        let upstream = ctx.upstream.as_ref().map_or("-", |u| u.name.as_str()).to_string();
+        let upstream = ctx
+            .upstream
+            .as_ref()
+            .map_or("-", |u| u.name.as_str())
+            .to_string();
         let code = match e.etype() {
             HTTPStatus(code) => *code,
             ConnectTimedout | ReadTimedout | WriteTimedout => 504,
@@ -382,7 +418,9 @@ impl ProxyHttp for Kavro {
         if code > 0 && session.response_written().is_none() {
             let body = match code {
                 502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
-                504 => format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n"),
+                504 => {
+                    format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n")
+                }
                 400 => "400 Bad Request\n".to_string(),
                 c => format!("{c} error\n"),
             };
@@ -395,9 +433,7 @@ impl ProxyHttp for Kavro {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session
-            .response_written()
-            .map_or(0, |r| r.status.as_u16());
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         crate::admin::record_request(status, ctx.started.elapsed());
         let Some(active) = ctx.active.clone() else {
             return;

@@ -109,7 +109,7 @@ pub fn reply_to_produced(reply: types::Reply, max_body: usize) -> Result<Produce
     head.remove_header(&http::header::TRANSFER_ENCODING);
     let _ = head.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string());
     Ok(Produced {
-        head,
+        head: Box::new(head),
         body: Body::Bytes(Bytes::from(reply.body)),
     })
 }
@@ -142,7 +142,9 @@ pub async fn run_prime(
                     .parse()
                     .ok()
                     .filter(|u: &http::Uri| u.path().starts_with('/') && u.scheme().is_none())
-                    .ok_or_else(|| Failure::bad_output(format!("rewrite to a malformed URI `{uri}`")))?;
+                    .ok_or_else(|| {
+                        Failure::bad_output(format!("rewrite to a malformed URI `{uri}`"))
+                    })?;
                 req.set_uri(parsed);
                 Ok(None)
             }
@@ -229,7 +231,10 @@ pub async fn run_prepare(
     PrepareResult::Declined
 }
 
-/// Runs the present chain over a whole body. On fail-closed, returns the error response.
+/// Runs the present chain over a whole body. `head_writable` is false when
+/// the head has already gone to the client (a streamed proxy response).
+/// On fail-closed, returns the error response.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_present(
     set: &PluginSet,
     chain: &[usize],
@@ -237,6 +242,7 @@ pub async fn run_present(
     req: &mut RequestHeader,
     resp: &mut ResponseHeader,
     mut body: Bytes,
+    head_writable: bool,
     max_body: usize,
 ) -> Result<Bytes, Produced> {
     for &i in chain {
@@ -244,14 +250,20 @@ pub async fn run_present(
         let deadline = plugin.settings.limits.deadline;
         let seq = ctx.seq;
         let result = match instance(set, ctx, i).await {
-            Ok(inst) => inst.present(seq, req, resp, &body, deadline).await,
+            Ok(inst) => {
+                inst.present(seq, req, resp, &body, head_writable, deadline)
+                    .await
+            }
             Err(f) => Err(f),
         };
         let outcome = result.and_then(|o| match o {
             present::Outcome::Keep => Ok(None),
-            present::Outcome::Replace(b) if b.len() > max_body => Err(Failure::bad_output(
-                format!("body of {} bytes is over the {max_body}-byte limit", b.len()),
-            )),
+            present::Outcome::Replace(b) if b.len() > max_body => {
+                Err(Failure::bad_output(format!(
+                    "body of {} bytes is over the {max_body}-byte limit",
+                    b.len()
+                )))
+            }
             present::Outcome::Replace(b) => Ok(Some(Bytes::from(b))),
         });
         match outcome {

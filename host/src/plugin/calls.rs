@@ -92,7 +92,11 @@ impl Instance {
         };
         self.enter(access, deadline);
         std::mem::swap(&mut self.store.data_mut().req, req);
-        let g = self.guests.prime.as_ref().expect("called only when exported");
+        let g = self
+            .guests
+            .prime
+            .as_ref()
+            .expect("called only when exported");
         let r = g
             .call_on_request(&mut self.store, seq, Resource::new_borrow(0))
             .await;
@@ -112,7 +116,11 @@ impl Instance {
         };
         self.enter(access, deadline);
         std::mem::swap(&mut self.store.data_mut().req, req);
-        let g = self.guests.prepare.as_ref().expect("called only when exported");
+        let g = self
+            .guests
+            .prepare
+            .as_ref()
+            .expect("called only when exported");
         let r = g
             .call_on_prepare(&mut self.store, seq, Resource::new_borrow(0))
             .await;
@@ -126,17 +134,22 @@ impl Instance {
         req: &mut RequestHeader,
         resp: &mut ResponseHeader,
         body: &Bytes,
+        head_writable: bool,
         deadline: std::time::Duration,
     ) -> Result<present::Outcome, Failure> {
         let access = Access {
             request_writable: false,
-            response_writable: true,
+            response_writable: head_writable,
         };
         self.enter(access, deadline);
         let data = self.store.data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
-        let g = self.guests.present.as_ref().expect("called only when exported");
+        let g = self
+            .guests
+            .present
+            .as_ref()
+            .expect("called only when exported");
         let r = g
             .call_on_body(
                 &mut self.store,
@@ -167,7 +180,11 @@ impl Instance {
         let data = self.store.data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
-        let g = self.guests.package.as_ref().expect("called only when exported");
+        let g = self
+            .guests
+            .package
+            .as_ref()
+            .expect("called only when exported");
         let r = g
             .call_on_response(
                 &mut self.store,
@@ -194,7 +211,11 @@ impl Instance {
         let data = self.store.data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
-        let g = self.guests.post.as_ref().expect("called only when exported");
+        let g = self
+            .guests
+            .post
+            .as_ref()
+            .expect("called only when exported");
         let r = g
             .call_on_complete(
                 &mut self.store,

@@ -120,7 +120,9 @@ fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Hos
 }
 
 fn read_only(what: &str) -> HostError {
-    HostError::Invalid(format!("the {what} cannot be changed in this phase"))
+    HostError::Invalid(format!(
+        "the {what} cannot be changed here (this phase, or the head was already sent)"
+    ))
 }
 
 fn one(map: &http::HeaderMap, name: &str) -> Option<String> {
@@ -229,7 +231,11 @@ impl HostRequest for HostState {
         let _ = self.req.append_header(n, v);
         Ok(())
     }
-    fn remove_header(&mut self, _: Resource<types::Request>, name: String) -> Result<(), HostError> {
+    fn remove_header(
+        &mut self,
+        _: Resource<types::Request>,
+        name: String,
+    ) -> Result<(), HostError> {
         if !self.access.request_writable {
             return Err(read_only("request"));
         }
