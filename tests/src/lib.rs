@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 /// The folder holding the build's binaries (`target/release`).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Where `./dev.sh` put the wasm plugins built for the tests.
@@ -29,7 +32,11 @@ pub fn wasm_dir() -> PathBuf {
 /// A built plugin by crate name (`access-log` → `access_log.wasm`).
 pub fn wasm(name: &str) -> PathBuf {
     let p = wasm_dir().join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(p.is_file(), "{} is missing: build the plugins with ./dev.sh test", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: build the plugins with ./dev.sh test",
+        p.display()
+    );
     p
 }
 
@@ -101,7 +108,11 @@ impl HostBuilder {
     /// Copies a built plugin into the plugins folder as `<as_name>.wasm`.
     pub fn plugin(self, crate_name: &str, as_name: &str) -> Self {
         std::fs::create_dir_all(self.plugins_dir()).unwrap();
-        std::fs::copy(wasm(crate_name), self.plugins_dir().join(format!("{as_name}.wasm"))).unwrap();
+        std::fs::copy(
+            wasm(crate_name),
+            self.plugins_dir().join(format!("{as_name}.wasm")),
+        )
+        .unwrap();
         self
     }
 
@@ -133,7 +144,10 @@ impl HostBuilder {
 
     /// Runs `kavro-host validate`; returns (success, stdout + stderr).
     pub fn validate(&self) -> (bool, String) {
-        let out = self.command(&["validate"]).output().expect("run kavro-host");
+        let out = self
+            .command(&["validate"])
+            .output()
+            .expect("run kavro-host");
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -169,9 +183,50 @@ impl HostBuilder {
             if let Ok(Some(status)) = host.child.try_wait() {
                 panic!("kavro-host exited with {status}:\n{}", host.log());
             }
-            assert!(Instant::now() < deadline, "kavro-host did not start:\n{}", host.log());
+            assert!(
+                Instant::now() < deadline,
+                "kavro-host did not start:\n{}",
+                host.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         host
+    }
+}
+
+/// An HTTP/1.1 client that does not follow redirects.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// Config for upstreams named by `(name, addr)` and one catch-all route
+/// proxying to the first, named "app".
+pub fn proxy_to_upstreams(upstreams: &[(&str, String)], read_timeout_ms: u64) -> String {
+    let mut out = String::new();
+    for (name, addr) in upstreams {
+        out.push_str(&format!(
+            "[upstreams.{name}]\ntargets = [\"{addr}\"]\nread_timeout_ms = {read_timeout_ms}\n\n"
+        ));
+    }
+    out.push_str(&format!(
+        "[[routes]]\nname = \"app\"\npath = \"/*\"\nproxy = \"{}\"\n",
+        upstreams[0].0
+    ));
+    out
+}
+
+/// Polls `f` every 20 ms for up to 10 s until it returns `Some`.
+pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

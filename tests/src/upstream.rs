@@ -55,7 +55,11 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, hits, _rt: rt }
+        Upstream {
+            addr,
+            hits,
+            _rt: rt,
+        }
     }
 
     pub fn hits(&self) -> usize {

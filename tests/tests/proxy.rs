@@ -2,15 +2,9 @@
 //! the headers plugin on both sides, HTTP/2.
 
 use kavro_e2e::upstream::Upstream;
-use kavro_e2e::{free_port, Host};
+use kavro_e2e::{client, free_port, Host};
 
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
+/// One upstream `app` over `targets`, behind a catch-all route.
 fn proxy_config(targets: &[String], read_timeout_ms: u64) -> String {
     let list = targets
         .iter()
@@ -18,16 +12,8 @@ fn proxy_config(targets: &[String], read_timeout_ms: u64) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        r#"
-[upstreams.app]
-targets = [{list}]
-read_timeout_ms = {read_timeout_ms}
-
-[[routes]]
-name = "app"
-path = "/*"
-proxy = "app"
-"#
+        "[upstreams.app]\ntargets = [{list}]\nread_timeout_ms = {read_timeout_ms}\n\n\
+         [[routes]]\nname = \"app\"\npath = \"/*\"\nproxy = \"app\"\n"
     )
 }
 
@@ -47,14 +33,23 @@ fn forwarded_headers_hop_by_hop_and_request_id() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], "client-chosen-42");
-    assert!(resp.headers().get("x-hop").is_none(), "hop-by-hop response header leaked");
+    assert!(
+        resp.headers().get("x-hop").is_none(),
+        "hop-by-hop response header leaked"
+    );
     assert!(resp.headers().get("keep-alive").is_none());
     let echo: serde_json::Value = resp.json().unwrap();
     let h = &echo["headers"];
     assert_eq!(h["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
     assert_eq!(h["x-forwarded-proto"], serde_json::json!(["http"]));
-    assert_eq!(h["x-forwarded-host"], serde_json::json!([host.addr.to_string()]));
-    assert!(h.get("x-drop-me").is_none(), "connection-listed header forwarded: {h}");
+    assert_eq!(
+        h["x-forwarded-host"],
+        serde_json::json!([host.addr.to_string()])
+    );
+    assert!(
+        h.get("x-drop-me").is_none(),
+        "connection-listed header forwarded: {h}"
+    );
     assert_eq!(h["x-request-id"], serde_json::json!(["client-chosen-42"]));
     assert_eq!(echo["uri"], "/echo?q=1");
 
@@ -71,7 +66,10 @@ fn round_robin_over_targets() {
     let a = Upstream::start("a");
     let b = Upstream::start("b");
     let host = Host::builder()
-        .config(&proxy_config(&[a.addr.to_string(), b.addr.to_string()], 5000))
+        .config(&proxy_config(
+            &[a.addr.to_string(), b.addr.to_string()],
+            5000,
+        ))
         .start();
     let c = client();
     let mut seen = Vec::new();
@@ -122,7 +120,6 @@ fn headers_plugin_changes_both_sides() {
     let echo: serde_json::Value = r.json().unwrap();
     assert_eq!(echo["headers"]["x-env"], serde_json::json!(["test"]));
     assert!(echo["headers"].get("x-secret").is_none());
-
 }
 
 #[test]
@@ -139,10 +136,28 @@ fn http2_cleartext_and_malformed_requests() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
 
-    let garbage = host.raw(b"NOT HTTP AT ALL\r\n\r\n");
+    let garbage = host.raw(b"THIS IS NOT HTTP AT ALL, NOT EVEN CLOSE\r\n\r\n");
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    let bad_version = host.raw(b"GET / HTTP/9.9\r\nHost: example.com\r\n\r\n");
+    assert!(bad_version.starts_with("HTTP/1.1 400"), "{bad_version}");
     let bad_header = host.raw(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n");
     assert!(bad_header.starts_with("HTTP/1.1 400"), "{bad_header}");
     // Still serving.
     assert_eq!(client().get(host.url("/")).send().unwrap().status(), 200);
+
+    // Without h2c nothing waits for an HTTP/2 preface: even a request
+    // shorter than one gets its answer.
+    let host = Host::builder()
+        .config(&format!(
+            "[server]\nh2c = false\n{}",
+            proxy_config(&[up.addr.to_string()], 5000)
+        ))
+        .start();
+    let short = host.raw(b"NOT HTTP\r\n\r\n");
+    assert!(short.starts_with("HTTP/1.1 400"), "{short}");
+    let http10 = host.raw(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(
+        http10.starts_with("HTTP/1.1 200") || http10.starts_with("HTTP/1.0 200"),
+        "{http10}"
+    );
 }

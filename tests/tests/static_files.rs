@@ -53,18 +53,38 @@ fn content_types_conditional_and_ranges() {
     let modified = r.headers()["last-modified"].to_str().unwrap().to_string();
     assert_eq!(r.text().unwrap(), "<h1>home</h1>");
 
-    let r = c.get(host.url("/")).header("if-none-match", &etag).send().unwrap();
+    let r = c
+        .get(host.url("/"))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 304);
-    let r = c.get(host.url("/")).header("if-modified-since", &modified).send().unwrap();
+    let r = c
+        .get(host.url("/"))
+        .header("if-modified-since", &modified)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 304);
 
-    let r = c.get(host.url("/docs/a.txt")).header("range", "bytes=2-5").send().unwrap();
+    let r = c
+        .get(host.url("/docs/a.txt"))
+        .header("range", "bytes=2-5")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 2-5/10");
     assert_eq!(r.text().unwrap(), "2345");
-    let r = c.get(host.url("/docs/a.txt")).header("range", "bytes=-3").send().unwrap();
+    let r = c
+        .get(host.url("/docs/a.txt"))
+        .header("range", "bytes=-3")
+        .send()
+        .unwrap();
     assert_eq!(r.text().unwrap(), "789");
-    let r = c.get(host.url("/docs/a.txt")).header("range", "bytes=50-").send().unwrap();
+    let r = c
+        .get(host.url("/docs/a.txt"))
+        .header("range", "bytes=50-")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 416);
 
     let r = c.get(host.url("/docs")).send().unwrap();
@@ -72,5 +92,8 @@ fn content_types_conditional_and_ranges() {
     assert_eq!(r.headers()["location"], "/docs/");
     let r = c.head(host.url("/docs/a.txt")).send().unwrap();
     assert_eq!(r.headers()["content-length"], "10");
-    assert_eq!(c.post(host.url("/docs/a.txt")).send().unwrap().status(), 405);
+    assert_eq!(
+        c.post(host.url("/docs/a.txt")).send().unwrap().status(),
+        405
+    );
 }
