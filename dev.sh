@@ -2,6 +2,7 @@
 # Kavro's developer entry point. Installs what it needs, idempotently.
 #   ./dev.sh run    build the host and the first-party plugins, serve on 127.0.0.1:8080
 #   ./dev.sh test   build everything and run the whole test suite
+#   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,7 +64,18 @@ case "${1:-}" in
         build_plugins
         cargo build --release -p kavro-host
         echo "serving on http://127.0.0.1:8080 (admin on 127.0.0.1:9900); Ctrl-C stops"
-        exec "$CARGO_TARGET_DIR/release/kavro-host" --plugins "$ROOT/plugins" "$@"
+        # The first-party plugins, unless another folder is given.
+        case " $* " in
+            *" --plugins"*) exec "$CARGO_TARGET_DIR/release/kavro-host" "$@" ;;
+            *) exec "$CARGO_TARGET_DIR/release/kavro-host" --plugins "$ROOT/plugins" "$@" ;;
+        esac
+        ;;
+    bench)
+        setup
+        need_apt nginx wrk curl
+        build_plugins
+        cargo build --release -p kavro-host -p bare-pingora
+        exec bench/run.sh
         ;;
     plugins)
         setup
@@ -76,10 +88,12 @@ case "${1:-}" in
         export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
         export KAVRO_PLUGINS_DIR="$ROOT/plugins"
         # The default members: the host, the end-to-end tests, the bench baseline.
-        cargo test --release -- --test-threads=2
+        cargo test --release --no-fail-fast -- --test-threads=2
+        # The plugins' own unit tests, natively.
+        cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | plugins" >&2
         exit 2
         ;;
 esac

@@ -43,7 +43,10 @@ static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 static PLUGIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let c = IntCounterVec::new(
-        Opts::new("kavro_plugin_failures_total", "Plugin failures by plugin and kind"),
+        Opts::new(
+            "kavro_plugin_failures_total",
+            "Plugin failures by plugin and kind",
+        ),
         &["plugin", "kind"],
     )
     .expect("valid metric");

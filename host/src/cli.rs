@@ -28,6 +28,9 @@ pub struct Cli {
     /// Worker threads (0: one per core); overrides `server.threads`.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Let idle worker threads steal work from busy ones (true/false); overrides `server.work_stealing`.
+    #[arg(long, value_name = "BOOL")]
+    pub work_stealing: Option<bool>,
 }
 
 #[derive(Debug, Args)]

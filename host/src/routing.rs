@@ -240,7 +240,10 @@ mod tests {
         let mut r = route("post-only", "", "/form", 0, 0);
         r.methods = vec![Method::POST];
         let t = RouteTable::new(vec![r]);
-        assert!(matches!(t.find("h", "/form", &Method::POST), Match::Found(_)));
+        assert!(matches!(
+            t.find("h", "/form", &Method::POST),
+            Match::Found(_)
+        ));
         assert!(matches!(
             t.find("h", "/form", &Method::GET),
             Match::MethodNotAllowed

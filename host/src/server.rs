@@ -20,8 +20,10 @@ use crate::Active;
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -49,6 +51,9 @@ pub fn main(cli: Cli) -> i32 {
     if let Some(t) = cli.threads {
         config.threads = t;
     }
+    if let Some(w) = cli.work_stealing {
+        config.work_stealing = w;
+    }
     let cache_dir = (!cli.common.no_cache).then(|| {
         cli.common
             .cache_dir
@@ -57,7 +62,10 @@ pub fn main(cli: Cli) -> i32 {
     });
     let kv = Arc::new(KvStore::default());
 
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start a runtime: {e}");
@@ -116,6 +124,7 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>) -> i32 {
     };
     let conf = ServerConf {
         threads,
+        work_stealing: config.work_stealing,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(5),
         ..ServerConf::default()

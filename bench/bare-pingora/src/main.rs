@@ -1,1 +1,78 @@
-fn main() {}
+//! The native limit under Kavro: a Pingora `ProxyHttp` with no logic that
+//! forwards every request to one upstream. The benchmark runs it with the
+//! same runtime settings as kavro-host, so the ratio between the two is
+//! what Kavro's own work costs.
+
+use async_trait::async_trait;
+use clap::Parser;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::Result;
+use pingora_proxy::{ProxyHttp, Session};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(about = "A bare Pingora reverse proxy: the baseline for Kavro's benchmarks")]
+struct Args {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: String,
+    /// The upstream every request goes to.
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    upstream: String,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Let idle worker threads steal tasks from busy ones.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    work_stealing: bool,
+}
+
+struct Bare {
+    upstream: String,
+}
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(
+            self.upstream.as_str(),
+            false,
+            String::new(),
+        )))
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
+    let conf = ServerConf {
+        threads,
+        work_stealing: args.work_stealing,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    server.bootstrap();
+    let mut proxy = pingora_proxy::http_proxy_service(
+        &server.configuration,
+        Bare {
+            upstream: args.upstream,
+        },
+    );
+    proxy.add_tcp(&args.listen);
+    server.add_service(proxy);
+    server.run_forever();
+}

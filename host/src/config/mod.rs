@@ -32,6 +32,7 @@ pub struct Config {
     pub source: String,
     pub listen: Vec<String>,
     pub threads: usize,
+    pub work_stealing: bool,
     pub present_max_bytes: usize,
     pub h2c: bool,
     pub admin: Option<String>,
@@ -162,9 +163,9 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         .listen
         .iter()
         .enumerate()
-        .filter_map(|(i, l)| {
+        .map(|(i, l)| {
             check_addr(r, l, &format!("server.listen[{i}]"));
-            Some(l.get_ref().clone())
+            l.get_ref().clone()
         })
         .collect();
     if listen.is_empty() {
@@ -218,6 +219,11 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         }
     }
 
+    // Relative paths in the file are relative to the file's folder.
+    let base = match Path::new(r.file).parent() {
+        Some(p) if r.file != DEFAULT_SOURCE => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
     let mut routes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, rs) in raw.routes.into_iter().enumerate() {
@@ -231,7 +237,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
                 "give every route a unique name",
             );
         }
-        if let Some(route) = compile_route(r, &field, i, name, rs, &upstreams) {
+        if let Some(route) = compile_route(r, &field, i, name, rs, &upstreams, &base) {
             routes.push(route);
         }
     }
@@ -263,6 +269,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         source: r.file.to_string(),
         listen,
         threads: raw.server.threads,
+        work_stealing: raw.server.work_stealing,
         present_max_bytes: raw.server.present_max_bytes,
         h2c: raw.server.h2c,
         admin,
@@ -292,6 +299,7 @@ fn compile_route(
     name: String,
     rs: model::RouteSection,
     upstreams: &HashMap<String, Arc<Upstream>>,
+    base: &Path,
 ) -> Option<Route> {
     let host = match &rs.host {
         None => HostPattern::Any,
@@ -360,14 +368,15 @@ fn compile_route(
         }
     }
     if let Some(s) = rs.static_files {
-        match StaticRoot::new(s.root.get_ref(), s.index, s.strip_prefix) {
+        let root = base.join(s.root.get_ref());
+        match StaticRoot::new(&root, s.index, s.strip_prefix) {
             Ok(root) => actions.push(RouteAction::Static(Arc::new(root))),
             Err(e) => {
                 r.error(
                     Some(s.root.span()),
                     format!("{field}.static.root"),
                     e,
-                    "point root at an existing directory",
+                    "point root at an existing directory (relative paths start at the config file's folder)",
                 );
                 return None;
             }
@@ -521,7 +530,9 @@ mod tests {
 
     #[test]
     fn syntax_error_has_a_line() {
-        let e = Config::parse("k.toml", "[server\n").unwrap_err().to_string();
+        let e = Config::parse("k.toml", "[server\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("k.toml:1:"), "{e}");
     }
 

@@ -29,6 +29,10 @@ pub struct ServerSection {
     /// Worker threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Let idle worker threads steal tasks from busy ones. Off by default:
+    /// on small machines the cross-thread wake-ups cost more than they save.
+    #[serde(default)]
+    pub work_stealing: bool,
     /// Largest response body the present chain buffers; larger bodies stream untouched.
     #[serde(default = "default_present_max")]
     pub present_max_bytes: usize,
@@ -42,6 +46,7 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             threads: 0,
+            work_stealing: false,
             present_max_bytes: default_present_max(),
             h2c: true,
         }

@@ -36,7 +36,12 @@ fn engine_key(engine: &Engine) -> String {
 
 /// Loads the component for `bytes`, from `dir` when it was compiled before.
 /// A cache that cannot be read or written only costs a compile.
-pub fn load(engine: &Engine, dir: Option<&Path>, bytes: &[u8], hash: &str) -> anyhow::Result<Component> {
+pub fn load(
+    engine: &Engine,
+    dir: Option<&Path>,
+    bytes: &[u8],
+    hash: &str,
+) -> anyhow::Result<Component> {
     let Some(dir) = dir else {
         return Ok(Component::new(engine, bytes)?);
     };

@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::kavro::plugin::{
-    post, prepare, present, prime, plugin as describe, package as package_phase,
+    package as package_phase, plugin as describe, post, prepare, present, prime,
 };
 pub use kavro::plugin::types;
 

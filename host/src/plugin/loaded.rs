@@ -154,7 +154,11 @@ fn exported_phases(runtime: &Runtime, component: &Component) -> anyhow::Result<P
         bail!(
             "built against another version of {}: it exports {}; this host expects @{} (e.g. {})",
             bindings::PACKAGE,
-            foreign_version.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            foreign_version
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             bindings::VERSION,
             bindings::export_name("prime")
         );
@@ -215,11 +219,26 @@ impl Plugin {
             anyhow!("imports something this host does not provide ({e:#}); build it against the kavro:plugin WIT in this host's wit/ folder")
         })?;
         let indices = Indices {
-            prime: phases.prime.then(|| prime::GuestIndices::new(&pre)).transpose()?,
-            prepare: phases.prepare.then(|| prepare::GuestIndices::new(&pre)).transpose()?,
-            present: phases.present.then(|| present::GuestIndices::new(&pre)).transpose()?,
-            package: phases.package.then(|| package_phase::GuestIndices::new(&pre)).transpose()?,
-            post: phases.post.then(|| post::GuestIndices::new(&pre)).transpose()?,
+            prime: phases
+                .prime
+                .then(|| prime::GuestIndices::new(&pre))
+                .transpose()?,
+            prepare: phases
+                .prepare
+                .then(|| prepare::GuestIndices::new(&pre))
+                .transpose()?,
+            present: phases
+                .present
+                .then(|| present::GuestIndices::new(&pre))
+                .transpose()?,
+            package: phases
+                .package
+                .then(|| package_phase::GuestIndices::new(&pre))
+                .transpose()?,
+            post: phases
+                .post
+                .then(|| post::GuestIndices::new(&pre))
+                .transpose()?,
         };
         let grants = Arc::new(Grants::new(
             name,
@@ -271,7 +290,11 @@ impl Plugin {
             })
             .collect();
         if !missing.is_empty() {
-            let list = missing.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+            let list = missing
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
             bail!(
                 "needs capabilities it was not granted: {list}; grant them with capabilities = [{list}] in the plugin's settings"
             );
@@ -317,11 +340,31 @@ impl Plugin {
         let s = &mut instance.store;
         let i = &self.indices;
         instance.guests = Guests {
-            prime: i.prime.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
-            prepare: i.prepare.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
-            present: i.present.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
-            package: i.package.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
-            post: i.post.as_ref().map(|x| x.load(&mut *s, &handle)).transpose()?,
+            prime: i
+                .prime
+                .as_ref()
+                .map(|x| x.load(&mut *s, &handle))
+                .transpose()?,
+            prepare: i
+                .prepare
+                .as_ref()
+                .map(|x| x.load(&mut *s, &handle))
+                .transpose()?,
+            present: i
+                .present
+                .as_ref()
+                .map(|x| x.load(&mut *s, &handle))
+                .transpose()?,
+            package: i
+                .package
+                .as_ref()
+                .map(|x| x.load(&mut *s, &handle))
+                .transpose()?,
+            post: i
+                .post
+                .as_ref()
+                .map(|x| x.load(&mut *s, &handle))
+                .transpose()?,
         };
         Ok(instance)
     }

@@ -113,7 +113,10 @@ fn error(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Di
 }
 
 /// Settings from `<stem>.toml` beside the component, if any.
-fn sidecar(path: &Path, route_names: &HashMap<String, usize>) -> Result<Option<PluginSettings>, Vec<Diagnostic>> {
+fn sidecar(
+    path: &Path,
+    route_names: &HashMap<String, usize>,
+) -> Result<Option<PluginSettings>, Vec<Diagnostic>> {
     let side = path.with_extension("toml");
     let Ok(text) = std::fs::read_to_string(&side) else {
         return Ok(None);
@@ -142,8 +145,11 @@ fn sidecar(path: &Path, route_names: &HashMap<String, usize>) -> Result<Option<P
 /// Finds the plugins in `dir` and pairs each with its settings.
 fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnostic>> {
     let mut errors = Vec::new();
-    let route_names: HashMap<String, usize> =
-        config.routes.iter().map(|r| (r.name.clone(), r.index)).collect();
+    let route_names: HashMap<String, usize> = config
+        .routes
+        .iter()
+        .map(|r| (r.name.clone(), r.index))
+        .collect();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -165,7 +171,10 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
         if !file.is_file() {
             errors.push(error(
                 Path::new(&config.source),
-                format!("plugin `{name}` is configured but {} does not exist", file.display()),
+                format!(
+                    "plugin `{name}` is configured but {} does not exist",
+                    file.display()
+                ),
                 "put the component in the plugins folder or remove the entry",
             ));
             continue;
@@ -213,7 +222,8 @@ pub async fn load(
     kv: &Arc<KvStore>,
 ) -> Result<PluginSet, Vec<Diagnostic>> {
     let candidates = discover(dir, config)?;
-    let runtime = Runtime::get().map_err(|e| vec![error(dir, format!("cannot start wasmtime: {e:#}"), "")])?;
+    let runtime = Runtime::get()
+        .map_err(|e| vec![error(dir, format!("cannot start wasmtime: {e:#}"), "")])?;
 
     let compiled: Vec<anyhow::Result<(wasmtime::component::Component, String)>> =
         std::thread::scope(|s| {
@@ -229,7 +239,10 @@ pub async fn load(
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("compiler crashed"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("compiler crashed")))
+                })
                 .collect()
         });
 

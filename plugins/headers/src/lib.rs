@@ -12,7 +12,9 @@
 //!
 //! Lists are `;`-separated; pairs are `name: value`.
 
-use kavro_sdk::{config, export, Manifest, Package, Plugin, Prime, PrimeOutcome, Request, Response};
+use kavro_sdk::{
+    config, export, Manifest, Package, Plugin, Prime, PrimeOutcome, Request, Response,
+};
 
 type Pairs = Vec<(String, String)>;
 

@@ -60,11 +60,36 @@ macro_rules! phase_bindings {
     };
 }
 
-phase_bindings!("prime", prime_bindings, "kavro:plugin/prime-phase", "export_prime");
-phase_bindings!("prepare", prepare_bindings, "kavro:plugin/prepare-phase", "export_prepare");
-phase_bindings!("present", present_bindings, "kavro:plugin/present-phase", "export_present");
-phase_bindings!("package", package_bindings, "kavro:plugin/package-phase", "export_package");
-phase_bindings!("post", post_bindings, "kavro:plugin/post-phase", "export_post");
+phase_bindings!(
+    "prime",
+    prime_bindings,
+    "kavro:plugin/prime-phase",
+    "export_prime"
+);
+phase_bindings!(
+    "prepare",
+    prepare_bindings,
+    "kavro:plugin/prepare-phase",
+    "export_prepare"
+);
+phase_bindings!(
+    "present",
+    present_bindings,
+    "kavro:plugin/present-phase",
+    "export_present"
+);
+phase_bindings!(
+    "package",
+    package_bindings,
+    "kavro:plugin/package-phase",
+    "export_package"
+);
+phase_bindings!(
+    "post",
+    post_bindings,
+    "kavro:plugin/post-phase",
+    "export_post"
+);
 
 use bindings::kavro::plugin::types;
 
@@ -251,6 +276,12 @@ pub mod __private {
     /// Per-request state keyed by the host's request number.
     pub struct StateCell<S>(std::cell::RefCell<Option<(u64, S)>>);
 
+    impl<S: Default> Default for StateCell<S> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     impl<S: Default> StateCell<S> {
         pub const fn new() -> Self {
             StateCell(std::cell::RefCell::new(None))
@@ -367,13 +398,27 @@ macro_rules! export {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __export_phase {
-    (prime, $a:ident) => { $crate::__export_prime!($a); };
-    (prepare, $a:ident) => { $crate::__export_prepare!($a); };
-    (present, $a:ident) => { $crate::__export_present!($a); };
-    (package, $a:ident) => { $crate::__export_package!($a); };
-    (post, $a:ident) => { $crate::__export_post!($a); };
+    (prime, $a:ident) => {
+        $crate::__export_prime!($a);
+    };
+    (prepare, $a:ident) => {
+        $crate::__export_prepare!($a);
+    };
+    (present, $a:ident) => {
+        $crate::__export_present!($a);
+    };
+    (package, $a:ident) => {
+        $crate::__export_package!($a);
+    };
+    (post, $a:ident) => {
+        $crate::__export_post!($a);
+    };
     ($other:ident, $a:ident) => {
-        compile_error!(concat!("unknown phase `", stringify!($other), "`; phases are prime, prepare, present, package, post"));
+        compile_error!(concat!(
+            "unknown phase `",
+            stringify!($other),
+            "`; phases are prime, prepare, present, package, post"
+        ));
     };
 }
 

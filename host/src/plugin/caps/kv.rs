@@ -52,7 +52,9 @@ impl Default for KvStore {
 
 fn full_key(plugin: &str, key: &str) -> Result<Vec<u8>, HostError> {
     if key.len() > MAX_KEY {
-        return Err(HostError::Invalid(format!("key longer than {MAX_KEY} bytes")));
+        return Err(HostError::Invalid(format!(
+            "key longer than {MAX_KEY} bytes"
+        )));
     }
     let mut k = Vec::with_capacity(plugin.len() + 1 + key.len());
     k.extend_from_slice(plugin.as_bytes());
@@ -88,7 +90,9 @@ impl KvStore {
         ttl_ms: Option<u64>,
     ) -> Result<(), HostError> {
         if value.len() > MAX_VALUE {
-            return Err(HostError::Invalid(format!("value larger than {MAX_VALUE} bytes")));
+            return Err(HostError::Invalid(format!(
+                "value larger than {MAX_VALUE} bytes"
+            )));
         }
         let k = full_key(plugin, key)?;
         let mut shard = self.shard(&k).lock();
@@ -129,9 +133,10 @@ impl KvStore {
             Some(e) if e.live(now) => Some(parse_counter(&e.value)?),
             _ => None,
         };
-        let next = current.unwrap_or(0).checked_add(delta).ok_or_else(|| {
-            HostError::Invalid("the counter would overflow".to_string())
-        })?;
+        let next = current
+            .unwrap_or(0)
+            .checked_add(delta)
+            .ok_or_else(|| HostError::Invalid("the counter would overflow".to_string()))?;
         match shard.get_mut(&k) {
             Some(e) if current.is_some() => e.value = next.to_string().into_bytes(),
             _ => {
@@ -185,8 +190,14 @@ impl Host for HostState {
     fn delete(&mut self, key: String) -> Result<bool, HostError> {
         self.kv()?.delete(&self.grants.plugin, &key)
     }
-    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, HostError> {
-        self.kv()?.increment(&self.grants.plugin, &key, delta, ttl_ms)
+    fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, HostError> {
+        self.kv()?
+            .increment(&self.grants.plugin, &key, delta, ttl_ms)
     }
 }
 

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Proxy throughput and latency, all peers in one run against one upstream:
+#   bare Pingora (the native limit), kavro-host with zero plugins, kavro-host
+#   with headers + access-log, and nginx proxy_pass.
+# Loopback only; every load run is bounded by BENCH_SECONDS.
+#
+#   ./dev.sh bench            (builds what it needs first)
+#   BENCH_SECONDS=10 BENCH_CONNECTIONS=64 ./dev.sh bench
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN="${CARGO_TARGET_DIR:?run through ./dev.sh bench}/release"
+WASM="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
+SECONDS_EACH=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-0}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+UP=127.0.0.1:18081
+BARE=127.0.0.1:18082
+KAVRO0=127.0.0.1:18083
+KAVRO2=127.0.0.1:18084
+NGINX=127.0.0.1:18085
+
+wait_port() {
+    for _ in $(seq 1 300); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on $1" >&2
+    exit 1
+}
+
+# The upstream: nginx answering a fixed 1 KiB body, keep-alive.
+mkdir -p "$WORK/up" "$WORK/px"
+head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/index.html"
+cat > "$WORK/up.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/up.pid;
+error_log $WORK/up-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server { listen $UP; root $WORK/up; location / { try_files /index.html =404; } }
+}
+EOF
+nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)
+
+# The nginx peer: proxy_pass with an upstream keep-alive pool, as Pingora pools.
+NGINX_WORKERS=$THREADS; [ "$NGINX_WORKERS" = 0 ] && NGINX_WORKERS=auto
+cat > "$WORK/px.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $WORK/px.pid;
+error_log $WORK/px-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream app { server $UP; keepalive 128; }
+    server {
+        listen $NGINX;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+nginx -c "$WORK/px.conf" -p "$WORK/px" & PIDS+=($!)
+
+"$BIN/bare-pingora" --listen "$BARE" --upstream "$UP" --threads "$THREADS" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
+
+kavro_config() {
+    cat <<EOF
+[server]
+listen = ["$1"]
+threads = $THREADS
+[upstreams.app]
+targets = ["$UP"]
+[[routes]]
+path = "/*"
+proxy = "app"
+EOF
+}
+mkdir -p "$WORK/none" "$WORK/two"
+kavro_config "$KAVRO0" > "$WORK/none.toml"
+kavro_config "$KAVRO2" > "$WORK/two.toml"
+cp "$WASM/headers.wasm" "$WASM/access_log.wasm" "$WORK/two/"
+cat > "$WORK/two/headers.toml" <<EOF
+[config]
+request_set = "x-env: bench"
+response_set = "x-served-by: kavro"
+EOF
+KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/none" >"$WORK/none.log" 2>&1 & PIDS+=($!)
+# The access log goes to a file, as it would in production.
+KAVRO_LOG=info "$BIN/kavro-host" --config "$WORK/two.toml" --plugins "$WORK/two" >"$WORK/two.log" 2>&1 & PIDS+=($!)
+
+for a in $UP $NGINX $BARE $KAVRO0 $KAVRO2; do wait_port "$a"; done
+curl -fsS "http://$KAVRO2/" -o /dev/null -D - | grep -qi '^x-served-by: kavro' \
+    || { echo "the plugins did not run" >&2; exit 1; }
+
+# Runs wrk against $2 and prints "name rps p50_us p99_us".
+load() {
+    local out
+    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "http://$2/" 2>&1)
+    local rps p50 p99
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    echo "$1 $rps $(to_us "$p50") $(to_us "$p99")"
+}
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); print v+0 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); print v*1000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); print v*1000000 }
+        else print v }'
+}
+
+# Warm every server (connection pools, plugin instances), then measure.
+for a in $NGINX $BARE $KAVRO0 $KAVRO2; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
+RESULTS=$WORK/results
+: > "$RESULTS"
+load nginx "$NGINX" >> "$RESULTS"
+load bare-pingora "$BARE" >> "$RESULTS"
+load kavro-0-plugins "$KAVRO0" >> "$RESULTS"
+load kavro-headers+access-log "$KAVRO2" >> "$RESULTS"
+
+echo
+echo "proxy benchmark: $(nproc) cores, $CONNS connections, ${SECONDS_EACH}s each, 1 KiB upstream body, $(date -u +%F)"
+awk '
+    { name[NR]=$1; rps[NR]=$2; p50[NR]=$3; p99[NR]=$4; by[$1]=$2 }
+    END {
+        printf "%-28s %12s %10s %10s %10s %10s\n", "server", "req/s", "p50 us", "p99 us", "vs bare", "vs nginx"
+        for (i = 1; i <= NR; i++)
+            printf "%-28s %12.0f %10.0f %10.0f %9.2fx %9.2fx\n", name[i], rps[i], p50[i], p99[i], rps[i]/by["bare-pingora"], rps[i]/by["nginx"]
+        printf "\nkavro, zero plugins / bare pingora:          %.3f  (target >= 0.95)\n", by["kavro-0-plugins"]/by["bare-pingora"]
+        printf "kavro, headers+access-log / zero plugins:    %.3f  (target >= 0.90)\n", by["kavro-headers+access-log"]/by["kavro-0-plugins"]
+    }' "$RESULTS"
+lines=$(grep -c '"status":200' "$WORK/two.log" || true)
+echo "access-log lines written during the run: $lines"
