@@ -5,6 +5,7 @@
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
+CALLER=$PWD
 cd "$(dirname "$0")"
 ROOT=$PWD
 
@@ -48,6 +49,13 @@ build_plugins() {
     done
 }
 
+# Always the same set of native crates (the default members), so that run,
+# test and bench share one feature resolution and never rebuild each other's
+# dependencies.
+build_native() {
+    cargo build --release
+}
+
 build_test_plugins() {
     local args=()
     for p in "$TEST_PLUGINS_DIR"/*/; do
@@ -62,9 +70,11 @@ case "${1:-}" in
         shift
         setup
         build_plugins
-        cargo build --release -p kavro-host
+        build_native
         echo "serving on http://127.0.0.1:8080 (admin on 127.0.0.1:9900); Ctrl-C stops"
-        # The first-party plugins, unless another folder is given.
+        # Paths in the arguments are the caller's; the first-party plugins
+        # serve unless another folder is given.
+        cd "$CALLER"
         case " $* " in
             *" --plugins"*) exec "$CARGO_TARGET_DIR/release/kavro-host" "$@" ;;
             *) exec "$CARGO_TARGET_DIR/release/kavro-host" --plugins "$ROOT/plugins" "$@" ;;
@@ -74,7 +84,7 @@ case "${1:-}" in
         setup
         need_apt nginx wrk curl
         build_plugins
-        cargo build --release -p kavro-host -p bare-pingora
+        build_native
         exec bench/run.sh
         ;;
     plugins)
