@@ -38,9 +38,9 @@ wait_port() {
     exit 1
 }
 
-# The upstream: nginx answering a fixed 1 KiB body, keep-alive.
+# The upstream: nginx answering a fixed 1 KiB body from memory, keep-alive.
 mkdir -p "$WORK/up" "$WORK/px"
-head -c 1024 /dev/zero | tr '\0' 'k' > "$WORK/up/index.html"
+BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
 cat > "$WORK/up.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -50,7 +50,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
-    server { listen $UP; root $WORK/up; location / { try_files /index.html =404; } }
+    server { listen $UP; location / { default_type text/plain; return 200 "$BODY"; } }
 }
 EOF
 nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)

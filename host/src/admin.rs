@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, TextEncoder};
 
 use crate::plugin::FailureKind;
 use crate::Active;
@@ -18,23 +18,26 @@ use crate::Active;
 static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-static RESPONSES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// One counter per status class, resolved once: the request path does no
+/// label lookups.
+static RESPONSES: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
     let c = IntCounterVec::new(
         Opts::new("kavro_responses_total", "Responses by status class"),
         &["class"],
     )
     .expect("valid metric");
     let _ = prometheus::default_registry().register(Box::new(c.clone()));
-    c
+    CLASSES.map(|class| c.with_label_values(&[class]))
 });
 
-static LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let h = HistogramVec::new(
+static LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
+    let h = Histogram::with_opts(
         HistogramOpts::new("kavro_request_seconds", "Request latency").buckets(vec![
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0,
         ]),
-        &[],
     )
     .expect("valid metric");
     let _ = prometheus::default_registry().register(Box::new(h.clone()));
@@ -57,23 +60,22 @@ static PLUGIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub fn record_request(status: u16, took: Duration) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
     let class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
     };
-    RESPONSES.with_label_values(&[class]).inc();
-    LATENCY
-        .with_label_values(&[] as &[&str])
-        .observe(took.as_secs_f64());
+    RESPONSES[class].inc();
+    LATENCY.observe(took.as_secs_f64());
 }
 
 pub fn record_failure(plugin: &str, kind: FailureKind) {
     PLUGIN_FAILURES
         .with_label_values(&[plugin, kind.as_str()])
         .inc();
+}
+
+/// Starts the uptime clock.
+pub fn mark_start() {
+    LazyLock::force(&STARTED);
 }
 
 pub struct Admin {

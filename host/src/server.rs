@@ -109,6 +109,7 @@ pub fn main(cli: Cli) -> i32 {
 }
 
 fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>) -> i32 {
+    crate::admin::mark_start();
     let kv_sweeper = kv.clone();
     let _ = std::thread::Builder::new()
         .name("kavro-kv-sweep".into())

@@ -181,6 +181,7 @@ fn access_log_writes_one_json_line_per_request() {
     let up = Upstream::start("app");
     let host = Host::builder()
         .plugin("access-log", "access-log")
+        .settings("access-log", "[config]\nheaders = \"x-tenant\"\n")
         .config(&proxy_to_upstreams(&[("app", up.addr.to_string())], 5000))
         .start();
     let c = client();
@@ -189,6 +190,7 @@ fn access_log_writes_one_json_line_per_request() {
             .get(host.url(&format!("/page/{i}?q=x")))
             .header("user-agent", "kavro-test")
             .header("x-request-id", format!("log-{i}"))
+            .header("x-tenant", "acme")
             .send()
             .unwrap();
         assert!(!r.text().unwrap().is_empty());
@@ -217,5 +219,6 @@ fn access_log_writes_one_json_line_per_request() {
     assert_eq!(first["upstream"], "app");
     assert_eq!(first["user_agent"], "kavro-test");
     assert_eq!(first["client"], "127.0.0.1");
+    assert_eq!(first["x-tenant"], "acme");
     assert!(first["bytes"].as_u64().unwrap() > 0);
 }

@@ -57,7 +57,7 @@ impl Kavro {
     async fn send(&self, session: &mut Session, ctx: &mut Ctx, mut p: Produced) -> Result<bool> {
         let active = ctx.active.clone().expect("set in request_filter");
         let set = &active.plugins;
-        let chains = set.chains(ctx.route).clone();
+        let chains = set.chains(ctx.route);
         let max = active.config.present_max_bytes;
 
         if !chains.present.is_empty() {
@@ -295,7 +295,7 @@ impl ProxyHttp for Kavro {
             return Ok(());
         };
         let set = &active.plugins;
-        let chains = set.chains(ctx.route).clone();
+        let chains = set.chains(ctx.route);
 
         // Present only on bodies of a known length that fits the buffer;
         // larger and streaming bodies pass through untouched.
@@ -363,14 +363,14 @@ impl ProxyHttp for Kavro {
             }
             let mut buf = ctx.present.take().expect("checked");
             let active = ctx.active.clone().expect("set");
-            let chain = active.plugins.chains(ctx.route).present.clone();
+            let chain = &active.plugins.chains(ctx.route).present;
             let input = buf.body.freeze();
             let req = session.req_header_mut();
             // Pingora's body filters are synchronous: run the chain to
             // completion here. Every call is bounded by its plugin's deadline.
             let out = futures::executor::block_on(phases::run_present(
                 &active.plugins,
-                &chain,
+                chain,
                 ctx,
                 req,
                 &mut buf.head,
@@ -439,8 +439,7 @@ impl ProxyHttp for Kavro {
             return;
         };
         let set = &active.plugins;
-        let post = set.chains(ctx.route).post.clone();
-        if post.is_empty() {
+        if set.chains(ctx.route).post.is_empty() {
             phases::release(set, ctx);
             return;
         }
@@ -457,6 +456,6 @@ impl ProxyHttp for Kavro {
             .cloned()
             .unwrap_or_else(|| ResponseHeader::build(status.max(100), Some(0)).expect("valid"));
         let owned = std::mem::take(ctx);
-        phases::spawn_post(set.clone(), post, owned, req, resp, done);
+        phases::spawn_post(set.clone(), owned, req, resp, done);
     }
 }

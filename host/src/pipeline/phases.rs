@@ -63,7 +63,7 @@ async fn instance<'c>(
             kind: FailureKind::Instantiate,
             detail: format!("{e:#}"),
         })?;
-        inst.store.data_mut().info = ctx.info.clone();
+        inst.set_request_info(ctx.info.clone());
         ctx.instances[i] = Some(SyncWrapper::new(inst));
     }
     let plugin = &set.plugins[i];
@@ -307,14 +307,13 @@ pub async fn run_package(
 /// instances to their pools.
 pub fn spawn_post(
     set: Arc<PluginSet>,
-    chain: Vec<usize>,
     mut ctx: Ctx,
     mut req: RequestHeader,
     mut resp: ResponseHeader,
     done: types::Completion,
 ) {
     tokio::spawn(async move {
-        for i in chain {
+        for &i in &set.chains(ctx.route).post {
             let plugin = set.plugins[i].clone();
             let deadline = plugin.settings.limits.deadline;
             let seq = ctx.seq;

@@ -402,6 +402,11 @@ impl Plugin {
 }
 
 impl Instance {
+    /// What the request handles report beyond the head (id, client, scheme).
+    pub fn set_request_info(&mut self, info: Option<Arc<super::RequestInfo>>) {
+        self.store.data_mut().info = info;
+    }
+
     fn instance_handle(&self) -> anyhow::Result<wasmtime::component::Instance> {
         self.store
             .data()

@@ -15,7 +15,27 @@
 //! ```
 
 use kavro_sdk::{config, export, log, Completion, Manifest, Plugin, Post, Request, Response};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One line, serialized straight from what the host returned.
+#[derive(Serialize)]
+struct Line<'a> {
+    id: String,
+    client: String,
+    method: String,
+    host: Option<String>,
+    uri: String,
+    status: u16,
+    bytes: u64,
+    duration_us: u64,
+    upstream: Option<&'a str>,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    error: Option<&'a str>,
+    #[serde(flatten)]
+    extra: BTreeMap<&'a str, Option<String>>,
+}
 
 struct AccessLog {
     extra_headers: Vec<String>,
@@ -43,23 +63,28 @@ impl Plugin for AccessLog {
 
 impl Post for AccessLog {
     fn on_complete(&self, _: &mut (), req: &Request, _resp: &Response, done: &Completion) {
-        let mut line = Map::new();
-        line.insert("id".into(), json!(req.id()));
-        line.insert("client".into(), json!(req.client_ip()));
-        line.insert("method".into(), json!(req.method()));
-        line.insert("host".into(), json!(req.authority()));
-        line.insert("uri".into(), json!(req.uri()));
-        line.insert("status".into(), json!(done.status));
-        line.insert("bytes".into(), json!(done.bytes_sent));
-        line.insert("duration_us".into(), json!(done.duration_us));
-        line.insert("upstream".into(), json!(done.upstream));
-        line.insert("referer".into(), json!(req.header("referer")));
-        line.insert("user_agent".into(), json!(req.header("user-agent")));
-        line.insert("error".into(), json!(done.error));
-        for h in &self.extra_headers {
-            line.insert(h.clone(), json!(req.header(h)));
+        let line = Line {
+            id: req.id(),
+            client: req.client_ip(),
+            method: req.method(),
+            host: req.authority(),
+            uri: req.uri(),
+            status: done.status,
+            bytes: done.bytes_sent,
+            duration_us: done.duration_us,
+            upstream: done.upstream.as_deref(),
+            referer: req.header("referer"),
+            user_agent: req.header("user-agent"),
+            error: done.error.as_deref(),
+            extra: self
+                .extra_headers
+                .iter()
+                .map(|h| (h.as_str(), req.header(h)))
+                .collect(),
+        };
+        if let Ok(text) = serde_json::to_string(&line) {
+            log::info(&text);
         }
-        log::info(&Value::Object(line).to_string());
     }
 }
 

@@ -1,0 +1,133 @@
+//! Per-request cost of a plugin's phases, in process, without the network:
+//! check out an instance, call every phase it exports on a small request
+//! and response, give the instance back. Reports the mean per request with
+//! a warm (pooled) instance and with a fresh instance per request.
+//!
+//!   cargo run --release --example phase_cost -- PLUGIN.wasm [ITERATIONS] [key=value ...]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kavro_host::config::{Isolation, PluginSettings};
+use kavro_host::plugin::bindings::types::Completion;
+use kavro_host::plugin::caps::kv::KvStore;
+use kavro_host::plugin::engine::Runtime;
+use kavro_host::plugin::{Plugin, RequestInfo};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+fn request() -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/products/42?color=red", None).unwrap();
+    for (k, v) in [
+        ("host", "shop.example.com"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "text/html"),
+        ("cookie", "session=abc123; canary=no"),
+    ] {
+        req.insert_header(k, v).unwrap();
+    }
+    req
+}
+
+async fn one_request(plugin: &Plugin, seq: u64, info: &Arc<RequestInfo>) {
+    let deadline = Duration::from_millis(100);
+    let mut inst = plugin.checkout().await.expect("instance");
+    inst.set_request_info(Some(info.clone()));
+    let mut req = request();
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    resp.insert_header("content-type", "text/html").unwrap();
+    let p = plugin.phases;
+    if p.prime {
+        inst.prime(seq, &mut req, deadline).await.expect("prime");
+    }
+    if p.prepare {
+        inst.prepare(seq, &mut req, deadline)
+            .await
+            .expect("prepare");
+    }
+    if p.package {
+        inst.package(seq, &mut req, &mut resp, deadline)
+            .await
+            .expect("package");
+    }
+    if p.post {
+        let done = Completion {
+            status: 200,
+            duration_us: 100,
+            bytes_sent: 1024,
+            upstream: Some("app".into()),
+            error: None,
+        };
+        inst.post(seq, &mut req, &mut resp, &done, deadline)
+            .await
+            .expect("post");
+    }
+    plugin.give_back(inst);
+}
+
+async fn measure(plugin: &Plugin, iterations: u64) -> Duration {
+    let info = Arc::new(RequestInfo {
+        id: "0123456789abcdef".into(),
+        client_ip: "127.0.0.1".into(),
+        scheme: "http",
+    });
+    for seq in 0..iterations / 10 {
+        one_request(plugin, seq, &info).await;
+    }
+    let start = Instant::now();
+    for seq in 0..iterations {
+        one_request(plugin, seq, &info).await;
+    }
+    start.elapsed() / iterations as u32
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let file = args
+        .next()
+        .expect("usage: phase_cost PLUGIN.wasm [ITERATIONS] [key=value ...]");
+    let iterations: u64 = args.next().map_or(20_000, |n| n.parse().expect("a number"));
+    let values = args
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let runtime = Runtime::get()?;
+    let bytes = std::fs::read(&file)?;
+    let (component, hash) = Plugin::compile(&runtime, &bytes, None)?;
+    let kv = Arc::new(KvStore::default());
+    for isolation in [Isolation::Pooled, Isolation::Request] {
+        let settings = PluginSettings {
+            isolation,
+            capabilities: HashSet::from(["kv".to_string(), "metrics".to_string()]),
+            values: std::collections::BTreeMap::clone(&values),
+            ..PluginSettings::default()
+        };
+        let plugin = rt.block_on(Plugin::link(
+            &runtime,
+            "bench",
+            file.as_ref(),
+            component.clone(),
+            hash.clone(),
+            settings,
+            &kv,
+        ))?;
+        let n = if isolation == Isolation::Pooled {
+            iterations
+        } else {
+            iterations / 10
+        };
+        let per = rt.block_on(measure(&plugin, n));
+        println!(
+            "{file} [{}] {:?}: {:.2} us per request",
+            plugin.phases.names().join(","),
+            isolation,
+            per.as_secs_f64() * 1e6
+        );
+    }
+    Ok(())
+}
