@@ -5,13 +5,16 @@
 # Loopback only; every load run is bounded by BENCH_SECONDS.
 #
 #   ./dev.sh bench            (builds what it needs first)
-#   BENCH_SECONDS=10 BENCH_CONNECTIONS=64 ./dev.sh bench
+#   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=64 ./dev.sh bench
+# Servers are measured in interleaved rounds and each reports its median
+# round, so a noisy neighbour skews every server alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BIN="${CARGO_TARGET_DIR:?run through ./dev.sh bench}/release"
 WASM="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
-SECONDS_EACH=${BENCH_SECONDS:-10}
+SECONDS_EACH=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-0}
 WORK=$(mktemp -d)
@@ -130,15 +133,23 @@ to_us() {
 
 # Warm every server (connection pools, plugin instances), then measure.
 for a in $NGINX $BARE $KAVRO0 $KAVRO2; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
+ROUNDS_FILE=$WORK/rounds
+: > "$ROUNDS_FILE"
+for r in $(seq 1 "$ROUNDS"); do
+    load nginx "$NGINX" >> "$ROUNDS_FILE"
+    load bare-pingora "$BARE" >> "$ROUNDS_FILE"
+    load kavro-0-plugins "$KAVRO0" >> "$ROUNDS_FILE"
+    load kavro-headers+access-log "$KAVRO2" >> "$ROUNDS_FILE"
+    echo "round $r of $ROUNDS done" >&2
+done
+# Each server's median round by requests/s.
 RESULTS=$WORK/results
-: > "$RESULTS"
-load nginx "$NGINX" >> "$RESULTS"
-load bare-pingora "$BARE" >> "$RESULTS"
-load kavro-0-plugins "$KAVRO0" >> "$RESULTS"
-load kavro-headers+access-log "$KAVRO2" >> "$RESULTS"
+for s in nginx bare-pingora kavro-0-plugins kavro-headers+access-log; do
+    grep "^$s " "$ROUNDS_FILE" | sort -k2 -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
+done > "$RESULTS"
 
 echo
-echo "proxy benchmark: $(nproc) cores, $CONNS connections, ${SECONDS_EACH}s each, 1 KiB upstream body, $(date -u +%F)"
+echo "proxy benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, 1 KiB upstream body, $(date -u +%F)"
 awk '
     { name[NR]=$1; rps[NR]=$2; p50[NR]=$3; p99[NR]=$4; by[$1]=$2 }
     END {

@@ -2,6 +2,7 @@
 //! exact host beats a wildcard (which beats any host), a more specific path
 //! beats a less specific one, then lower `priority`, then declaration order.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::Method;
@@ -176,14 +177,20 @@ impl RouteTable {
     }
 }
 
-/// The request's host, lower case, without port.
-pub fn normalize_host(raw: &str) -> String {
+/// The request's host, lower case, without port; borrowed unless it had
+/// to be lower-cased.
+pub fn normalize_host(raw: &str) -> Cow<'_, str> {
     let h = if raw.starts_with('[') {
         raw.split_inclusive(']').next().unwrap_or(raw)
     } else {
         raw.rsplit_once(':').map_or(raw, |(h, _)| h)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
 }
 
 #[cfg(test)]

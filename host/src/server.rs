@@ -17,15 +17,23 @@ use crate::plugin::caps::kv::KvStore;
 use crate::plugin::{artifacts, registry, PluginSet};
 use crate::Active;
 
-fn init_tracing() {
+/// Logs go to stderr through a writer thread, so a request never waits on
+/// a log write; when the writer falls behind, callers wait rather than
+/// lines being dropped.
+fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("kavro-log")
+        .finish(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .try_init();
+    guard
 }
 
 fn print_errors(errors: &[Diagnostic]) {
@@ -34,7 +42,8 @@ fn print_errors(errors: &[Diagnostic]) {
 
 /// Runs the CLI; returns the exit code.
 pub fn main(cli: Cli) -> i32 {
-    init_tracing();
+    // Dropped on return, which flushes what is queued.
+    let _log = init_tracing();
     let mut config = match Config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(d) => {

@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use http::header::{self, HeaderName};
+use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
@@ -47,8 +48,9 @@ impl Upstream {
         let backend = self.lb.select(b"", 256)?;
         let mut peer = HttpPeer::new(backend.addr, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
+        // Writes to an upstream that stops reading are bounded by the read
+        // timeout of the response that never comes; no timer per write.
         peer.options.read_timeout = Some(self.read_timeout);
-        peer.options.write_timeout = Some(self.read_timeout);
         Some(Box::new(peer))
     }
 }
@@ -80,10 +82,50 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
     connection_listed(headers).contains(&header::UPGRADE) && headers.contains_key(header::UPGRADE)
 }
 
+/// Whether any hop-by-hop header is present; usually none is, and then one
+/// pass over the names saves every removal below.
+fn has_hop_by_hop(headers: &http::HeaderMap) -> bool {
+    headers
+        .keys()
+        .any(|k| HOP_BY_HOP.contains(k) || k == KEEP_ALIVE || k == PROXY_CONNECTION)
+}
+
 /// Prepares the upstream request: strips hop-by-hop headers (an Upgrade
 /// handshake keeps its two), and sets X-Forwarded-For to the client's IP
 /// (replacing whatever the client sent), -Proto and -Host.
-pub fn prepare_upstream_request(req: &mut RequestHeader, client_ip: &str, scheme: &str) {
+pub fn prepare_upstream_request(
+    req: &mut RequestHeader,
+    client_ip: Option<std::net::IpAddr>,
+    scheme: &'static str,
+) {
+    if has_hop_by_hop(&req.headers) {
+        strip_request_hop_by_hop(req);
+    }
+    let host = req
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
+    match client_ip {
+        Some(ip) => {
+            let _ = req.insert_header("x-forwarded-for", ip.to_string());
+        }
+        None => {
+            req.remove_header("x-forwarded-for");
+        }
+    }
+    let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme));
+    match host {
+        Some(h) => {
+            let _ = req.insert_header("x-forwarded-host", h);
+        }
+        None => {
+            req.remove_header("x-forwarded-host");
+        }
+    }
+}
+
+fn strip_request_hop_by_hop(req: &mut RequestHeader) {
     let upgrade = is_upgrade(&req.headers);
     for name in connection_listed(&req.headers) {
         if !(upgrade && name == header::UPGRADE) {
@@ -101,26 +143,13 @@ pub fn prepare_upstream_request(req: &mut RequestHeader, client_ip: &str, scheme
     if upgrade {
         let _ = req.insert_header(header::CONNECTION, "upgrade");
     }
-
-    let host = req
-        .headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
-    let _ = req.insert_header("x-forwarded-for", client_ip);
-    let _ = req.insert_header("x-forwarded-proto", scheme);
-    match host {
-        Some(h) => {
-            let _ = req.insert_header("x-forwarded-host", h);
-        }
-        None => {
-            req.remove_header("x-forwarded-host");
-        }
-    }
 }
 
 /// Strips hop-by-hop headers from an upstream response (a 101 keeps its upgrade).
 pub fn clean_upstream_response(resp: &mut ResponseHeader) {
+    if !has_hop_by_hop(&resp.headers) {
+        return;
+    }
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
     for name in connection_listed(&resp.headers) {
         if !(switching && name == header::UPGRADE) {
@@ -151,7 +180,7 @@ mod tests {
         req.insert_header("x-secret", "1").unwrap();
         req.insert_header("keep-alive", "timeout=5").unwrap();
         req.insert_header("te", "trailers").unwrap();
-        prepare_upstream_request(&mut req, "10.0.0.1", "http");
+        prepare_upstream_request(&mut req, "10.0.0.1".parse().ok(), "http");
         let h = &req.headers;
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
@@ -167,7 +196,7 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/ws", None).unwrap();
         req.insert_header("connection", "Upgrade").unwrap();
         req.insert_header("upgrade", "websocket").unwrap();
-        prepare_upstream_request(&mut req, "1.2.3.4", "http");
+        prepare_upstream_request(&mut req, "1.2.3.4".parse().ok(), "http");
         assert_eq!(req.headers["upgrade"], "websocket");
         assert_eq!(req.headers["connection"], "upgrade");
     }

@@ -24,7 +24,12 @@ pub struct Ctx {
     /// does not change them under it.
     pub active: Option<Arc<Active>>,
     pub seq: u64,
-    pub info: Option<Arc<RequestInfo>>,
+    /// The request's id, kept or generated; sent up and back down.
+    pub id: HeaderValue,
+    pub client_ip: Option<std::net::IpAddr>,
+    /// What plugins learn beyond the head; built on first plugin use, so a
+    /// request no plugin sees never pays for it.
+    info: Option<Arc<RequestInfo>>,
     pub started: Instant,
     /// Index of the matched route.
     pub route: Option<usize>,
@@ -45,6 +50,8 @@ impl Ctx {
         Ctx {
             active: None,
             seq: 0,
+            id: HeaderValue::from_static("-"),
+            client_ip: None,
             info: None,
             started: Instant::now(),
             route: None,
@@ -59,7 +66,20 @@ impl Ctx {
     }
 
     pub fn request_id(&self) -> &str {
-        self.info.as_ref().map_or("-", |i| i.id.as_str())
+        self.id.to_str().unwrap_or("-")
+    }
+
+    pub fn info(&mut self) -> Arc<RequestInfo> {
+        let (id, ip) = (&self.id, self.client_ip);
+        self.info
+            .get_or_insert_with(|| {
+                Arc::new(RequestInfo {
+                    id: id.to_str().unwrap_or_default().to_string(),
+                    client_ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                    scheme: "http",
+                })
+            })
+            .clone()
     }
 }
 

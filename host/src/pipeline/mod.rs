@@ -5,13 +5,14 @@
 mod context;
 mod phases;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::header;
+use http::{header, HeaderValue};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -25,9 +26,10 @@ use phases::{PrepareResult, PrimeResult};
 use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request};
 use crate::actions::{Body, Produced};
 use crate::plugin::bindings::types::Completion;
-use crate::plugin::RequestInfo;
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::Active;
+
+const X_REQUEST_ID: &str = "x-request-id";
 
 /// Every request gets a number unique within this process.
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -37,18 +39,23 @@ pub struct Kavro {
 }
 
 /// A client-supplied request id is kept only if it is short and printable.
-fn usable_request_id(v: &http::HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
+fn usable_request_id(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_graphic())
 }
 
-fn request_host(req: &RequestHeader) -> String {
+fn new_request_id() -> HeaderValue {
+    let mut buf = [0u8; 32];
+    let id = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+    HeaderValue::from_str(id).expect("hex digits")
+}
+
+fn request_host(req: &RequestHeader) -> Cow<'_, str> {
     req.headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri.host())
-        .map(normalize_host)
-        .unwrap_or_default()
+        .map_or(Cow::Borrowed(""), normalize_host)
 }
 
 impl Kavro {
@@ -89,13 +96,13 @@ impl Kavro {
             }
         }
 
-        let _ = p.head.insert_header("x-request-id", ctx.request_id());
+        let _ = p.head.insert_header(X_REQUEST_ID, ctx.id.clone());
         if !chains.package.is_empty() {
             let req = session.req_header_mut();
             if let Err(mut err) =
                 phases::run_package(set, &chains.package, ctx, req, &mut p.head).await
             {
-                let _ = err.head.insert_header("x-request-id", ctx.request_id());
+                let _ = err.head.insert_header(X_REQUEST_ID, ctx.id.clone());
                 p = err;
             }
         }
@@ -148,24 +155,15 @@ impl ProxyHttp for Kavro {
         ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
 
         let req = session.req_header_mut();
-        let id = match req.headers.get("x-request-id").and_then(usable_request_id) {
-            Some(id) => id.to_string(),
+        ctx.id = match req.headers.get(X_REQUEST_ID).filter(|v| usable_request_id(v)) {
+            Some(id) => id.clone(),
             None => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                let _ = req.insert_header("x-request-id", &id);
+                let id = new_request_id();
+                let _ = req.insert_header(X_REQUEST_ID, id.clone());
                 id
             }
         };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        ctx.info = Some(Arc::new(RequestInfo {
-            id,
-            client_ip,
-            scheme: "http",
-        }));
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
 
         let set = &active.plugins;
         let max = active.config.present_max_bytes;
@@ -178,13 +176,14 @@ impl ProxyHttp for Kavro {
             }
         }
 
-        let req = session.req_header();
-        let host = request_host(req);
-        let route = match active
-            .config
-            .routes
-            .find(&host, req.uri.path(), &req.method)
-        {
+        let found = {
+            let req = session.req_header();
+            active
+                .config
+                .routes
+                .find(&request_host(req), req.uri.path(), &req.method)
+        };
+        let route = match found {
             Match::Found(r) => r,
             Match::MethodNotAllowed => {
                 return self
@@ -243,7 +242,8 @@ impl ProxyHttp for Kavro {
                 self.send(session, ctx, p).await
             }
             RouteAction::Redirect(r) => {
-                let p = r.produce(session.req_header(), &host);
+                let req = session.req_header();
+                let p = r.produce(req, &request_host(req));
                 self.send(session, ctx, p).await
             }
             RouteAction::None => {
@@ -272,8 +272,7 @@ impl ProxyHttp for Kavro {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let info = ctx.info.as_ref().expect("set in request_filter");
-        prepare_upstream_request(upstream_request, &info.client_ip, info.scheme);
+        prepare_upstream_request(upstream_request, ctx.client_ip, "http");
         if let Some(uri) = ctx.forward_uri.take() {
             upstream_request.set_uri(uri);
         }
@@ -290,7 +289,7 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<()> {
         clean_upstream_response(resp);
-        let _ = resp.insert_header("x-request-id", ctx.request_id());
+        let _ = resp.insert_header(X_REQUEST_ID, ctx.id.clone());
         let Some(active) = ctx.active.clone() else {
             return Ok(());
         };
@@ -327,7 +326,7 @@ impl ProxyHttp for Kavro {
                 // The upstream's body is already on its way; send the error
                 // head and drop that body.
                 *resp = *err.head;
-                let _ = resp.insert_header("x-request-id", ctx.request_id());
+                let _ = resp.insert_header(X_REQUEST_ID, ctx.id.clone());
                 ctx.present = None;
                 ctx.error = Some("package failed".into());
             }

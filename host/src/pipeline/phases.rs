@@ -63,7 +63,7 @@ async fn instance<'c>(
             kind: FailureKind::Instantiate,
             detail: format!("{e:#}"),
         })?;
-        inst.set_request_info(ctx.info.clone());
+        inst.set_request_info(Some(ctx.info()));
         ctx.instances[i] = Some(SyncWrapper::new(inst));
     }
     let plugin = &set.plugins[i];
