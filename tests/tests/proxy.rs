@@ -161,3 +161,40 @@ fn http2_cleartext_and_malformed_requests() {
         "{http10}"
     );
 }
+
+#[test]
+fn package_runs_on_errors_and_redirect_routes_answer() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let host = Host::builder()
+        .plugin("headers", "headers")
+        .settings("headers", "[config]\nresponse_set = \"x-served-by: kavro\"\n")
+        .config(&format!(
+            "[upstreams.gone]\ntargets = [\"{dead}\"]\n\n\
+             [[routes]]\nname = \"gone\"\npath = \"/gone/*\"\nproxy = \"gone\"\n\n\
+             [[routes]]\nname = \"legacy\"\npath = \"/v1/*\"\nredirect = {{ to = \"https://{{host}}/api{{uri}}\", status = 308 }}\n\n\
+             [[routes]]\nname = \"only-get\"\npath = \"/form\"\nmethods = [\"GET\"]\nrespond = {{ body = \"form\" }}\n"
+        ))
+        .start();
+    let c = client();
+    for (method, path, status) in [
+        ("GET", "/gone/x", 502),
+        ("GET", "/nowhere", 404),
+        ("POST", "/form", 405),
+        ("GET", "/v1/items?page=2", 308),
+    ] {
+        let r = c
+            .request(method.parse().unwrap(), host.url(path))
+            .header("host", "shop.example.com")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert_eq!(r.headers()["x-served-by"], "kavro", "{method} {path}");
+        assert!(r.headers().contains_key("x-request-id"), "{method} {path}");
+        if status == 308 {
+            assert_eq!(
+                r.headers()["location"],
+                "https://shop.example.com/api/v1/items?page=2"
+            );
+        }
+    }
+}

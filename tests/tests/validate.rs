@@ -102,3 +102,40 @@ fn a_component_that_exports_no_phase_is_refused() {
     assert!(out.contains("idle.wasm"), "{out}");
     assert!(out.contains("exports none of the phases"), "{out}");
 }
+
+#[test]
+fn compiled_plugins_are_cached_by_content_hash_and_reused() {
+    let b = Host::builder().plugin("headers", "headers");
+    let cache = b.dir.path().join("cache");
+    let (ok, out) = b.validate();
+    assert!(ok, "{out}");
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&cache)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let first = artifacts();
+    assert_eq!(first.len(), 1, "{first:?}");
+    let name = first[0].file_name().unwrap().to_string_lossy().into_owned();
+    let bytes = std::fs::read(b.plugins_dir().join("headers.wasm")).unwrap();
+    let hash = sha256_hex(&bytes);
+    assert!(
+        name.starts_with(&hash) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+    let written = std::fs::metadata(&first[0]).unwrap().modified().unwrap();
+
+    // A second load reads the artifact instead of compiling and writing it again.
+    let (ok, out) = b.validate();
+    assert!(ok, "{out}");
+    assert_eq!(artifacts(), first);
+    assert_eq!(
+        std::fs::metadata(&first[0]).unwrap().modified().unwrap(),
+        written
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

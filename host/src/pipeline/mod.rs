@@ -155,7 +155,11 @@ impl ProxyHttp for Kavro {
         ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
 
         let req = session.req_header_mut();
-        ctx.id = match req.headers.get(X_REQUEST_ID).filter(|v| usable_request_id(v)) {
+        ctx.id = match req
+            .headers
+            .get(X_REQUEST_ID)
+            .filter(|v| usable_request_id(v))
+        {
             Some(id) => id.clone(),
             None => {
                 let id = new_request_id();
@@ -163,7 +167,10 @@ impl ProxyHttp for Kavro {
                 id
             }
         };
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
 
         let set = &active.plugins;
         let max = active.config.present_max_bytes;
