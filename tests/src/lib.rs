@@ -230,3 +230,9 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `config` with a `[[plugins]]` entry for `name` whose `[plugins.config]`
+/// holds `values` (TOML lines).
+pub fn with_plugin(config: &str, name: &str, values: &str) -> String {
+    format!("{config}\n[[plugins]]\nname = \"{name}\"\n[plugins.config]\n{values}\n")
+}

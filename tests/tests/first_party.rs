@@ -1,16 +1,17 @@
 //! The first-party plugins end to end: redirects, cors, router, access-log.
 
 use kavro_e2e::upstream::Upstream;
-use kavro_e2e::{client, eventually, proxy_to_upstreams, Host};
+use kavro_e2e::{client, eventually, proxy_to_upstreams, with_plugin, Host};
 
 #[test]
 fn redirects_answer_in_prime_including_http_to_https() {
     let up = Upstream::start("app");
     let host = Host::builder()
         .plugin("redirects", "redirects")
-        .config(&format!(
-            "{}\n[[plugins]]\nname = \"redirects\"\n[plugins.config]\nrules = \"/old -> /new; /blog/* -> https://blog.example.com/* 302\"\n",
-            proxy_to_upstreams(&[("app", up.addr.to_string())], 5000)
+        .config(&with_plugin(
+            &proxy_to_upstreams(&[("app", up.addr.to_string())], 5000),
+            "redirects",
+            "rules = \"/old -> /new; /blog/* -> https://blog.example.com/* 302\"",
         ))
         .start();
     let c = client();
@@ -49,9 +50,10 @@ fn cors_answers_preflight_and_decorates_responses() {
     let up = Upstream::start("app");
     let host = Host::builder()
         .plugin("cors", "cors")
-        .config(&format!(
-            "{}\n[[plugins]]\nname = \"cors\"\n[plugins.config]\nallow_origins = \"https://app.example.com\"\nallow_methods = \"GET, PUT\"\nallow_credentials = \"true\"\nexpose_headers = \"x-request-id\"\n",
-            proxy_to_upstreams(&[("app", up.addr.to_string())], 5000)
+        .config(&with_plugin(
+            &proxy_to_upstreams(&[("app", up.addr.to_string())], 5000),
+            "cors",
+            "allow_origins = \"https://app.example.com\"\nallow_methods = \"GET, PUT\"\nallow_credentials = \"true\"\nexpose_headers = \"x-request-id\"",
         ))
         .start();
     let c = client();
@@ -99,12 +101,8 @@ fn router_forwards_by_header_cookie_and_weighted_split() {
         ("stable", stable.addr.to_string()),
         ("beta", beta.addr.to_string()),
     ];
-    let config = |settings: &str| {
-        format!(
-            "{}\n[[plugins]]\nname = \"router\"\n[plugins.config]\n{settings}\n",
-            proxy_to_upstreams(&upstreams, 5000)
-        )
-    };
+    let config =
+        |settings: &str| with_plugin(&proxy_to_upstreams(&upstreams, 5000), "router", settings);
     let c = client();
     let side = |r: reqwest::blocking::Response| -> String {
         let echo: serde_json::Value = r.json().unwrap();

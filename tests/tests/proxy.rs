@@ -2,7 +2,7 @@
 //! the headers plugin on both sides, HTTP/2.
 
 use kavro_e2e::upstream::Upstream;
-use kavro_e2e::{client, free_port, Host};
+use kavro_e2e::{client, free_port, with_plugin, Host};
 
 /// One upstream `app` over `targets`, behind a catch-all route.
 fn proxy_config(targets: &[String], read_timeout_ms: u64) -> String {
@@ -104,9 +104,11 @@ fn headers_plugin_changes_both_sides() {
     let up = Upstream::start("a");
     let host = Host::builder()
         .plugin("headers", "headers")
-        .config(&format!(
-            "{}\n[[plugins]]\nname = \"headers\"\n[plugins.config]\nrequest_set = \"x-env: test\"\nrequest_remove = \"x-secret\"\nresponse_set = \"x-served-by: kavro\"\nresponse_remove = \"x-upstream\"\n",
-            proxy_config(&[up.addr.to_string()], 5000)
+        .config(&with_plugin(
+            &proxy_config(&[up.addr.to_string()], 5000),
+            "headers",
+            "request_set = \"x-env: test\"\nrequest_remove = \"x-secret\"\n\
+             response_set = \"x-served-by: kavro\"\nresponse_remove = \"x-upstream\"",
         ))
         .start();
     let r = client()
