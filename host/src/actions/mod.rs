@@ -30,7 +30,10 @@ impl Produced {
     /// A response with a short text body.
     pub fn text(status: u16, body: impl Into<Bytes>) -> Produced {
         let body = body.into();
-        let mut head = ResponseHeader::build(status, Some(3)).expect("valid status");
+        // A status that HTTP cannot carry becomes a 500 rather than a panic.
+        let mut head = ResponseHeader::build(status, Some(3))
+            .or_else(|_| ResponseHeader::build(500, Some(3)))
+            .expect("500 is a valid status");
         let _ = head.insert_header("content-type", "text/plain; charset=utf-8");
         let _ = head.insert_header("content-length", body.len().to_string());
         Produced {

@@ -125,21 +125,30 @@ pub fn prepare_upstream_request(
     }
 }
 
+/// The hop-by-hop headers present in `headers`: those `Connection` lists
+/// and the fixed set. `keep_upgrade` spares an upgrade handshake's
+/// `Connection` and `Upgrade`. Only names that are there are returned, so
+/// the caller removes nothing twice and looks up nothing absent.
+fn hop_by_hop_present(headers: &http::HeaderMap, keep_upgrade: bool) -> Vec<HeaderName> {
+    let spared = |n: &HeaderName| keep_upgrade && (n == header::CONNECTION || n == header::UPGRADE);
+    let mut names: Vec<HeaderName> = connection_listed(headers)
+        .into_iter()
+        .filter(|n| !spared(n) && headers.contains_key(n))
+        .collect();
+    for n in headers.keys() {
+        let fixed = HOP_BY_HOP.contains(n) || n == KEEP_ALIVE || n == PROXY_CONNECTION;
+        if fixed && !spared(n) && !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
 fn strip_request_hop_by_hop(req: &mut RequestHeader) {
     let upgrade = is_upgrade(&req.headers);
-    for name in connection_listed(&req.headers) {
-        if !(upgrade && name == header::UPGRADE) {
-            req.remove_header(&name);
-        }
+    for name in hop_by_hop_present(&req.headers, upgrade) {
+        req.remove_header(&name);
     }
-    for name in HOP_BY_HOP {
-        if upgrade && (name == header::CONNECTION || name == header::UPGRADE) {
-            continue;
-        }
-        req.remove_header(name);
-    }
-    req.remove_header(KEEP_ALIVE);
-    req.remove_header(PROXY_CONNECTION);
     if upgrade {
         let _ = req.insert_header(header::CONNECTION, "upgrade");
     }
@@ -151,19 +160,9 @@ pub fn clean_upstream_response(resp: &mut ResponseHeader) {
         return;
     }
     let switching = resp.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    for name in connection_listed(&resp.headers) {
-        if !(switching && name == header::UPGRADE) {
-            resp.remove_header(&name);
-        }
+    for name in hop_by_hop_present(&resp.headers, switching) {
+        resp.remove_header(&name);
     }
-    for name in HOP_BY_HOP {
-        if switching && (name == header::CONNECTION || name == header::UPGRADE) {
-            continue;
-        }
-        resp.remove_header(name);
-    }
-    resp.remove_header(KEEP_ALIVE);
-    resp.remove_header(PROXY_CONNECTION);
 }
 
 #[cfg(test)]

@@ -222,6 +222,11 @@ pub async fn load(
     kv: &Arc<KvStore>,
 ) -> Result<PluginSet, Vec<Diagnostic>> {
     let candidates = discover(dir, config)?;
+    let routes = config.routes.iter().map(|r| r.index + 1).max().unwrap_or(0);
+    if candidates.is_empty() {
+        // No engine and no epoch thread for a host without plugins.
+        return Ok(PluginSet::index(Vec::new(), routes));
+    }
     let runtime = Runtime::get()
         .map_err(|e| vec![error(dir, format!("cannot start wasmtime: {e:#}"), "")])?;
 
@@ -269,6 +274,5 @@ pub async fn load(
     }
     // Explicit priority first, then file-name order (the sort is stable).
     plugins.sort_by_key(|p| p.settings.priority.unwrap_or(0));
-    let routes = config.routes.iter().map(|r| r.index + 1).max().unwrap_or(0);
     Ok(PluginSet::index(plugins, routes))
 }
