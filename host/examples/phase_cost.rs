@@ -1,6 +1,6 @@
 //! Per-request cost of a plugin's phases, in process, without the network:
-//! check out an instance, call every phase it exports on a small request
-//! and response, give the instance back. Reports the mean per request with
+//! check out an instance, call every phase it exports on a small request,
+//! response and body, give the instance back. Reports the mean per request with
 //! a warm (pooled) instance and with a fresh instance per request.
 //!
 //!   cargo run --release --example phase_cost -- PLUGIN.wasm [ITERATIONS] [key=value ...]
@@ -44,6 +44,12 @@ async fn one_request(plugin: &Plugin, seq: u64, info: &Arc<RequestInfo>) {
         inst.prepare(seq, &mut req, deadline)
             .await
             .expect("prepare");
+    }
+    if p.present {
+        let body = bytes::Bytes::from_static(b"<html><body>hello</body></html>");
+        inst.present(seq, &mut req, &mut resp, &body, true, deadline)
+            .await
+            .expect("present");
     }
     if p.package {
         inst.package(seq, &mut req, &mut resp, deadline)
