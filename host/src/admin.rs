@@ -124,6 +124,7 @@ impl Admin {
                     "calls": p.stats.calls.load(Ordering::Relaxed),
                     "failures": p.stats.failures.load(Ordering::Relaxed),
                     "instances_live": p.stats.instances_live.load(Ordering::Relaxed),
+                    "instances_created": p.stats.instances_created.load(Ordering::Relaxed),
                     "instances_pooled": p.pooled(),
                 })
             })

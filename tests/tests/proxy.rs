@@ -88,6 +88,8 @@ fn connect_failure_is_502_and_timeout_is_504() {
     let r = client().get(host.url("/")).send().unwrap();
     assert_eq!(r.status(), 502);
     assert!(r.headers().contains_key("x-request-id"));
+    // The connection is not reused after a failed proxy, and says so.
+    assert_eq!(r.headers()["connection"], "close");
     assert!(r.text().unwrap().contains("upstream `app`"));
 
     let slow = Upstream::start("slow");

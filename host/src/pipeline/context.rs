@@ -36,6 +36,9 @@ pub struct Ctx {
     /// Instances checked out for this request, by plugin index. Pingora
     /// wants a `Sync` context; an instance is only ever used through `&mut`.
     pub instances: Vec<Option<SyncWrapper<Instance>>>,
+    /// Plugins (by index) that failed during this request and are skipped
+    /// for the rest of it.
+    failed: Vec<usize>,
     pub upstream: Option<Arc<Upstream>>,
     /// A prepare plugin's forward: new URI and headers for the upstream request.
     pub forward_uri: Option<http::Uri>,
@@ -56,6 +59,7 @@ impl Ctx {
             started: Instant::now(),
             route: None,
             instances: Vec::new(),
+            failed: Vec::new(),
             upstream: None,
             forward_uri: None,
             forward_headers: Vec::new(),
@@ -67,6 +71,14 @@ impl Ctx {
 
     pub fn request_id(&self) -> &str {
         self.id.to_str().unwrap_or("-")
+    }
+
+    pub fn mark_failed(&mut self, plugin: usize) {
+        self.failed.push(plugin);
+    }
+
+    pub fn has_failed(&self, plugin: usize) -> bool {
+        self.failed.contains(&plugin)
     }
 
     pub fn info(&mut self) -> Arc<RequestInfo> {

@@ -430,6 +430,9 @@ impl ProxyHttp for Kavro {
                 400 => "400 Bad Request\n".to_string(),
                 c => format!("{c} error\n"),
             };
+            // This connection is not reused; the response must say so, or
+            // a client may send its next request into a closing socket.
+            session.set_keepalive(None);
             let _ = self.send(session, ctx, Produced::text(code, body)).await;
         }
         FailToProxy {

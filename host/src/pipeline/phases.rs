@@ -12,7 +12,7 @@ use super::context::Ctx;
 use crate::actions::{Body, Produced};
 use crate::config::FailurePolicy;
 use crate::plugin::bindings::{prepare, present, prime, types};
-use crate::plugin::{Failure, FailureKind, Instance, Plugin, PluginSet};
+use crate::plugin::{Failure, FailureKind, Instance, PluginSet};
 
 /// What a failed plugin does to the request.
 pub enum Verdict {
@@ -22,7 +22,12 @@ pub enum Verdict {
     Fail(Produced),
 }
 
-fn verdict(plugin: &Plugin, ctx: &Ctx, phase: &str, f: &Failure) -> Verdict {
+/// Applies plugin `i`'s policy to a failure. The plugin is then left out of
+/// the rest of this request: its instance is broken, and a second failure
+/// would only repeat the first.
+fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: &str, f: &Failure) -> Verdict {
+    let plugin = &set.plugins[i];
+    ctx.mark_failed(i);
     plugin
         .stats
         .failures
@@ -128,6 +133,9 @@ pub async fn run_prime(
     max_body: usize,
 ) -> PrimeResult {
     for &i in chain {
+        if ctx.has_failed(i) {
+            continue;
+        }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
         let seq = ctx.seq;
@@ -153,7 +161,7 @@ pub async fn run_prime(
         match outcome {
             Ok(None) => {}
             Ok(Some(p)) => return PrimeResult::Respond(p),
-            Err(f) => match verdict(&plugin, ctx, "prime", &f) {
+            Err(f) => match verdict(set, i, ctx, "prime", &f) {
                 Verdict::Skip => {}
                 Verdict::Fail(p) => return PrimeResult::Respond(p),
             },
@@ -182,6 +190,9 @@ pub async fn run_prepare(
     upstream_known: &(dyn Fn(&str) -> bool + Sync),
 ) -> PrepareResult {
     for &i in chain {
+        if ctx.has_failed(i) {
+            continue;
+        }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
         let seq = ctx.seq;
@@ -222,7 +233,7 @@ pub async fn run_prepare(
         match outcome {
             Ok(None) => {}
             Ok(Some(r)) => return r,
-            Err(f) => match verdict(&plugin, ctx, "prepare", &f) {
+            Err(f) => match verdict(set, i, ctx, "prepare", &f) {
                 Verdict::Skip => {}
                 Verdict::Fail(p) => return PrepareResult::Respond(p),
             },
@@ -246,6 +257,9 @@ pub async fn run_present(
     max_body: usize,
 ) -> Result<Bytes, Produced> {
     for &i in chain {
+        if ctx.has_failed(i) {
+            continue;
+        }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
         let seq = ctx.seq;
@@ -269,7 +283,7 @@ pub async fn run_present(
         match outcome {
             Ok(None) => {}
             Ok(Some(b)) => body = b,
-            Err(f) => match verdict(&plugin, ctx, "present", &f) {
+            Err(f) => match verdict(set, i, ctx, "present", &f) {
                 Verdict::Skip => {}
                 Verdict::Fail(p) => return Err(p),
             },
@@ -287,6 +301,9 @@ pub async fn run_package(
     resp: &mut ResponseHeader,
 ) -> Result<(), Produced> {
     for &i in chain {
+        if ctx.has_failed(i) {
+            continue;
+        }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
         let seq = ctx.seq;
@@ -295,7 +312,7 @@ pub async fn run_package(
             Err(f) => Err(f),
         };
         if let Err(f) = result {
-            if let Verdict::Fail(p) = verdict(&plugin, ctx, "package", &f) {
+            if let Verdict::Fail(p) = verdict(set, i, ctx, "package", &f) {
                 return Err(p);
             }
         }
@@ -314,6 +331,9 @@ pub fn spawn_post(
 ) {
     tokio::spawn(async move {
         for &i in &set.chains(ctx.route).post {
+            if ctx.has_failed(i) {
+                continue;
+            }
             let plugin = set.plugins[i].clone();
             let deadline = plugin.settings.limits.deadline;
             let seq = ctx.seq;
@@ -322,7 +342,7 @@ pub fn spawn_post(
                 Err(f) => Err(f),
             };
             if let Err(f) = result {
-                let _ = verdict(&plugin, &ctx, "post", &f);
+                let _ = verdict(&set, i, &mut ctx, "post", &f);
             }
         }
         release(&set, &mut ctx);

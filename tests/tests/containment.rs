@@ -1,0 +1,168 @@
+//! A hostile plugin is contained: loops end at the deadline without holding
+//! a worker, traps and limit hits fail only their request by the plugin's
+//! policy, bad output is refused, a denied capability is an error to the
+//! plugin, every failure is counted by kind, and the host keeps serving.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use kavro_e2e::{client, eventually, Host};
+
+const ROUTES: &str = r#"
+[[routes]]
+name = "root"
+path = "/*"
+respond = { status = 200, headers = { content-type = "text/plain" }, body = "ok\n" }
+"#;
+
+fn hostile_host(settings: &str) -> Host {
+    Host::builder()
+        .plugin("hostile", "hostile")
+        .settings("hostile", settings)
+        .config(ROUTES)
+        .start()
+}
+
+fn ask(host: &Host, mode: &str) -> (u16, String) {
+    let r = client()
+        .get(host.url("/"))
+        .header("x-hostile", mode)
+        .header("x-request-id", format!("req-{mode}"))
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+/// kavro_plugin_failures_total for the hostile plugin and `kind`.
+fn failures(host: &Host, kind: &str) -> u64 {
+    let text = client()
+        .get(host.admin_url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("kavro_plugin_failures_total{"))
+        .filter(|l| l.contains(&format!("kind=\"{kind}\"")) && l.contains("plugin=\"hostile\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn instances_created(host: &Host) -> u64 {
+    let v: serde_json::Value = client()
+        .get(host.admin_url("/plugins"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["plugins"][0]["instances_created"].as_u64().unwrap()
+}
+
+fn assert_fails_closed(host: &Host, mode: &str) {
+    let (status, body) = ask(host, mode);
+    assert_eq!(status, 500, "{mode}: {body}");
+    assert!(body.contains("plugin `hostile`"), "{mode}: {body}");
+    assert!(body.contains(&format!("req-{mode}")), "{mode}: {body}");
+    assert_eq!(ask(host, "none"), (200, "ok\n".to_string()), "after {mode}");
+}
+
+#[test]
+fn loops_in_every_phase_end_at_the_deadline() {
+    let host = hostile_host("[limits]\ndeadline_ms = 50\n");
+    for mode in ["loop-prime", "loop-prepare", "loop-present", "loop-package"] {
+        assert_fails_closed(&host, mode);
+    }
+    // A post failure is only counted: the response was already written.
+    assert_eq!(ask(&host, "loop-post"), (200, "ok\n".to_string()));
+    eventually("five deadline failures", || {
+        (failures(&host, "deadline") == 5).then_some(())
+    });
+    assert!(host.log().contains("deadline exceeded"), "{}", host.log());
+}
+
+#[test]
+fn a_looping_plugin_does_not_hold_the_workers() {
+    // Loops run to a 2 s deadline on a host with two worker threads; well-
+    // behaved requests must all finish while the loops are still running.
+    let host = hostile_host("[limits]\ndeadline_ms = 2000\n");
+    let looping = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                looping.fetch_add(1, Ordering::SeqCst);
+                let (status, _) = ask(&host, "loop-prime");
+                looping.fetch_sub(1, Ordering::SeqCst);
+                assert_eq!(status, 500);
+            });
+        }
+        eventually("four loops in flight", || {
+            (looping.load(Ordering::SeqCst) == 4).then_some(())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        for _ in 0..20 {
+            assert_eq!(ask(&host, "none"), (200, "ok\n".to_string()));
+        }
+        assert!(
+            looping.load(Ordering::SeqCst) > 0,
+            "the well-behaved requests only got through after the loops ended"
+        );
+    });
+    assert_eq!(failures(&host, "deadline"), 4);
+}
+
+#[test]
+fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
+    let host = hostile_host("[limits]\nmemory_mb = 16\n");
+    for (mode, kind) in [("trap", "trap"), ("memory", "memory"), ("stack", "trap")] {
+        assert_eq!(ask(&host, "none").0, 200);
+        let before = instances_created(&host);
+        assert_fails_closed(&host, mode);
+        // The instance that failed was thrown away: serving again took a new one.
+        assert_eq!(instances_created(&host), before + 1, "{mode}");
+        assert!(failures(&host, kind) >= 1, "{mode} not counted as {kind}");
+    }
+    assert_eq!(failures(&host, "memory"), 1);
+    assert_eq!(failures(&host, "trap"), 2);
+}
+
+#[test]
+fn output_that_http_cannot_carry_is_refused() {
+    let host = hostile_host("");
+    for mode in [
+        "huge-body",
+        "bad-header",
+        "bad-status",
+        "bad-uri",
+        "undeclared",
+    ] {
+        assert_fails_closed(&host, mode);
+    }
+    assert_eq!(failures(&host, "bad-output"), 5);
+    assert!(host.log().contains("invalid status 42"), "{}", host.log());
+
+    // Thousands of headers: the host stops the plugin at its limit and the
+    // response goes out with the ones allowed (read raw: HTTP clients
+    // commonly refuse responses with more than 100 headers).
+    let raw =
+        host.raw(b"GET / HTTP/1.1\r\nHost: x\r\nx-hostile: headers\r\nConnection: close\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let flood = raw.lines().filter(|l| l.starts_with("x-flood-")).count();
+    assert_eq!(flood, 100);
+}
+
+#[test]
+fn a_denied_capability_is_an_error_to_the_plugin() {
+    let host = hostile_host("");
+    let (status, body) = ask(&host, "denied");
+    assert_eq!(status, 200);
+    assert!(body.starts_with("refused: HostError::Denied"), "{body}");
+    assert!(body.contains("was not granted `kv`"), "{body}");
+}
+
+#[test]
+fn fail_open_skips_the_failing_plugin() {
+    let host = hostile_host("failure = \"fail-open\"\n[limits]\ndeadline_ms = 50\n");
+    for mode in ["trap", "loop-prime", "bad-status", "loop-package"] {
+        assert_eq!(ask(&host, mode), (200, "ok\n".to_string()), "{mode}");
+    }
+    assert_eq!(failures(&host, "deadline"), 2);
+}
