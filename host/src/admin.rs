@@ -1,5 +1,5 @@
 //! The admin listener, apart from traffic: `/status`, `/plugins`,
-//! `/metrics` (Prometheus). Host-wide counters live here too.
+//! `/diagnostics`, `/metrics` (Prometheus). Host-wide counters live here too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -12,6 +12,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, TextEncoder};
 
+use crate::plugin::stats::quantile;
 use crate::plugin::FailureKind;
 use crate::Active;
 
@@ -122,7 +123,7 @@ impl Admin {
                     "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                     "state": "active",
                     "calls": p.stats.calls.load(Ordering::Relaxed),
-                    "failures": p.stats.failures.load(Ordering::Relaxed),
+                    "failures": p.stats.failures_total(),
                     "instances_live": p.stats.instances_live.load(Ordering::Relaxed),
                     "instances_created": p.stats.instances_created.load(Ordering::Relaxed),
                     "instances_pooled": p.pooled(),
@@ -133,6 +134,56 @@ impl Admin {
     }
 }
 
+/// A quantile of a histogram, in microseconds.
+fn micros(h: &prometheus::Histogram, q: f64) -> Option<f64> {
+    quantile(h, q).map(|s| (s * 1e7).round() / 10.0)
+}
+
+impl Admin {
+    /// Host-wide and per-plugin figures for an operator: traffic, status
+    /// classes, latency, and what each plugin costs and how it fails.
+    fn diagnostics(&self) -> serde_json::Value {
+        let active = self.active.load();
+        let classes: serde_json::Map<String, serde_json::Value> = CLASSES
+            .iter()
+            .zip(RESPONSES.iter())
+            .map(|(c, n)| (c.to_string(), n.get().into()))
+            .collect();
+        let plugins: Vec<_> = active
+            .plugins
+            .plugins
+            .iter()
+            .map(|p| {
+                let s = &p.stats;
+                let errors: serde_json::Map<String, serde_json::Value> = FailureKind::ALL
+                    .iter()
+                    .map(|k| (k.as_str().to_string(), s.failures(*k).into()))
+                    .collect();
+                serde_json::json!({
+                    "name": p.name,
+                    "version": p.manifest.version,
+                    "hash": p.hash,
+                    "calls": s.calls.load(Ordering::Relaxed),
+                    "errors": errors,
+                    "call_us": { "p50": micros(&s.call_seconds, 0.5), "p99": micros(&s.call_seconds, 0.99) },
+                    "instances": {
+                        "live": s.instances_live.load(Ordering::Relaxed),
+                        "pooled": p.pooled(),
+                        "created": s.instances_created.load(Ordering::Relaxed),
+                    },
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "uptime_seconds": STARTED.elapsed().as_secs(),
+            "requests": REQUESTS.load(Ordering::Relaxed),
+            "responses": classes,
+            "latency_us": { "p50": micros(&LATENCY, 0.5), "p99": micros(&LATENCY, 0.99) },
+            "plugins": plugins,
+        })
+    }
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -140,6 +191,7 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/status" => json(200, self.status()),
             "/plugins" => json(200, self.plugins()),
+            "/diagnostics" => json(200, self.diagnostics()),
             "/metrics" => {
                 let mut buf = Vec::new();
                 let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
@@ -152,7 +204,7 @@ impl ServeHttp for Admin {
             }
             _ => json(
                 404,
-                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/metrics"]}),
+                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/diagnostics", "/metrics"]}),
             ),
         }
     }

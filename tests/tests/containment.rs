@@ -122,6 +122,29 @@ fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
     }
     assert_eq!(failures(&host, "memory"), 1);
     assert_eq!(failures(&host, "trap"), 2);
+
+    // The same, per plugin and kind, in /diagnostics, beside host-wide figures.
+    let d: serde_json::Value = client()
+        .get(host.admin_url("/diagnostics"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let p = &d["plugins"][0];
+    assert_eq!(p["name"], "hostile");
+    assert_eq!(p["errors"]["trap"], 2, "{d}");
+    assert_eq!(p["errors"]["memory"], 1, "{d}");
+    assert_eq!(p["errors"]["deadline"], 0, "{d}");
+    assert!(p["calls"].as_u64().unwrap() > 10, "{d}");
+    assert!(p["call_us"]["p50"].as_f64().unwrap() > 0.0, "{d}");
+    assert!(
+        p["call_us"]["p99"].as_f64().unwrap() >= p["call_us"]["p50"].as_f64().unwrap(),
+        "{d}"
+    );
+    assert!(p["instances"]["pooled"].as_u64().unwrap() >= 1, "{d}");
+    assert_eq!(d["responses"]["5xx"], 3, "{d}");
+    assert!(d["responses"]["2xx"].as_u64().unwrap() >= 6, "{d}");
+    assert!(d["latency_us"]["p99"].as_f64().unwrap() > 0.0, "{d}");
 }
 
 #[test]

@@ -28,10 +28,7 @@ pub enum Verdict {
 fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: &str, f: &Failure) -> Verdict {
     let plugin = &set.plugins[i];
     ctx.mark_failed(i);
-    plugin
-        .stats
-        .failures
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    plugin.stats.failed(f.kind);
     crate::admin::record_failure(&plugin.name, f.kind);
     tracing::warn!(
         plugin = %plugin.name,

@@ -23,6 +23,14 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 5] = [
+        FailureKind::Trap,
+        FailureKind::Deadline,
+        FailureKind::Memory,
+        FailureKind::BadOutput,
+        FailureKind::Instantiate,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             FailureKind::Trap => "trap",
@@ -76,6 +84,7 @@ impl Instance {
     fn enter(&mut self, access: Access, deadline: std::time::Duration) {
         self.store.data_mut().access = access;
         self.arm(deadline);
+        self.call_started = std::time::Instant::now();
         // Cancelled before `leave`: the instance is not reused.
         self.broken = true;
     }
@@ -232,6 +241,9 @@ impl Instance {
     }
 
     fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
+        self.stats
+            .call_seconds
+            .observe(self.call_started.elapsed().as_secs_f64());
         match r {
             Ok(v) => {
                 self.broken = false;

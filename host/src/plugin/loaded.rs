@@ -2,7 +2,7 @@
 //! exports, its grants, and its pool of warm instances.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,6 +15,7 @@ use super::bindings::{self, describe, package_phase, post, prepare, present, pri
 use super::caps::{kv::KvStore, Grants, ALWAYS_GRANTED};
 use super::engine::{now_tick, ticks_for, Runtime};
 use super::state::HostState;
+use super::stats::PluginStats;
 use crate::config::{Isolation, PluginSettings};
 
 /// The phases a component exports.
@@ -72,15 +73,6 @@ pub struct Guests {
     pub post: Option<post::Guest>,
 }
 
-/// Counters per plugin version, read by the admin API.
-#[derive(Debug, Default)]
-pub struct PluginStats {
-    pub calls: AtomicU64,
-    pub failures: AtomicU64,
-    pub instances_live: AtomicUsize,
-    pub instances_created: AtomicU64,
-}
-
 /// A deadline hit; the epoch callback raises it.
 #[derive(Debug)]
 pub struct DeadlineExceeded;
@@ -124,7 +116,9 @@ pub struct Instance {
     uses: u64,
     /// Trapped, timed out or cancelled mid-call: never reused.
     pub(crate) broken: bool,
-    stats: Arc<PluginStats>,
+    pub(crate) stats: Arc<PluginStats>,
+    /// When the current phase call began.
+    pub(crate) call_started: std::time::Instant,
 }
 
 impl Drop for Instance {
@@ -334,6 +328,7 @@ impl Plugin {
             uses: 0,
             broken: false,
             stats: self.stats.clone(),
+            call_started: std::time::Instant::now(),
         };
         let handle = self.pre.instantiate_async(&mut instance.store).await?;
         instance.store.data_mut().handle = Some(handle);

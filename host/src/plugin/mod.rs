@@ -9,6 +9,7 @@ pub mod engine;
 pub mod loaded;
 pub mod registry;
 pub mod state;
+pub mod stats;
 
 pub use calls::{Failure, FailureKind};
 pub use loaded::{Instance, Plugin};

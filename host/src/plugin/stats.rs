@@ -1,0 +1,107 @@
+//! What one plugin version has done: calls, failures by kind, call time,
+//! instances. Lock-free counters, read by the admin API.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use prometheus::core::Metric;
+use prometheus::{Histogram, HistogramOpts};
+
+use super::FailureKind;
+
+/// Call-time buckets in seconds: 1 µs to 1 s.
+const CALL_BUCKETS: &[f64] = &[
+    1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1,
+    0.2, 0.5, 1.0,
+];
+
+#[derive(Debug)]
+pub struct PluginStats {
+    pub calls: AtomicU64,
+    failures: [AtomicU64; FailureKind::ALL.len()],
+    pub instances_live: AtomicUsize,
+    pub instances_created: AtomicU64,
+    /// Wall time of each phase call; not registered with Prometheus (a
+    /// plugin version comes and goes), read for /diagnostics.
+    pub call_seconds: Histogram,
+}
+
+impl Default for PluginStats {
+    fn default() -> Self {
+        PluginStats {
+            calls: AtomicU64::new(0),
+            failures: Default::default(),
+            instances_live: AtomicUsize::new(0),
+            instances_created: AtomicU64::new(0),
+            call_seconds: Histogram::with_opts(
+                HistogramOpts::new("kavro_plugin_call_seconds", "Plugin phase call time")
+                    .buckets(CALL_BUCKETS.to_vec()),
+            )
+            .expect("valid buckets"),
+        }
+    }
+}
+
+impl PluginStats {
+    pub fn failed(&self, kind: FailureKind) {
+        self.failures[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failures(&self, kind: FailureKind) -> u64 {
+        self.failures[kind as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn failures_total(&self) -> u64 {
+        FailureKind::ALL.iter().map(|k| self.failures(*k)).sum()
+    }
+}
+
+/// The `q` quantile (0..1) of a histogram, in seconds, interpolated within
+/// its bucket; `None` before any observation.
+pub fn quantile(h: &Histogram, q: f64) -> Option<f64> {
+    let m = h.metric();
+    let hist = m.get_histogram();
+    let total = hist.get_sample_count();
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let (mut lower, mut below) = (0.0, 0u64);
+    for b in hist.get_bucket() {
+        let (upper, count) = (b.upper_bound(), b.cumulative_count());
+        if count as f64 >= rank {
+            let inside = (count - below).max(1) as f64;
+            return Some(
+                lower + (upper - lower) * ((rank - below as f64) / inside).clamp(0.0, 1.0),
+            );
+        }
+        (lower, below) = (upper, count);
+    }
+    // Beyond the last bucket: report its bound, the most that is known.
+    Some(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_from_buckets() {
+        let s = PluginStats::default();
+        assert_eq!(quantile(&s.call_seconds, 0.5), None);
+        for _ in 0..90 {
+            s.call_seconds.observe(3e-6);
+        }
+        for _ in 0..10 {
+            s.call_seconds.observe(0.3);
+        }
+        let p50 = quantile(&s.call_seconds, 0.5).unwrap();
+        assert!((2e-6..=5e-6).contains(&p50), "{p50}");
+        let p99 = quantile(&s.call_seconds, 0.99).unwrap();
+        assert!((0.2..=0.5).contains(&p99), "{p99}");
+        s.failed(FailureKind::Deadline);
+        s.failed(FailureKind::Trap);
+        s.failed(FailureKind::Trap);
+        assert_eq!(s.failures(FailureKind::Trap), 2);
+        assert_eq!(s.failures_total(), 3);
+    }
+}
