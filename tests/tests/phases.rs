@@ -207,3 +207,40 @@ fn a_route_scoped_plugin_stays_out_of_other_routes() {
     // Out of scope, the request never entered the plugin.
     assert_eq!(calls(), before);
 }
+
+#[test]
+fn bodies_over_the_present_limit_pass_untouched() {
+    let (up, beta) = (Upstream::start("app"), Upstream::start("beta"));
+    let big = "hello world, ".repeat(20);
+    let config = format!(
+        "[server]\npresent_max_bytes = 100\n{}\n\
+         [[routes]]\nname = \"big\"\npath = \"/big\"\nrespond = {{ body = \"{big}\" }}\n\n\
+         [[routes]]\nname = \"small\"\npath = \"/small\"\nrespond = {{ body = \"hello\" }}\n\n\
+         [[plugins]]\nname = \"probe\"\ncapabilities = [\"kv\"]\n",
+        proxy_to_upstreams(
+            &[
+                ("app", up.addr.to_string()),
+                ("beta", beta.addr.to_string())
+            ],
+            5000
+        )
+    );
+    let host = Host::builder()
+        .plugin("probe", "probe")
+        .config(&config)
+        .start();
+    let c = client();
+    let shout = |path: &str| {
+        c.get(host.url(path))
+            .header("x-shout", "1")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    assert_eq!(shout("/small"), "HELLO");
+    assert_eq!(shout("/big"), big);
+    // The upstream's echo is over 100 bytes too.
+    let echoed = shout("/echo");
+    assert!(echoed.contains(r#""uri":"/echo""#), "{echoed}");
+}
