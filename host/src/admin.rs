@@ -14,6 +14,7 @@ use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, O
 
 use crate::plugin::stats::quantile;
 use crate::plugin::FailureKind;
+use crate::reload::{Outcome, Reloader};
 use crate::Active;
 
 static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -81,6 +82,19 @@ pub fn mark_start() {
 
 pub struct Admin {
     pub active: Arc<ArcSwap<Active>>,
+    pub reloader: Arc<Reloader>,
+}
+
+fn outcome_json(o: Option<Outcome>) -> serde_json::Value {
+    match o {
+        None => serde_json::Value::Null,
+        Some(o) => serde_json::json!({
+            "at": o.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "trigger": o.trigger,
+            "result": if o.errors.is_empty() { "reloaded" } else { "refused" },
+            "errors": o.errors,
+        }),
+    }
 }
 
 fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
@@ -104,6 +118,8 @@ impl Admin {
             "config": active.config.source,
             "routes": active.config.routes.len(),
             "plugins": active.plugins.plugins.len(),
+            "last_reload": outcome_json(self.reloader.last()),
+            "last_refusal": outcome_json(self.reloader.last_refusal()),
         })
     }
 
@@ -188,6 +204,21 @@ impl Admin {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        if path == "/reload" {
+            if session.req_header().method != http::Method::POST {
+                return json(405, serde_json::json!({"error": "use POST /reload"}));
+            }
+            return match self.reloader.reload("POST /reload").await {
+                Ok(()) => json(200, serde_json::json!({"result": "reloaded"})),
+                Err(errors) => json(
+                    422,
+                    serde_json::json!({
+                        "result": "refused",
+                        "errors": errors.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                    }),
+                ),
+            };
+        }
         match path.as_str() {
             "/status" => json(200, self.status()),
             "/plugins" => json(200, self.plugins()),
@@ -204,7 +235,7 @@ impl ServeHttp for Admin {
             }
             _ => json(
                 404,
-                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/diagnostics", "/metrics"]}),
+                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/diagnostics", "/metrics", "POST /reload"]}),
             ),
         }
     }

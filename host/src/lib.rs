@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod routing;
 pub mod server;
 

@@ -15,6 +15,7 @@ use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::pipeline::Kavro;
 use crate::plugin::caps::kv::KvStore;
 use crate::plugin::{artifacts, registry, PluginSet};
+use crate::reload::Reloader;
 use crate::Active;
 
 /// Logs go to stderr through a writer thread, so a request never waits on
@@ -114,12 +115,24 @@ pub fn main(cli: Cli) -> i32 {
         return 0;
     }
     drop(rt);
-    serve(config, plugins, kv)
+    let sources = Sources {
+        config_path: cli.common.config.clone(),
+        plugins_dir: cli.common.plugins.clone(),
+        cache_dir,
+    };
+    serve(config, plugins, kv, sources)
 }
 
-fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>) -> i32 {
+/// Where config and plugins are read from again on reload.
+struct Sources {
+    config_path: Option<std::path::PathBuf>,
+    plugins_dir: std::path::PathBuf,
+    cache_dir: Option<std::path::PathBuf>,
+}
+
+fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>, sources: Sources) -> i32 {
     crate::admin::mark_start();
-    let kv_sweeper = kv.clone();
+    let kv_sweeper = Arc::clone(&kv);
     let _ = std::thread::Builder::new()
         .name("kavro-kv-sweep".into())
         .spawn(move || loop {
@@ -151,6 +164,17 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>) -> i32 {
         plugins: Arc::new(plugins),
     }));
 
+    let reloader = Arc::new(Reloader::new(
+        sources.config_path,
+        sources.plugins_dir,
+        sources.cache_dir,
+        kv,
+        active.clone(),
+    ));
+    if let Err(e) = reloader.on_sighup() {
+        tracing::error!("cannot listen for SIGHUP, reload with POST /reload instead: {e}");
+    }
+
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Kavro {
@@ -175,6 +199,7 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>) -> i32 {
             "kavro-admin".to_string(),
             Admin {
                 active: active.clone(),
+                reloader,
             },
         );
         admin.add_tcp(addr);

@@ -73,6 +73,34 @@ impl Host {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// The config file the host was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("kavro.toml")
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Sends SIGHUP, which makes the host reload.
+    pub fn sighup(&self) {
+        let ok = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -HUP failed");
+    }
+
+    /// `POST /reload` on the admin listener: (status, JSON body).
+    pub fn reload(&self) -> (u16, serde_json::Value) {
+        let r = client()
+            .post(self.admin_url("/reload"))
+            .send()
+            .expect("reload");
+        (r.status().as_u16(), r.json().expect("JSON"))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -1,0 +1,160 @@
+//! Reloading config and plugins while serving. Every trigger (`POST
+//! /reload` on the admin listener, `SIGHUP`) runs one pipeline: parse the
+//! config, load and validate every plugin (compile, instantiate, describe,
+//! check capabilities), then swap the whole set in one atomic store. A
+//! request keeps the set it started with, so nothing in flight changes; an
+//! invalid config or plugin is refused and the running set stays. The KV
+//! store is the host's, so its data outlives every swap.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use crate::config::{Config, Diagnostic};
+use crate::plugin::caps::kv::KvStore;
+use crate::plugin::registry;
+use crate::Active;
+
+/// What the last reload did, for the admin API.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub at: SystemTime,
+    pub trigger: &'static str,
+    /// Empty when the new set was swapped in.
+    pub errors: Vec<String>,
+}
+
+pub struct Reloader {
+    pub config_path: Option<PathBuf>,
+    pub plugins_dir: PathBuf,
+    pub cache_dir: Option<PathBuf>,
+    pub kv: Arc<KvStore>,
+    pub active: Arc<ArcSwap<Active>>,
+    /// One reload at a time; a second trigger waits and then loads afresh.
+    running: tokio::sync::Mutex<()>,
+    last: Mutex<Option<Outcome>>,
+    last_refusal: Mutex<Option<Outcome>>,
+}
+
+impl Reloader {
+    pub fn new(
+        config_path: Option<PathBuf>,
+        plugins_dir: PathBuf,
+        cache_dir: Option<PathBuf>,
+        kv: Arc<KvStore>,
+        active: Arc<ArcSwap<Active>>,
+    ) -> Reloader {
+        Reloader {
+            config_path,
+            plugins_dir,
+            cache_dir,
+            kv,
+            active,
+            running: tokio::sync::Mutex::new(()),
+            last: Mutex::new(None),
+            last_refusal: Mutex::new(None),
+        }
+    }
+
+    /// Loads and validates everything, then swaps it in; on any error the
+    /// running set stays and the errors are returned (and remembered).
+    pub async fn reload(&self, trigger: &'static str) -> Result<(), Vec<Diagnostic>> {
+        let _one = self.running.lock().await;
+        let result = self.load().await;
+        let outcome = Outcome {
+            at: SystemTime::now(),
+            trigger,
+            errors: match &result {
+                Ok(_) => Vec::new(),
+                Err(e) => e.iter().map(|d| d.to_string()).collect(),
+            },
+        };
+        match result {
+            Ok(next) => {
+                let current = self.active.load();
+                if next.config.listen != current.config.listen
+                    || next.config.admin != current.config.admin
+                {
+                    tracing::warn!(
+                        trigger,
+                        "listen and admin addresses change only on restart; the rest is reloaded"
+                    );
+                }
+                let plugins = next.plugins.plugins.len();
+                let routes = next.config.routes.len();
+                self.active.store(Arc::new(next));
+                tracing::info!(
+                    trigger,
+                    plugins,
+                    routes,
+                    "reloaded: new requests use the new set"
+                );
+                *self.last.lock() = Some(outcome);
+                Ok(())
+            }
+            Err(errors) => {
+                for e in &outcome.errors {
+                    tracing::error!(trigger, "reload refused, the running set stays: {e}");
+                }
+                *self.last.lock() = Some(outcome.clone());
+                *self.last_refusal.lock() = Some(outcome);
+                Err(errors)
+            }
+        }
+    }
+
+    async fn load(&self) -> Result<Active, Vec<Diagnostic>> {
+        let mut config = Config::load(self.config_path.as_deref()).map_err(|d| d.0)?;
+        // Addresses given on the command line keep winning over the file.
+        let current = self.active.load();
+        config.listen = current.config.listen.clone();
+        config.admin = current.config.admin.clone();
+        config.threads = current.config.threads;
+        config.work_stealing = current.config.work_stealing;
+        let plugins = registry::load(
+            &self.plugins_dir,
+            &config,
+            self.cache_dir.as_deref(),
+            &self.kv,
+        )
+        .await?;
+        Ok(Active {
+            config: Arc::new(config),
+            plugins: Arc::new(plugins),
+        })
+    }
+
+    pub fn last(&self) -> Option<Outcome> {
+        self.last.lock().clone()
+    }
+
+    pub fn last_refusal(&self) -> Option<Outcome> {
+        self.last_refusal.lock().clone()
+    }
+
+    /// Reloads on every SIGHUP, from a thread of its own.
+    pub fn on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // Installed now, before serving, so a SIGHUP never takes the
+        // default action (terminating the process).
+        let mut hup = rt.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        })?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("kavro-sighup".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    while hup.recv().await.is_some() {
+                        let _ = me.reload("SIGHUP").await;
+                    }
+                })
+            })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! Reloading while serving: config and plugins change through POST /reload
+//! and SIGHUP; invalid input is refused and the running set keeps serving;
+//! KV data survives; requests in flight finish on the set they started with.
+
+use kavro_e2e::upstream::Upstream;
+use kavro_e2e::{client, eventually, proxy_to_upstreams, Host};
+
+const HELLO: &str = r#"
+[[routes]]
+name = "hello"
+path = "/hello"
+respond = { body = "hello v1" }
+"#;
+
+fn body(host: &Host, path: &str) -> (u16, String) {
+    let r = client().get(host.url(path)).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap())
+}
+
+#[test]
+fn a_config_reload_adds_a_route_and_a_broken_one_changes_nothing() {
+    let host = Host::builder().config(HELLO).start();
+    assert_eq!(body(&host, "/bye").0, 404);
+
+    let added = format!(
+        "{HELLO}\n[[routes]]\nname = \"bye\"\npath = \"/bye\"\nrespond = {{ body = \"bye\" }}\n"
+    );
+    std::fs::write(host.config_path(), &added).unwrap();
+    let (status, out) = host.reload();
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(body(&host, "/bye"), (200, "bye".to_string()));
+
+    // A syntax error and an undeclared upstream are refused, with the line.
+    std::fs::write(
+        host.config_path(),
+        format!("{added}\n[[routes]\npath = \"/x\"\n"),
+    )
+    .unwrap();
+    let (status, out) = host.reload();
+    assert_eq!(status, 422, "{out}");
+    assert!(
+        out["errors"][0].as_str().unwrap().contains("kavro.toml:"),
+        "{out}"
+    );
+    std::fs::write(
+        host.config_path(),
+        format!("{added}\n[[routes]]\npath = \"/x\"\nproxy = \"ghost\"\n"),
+    )
+    .unwrap();
+    let (status, out) = host.reload();
+    assert_eq!(status, 422, "{out}");
+    assert!(
+        out.to_string().contains("upstream `ghost` is not declared"),
+        "{out}"
+    );
+    // The running set stays, and the refusal is on /status.
+    assert_eq!(body(&host, "/bye"), (200, "bye".to_string()));
+    assert_eq!(body(&host, "/hello"), (200, "hello v1".to_string()));
+    let status: serde_json::Value = client()
+        .get(host.admin_url("/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["last_refusal"]["result"], "refused");
+    assert!(
+        status["last_refusal"]["errors"]
+            .to_string()
+            .contains("ghost"),
+        "{status}"
+    );
+}
+
+#[test]
+fn sighup_swaps_plugins_keeps_kv_and_refuses_a_broken_component() {
+    let up = Upstream::start("app");
+    let config = format!(
+        "{}\n[[plugins]]\nname = \"probe\"\ncapabilities = [\"kv\"]\n",
+        proxy_to_upstreams(&[("app", up.addr.to_string())], 5000)
+    );
+    let host = Host::builder()
+        .plugin("probe", "probe")
+        .plugin("headers", "headers")
+        .settings("headers", "[config]\nresponse_set = \"x-version: 1\"\n")
+        .config(&config)
+        .start();
+    let c = client();
+    let version = || {
+        c.get(host.url("/x")).send().unwrap().headers()["x-version"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(version(), "1");
+    assert_eq!(body(&host, "/kv/incr").1, "1");
+    assert_eq!(body(&host, "/kv/incr").1, "2");
+
+    std::fs::write(
+        host.plugins_dir().join("headers.toml"),
+        "[config]\nresponse_set = \"x-version: 2\"\n",
+    )
+    .unwrap();
+    host.sighup();
+    eventually("version 2 to serve", || (version() == "2").then_some(()));
+    // The KV store's data survived the swap.
+    assert_eq!(body(&host, "/kv/incr").1, "3");
+
+    // A component that does not load is refused; version 2 keeps serving.
+    std::fs::write(
+        host.plugins_dir().join("broken.wasm"),
+        b"\0asm\x01\0\0\0garbage",
+    )
+    .unwrap();
+    host.sighup();
+    eventually("the refusal to be logged", || {
+        host.log().contains("reload refused").then_some(())
+    });
+    assert!(host.log().contains("broken.wasm"), "{}", host.log());
+    assert_eq!(version(), "2");
+
+    // Removing the broken file and the headers plugin: it is gone after a reload.
+    std::fs::remove_file(host.plugins_dir().join("broken.wasm")).unwrap();
+    std::fs::remove_file(host.plugins_dir().join("headers.wasm")).unwrap();
+    let (status, out) = host.reload();
+    assert_eq!(status, 200, "{out}");
+    let r = c.get(host.url("/x")).send().unwrap();
+    assert!(r.headers().get("x-version").is_none());
+    let plugins: serde_json::Value = c
+        .get(host.admin_url("/plugins"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(plugins["plugins"].as_array().unwrap().len(), 1, "{plugins}");
+}
+
+#[test]
+fn a_request_in_flight_finishes_on_the_set_it_started_with() {
+    let slow = Upstream::start("slow");
+    let config = |v: &str| {
+        format!(
+            "{}\n[[plugins]]\nname = \"headers\"\n[plugins.config]\nresponse_set = \"x-version: {v}\"\n",
+            proxy_to_upstreams(&[("app", slow.addr.to_string())], 10_000)
+        )
+    };
+    let host = Host::builder()
+        .plugin("headers", "headers")
+        .config(&config("1"))
+        .start();
+    std::thread::scope(|s| {
+        // Held at the upstream for 1.5 s, across the swap below.
+        let held = s.spawn(|| {
+            let r = client().get(host.url("/slow?ms=1500")).send().unwrap();
+            r.headers()["x-version"].to_str().unwrap().to_string()
+        });
+        eventually("the slow request to reach the upstream", || {
+            (slow.hits() == 1).then_some(())
+        });
+        std::fs::write(host.config_path(), config("2")).unwrap();
+        assert_eq!(host.reload().0, 200);
+        let fresh = client().get(host.url("/now")).send().unwrap();
+        assert_eq!(fresh.headers()["x-version"], "2");
+        assert_eq!(
+            held.join().unwrap(),
+            "1",
+            "the request in flight changed version"
+        );
+    });
+}
