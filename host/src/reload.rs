@@ -1,14 +1,15 @@
 //! Reloading config and plugins while serving. Every trigger (`POST
-//! /reload` on the admin listener, `SIGHUP`) runs one pipeline: parse the
+//! /reload` on the admin listener, `SIGHUP`, a file change in the plugins
+//! folder or of the config file) runs one pipeline: parse the
 //! config, load and validate every plugin (compile, instantiate, describe,
 //! check capabilities), then swap the whole set in one atomic store. A
 //! request keeps the set it started with, so nothing in flight changes; an
 //! invalid config or plugin is refused and the running set stays. The KV
 //! store is the host's, so its data outlives every swap.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -17,6 +18,10 @@ use crate::config::{Config, Diagnostic};
 use crate::plugin::caps::kv::KvStore;
 use crate::plugin::registry;
 use crate::Active;
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
 
 /// What the last reload did, for the admin API.
 #[derive(Debug, Clone)]
@@ -133,6 +138,51 @@ impl Reloader {
 
     pub fn last_refusal(&self) -> Option<Outcome> {
         self.last_refusal.lock().clone()
+    }
+
+    /// Reloads when a `.wasm` or `.toml` in the plugins folder, or the
+    /// config file, is added, replaced or removed. Events are debounced, so
+    /// a file still being written is read once it has settled (and a file
+    /// that is still incomplete then is refused like any broken one).
+    pub fn watch_files(self: &Arc<Self>) -> anyhow::Result<()> {
+        use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut debouncer = new_debouncer(Duration::from_millis(250), tx)?;
+        let watched_config = self.config_path.as_ref().map(|p| absolute(p));
+        if self.plugins_dir.is_dir() {
+            debouncer
+                .watcher()
+                .watch(&self.plugins_dir, RecursiveMode::NonRecursive)?;
+        }
+        // The folder, not the file: editors and deploy tools replace files.
+        if let Some(dir) = watched_config.as_ref().and_then(|c| c.parent()) {
+            debouncer
+                .watcher()
+                .watch(dir, RecursiveMode::NonRecursive)?;
+        }
+        let plugins_dir = absolute(&self.plugins_dir);
+        let me = self.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("kavro-watch".into())
+            .spawn(move || {
+                let _keep = debouncer;
+                for result in rx {
+                    let Ok(events) = result else { continue };
+                    let relevant = events.iter().any(|e| {
+                        let p = absolute(&e.path);
+                        Some(&p) == watched_config.as_ref()
+                            || (p.parent() == Some(plugins_dir.as_path())
+                                && p.extension().is_some_and(|x| x == "wasm" || x == "toml"))
+                    });
+                    if relevant {
+                        let _ = rt.block_on(me.reload("file change"));
+                    }
+                }
+            })?;
+        Ok(())
     }
 
     /// Reloads on every SIGHUP, from a thread of its own.

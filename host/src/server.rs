@@ -174,6 +174,9 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>, sources: Sources)
     if let Err(e) = reloader.on_sighup() {
         tracing::error!("cannot listen for SIGHUP, reload with POST /reload instead: {e}");
     }
+    if let Err(e) = reloader.watch_files() {
+        tracing::error!("cannot watch for file changes, reload with SIGHUP or POST /reload: {e:#}");
+    }
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,

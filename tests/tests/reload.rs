@@ -167,3 +167,45 @@ fn a_request_in_flight_finishes_on_the_set_it_started_with() {
         );
     });
 }
+
+#[test]
+fn file_changes_in_the_plugins_folder_reload_by_themselves() {
+    let host = Host::builder()
+        .plugin("headers", "headers")
+        .settings("headers", "[config]\nresponse_set = \"x-version: 1\"\n")
+        .config(HELLO)
+        .start();
+    let c = client();
+    let version = || {
+        c.get(host.url("/hello"))
+            .send()
+            .unwrap()
+            .headers()
+            .get("x-version")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(version().as_deref(), Some("1"));
+    std::fs::write(
+        host.plugins_dir().join("headers.toml"),
+        "[config]\nresponse_set = \"x-version: 2\"\n",
+    )
+    .unwrap();
+    eventually("the settings change to take effect", || {
+        (version().as_deref() == Some("2")).then_some(())
+    });
+
+    // A new plugin: its settings, then the component, copied in.
+    std::fs::write(
+        host.plugins_dir().join("probe.toml"),
+        "capabilities = [\"kv\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        kavro_e2e::wasm("probe"),
+        host.plugins_dir().join("probe.wasm"),
+    )
+    .unwrap();
+    eventually("the new plugin to answer", || {
+        (body(&host, "/kv/incr") == (200, "1".to_string())).then_some(())
+    });
+}
