@@ -3,6 +3,8 @@
 //! KV data survives; requests in flight finish on the set they started with.
 
 use kavro_e2e::upstream::Upstream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use kavro_e2e::{client, eventually, proxy_to_upstreams, Host};
 
 const HELLO: &str = r#"
@@ -208,4 +210,75 @@ fn file_changes_in_the_plugins_folder_reload_by_themselves() {
     eventually("the new plugin to answer", || {
         (body(&host, "/kv/incr") == (200, "1".to_string())).then_some(())
     });
+}
+
+#[test]
+fn fifty_swaps_under_load_fail_no_request_and_never_mix_versions() {
+    // Two components under one name: `probe` marks responses with
+    // x-probe-phases, `headers` (configured below) with x-version.
+    let host = Host::builder()
+        .plugin("probe", "ver")
+        .settings(
+            "ver",
+            "capabilities = [\"kv\"]\n[config]\nresponse_set = \"x-version: headers\"\n",
+        )
+        .config(HELLO)
+        .start();
+    let versions = [kavro_e2e::wasm("probe"), kavro_e2e::wasm("headers")];
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (served, by_probe, by_headers) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let c = client();
+                // Bounded: at most 20 000 requests a client.
+                for _ in 0..20_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let r = c
+                        .get(host.url("/hello"))
+                        .send()
+                        .expect("no request may fail");
+                    assert_eq!(r.status(), 200);
+                    let probe = r.headers().contains_key("x-probe-phases");
+                    let headers = r.headers().contains_key("x-version");
+                    assert!(probe != headers, "one version exactly: {:?}", r.headers());
+                    if probe { &by_probe } else { &by_headers }.fetch_add(1, Ordering::Relaxed);
+                    served.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        for i in 0..50 {
+            // Replace atomically, as a deploy tool would: write aside, rename.
+            let tmp = host.plugins_dir().join("ver.wasm.tmp");
+            std::fs::copy(&versions[(i + 1) % 2], &tmp).unwrap();
+            std::fs::rename(&tmp, host.plugins_dir().join("ver.wasm")).unwrap();
+            let (status, out) = host.reload();
+            assert_eq!(status, 200, "swap {i}: {out}");
+            if i == 25 {
+                // An invalid file dropped in mid-storm changes nothing.
+                std::fs::write(host.plugins_dir().join("junk.wasm"), b"not wasm").unwrap();
+                assert_eq!(host.reload().0, 422);
+                std::fs::remove_file(host.plugins_dir().join("junk.wasm")).unwrap();
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let served = served.load(Ordering::Relaxed);
+    assert!(served > 100, "only {served} requests during the storm");
+    assert!(by_probe.load(Ordering::Relaxed) > 0 && by_headers.load(Ordering::Relaxed) > 0);
+    // Old versions were freed: one plugin version's instances remain.
+    let d: serde_json::Value = client()
+        .get(host.admin_url("/diagnostics"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(d["plugins"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["responses"]["5xx"], 0, "{d}");
 }
