@@ -3,6 +3,7 @@
 #   ./dev.sh run    build the host and the first-party plugins, serve on 127.0.0.1:8080
 #   ./dev.sh test   build everything and run the whole test suite
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
+#   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
 CALLER=$PWD
@@ -87,6 +88,14 @@ case "${1:-}" in
         build_native
         exec bench/run.sh
         ;;
+    bench-swap)
+        setup
+        build_plugins
+        build_test_plugins
+        build_native
+        export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
+        exec "$CARGO_TARGET_DIR/release/swap_bench"
+        ;;
     plugins)
         setup
         build_plugins
@@ -103,7 +112,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-swap | plugins" >&2
         exit 2
         ;;
 esac

@@ -147,7 +147,7 @@ impl Reloader {
     pub fn watch_files(self: &Arc<Self>) -> anyhow::Result<()> {
         use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode};
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut debouncer = new_debouncer(Duration::from_millis(250), tx)?;
+        let mut debouncer = new_debouncer(Duration::from_millis(50), tx)?;
         let watched_config = self.config_path.as_ref().map(|p| absolute(p));
         if self.plugins_dir.is_dir() {
             debouncer

@@ -5,17 +5,20 @@ pub mod upstream;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The folder holding the build's binaries (`target/release`).
+/// The folder holding the build's binaries (`target/release`); test
+/// binaries run from its `deps` folder, benchmark binaries from it directly.
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("own binary path");
+    let dir = exe.parent().expect("binary folder");
+    if dir.ends_with("deps") {
+        dir.parent().expect("target dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Where `./dev.sh` put the wasm plugins built for the tests.

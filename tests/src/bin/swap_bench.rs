@@ -1,0 +1,109 @@
+//! Hot-swap benchmark (not a test): how long from a plugin file being
+//! complete in the plugins folder to the new version serving, and requests/s
+//! during a swap storm against steady state. Loopback only, bounded.
+//!
+//!   ./dev.sh bench-swap
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kavro_e2e::{client, wasm, Host};
+
+const CONFIG: &str = r#"
+[[routes]]
+name = "hello"
+path = "/hello"
+respond = { body = "hello" }
+"#;
+
+fn main() {
+    let host = Host::builder()
+        .plugin("probe", "ver")
+        .settings(
+            "ver",
+            "capabilities = [\"kv\"]\n[config]\nresponse_set = \"x-version: headers\"\n",
+        )
+        .config(CONFIG)
+        .start();
+    let versions = [wasm("headers"), wasm("probe")];
+    let c = client();
+    let is_headers = || {
+        c.get(host.url("/hello"))
+            .send()
+            .unwrap()
+            .headers()
+            .contains_key("x-version")
+    };
+    let place = |i: usize| {
+        let tmp = host.plugins_dir().join("ver.wasm.tmp");
+        std::fs::copy(&versions[i % 2], &tmp).unwrap();
+        std::fs::rename(&tmp, host.plugins_dir().join("ver.wasm")).unwrap();
+    };
+
+    // Swap latency: rename into place, then poll until the new version answers.
+    // Both components are compiled once first, so this is the precompiled case.
+    let mut took = Vec::new();
+    for i in 0..40 {
+        let want_headers = i % 2 == 0;
+        place(i);
+        let start = Instant::now();
+        while is_headers() != want_headers {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "swap {i} never served"
+            );
+        }
+        if i >= 2 {
+            took.push(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    took.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "swap latency (file renamed into place -> new version serving), precompiled Rust plugin, {} swaps: median {:.1} ms, p99 {:.1} ms",
+        took.len(),
+        ms(took[took.len() / 2]),
+        ms(took[(took.len() * 99 / 100).min(took.len() - 1)])
+    );
+
+    // Throughput: 4 clients for 3 s steady, then 3 s while swapping nonstop.
+    let run = |storm: bool| -> f64 {
+        let stop = AtomicBool::new(false);
+        let done = AtomicUsize::new(0);
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let c = client();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = c
+                            .get(host.url("/hello"))
+                            .send()
+                            .expect("no request may fail");
+                        assert_eq!(r.status(), 200);
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            let mut i = 0;
+            while start.elapsed() < Duration::from_secs(3) {
+                if storm {
+                    place(i);
+                    i += 1;
+                    let _ = client().post(host.admin_url("/reload")).send();
+                } else {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    };
+    let steady = run(false);
+    let storm = run(true);
+    println!(
+        "requests/s, 4 keep-alive clients: steady {steady:.0}, during a swap storm {storm:.0} ({:.2}x)",
+        storm / steady
+    );
+}
