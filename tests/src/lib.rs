@@ -95,6 +95,15 @@ impl Host {
         assert!(ok, "kill -HUP failed");
     }
 
+    /// A JSON document from the admin listener, e.g. `/plugins`.
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(self.admin_url(path))
+            .send()
+            .and_then(|r| r.json())
+            .expect("admin JSON")
+    }
+
     /// `POST /reload` on the admin listener: (status, JSON body).
     pub fn reload(&self) -> (u16, serde_json::Value) {
         let r = client()

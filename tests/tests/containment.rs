@@ -48,12 +48,7 @@ fn failures(host: &Host, kind: &str) -> u64 {
 }
 
 fn instances_created(host: &Host) -> u64 {
-    let v: serde_json::Value = client()
-        .get(host.admin_url("/plugins"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let v: serde_json::Value = host.admin_json("/plugins");
     v["plugins"][0]["instances_created"].as_u64().unwrap()
 }
 
@@ -124,12 +119,7 @@ fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
     assert_eq!(failures(&host, "trap"), 2);
 
     // The same, per plugin and kind, in /diagnostics, beside host-wide figures.
-    let d: serde_json::Value = client()
-        .get(host.admin_url("/diagnostics"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let d: serde_json::Value = host.admin_json("/diagnostics");
     let p = &d["plugins"][0];
     assert_eq!(p["name"], "hostile");
     assert_eq!(p["errors"]["trap"], 2, "{d}");

@@ -190,12 +190,7 @@ fn a_route_scoped_plugin_stays_out_of_other_routes() {
     assert_eq!(r.headers()["x-probe-phases"], "rpbk");
 
     let calls = || -> u64 {
-        let v: serde_json::Value = c
-            .get(host.admin_url("/plugins"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let v: serde_json::Value = host.admin_json("/plugins");
         v["plugins"][0]["calls"].as_u64().unwrap()
     };
     // Five phases for /hello; post runs after the response, so wait for it.

@@ -58,12 +58,7 @@ fn a_config_reload_adds_a_route_and_a_broken_one_changes_nothing() {
     // The running set stays, and the refusal is on /status.
     assert_eq!(body(&host, "/bye"), (200, "bye".to_string()));
     assert_eq!(body(&host, "/hello"), (200, "hello v1".to_string()));
-    let status: serde_json::Value = client()
-        .get(host.admin_url("/status"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let status: serde_json::Value = host.admin_json("/status");
     assert_eq!(status["last_refusal"]["result"], "refused");
     assert!(
         status["last_refusal"]["errors"]
@@ -127,12 +122,7 @@ fn sighup_swaps_plugins_keeps_kv_and_refuses_a_broken_component() {
     assert_eq!(status, 200, "{out}");
     let r = c.get(host.url("/x")).send().unwrap();
     assert!(r.headers().get("x-version").is_none());
-    let plugins: serde_json::Value = c
-        .get(host.admin_url("/plugins"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let plugins: serde_json::Value = host.admin_json("/plugins");
     assert_eq!(plugins["plugins"].as_array().unwrap().len(), 1, "{plugins}");
 }
 
@@ -273,12 +263,7 @@ fn fifty_swaps_under_load_fail_no_request_and_never_mix_versions() {
     assert!(served > 100, "only {served} requests during the storm");
     assert!(by_probe.load(Ordering::Relaxed) > 0 && by_headers.load(Ordering::Relaxed) > 0);
     // Old versions were freed: one plugin version's instances remain.
-    let d: serde_json::Value = client()
-        .get(host.admin_url("/diagnostics"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let d: serde_json::Value = host.admin_json("/diagnostics");
     assert_eq!(d["plugins"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["responses"]["5xx"], 0, "{d}");
 }
