@@ -146,7 +146,10 @@ impl Admin {
                 })
             })
             .collect();
-        serde_json::json!({ "plugins": list })
+        serde_json::json!({
+            "plugins": list,
+            "last_refusal": outcome_json(self.reloader.last_refusal()),
+        })
     }
 }
 

@@ -18,6 +18,9 @@ respond = {{ status = 200, headers = {{ content-type = "text/plain" }}, body = "
 [[plugins]]
 name = "probe"
 capabilities = ["kv"]
+# Deadlines are tested with the hostile plugin; here a slow machine must
+# never turn into a failed phase.
+limits = {{ deadline_ms = 5000 }}
 {extra_plugin_settings}
 "#,
         proxy_to_upstreams(
@@ -63,8 +66,15 @@ fn present_transforms_the_body_on_produced_and_proxied_responses() {
         .header("x-shout", "1")
         .send()
         .unwrap();
-    assert_eq!(r.headers()["x-presented"], "upper");
-    assert_eq!(r.text().unwrap(), "HELLO WORLD\n");
+    let presented = r.headers().get("x-presented").cloned();
+    let (status, text) = (r.status(), r.text().unwrap());
+    assert_eq!(
+        presented.as_ref().map(|v| v.to_str().unwrap()),
+        Some("upper"),
+        "{status} {text}\n{}",
+        host.log()
+    );
+    assert_eq!(text, "HELLO WORLD\n");
 
     // On a streamed proxy response the head has already gone out: present
     // changes the body only.

@@ -114,6 +114,11 @@ fn sighup_swaps_plugins_keeps_kv_and_refuses_a_broken_component() {
     });
     assert!(host.log().contains("broken.wasm"), "{}", host.log());
     assert_eq!(version(), "2");
+    let refusal = host.admin_json("/plugins")["last_refusal"].to_string();
+    assert!(
+        refusal.contains("broken.wasm") && refusal.contains("refused"),
+        "{refusal}"
+    );
 
     // Removing the broken file and the headers plugin: it is gone after a reload.
     std::fs::remove_file(host.plugins_dir().join("broken.wasm")).unwrap();

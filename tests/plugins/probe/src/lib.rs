@@ -8,7 +8,7 @@
 //! - present: with `x-shout`, the body is upper-cased;
 //! - package: `x-probe-phases` lists the phases this request went through
 //!   (per-request state: it must never carry over from another request);
-//! - post: records `STATUS BYTES PATH` in the KV store.
+//! - post: records `STATUS BYTES PATH` in the KV store (not for `/kv/*`).
 
 use kavro_sdk::{
     export, kv, Completion, Forward, Manifest, Package, Plugin, Post, Prepare, PrepareOutcome,
@@ -107,6 +107,10 @@ impl Package for Probe {
 
 impl Post for Probe {
     fn on_complete(&self, s: &mut State, _req: &Request, _resp: &Response, done: &Completion) {
+        // The /kv/* requests read the record; they must not overwrite it.
+        if s.path.starts_with("/kv/") {
+            return;
+        }
         let line = format!("{} {} {}", done.status, done.bytes_sent, s.path);
         let _ = kv::set("last-post", line.as_bytes(), None);
     }
