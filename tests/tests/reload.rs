@@ -272,3 +272,46 @@ fn fifty_swaps_under_load_fail_no_request_and_never_mix_versions() {
     assert_eq!(d["plugins"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["responses"]["5xx"], 0, "{d}");
 }
+
+#[test]
+fn a_truncated_file_or_a_component_of_another_world_is_refused() {
+    let host = Host::builder()
+        .plugin("headers", "headers")
+        .settings("headers", "[config]\nresponse_set = \"x-version: 1\"\n")
+        .config(HELLO)
+        .start();
+    let version = || {
+        client().get(host.url("/hello")).send().unwrap().headers()["x-version"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    // The same plugin, cut in half as by an interrupted copy.
+    let whole = std::fs::read(kavro_e2e::wasm("headers")).unwrap();
+    std::fs::write(
+        host.plugins_dir().join("headers.wasm"),
+        &whole[..whole.len() / 2],
+    )
+    .unwrap();
+    let (status, out) = host.reload();
+    assert_eq!(status, 422, "{out}");
+    assert!(out.to_string().contains("headers.wasm"), "{out}");
+    assert_eq!(version(), "1");
+
+    // A WASI command, not a plugin: the message names what it exports.
+    std::fs::write(host.plugins_dir().join("headers.wasm"), &whole).unwrap();
+    std::fs::copy(
+        kavro_e2e::wasm("wasi-command"),
+        host.plugins_dir().join("tool.wasm"),
+    )
+    .unwrap();
+    let (status, out) = host.reload();
+    assert_eq!(status, 422, "{out}");
+    let text = out.to_string();
+    assert!(
+        text.contains("tool.wasm") && text.contains("exports none of the phases"),
+        "{text}"
+    );
+    assert!(text.contains("wasi:cli/run"), "{text}");
+    assert_eq!(version(), "1");
+}
