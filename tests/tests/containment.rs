@@ -179,3 +179,22 @@ fn fail_open_skips_the_failing_plugin() {
     }
     assert_eq!(failures(&host, "deadline"), 2);
 }
+
+#[test]
+fn body_and_header_limits_are_per_plugin() {
+    let host = hostile_host("[limits]\nmax_headers = 10\nmax_body_kb = 16384\n");
+    let raw =
+        host.raw(b"GET / HTTP/1.1\r\nHost: x\r\nx-hostile: headers\r\nConnection: close\r\n\r\n");
+    assert_eq!(
+        raw.lines().filter(|l| l.starts_with("x-flood-")).count(),
+        10
+    );
+    // 8 MiB is over the default (1 MiB) but within this plugin's 16 MiB.
+    let r = client()
+        .get(host.url("/"))
+        .header("x-hostile", "huge-body")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().len(), 8 << 20);
+}

@@ -62,6 +62,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub pool_size: usize,
     pub max_uses: u64,
+    /// `None`: the server's `present_max_bytes`.
+    pub max_body_bytes: Option<usize>,
+    pub max_headers: usize,
 }
 
 impl Default for Limits {
@@ -71,6 +74,8 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             pool_size: 64,
             max_uses: 100_000,
+            max_body_bytes: None,
+            max_headers: 100,
         }
     }
 }
@@ -483,6 +488,12 @@ pub fn plugin_settings(
     }
     if let Some(n) = p.limits.max_uses {
         l.max_uses = n.max(1);
+    }
+    if let Some(kb) = p.limits.max_body_kb {
+        l.max_body_bytes = Some((kb.min(1 << 30) as usize) << 10);
+    }
+    if let Some(n) = p.limits.max_headers {
+        l.max_headers = n;
     }
     settings.values = p
         .config

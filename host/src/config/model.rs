@@ -172,6 +172,11 @@ pub struct LimitsSection {
     pub memory_mb: Option<u64>,
     pub pool_size: Option<usize>,
     pub max_uses: Option<u64>,
+    /// Largest body the plugin's prepare or present may produce; default
+    /// `server.present_max_bytes`.
+    pub max_body_kb: Option<u64>,
+    /// Most headers the plugin may add in one call.
+    pub max_headers: Option<usize>,
 }
 
 fn default_listen() -> Vec<Spanned<String>> {

@@ -135,6 +135,7 @@ pub async fn run_prime(
         }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
+        let max_body = plugin.settings.limits.max_body_bytes.unwrap_or(max_body);
         let seq = ctx.seq;
         let result = match instance(set, ctx, i).await {
             Ok(inst) => inst.prime(seq, req, deadline).await,
@@ -192,6 +193,7 @@ pub async fn run_prepare(
         }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
+        let max_body = plugin.settings.limits.max_body_bytes.unwrap_or(max_body);
         let seq = ctx.seq;
         let result = match instance(set, ctx, i).await {
             Ok(inst) => inst.prepare(seq, req, deadline).await,
@@ -259,6 +261,7 @@ pub async fn run_present(
         }
         let plugin = set.plugins[i].clone();
         let deadline = plugin.settings.limits.deadline;
+        let max_body = plugin.settings.limits.max_body_bytes.unwrap_or(max_body);
         let seq = ctx.seq;
         let result = match instance(set, ctx, i).await {
             Ok(inst) => {

@@ -301,7 +301,7 @@ impl Plugin {
         let limits = &self.settings.limits;
         let mut store = Store::new(
             self.pre.engine(),
-            HostState::new(self.grants.clone(), limits.memory_bytes),
+            HostState::new(self.grants.clone(), limits.memory_bytes, limits.max_headers),
         );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|ctx| {

@@ -42,12 +42,14 @@ pub struct HostState {
     pub(crate) deadline_tick: u64,
     /// Headers added during the current call, bounded by the plugin's limit.
     pub(crate) headers_added: usize,
+    /// The plugin's limit on headers added per call.
+    max_headers: usize,
     /// The component instance this store runs.
     pub(crate) handle: Option<wasmtime::component::Instance>,
 }
 
 impl HostState {
-    pub fn new(grants: Arc<Grants>, memory_bytes: usize) -> HostState {
+    pub fn new(grants: Arc<Grants>, memory_bytes: usize, max_headers: usize) -> HostState {
         HostState {
             // No preopens, no sockets, no environment: WASI grants nothing.
             wasi: WasiCtx::builder().build(),
@@ -63,6 +65,7 @@ impl HostState {
             access: Access::default(),
             deadline_tick: u64::MAX,
             headers_added: 0,
+            max_headers,
             handle: None,
         }
     }
@@ -108,9 +111,6 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// The most headers a plugin may add in one call.
-const MAX_HEADERS_ADDED: usize = 100;
-
 fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HostError> {
     let name = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| HostError::Invalid(format!("`{name}` is not a valid header name")))?;
@@ -151,9 +151,10 @@ fn pairs(map: &http::HeaderMap) -> Vec<Header> {
 impl HostState {
     fn count_added(&mut self) -> Result<(), HostError> {
         self.headers_added += 1;
-        if self.headers_added > MAX_HEADERS_ADDED {
+        if self.headers_added > self.max_headers {
             return Err(HostError::Invalid(format!(
-                "more than {MAX_HEADERS_ADDED} headers added in one call"
+                "more than {} headers added in one call",
+                self.max_headers
             )));
         }
         Ok(())
