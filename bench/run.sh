@@ -31,6 +31,7 @@ BARE=127.0.0.1:18082
 KAVRO0=127.0.0.1:18083
 KAVRO2=127.0.0.1:18084
 NGINX=127.0.0.1:18085
+BARE_T=127.0.0.1:18086
 
 wait_port() {
     for _ in $(seq 1 300); do
@@ -83,6 +84,10 @@ EOF
 nginx -c "$WORK/px.conf" -p "$WORK/px" & PIDS+=($!)
 
 "$BIN/bare-pingora" --listen "$BARE" --upstream "$UP" --threads "$THREADS" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
+# The same with the upstream read timeout Kavro needs for its 504 (30 s,
+# Kavro's default): what that one feature costs in Pingora itself.
+"$BIN/bare-pingora" --listen "$BARE_T" --upstream "$UP" --threads "$THREADS" --read-timeout-ms 30000 \
+    >"$WORK/bare-t.log" 2>&1 & PIDS+=($!)
 
 kavro_config() {
     cat <<EOF
@@ -109,7 +114,7 @@ KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/non
 # The access log goes to a file, as it would in production.
 KAVRO_LOG=info "$BIN/kavro-host" --config "$WORK/two.toml" --plugins "$WORK/two" >"$WORK/two.log" 2>&1 & PIDS+=($!)
 
-for a in $UP $NGINX $BARE $KAVRO0 $KAVRO2; do wait_port "$a"; done
+for a in $UP $NGINX $BARE $BARE_T $KAVRO0 $KAVRO2; do wait_port "$a"; done
 curl -fsS "http://$KAVRO2/" -o /dev/null -D - | grep -qi '^x-served-by: kavro' \
     || { echo "the plugins did not run" >&2; exit 1; }
 
@@ -132,19 +137,20 @@ to_us() {
 }
 
 # Warm every server (connection pools, plugin instances), then measure.
-for a in $NGINX $BARE $KAVRO0 $KAVRO2; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
+for a in $NGINX $BARE $BARE_T $KAVRO0 $KAVRO2; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
 ROUNDS_FILE=$WORK/rounds
 : > "$ROUNDS_FILE"
 for r in $(seq 1 "$ROUNDS"); do
     load nginx "$NGINX" >> "$ROUNDS_FILE"
     load bare-pingora "$BARE" >> "$ROUNDS_FILE"
+    load bare-pingora+read-timeout "$BARE_T" >> "$ROUNDS_FILE"
     load kavro-0-plugins "$KAVRO0" >> "$ROUNDS_FILE"
     load kavro-headers+access-log "$KAVRO2" >> "$ROUNDS_FILE"
     echo "round $r of $ROUNDS done" >&2
 done
 # Each server's median round by requests/s.
 RESULTS=$WORK/results
-for s in nginx bare-pingora kavro-0-plugins kavro-headers+access-log; do
+for s in nginx bare-pingora bare-pingora+read-timeout kavro-0-plugins kavro-headers+access-log; do
     grep "^$s " "$ROUNDS_FILE" | sort -k2 -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
 done > "$RESULTS"
 
@@ -157,6 +163,7 @@ awk '
         for (i = 1; i <= NR; i++)
             printf "%-28s %12.0f %10.0f %10.0f %9.2fx %9.2fx\n", name[i], rps[i], p50[i], p99[i], rps[i]/by["bare-pingora"], rps[i]/by["nginx"]
         printf "\nkavro, zero plugins / bare pingora:          %.3f  (target >= 0.95)\n", by["kavro-0-plugins"]/by["bare-pingora"]
+        printf "kavro, zero plugins / bare + read timeout:   %.3f\n", by["kavro-0-plugins"]/by["bare-pingora+read-timeout"]
         printf "kavro, headers+access-log / zero plugins:    %.3f  (target >= 0.90)\n", by["kavro-headers+access-log"]/by["kavro-0-plugins"]
     }' "$RESULTS"
 lines=$(grep -c '"status":200' "$WORK/two.log" || true)

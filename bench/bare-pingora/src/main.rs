@@ -29,10 +29,15 @@ struct Args {
     /// Let idle worker threads steal tasks from busy ones.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     work_stealing: bool,
+    /// Bound each upstream read, as Kavro must for its 504 (off by default:
+    /// the bare baseline has no logic at all).
+    #[arg(long)]
+    read_timeout_ms: Option<u64>,
 }
 
 struct Bare {
     upstream: String,
+    read_timeout: Option<std::time::Duration>,
 }
 
 #[async_trait]
@@ -42,11 +47,9 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(
-            self.upstream.as_str(),
-            false,
-            String::new(),
-        )))
+        let mut peer = HttpPeer::new(self.upstream.as_str(), false, String::new());
+        peer.options.read_timeout = self.read_timeout;
+        Ok(Box::new(peer))
     }
 }
 
@@ -70,6 +73,7 @@ fn main() {
         &server.configuration,
         Bare {
             upstream: args.upstream,
+            read_timeout: args.read_timeout_ms.map(std::time::Duration::from_millis),
         },
     );
     proxy.add_tcp(&args.listen);
