@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxy throughput and latency, all peers in one run against one upstream:
-#   bare Pingora (the native limit), kavro-host with zero plugins, kavro-host
-#   with headers + access-log, and nginx proxy_pass.
+#   bare Pingora (the native limit), the same with an upstream read timeout,
+#   kavro-host with zero plugins, kavro-host with headers + access-log, and
+#   nginx proxy_pass.
 # Loopback only; every load run is bounded by BENCH_SECONDS.
 #
 #   ./dev.sh bench            (builds what it needs first)
