@@ -4,6 +4,7 @@
 #   ./dev.sh test   build everything and run the whole test suite
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
+#   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
 CALLER=$PWD
@@ -88,13 +89,13 @@ case "${1:-}" in
         build_native
         exec bench/run.sh
         ;;
-    bench-swap)
+    bench-swap|bench-loop)
         setup
         build_plugins
         build_test_plugins
         build_native
         export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
-        exec "$CARGO_TARGET_DIR/release/swap_bench"
+        exec "$CARGO_TARGET_DIR/release/${1#bench-}_bench"
         ;;
     plugins)
         setup
@@ -112,7 +113,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-swap | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac

@@ -198,3 +198,28 @@ fn body_and_header_limits_are_per_plugin() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().unwrap().len(), 8 << 20);
 }
+
+#[test]
+fn a_present_loop_on_a_proxied_response_ends_at_its_deadline() {
+    // Present on a streamed proxy response runs in Pingora's synchronous
+    // body filter; its deadline must still end it, and the host serve on.
+    let up = kavro_e2e::upstream::Upstream::start("app");
+    let host = Host::builder()
+        .plugin("hostile", "hostile")
+        .settings("hostile", "[limits]\ndeadline_ms = 50\n")
+        .config(&kavro_e2e::proxy_to_upstreams(
+            &[("app", up.addr.to_string())],
+            5000,
+        ))
+        .start();
+    let r = client()
+        .get(host.url("/x"))
+        .header("x-hostile", "loop-present")
+        .send()
+        .unwrap();
+    // The head went out before the body; what follows it is the error text.
+    let text = r.text().unwrap();
+    assert!(text.contains("plugin `hostile`"), "{text}");
+    assert_eq!(failures(&host, "deadline"), 1);
+    assert_eq!(client().get(host.url("/y")).send().unwrap().status(), 200);
+}

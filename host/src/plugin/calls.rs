@@ -151,6 +151,9 @@ impl Instance {
             response_writable: head_writable,
         };
         self.enter(access, deadline);
+        // A head already sent means Pingora's synchronous body filter, which
+        // runs this call under block_on.
+        self.store.data_mut().blocking_call = !head_writable;
         let data = self.store.data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
@@ -241,6 +244,7 @@ impl Instance {
     }
 
     fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
+        self.store.data_mut().blocking_call = false;
         self.stats
             .call_seconds
             .observe(self.call_started.elapsed().as_secs_f64());

@@ -307,9 +307,19 @@ impl Plugin {
         store.epoch_deadline_callback(|ctx| {
             if now_tick() >= ctx.data().deadline_tick {
                 Err(DeadlineExceeded.into())
-            } else {
-                // Give the worker thread back between ticks.
+            } else if ctx.data().blocking_call {
+                // Inside a synchronous block_on nothing else can run: wake
+                // at once (tokio's deferred wake would never come).
                 Ok(UpdateDeadline::Yield(1))
+            } else {
+                // Give the worker thread back between ticks. tokio's
+                // yield_now wakes the call only after the runtime has
+                // polled for I/O, so requests arriving meanwhile are served
+                // between a looping plugin's ticks, not after dozens of them.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.data_mut().deadline_tick = now_tick() + ticks_for(limits.deadline);

@@ -42,6 +42,9 @@ pub struct HostState {
     pub(crate) deadline_tick: u64,
     /// Headers added during the current call, bounded by the plugin's limit.
     pub(crate) headers_added: usize,
+    /// The current call runs inside a synchronous `block_on` (present on a
+    /// streamed proxy response), where deadline yields must wake at once.
+    pub(crate) blocking_call: bool,
     /// The plugin's limit on headers added per call.
     max_headers: usize,
     /// The component instance this store runs.
@@ -65,6 +68,7 @@ impl HostState {
             access: Access::default(),
             deadline_tick: u64::MAX,
             headers_added: 0,
+            blocking_call: false,
             max_headers,
             handle: None,
         }
