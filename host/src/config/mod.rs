@@ -129,7 +129,7 @@ impl Config {
         }
     }
 
-    /// Whether any route uses the named upstream.
+    /// The declared upstream called `name`.
     pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.get(name)
     }

@@ -47,12 +47,8 @@ impl Phases {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Manifest {
-    pub name: String,
-    pub version: String,
-    pub capabilities: Vec<String>,
-}
+/// What a plugin says about itself (its `describe` export).
+pub use super::bindings::types::Manifest;
 
 /// Export lookups resolved once per version.
 #[derive(Clone)]
@@ -270,11 +266,7 @@ impl Plugin {
             .call_describe(&mut first.store)
             .await
             .map_err(|e| anyhow!("describe() failed: {e:#}"))?;
-        plugin.manifest = Manifest {
-            name: m.name,
-            version: m.version,
-            capabilities: m.capabilities,
-        };
+        plugin.manifest = m;
         let missing: Vec<&String> = plugin
             .manifest
             .capabilities

@@ -22,16 +22,6 @@ pub struct Chains {
     pub post: Vec<usize>,
 }
 
-impl Chains {
-    pub fn is_empty(&self) -> bool {
-        self.prime.is_empty()
-            && self.prepare.is_empty()
-            && self.present.is_empty()
-            && self.package.is_empty()
-            && self.post.is_empty()
-    }
-}
-
 #[derive(Debug, Default)]
 pub struct PluginSet {
     pub plugins: Vec<Arc<Plugin>>,
