@@ -271,6 +271,11 @@ pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// A config with one route that answers `body` on `path`.
+pub fn respond_route(name: &str, path: &str, body: &str) -> String {
+    format!("[[routes]]\nname = \"{name}\"\npath = \"{path}\"\nrespond = {{ body = \"{body}\" }}\n")
+}
+
 /// `config` with a `[[plugins]]` entry for `name` whose `[plugins.config]`
 /// holds `values` (TOML lines).
 pub fn with_plugin(config: &str, name: &str, values: &str) -> String {

@@ -5,14 +5,12 @@
 use kavro_e2e::upstream::Upstream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kavro_e2e::{client, eventually, proxy_to_upstreams, Host};
+use kavro_e2e::{client, eventually, proxy_to_upstreams, respond_route, Host};
 
-const HELLO: &str = r#"
-[[routes]]
-name = "hello"
-path = "/hello"
-respond = { body = "hello v1" }
-"#;
+/// The route every reload test starts from.
+fn hello() -> String {
+    respond_route("hello", "/hello", "hello v1")
+}
 
 fn body(host: &Host, path: &str) -> (u16, String) {
     let r = client().get(host.url(path)).send().unwrap();
@@ -21,12 +19,10 @@ fn body(host: &Host, path: &str) -> (u16, String) {
 
 #[test]
 fn a_config_reload_adds_a_route_and_a_broken_one_changes_nothing() {
-    let host = Host::builder().config(HELLO).start();
+    let host = Host::builder().config(&hello()).start();
     assert_eq!(body(&host, "/bye").0, 404);
 
-    let added = format!(
-        "{HELLO}\n[[routes]]\nname = \"bye\"\npath = \"/bye\"\nrespond = {{ body = \"bye\" }}\n"
-    );
+    let added = format!("{}\n{}", hello(), respond_route("bye", "/bye", "bye"));
     std::fs::write(host.config_path(), &added).unwrap();
     let (status, out) = host.reload();
     assert_eq!(status, 200, "{out}");
@@ -170,7 +166,7 @@ fn file_changes_in_the_plugins_folder_reload_by_themselves() {
     let host = Host::builder()
         .plugin("headers", "headers")
         .settings("headers", "[config]\nresponse_set = \"x-version: 1\"\n")
-        .config(HELLO)
+        .config(&hello())
         .start();
     let c = client();
     let version = || {
@@ -217,7 +213,7 @@ fn fifty_swaps_under_load_fail_no_request_and_never_mix_versions() {
             "ver",
             "capabilities = [\"kv\"]\n[config]\nresponse_set = \"x-version: headers\"\n",
         )
-        .config(HELLO)
+        .config(&hello())
         .start();
     let versions = [kavro_e2e::wasm("probe"), kavro_e2e::wasm("headers")];
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -278,7 +274,7 @@ fn a_truncated_file_or_a_component_of_another_world_is_refused() {
     let host = Host::builder()
         .plugin("headers", "headers")
         .settings("headers", "[config]\nresponse_set = \"x-version: 1\"\n")
-        .config(HELLO)
+        .config(&hello())
         .start();
     let version = || {
         client().get(host.url("/hello")).send().unwrap().headers()["x-version"]

@@ -7,14 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use kavro_e2e::{client, Host};
-
-const CONFIG: &str = r#"
-[[routes]]
-name = "hello"
-path = "/*"
-respond = { body = "hello" }
-"#;
+use kavro_e2e::{client, respond_route, Host};
 
 /// Latencies of well-behaved requests from 4 clients for `secs`, with
 /// `loopers` clients meanwhile asking the plugin to loop.
@@ -75,7 +68,7 @@ fn main() {
     let host = Host::builder()
         .plugin("hostile", "hostile")
         .settings("hostile", "[limits]\ndeadline_ms = 50\n")
-        .config(CONFIG)
+        .config(&respond_route("hello", "/*", "hello"))
         .start();
     run(&host, 0, 1); // warm up
     let (calm, _) = run(&host, 0, 5);

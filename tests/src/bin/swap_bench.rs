@@ -7,14 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kavro_e2e::{client, wasm, Host};
-
-const CONFIG: &str = r#"
-[[routes]]
-name = "hello"
-path = "/hello"
-respond = { body = "hello" }
-"#;
+use kavro_e2e::{client, respond_route, wasm, Host};
 
 fn main() {
     let host = Host::builder()
@@ -23,7 +16,7 @@ fn main() {
             "ver",
             "capabilities = [\"kv\"]\n[config]\nresponse_set = \"x-version: headers\"\n",
         )
-        .config(CONFIG)
+        .config(&respond_route("hello", "/hello", "hello"))
         .start();
     let versions = [wasm("headers"), wasm("probe")];
     let c = client();
