@@ -103,6 +103,8 @@ case "${1:-}" in
         ;;
     test)
         setup
+        # The FastCGI and cache tests run a real php-fpm.
+        need_apt php-fpm
         build_plugins
         build_test_plugins
         export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"

@@ -1,5 +1,6 @@
 //! The admin listener, apart from traffic: `/status`, `/plugins`,
-//! `/diagnostics`, `/metrics` (Prometheus). Host-wide counters live here too.
+//! `/diagnostics`, `/metrics` (Prometheus), `POST /reload` and
+//! `POST /cache/purge`. Host-wide counters live here too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -12,6 +13,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, TextEncoder};
 
+use crate::cache::ResponseCache;
 use crate::plugin::stats::quantile;
 use crate::plugin::FailureKind;
 use crate::reload::{Outcome, Reloader};
@@ -83,6 +85,7 @@ pub fn mark_start() {
 pub struct Admin {
     pub active: Arc<ArcSwap<Active>>,
     pub reloader: Arc<Reloader>,
+    pub cache: Arc<ResponseCache>,
 }
 
 fn outcome_json(o: Option<Outcome>) -> serde_json::Value {
@@ -198,8 +201,64 @@ impl Admin {
             "requests": REQUESTS.load(Ordering::Relaxed),
             "responses": classes,
             "latency_us": { "p50": micros(&LATENCY, 0.5), "p99": micros(&LATENCY, 0.99) },
+            "cache": self.cache_figures(),
             "plugins": plugins,
         })
+    }
+
+    fn cache_counters(&self) -> [(&'static str, u64); 5] {
+        let s = &self.cache.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("hits", n(&s.hits)),
+            ("misses", n(&s.misses)),
+            ("bypasses", n(&s.bypasses)),
+            ("stores", n(&s.stores)),
+            ("coalesced", n(&s.coalesced)),
+        ]
+    }
+
+    fn cache_figures(&self) -> serde_json::Value {
+        let mut m: serde_json::Map<String, serde_json::Value> = self
+            .cache_counters()
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).into()))
+            .collect();
+        let (hits, misses) = (
+            m["hits"].as_u64().unwrap_or(0),
+            m["misses"].as_u64().unwrap_or(0),
+        );
+        let ratio = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
+        let (entries, bytes) = self.cache.size();
+        m.insert("hit_ratio".into(), ratio.into());
+        m.insert("entries".into(), entries.into());
+        m.insert("bytes".into(), bytes.into());
+        m.into()
+    }
+
+    /// `POST /cache/purge?key=K` or `?prefix=P` (URL-encoded).
+    fn purge(&self, query: Option<&str>) -> Response<Vec<u8>> {
+        let arg = |name: &str| {
+            query?.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == name).then(|| {
+                    percent_encoding::percent_decode_str(&v.replace('+', " "))
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+            })
+        };
+        let purged = match (arg("key"), arg("prefix")) {
+            (Some(k), None) if !k.is_empty() => self.cache.purge(&k),
+            (None, Some(p)) if !p.is_empty() => self.cache.purge_prefix(&p),
+            _ => {
+                return json(
+                    400,
+                    serde_json::json!({"error": "give one of key= or prefix=, e.g. POST /cache/purge?key=example.com/page"}),
+                )
+            }
+        };
+        json(200, serde_json::json!({ "purged": purged }))
     }
 }
 
@@ -222,6 +281,15 @@ impl ServeHttp for Admin {
                 ),
             };
         }
+        if path == "/cache/purge" {
+            if session.req_header().method != http::Method::POST {
+                return json(
+                    405,
+                    serde_json::json!({"error": "use POST /cache/purge?key=... or ?prefix=..."}),
+                );
+            }
+            return self.purge(session.req_header().uri.query());
+        }
         match path.as_str() {
             "/status" => json(200, self.status()),
             "/plugins" => json(200, self.plugins()),
@@ -229,6 +297,12 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 let mut buf = Vec::new();
                 let _ = TextEncoder::new().encode(&prometheus::gather(), &mut buf);
+                for (name, v) in self.cache_counters() {
+                    buf.extend_from_slice(
+                        format!("# TYPE kavro_cache_{name}_total counter\nkavro_cache_{name}_total {v}\n")
+                            .as_bytes(),
+                    );
+                }
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4")
@@ -238,7 +312,7 @@ impl ServeHttp for Admin {
             }
             _ => json(
                 404,
-                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/diagnostics", "/metrics", "POST /reload"]}),
+                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/diagnostics", "/metrics", "POST /reload", "POST /cache/purge"]}),
             ),
         }
     }

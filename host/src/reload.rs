@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::config::{Config, Diagnostic};
-use crate::plugin::caps::kv::KvStore;
+use crate::plugin::caps::Stores;
 use crate::plugin::registry;
 use crate::Active;
 
@@ -36,7 +36,7 @@ pub struct Reloader {
     pub config_path: Option<PathBuf>,
     pub plugins_dir: PathBuf,
     pub cache_dir: Option<PathBuf>,
-    pub kv: Arc<KvStore>,
+    pub stores: Stores,
     pub active: Arc<ArcSwap<Active>>,
     /// One reload at a time; a second trigger waits and then loads afresh.
     running: tokio::sync::Mutex<()>,
@@ -49,14 +49,14 @@ impl Reloader {
         config_path: Option<PathBuf>,
         plugins_dir: PathBuf,
         cache_dir: Option<PathBuf>,
-        kv: Arc<KvStore>,
+        stores: Stores,
         active: Arc<ArcSwap<Active>>,
     ) -> Reloader {
         Reloader {
             config_path,
             plugins_dir,
             cache_dir,
-            kv,
+            stores,
             active,
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
@@ -123,7 +123,7 @@ impl Reloader {
             &self.plugins_dir,
             &config,
             self.cache_dir.as_deref(),
-            &self.kv,
+            &self.stores,
         )
         .await?;
         Ok(Active {

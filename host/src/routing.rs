@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use http::Method;
 
+use crate::actions::fastcgi::FastCgi;
 use crate::actions::proxy::Upstream;
 use crate::actions::respond::{Redirect, Respond};
 use crate::actions::static_files::StaticRoot;
+use crate::cache::RoutePolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {
@@ -63,12 +65,28 @@ pub enum PathPattern {
     Exact(String),
     /// `/api/*` is stored as `/api/` and matches `/api` too.
     Prefix(String),
+    /// `/blog/*.php`: paths under the prefix ending in the extension, or
+    /// with it followed by `/` (`/blog/a.php/more`, for PATH_INFO).
+    Extension {
+        prefix: String,
+        ext: String,
+    },
 }
 
 impl PathPattern {
     pub fn parse(s: &str) -> Result<PathPattern, String> {
         if !s.starts_with('/') {
             return Err(format!("path `{s}` does not start with /"));
+        }
+        if let Some((prefix, ext)) = s.rsplit_once("/*.") {
+            let valid = !ext.is_empty() && !ext.contains(['*', '/']) && !prefix.contains('*');
+            if !valid {
+                return Err(format!("`{s}` is not a pattern like /*.php or /dir/*.php"));
+            }
+            return Ok(PathPattern::Extension {
+                prefix: format!("{prefix}/"),
+                ext: format!(".{ext}"),
+            });
         }
         match s.strip_suffix('*') {
             Some(prefix) if prefix.ends_with('/') => Ok(PathPattern::Prefix(prefix.to_string())),
@@ -84,13 +102,22 @@ impl PathPattern {
             PathPattern::Prefix(p) => {
                 path.starts_with(p.as_str()) || path == &p[..p.len().saturating_sub(1)]
             }
+            PathPattern::Extension { prefix, ext } => {
+                path.starts_with(prefix.as_str())
+                    && path.match_indices(ext.as_str()).any(|(i, _)| {
+                        let rest = &path[i + ext.len()..];
+                        rest.is_empty() || rest.starts_with('/')
+                    })
+            }
         }
     }
 
-    /// Higher is more specific: exact paths beat prefixes, longer beats shorter.
+    /// Higher is more specific: exact paths beat extension patterns, which
+    /// beat prefixes; longer beats shorter.
     fn specificity(&self) -> (u8, usize) {
         match self {
-            PathPattern::Exact(p) => (1, p.len()),
+            PathPattern::Exact(p) => (2, p.len()),
+            PathPattern::Extension { prefix, .. } => (1, prefix.len()),
             PathPattern::Prefix(p) => (0, p.len()),
         }
     }
@@ -104,6 +131,7 @@ pub enum RouteAction {
     Static(Arc<StaticRoot>),
     Respond(Arc<Respond>),
     Redirect(Arc<Redirect>),
+    FastCgi(Arc<FastCgi>),
 }
 
 #[derive(Debug)]
@@ -117,6 +145,8 @@ pub struct Route {
     pub methods: Vec<Method>,
     pub priority: i32,
     pub action: RouteAction,
+    /// Cache settings; `None`: the route is not cached.
+    pub cache: Option<Arc<RoutePolicy>>,
 }
 
 #[derive(Debug)]
@@ -206,6 +236,7 @@ mod tests {
             methods: vec![],
             priority,
             action: RouteAction::None,
+            cache: None,
         }
     }
 
@@ -229,7 +260,12 @@ mod tests {
             route("high", "", "/p/*", 1, 7),
             route("first", "", "/q/*", 0, 8),
             route("second", "", "/q/*", 0, 9),
+            route("php", "", "/*.php", 0, 10),
         ]);
+        assert_eq!(found(&t, "other", "/x.php"), "php");
+        assert_eq!(found(&t, "other", "/x.php/info"), "php");
+        assert_eq!(found(&t, "other", "/x.phpx"), "any");
+        assert_eq!(found(&t, "other", "/about"), "about");
         assert_eq!(found(&t, "www.example.com", "/x"), "exact");
         assert_eq!(found(&t, "a.example.com", "/x"), "wild");
         assert_eq!(found(&t, "example.com", "/x"), "any");
@@ -269,6 +305,8 @@ mod tests {
     fn bad_patterns() {
         assert!(PathPattern::parse("api").is_err());
         assert!(PathPattern::parse("/a*b").is_err());
+        assert!(PathPattern::parse("/*/*.php").is_err());
+        assert!(PathPattern::parse("/*.").is_err());
         assert!(HostPattern::parse("bad host").is_err());
     }
 }

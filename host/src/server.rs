@@ -10,10 +10,12 @@ use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 
 use crate::admin::Admin;
+use crate::cache::ResponseCache;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::pipeline::Kavro;
 use crate::plugin::caps::kv::KvStore;
+use crate::plugin::caps::Stores;
 use crate::plugin::{artifacts, registry, PluginSet};
 use crate::reload::Reloader;
 use crate::Active;
@@ -70,7 +72,13 @@ pub fn main(cli: Cli) -> i32 {
             .clone()
             .unwrap_or_else(artifacts::default_dir)
     });
-    let kv = Arc::new(KvStore::default());
+    let stores = Stores {
+        kv: Arc::new(KvStore::default()),
+        cache: Arc::new(ResponseCache::new(
+            config.cache_max_bytes,
+            config.cache_max_object_bytes,
+        )),
+    };
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -87,7 +95,7 @@ pub fn main(cli: Cli) -> i32 {
         tracing::warn!("no ./plugins folder: serving without plugins");
         Ok(PluginSet::default())
     } else {
-        rt.block_on(registry::load(dir, &config, cache_dir.as_deref(), &kv))
+        rt.block_on(registry::load(dir, &config, cache_dir.as_deref(), &stores))
     };
     let plugins = match plugins {
         Ok(p) => p,
@@ -120,7 +128,7 @@ pub fn main(cli: Cli) -> i32 {
         plugins_dir: cli.common.plugins.clone(),
         cache_dir,
     };
-    serve(config, plugins, kv, sources)
+    serve(config, plugins, stores, sources)
 }
 
 /// Where config and plugins are read from again on reload.
@@ -130,9 +138,9 @@ struct Sources {
     cache_dir: Option<std::path::PathBuf>,
 }
 
-fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>, sources: Sources) -> i32 {
+fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -> i32 {
     crate::admin::mark_start();
-    let kv_sweeper = Arc::clone(&kv);
+    let kv_sweeper = Arc::clone(&stores.kv);
     let _ = std::thread::Builder::new()
         .name("kavro-kv-sweep".into())
         .spawn(move || loop {
@@ -168,7 +176,7 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>, sources: Sources)
         sources.config_path,
         sources.plugins_dir,
         sources.cache_dir,
-        kv,
+        stores.clone(),
         active.clone(),
     ));
     if let Err(e) = reloader.on_sighup() {
@@ -182,6 +190,7 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>, sources: Sources)
         &server.configuration,
         Kavro {
             active: active.clone(),
+            cache: stores.cache.clone(),
         },
         "kavro",
     );
@@ -203,6 +212,7 @@ fn serve(config: Config, plugins: PluginSet, kv: Arc<KvStore>, sources: Sources)
             Admin {
                 active: active.clone(),
                 reloader,
+                cache: stores.cache.clone(),
             },
         );
         admin.add_tcp(addr);

@@ -1,6 +1,7 @@
 //! Harness for the end-to-end tests: starts the real `kavro-host` binary on
 //! a loopback port with real wasm plugins, and real upstream HTTP servers.
 
+pub mod php;
 pub mod upstream;
 
 use std::io::{Read, Write};

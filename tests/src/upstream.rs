@@ -23,7 +23,9 @@ pub struct Upstream {
 impl Upstream {
     /// Serves: `/slow?ms=N` answers after N ms; everything else answers a
     /// JSON echo of the request (method, uri, headers, body) with
-    /// `x-upstream: <name>`.
+    /// `x-upstream: <name>`. Query parameters `cc`, `vary` and `cookie` set
+    /// the response's Cache-Control, Vary and Set-Cookie (`%3D`, `%2C` and
+    /// `%20` decoded).
     pub fn start(name: &str) -> Upstream {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -68,13 +70,22 @@ impl Upstream {
 }
 
 async fn handle(name: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let query: BTreeMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%20", " ");
+            (k.to_string(), v)
+        })
+        .collect();
     if req.uri().path() == "/slow" {
-        let ms: u64 = req
-            .uri()
-            .query()
-            .and_then(|q| q.strip_prefix("ms="))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1000);
+        let ms: u64 = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -100,7 +111,17 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Response<Full<By
         "body": String::from_utf8_lossy(&body),
     });
     let body = serde_json::to_vec(&echo).unwrap();
-    Ok(Response::builder()
+    let mut resp = Response::builder();
+    for (param, header) in [
+        ("cc", "cache-control"),
+        ("vary", "vary"),
+        ("cookie", "set-cookie"),
+    ] {
+        if let Some(v) = query.get(param) {
+            resp = resp.header(header, v.as_str());
+        }
+    }
+    Ok(resp
         .header("content-type", "application/json")
         .header("x-upstream", name)
         .header("connection", "keep-alive, x-hop")

@@ -1,5 +1,6 @@
 //! Built-in route actions: native, no sandbox crossing.
 
+pub mod fastcgi;
 pub mod proxy;
 pub mod respond;
 pub mod static_files;

@@ -47,19 +47,7 @@ impl StaticRoot {
             Some(p) => url_path.strip_prefix(p.as_str()).unwrap_or(url_path),
             None => url_path,
         };
-        let decoded = percent_decode_str(path).decode_utf8().ok()?;
-        if decoded.contains('\0') || decoded.contains('\\') {
-            return None;
-        }
-        let mut rel = PathBuf::new();
-        for part in Path::new(decoded.as_ref()).components() {
-            match part {
-                Component::Normal(p) => rel.push(p),
-                Component::RootDir | Component::CurDir => {}
-                Component::ParentDir | Component::Prefix(_) => return None,
-            }
-        }
-        Some(rel)
+        relative_path(path)
     }
 
     pub async fn serve(&self, req: &RequestHeader) -> Produced {
@@ -94,14 +82,8 @@ impl StaticRoot {
         serve_file(req, &path, &meta).await
     }
 
-    /// Resolves symlinks and refuses anything that lands outside the root.
     async fn open_target(&self, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
-        let real = tokio::fs::canonicalize(self.root.join(rel)).await.ok()?;
-        if !real.starts_with(&self.root) {
-            return None;
-        }
-        let meta = tokio::fs::metadata(&real).await.ok()?;
-        Some((real, meta))
+        confined(&self.root, rel).await
     }
 
     async fn index_file(&self, dir: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
@@ -121,6 +103,35 @@ impl StaticRoot {
         }
         None
     }
+}
+
+/// A URL path, percent-decoded, as a path relative to a root; `None` if
+/// it would climb out (`..`) or holds bytes no file name should.
+pub(super) fn relative_path(url_path: &str) -> Option<PathBuf> {
+    let decoded = percent_decode_str(url_path).decode_utf8().ok()?;
+    if decoded.contains('\0') || decoded.contains('\\') {
+        return None;
+    }
+    let mut rel = PathBuf::new();
+    for part in Path::new(decoded.as_ref()).components() {
+        match part {
+            Component::Normal(p) => rel.push(p),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(rel)
+}
+
+/// `root`/`rel` with symlinks resolved, refused if it lands outside the
+/// (canonical) root.
+pub(super) async fn confined(root: &Path, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+    let real = tokio::fs::canonicalize(root.join(rel)).await.ok()?;
+    if !real.starts_with(root) {
+        return None;
+    }
+    let meta = tokio::fs::metadata(&real).await.ok()?;
+    Some((real, meta))
 }
 
 fn etag_of(meta: &std::fs::Metadata) -> String {

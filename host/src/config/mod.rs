@@ -14,9 +14,11 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use model::{FailurePolicy, Isolation};
 
+use crate::actions::fastcgi::{self, FastCgi};
 use crate::actions::proxy::Upstream;
 use crate::actions::respond::{Redirect, Respond};
 use crate::actions::static_files::StaticRoot;
+use crate::cache::RoutePolicy;
 use crate::routing::{HostPattern, PathPattern, Route, RouteAction, RouteTable};
 
 /// The embedded default config, used without `--config`.
@@ -24,7 +26,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const DEFAULT_SOURCE: &str = "<embedded default>";
 
 /// Capabilities a plugin can be granted.
-pub const CAPABILITIES: &[&str] = &["kv", "metrics", "config"];
+pub const CAPABILITIES: &[&str] = &["kv", "metrics", "config", "cache"];
 
 /// A validated config.
 #[derive(Debug)]
@@ -40,6 +42,9 @@ pub struct Config {
     pub routes: RouteTable,
     /// Plugin entries from the config file, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Response cache size; read at start (a reload keeps the running cache).
+    pub cache_max_bytes: u64,
+    pub cache_max_object_bytes: usize,
 }
 
 /// How one plugin is applied: from the config file, a sidecar file, or defaults.
@@ -281,6 +286,8 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         upstreams,
         routes: RouteTable::new(routes),
         plugins,
+        cache_max_bytes: raw.cache.max_bytes,
+        cache_max_object_bytes: raw.cache.max_object_bytes,
     }
 }
 
@@ -387,6 +394,34 @@ fn compile_route(
             }
         }
     }
+    if let Some(s) = rs.fastcgi {
+        let settings = fastcgi::Settings {
+            address: fastcgi::Address::parse(s.address.get_ref()),
+            root: base.join(s.root.get_ref()),
+            index: s.index,
+            extension: s.extension,
+            split_path_info: s.split_path_info,
+            front_controller: s.front_controller,
+            check_exists: s.check_exists,
+            timeout: Duration::from_millis(s.timeout_ms),
+            max_connections: s.max_connections,
+            max_request_bytes: s.max_request_bytes,
+            max_response_bytes: s.max_response_bytes,
+            params: s.params.into_iter().collect(),
+        };
+        match FastCgi::new(settings) {
+            Ok(f) => actions.push(RouteAction::FastCgi(Arc::new(f))),
+            Err(e) => {
+                r.error(
+                    Some(s.root.span()),
+                    format!("{field}.fastcgi"),
+                    e,
+                    "root is the PHP document root (relative paths start at the config file's folder); max_connections is at least 1",
+                );
+                return None;
+            }
+        }
+    }
     if let Some(s) = rs.respond {
         match Respond::new(*s.status.get_ref(), &s.headers, s.body) {
             Ok(resp) => actions.push(RouteAction::Respond(Arc::new(resp))),
@@ -420,10 +455,31 @@ fn compile_route(
             None,
             field.to_string(),
             format!("route `{name}` has {} actions", actions.len()),
-            "give a route one of proxy, static, respond or redirect",
+            "give a route one of proxy, static, fastcgi, respond or redirect",
         );
         return None;
     }
+    let cache = match rs.cache {
+        None => None,
+        Some(c) => match c.ttl.get_ref().parse() {
+            Ok(ttl) => Some(Arc::new(RoutePolicy {
+                ttl,
+                statuses: c.statuses,
+                query: c.query,
+                origin_headers: c.origin_headers,
+                set_cookie: c.set_cookie,
+            })),
+            Err(e) => {
+                r.error(
+                    Some(c.ttl.span()),
+                    format!("{field}.cache.ttl"),
+                    e,
+                    "write seconds (60) or a duration such as \"500ms\", \"10s\", \"5m\"",
+                );
+                return None;
+            }
+        },
+    };
     Some(Route {
         name,
         index,
@@ -432,6 +488,7 @@ fn compile_route(
         methods,
         priority: rs.priority,
         action: actions.pop().unwrap_or(RouteAction::None),
+        cache,
     })
 }
 

@@ -19,6 +19,102 @@ pub struct ConfigFile {
     pub routes: Vec<RouteSection>,
     #[serde(default)]
     pub plugins: Vec<PluginSection>,
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// The response cache, shared by every route that has a `cache` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Bytes the cache may hold in all (bodies, heads and keys).
+    #[serde(default = "default_cache_bytes")]
+    pub max_bytes: u64,
+    /// Largest body stored; larger responses pass through uncached.
+    #[serde(default = "default_cache_object")]
+    pub max_object_bytes: usize,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            max_bytes: default_cache_bytes(),
+            max_object_bytes: default_cache_object(),
+        }
+    }
+}
+
+/// A duration: whole seconds, or text such as "500ms", "10s", "5m".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationValue {
+    pub fn parse(&self) -> Result<std::time::Duration, String> {
+        match self {
+            DurationValue::Seconds(s) => Ok(std::time::Duration::from_secs(*s)),
+            DurationValue::Text(t) => {
+                humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration: {e}"))
+            }
+        }
+    }
+}
+
+/// A route's cache settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheSection {
+    /// Lifetime of a stored response when the origin does not give one.
+    #[serde(default = "default_ttl")]
+    pub ttl: Spanned<DurationValue>,
+    /// Statuses that may be stored.
+    #[serde(default = "default_cache_statuses")]
+    pub statuses: Vec<u16>,
+    /// Make the query string part of the key.
+    #[serde(default = "yes")]
+    pub query: bool,
+    /// Take the lifetime from the origin's Cache-Control and Expires.
+    #[serde(default = "yes")]
+    pub origin_headers: bool,
+    /// Store responses that carry Set-Cookie.
+    #[serde(default)]
+    pub set_cookie: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FastCgiSection {
+    /// "unix:/run/php/php-fpm.sock", "/path/to.sock" or "host:port".
+    pub address: Spanned<String>,
+    /// The document root: SCRIPT_FILENAME is resolved under it.
+    pub root: Spanned<String>,
+    #[serde(default = "default_php_index")]
+    pub index: Vec<String>,
+    #[serde(default = "default_php_extension")]
+    pub extension: String,
+    /// Split `/script.php/more` into the script and PATH_INFO.
+    #[serde(default = "yes")]
+    pub split_path_info: bool,
+    /// Script for paths that name no script, e.g. "/index.php".
+    pub front_controller: Option<String>,
+    /// 404 for a missing script without asking the FastCGI server.
+    #[serde(default = "yes")]
+    pub check_exists: bool,
+    #[serde(default = "default_fastcgi_timeout")]
+    pub timeout_ms: u64,
+    /// Open connections at most; keep it at or below php-fpm's pm.max_children.
+    #[serde(default = "default_fastcgi_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_fastcgi_request")]
+    pub max_request_bytes: usize,
+    #[serde(default = "default_fastcgi_response")]
+    pub max_response_bytes: usize,
+    /// Extra params sent with every request.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +184,9 @@ pub struct RouteSection {
     pub static_files: Option<StaticSection>,
     pub respond: Option<RespondSection>,
     pub redirect: Option<RedirectSection>,
+    pub fastcgi: Option<FastCgiSection>,
+    /// Cache this route's responses.
+    pub cache: Option<RouteCacheSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +298,36 @@ fn default_status() -> Spanned<u16> {
 }
 fn default_redirect_status() -> Spanned<u16> {
     Spanned::new(0..0, 302)
+}
+fn default_cache_bytes() -> u64 {
+    64 << 20
+}
+fn default_cache_object() -> usize {
+    8 << 20
+}
+fn default_ttl() -> Spanned<DurationValue> {
+    Spanned::new(0..0, DurationValue::Seconds(60))
+}
+fn default_cache_statuses() -> Vec<u16> {
+    vec![200]
+}
+fn default_php_index() -> Vec<String> {
+    vec!["index.php".to_string()]
+}
+fn default_php_extension() -> String {
+    ".php".to_string()
+}
+fn default_fastcgi_timeout() -> u64 {
+    30_000
+}
+fn default_fastcgi_connections() -> usize {
+    4
+}
+fn default_fastcgi_request() -> usize {
+    16 << 20
+}
+fn default_fastcgi_response() -> usize {
+    64 << 20
 }
 fn yes() -> bool {
     true

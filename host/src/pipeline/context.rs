@@ -7,7 +7,10 @@ use bytes::BytesMut;
 use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
+use super::caching::{CacheStatus, Fill};
 use crate::actions::proxy::Upstream;
+use crate::cache::Directive;
+use crate::plugin::caps::cache::CacheChoice;
 use crate::plugin::{Instance, RequestInfo};
 use crate::Active;
 
@@ -46,6 +49,14 @@ pub struct Ctx {
     pub present: Option<PresentBuffer>,
     pub bytes_sent: u64,
     pub error: Option<String>,
+    /// What prime plugins chose about the cache.
+    pub cache_choice: Option<CacheChoice>,
+    /// A prepare reply's cache directive.
+    pub cache_directive: Option<Directive>,
+    /// Set on routes that cache: what the cache did for this request.
+    pub cache_status: Option<CacheStatus>,
+    /// The response is to be stored when complete.
+    pub fill: Option<Fill>,
 }
 
 impl Ctx {
@@ -66,6 +77,10 @@ impl Ctx {
             present: None,
             bytes_sent: 0,
             error: None,
+            cache_choice: None,
+            cache_directive: None,
+            cache_status: None,
+            fill: None,
         }
     }
 
@@ -79,6 +94,11 @@ impl Ctx {
 
     pub fn has_failed(&self, plugin: usize) -> bool {
         self.failed.contains(&plugin)
+    }
+
+    /// Whether any plugin failed during this request.
+    pub fn any_failed(&self) -> bool {
+        !self.failed.is_empty()
     }
 
     pub fn info(&mut self) -> Arc<RequestInfo> {

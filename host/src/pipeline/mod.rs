@@ -2,6 +2,7 @@
 //! → action (proxy, static, respond, redirect) → present → package, with
 //! post after the response is written.
 
+mod caching;
 mod context;
 mod phases;
 
@@ -19,12 +20,15 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tokio::io::AsyncReadExt;
 
+use caching::{CacheStatus, X_KAVRO_CACHE};
 pub use context::Ctx;
 use context::PresentBuffer;
 use phases::{PrepareResult, PrimeResult};
 
+use crate::actions::fastcgi::CgiRequest;
 use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request};
 use crate::actions::{Body, Produced};
+use crate::cache::ResponseCache;
 use crate::plugin::bindings::types::Completion;
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::Active;
@@ -36,6 +40,8 @@ static SEQ: AtomicU64 = AtomicU64::new(1);
 
 pub struct Kavro {
     pub active: Arc<ArcSwap<Active>>,
+    /// Outlives config and plugin swaps.
+    pub cache: Arc<ResponseCache>,
 }
 
 /// A client-supplied request id is kept only if it is short and printable.
@@ -66,8 +72,10 @@ impl Kavro {
         let set = &active.plugins;
         let chains = set.chains(ctx.route);
         let max = active.config.present_max_bytes;
+        // A hit is stored as present left it.
+        let from_cache = ctx.cache_status == Some(CacheStatus::Hit);
 
-        if !chains.present.is_empty() {
+        if !chains.present.is_empty() && !from_cache {
             if let Body::Bytes(b) = &p.body {
                 if b.len() <= max && p.head.status.as_u16() >= 200 {
                     let body = b.clone();
@@ -96,6 +104,10 @@ impl Kavro {
             }
         }
 
+        caching::store_produced(&self.cache, ctx, session.req_header(), &p);
+        if let Some(status) = ctx.cache_status {
+            let _ = p.head.insert_header(X_KAVRO_CACHE, status.as_str());
+        }
         let _ = p.head.insert_header(X_REQUEST_ID, ctx.id.clone());
         if !chains.package.is_empty() {
             let req = session.req_header_mut();
@@ -139,6 +151,26 @@ impl Kavro {
         }
         Ok(true)
     }
+}
+
+/// Reads the whole request body, up to `max` bytes; over that, the 413 to send.
+async fn read_body(
+    session: &mut Session,
+    max: usize,
+) -> Result<std::result::Result<Bytes, Produced>> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        if body.len() + chunk.len() > max {
+            // The rest of the body is not read: this connection cannot be reused.
+            session.set_keepalive(None);
+            return Ok(Err(Produced::text(
+                413,
+                format!("413 Content Too Large: the limit is {max} bytes\n"),
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Ok(body.freeze()))
 }
 
 #[async_trait]
@@ -205,12 +237,23 @@ impl ProxyHttp for Kavro {
         };
         ctx.route = Some(route.index);
         let chains = set.chains(ctx.route);
+        if route.cache.is_some() {
+            ctx.cache_status = Some(CacheStatus::Bypass);
+        }
 
         if !chains.prime.is_empty() {
             let req = session.req_header_mut();
             if let PrimeResult::Respond(p) =
                 phases::run_prime(set, &chains.prime, ctx, req, max).await
             {
+                return self.send(session, ctx, p).await;
+            }
+        }
+
+        if let Some(policy) = &route.cache {
+            let req = session.req_header();
+            let host = request_host(req);
+            if let Some(p) = caching::lookup(&self.cache, ctx, req, &host, policy).await {
                 return self.send(session, ctx, p).await;
             }
         }
@@ -251,6 +294,27 @@ impl ProxyHttp for Kavro {
             RouteAction::Redirect(r) => {
                 let req = session.req_header();
                 let p = r.produce(req, &request_host(req));
+                self.send(session, ctx, p).await
+            }
+            RouteAction::FastCgi(f) => {
+                let body = match read_body(session, f.max_request_bytes()).await? {
+                    Ok(b) => b,
+                    Err(p) => return self.send(session, ctx, p).await,
+                };
+                let req = session.req_header();
+                let host = request_host(req);
+                let p = f
+                    .serve(CgiRequest {
+                        req,
+                        body,
+                        host: &host,
+                        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+                        server: session.server_addr().and_then(|a| a.as_inet()).copied(),
+                        https: false,
+                        http2: session.is_http2(),
+                        request_id: ctx.request_id(),
+                    })
+                    .await;
                 self.send(session, ctx, p).await
             }
             RouteAction::None => {
@@ -296,6 +360,10 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<()> {
         clean_upstream_response(resp);
+        caching::begin_streamed(&self.cache, ctx, resp);
+        if let Some(status) = ctx.cache_status {
+            let _ = resp.insert_header(X_KAVRO_CACHE, status.as_str());
+        }
         let _ = resp.insert_header(X_REQUEST_ID, ctx.id.clone());
         let Some(active) = ctx.active.clone() else {
             return Ok(());
@@ -335,6 +403,7 @@ impl ProxyHttp for Kavro {
                 *resp = *err.head;
                 let _ = resp.insert_header(X_REQUEST_ID, ctx.id.clone());
                 ctx.present = None;
+                ctx.fill = None;
                 ctx.error = Some("package failed".into());
             }
         }
@@ -398,6 +467,15 @@ impl ProxyHttp for Kavro {
         if let Some(b) = body.as_ref() {
             ctx.bytes_sent += b.len() as u64;
         }
+        if ctx.fill.is_some() {
+            caching::collect_streamed(
+                &self.cache,
+                ctx,
+                session.req_header(),
+                body.as_ref(),
+                end_of_stream,
+            );
+        }
         Ok(None)
     }
 
@@ -421,6 +499,8 @@ impl ProxyHttp for Kavro {
             },
         };
         ctx.error = Some(e.to_string());
+        // An error the host wrote is never stored; waiters stop waiting.
+        ctx.fill = None;
         if code > 0 && session.response_written().is_none() {
             let body = match code {
                 502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
@@ -442,6 +522,8 @@ impl ProxyHttp for Kavro {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        // A response that did not complete is not stored; waiters stop waiting.
+        ctx.fill = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         crate::admin::record_request(status, ctx.started.elapsed());
         let Some(active) = ctx.active.clone() else {

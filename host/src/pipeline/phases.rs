@@ -2,6 +2,7 @@
 //! request, call it under its deadline, and apply its failure policy.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
@@ -10,6 +11,7 @@ use sync_wrapper::SyncWrapper;
 
 use super::context::Ctx;
 use crate::actions::{Body, Produced};
+use crate::cache::Directive;
 use crate::config::FailurePolicy;
 use crate::plugin::bindings::{prepare, present, prime, types};
 use crate::plugin::{Failure, FailureKind, Instance, PluginSet};
@@ -141,7 +143,13 @@ pub async fn run_prime(
             Ok(inst) => inst.prime(seq, req, deadline).await,
             Err(f) => Err(f),
         };
-        let outcome = result.and_then(|o| match o {
+        let outcome = result.and_then(|(o, choice)| {
+            if choice.is_some() {
+                ctx.cache_choice = choice;
+            }
+            Ok(o)
+        });
+        let outcome = outcome.and_then(|o| match o {
             prime::Outcome::Continue => Ok(None),
             prime::Outcome::Rewrite(uri) => {
                 let parsed: http::Uri = uri
@@ -202,6 +210,10 @@ pub async fn run_prepare(
         let outcome = result.and_then(|o| match o {
             prepare::Outcome::Decline => Ok(None),
             prepare::Outcome::Respond(reply) => {
+                ctx.cache_directive = reply.cache.map(|d| match d {
+                    types::CacheDirective::NoStore => Directive::NoStore,
+                    types::CacheDirective::TtlMs(ms) => Directive::Ttl(Duration::from_millis(ms)),
+                });
                 reply_to_produced(reply, max_body).map(|p| Some(PrepareResult::Respond(p)))
             }
             prepare::Outcome::Forward(fwd) => {

@@ -10,6 +10,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::types::Completion;
 use super::bindings::{prepare, present, prime};
+use super::caps::cache::CacheChoice;
 use super::loaded::{DeadlineExceeded, Instance};
 use super::state::Access;
 
@@ -89,16 +90,19 @@ impl Instance {
         self.broken = true;
     }
 
+    /// Calls prime; also returns what the plugin chose about the cache.
     pub async fn prime(
         &mut self,
         seq: u64,
         req: &mut RequestHeader,
         deadline: std::time::Duration,
-    ) -> Result<prime::Outcome, Failure> {
+    ) -> Result<(prime::Outcome, Option<CacheChoice>), Failure> {
         let access = Access {
             request_writable: true,
             response_writable: false,
+            cache_choice: true,
         };
+        self.store.data_mut().cache_choice = None;
         self.enter(access, deadline);
         std::mem::swap(&mut self.store.data_mut().req, req);
         let g = self
@@ -110,7 +114,8 @@ impl Instance {
             .call_on_request(&mut self.store, seq, Resource::new_borrow(0))
             .await;
         std::mem::swap(&mut self.store.data_mut().req, req);
-        self.leave(r)
+        let choice = self.store.data_mut().cache_choice.take();
+        self.leave(r).map(|o| (o, choice))
     }
 
     pub async fn prepare(
@@ -122,6 +127,7 @@ impl Instance {
         let access = Access {
             request_writable: true,
             response_writable: false,
+            cache_choice: false,
         };
         self.enter(access, deadline);
         std::mem::swap(&mut self.store.data_mut().req, req);
@@ -149,6 +155,7 @@ impl Instance {
         let access = Access {
             request_writable: false,
             response_writable: head_writable,
+            cache_choice: false,
         };
         self.enter(access, deadline);
         // A head already sent means Pingora's synchronous body filter, which
@@ -187,6 +194,7 @@ impl Instance {
         let access = Access {
             request_writable: false,
             response_writable: true,
+            cache_choice: false,
         };
         self.enter(access, deadline);
         let data = self.store.data_mut();

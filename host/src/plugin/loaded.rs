@@ -12,7 +12,7 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
-use super::caps::{kv::KvStore, Grants, ALWAYS_GRANTED};
+use super::caps::{Grants, Stores, ALWAYS_GRANTED};
 use super::engine::{now_tick, ticks_for, Runtime};
 use super::state::HostState;
 use super::stats::PluginStats;
@@ -202,7 +202,7 @@ impl Plugin {
         component: Component,
         hash: String,
         settings: PluginSettings,
-        kv: &Arc<KvStore>,
+        stores: &Stores,
     ) -> anyhow::Result<Plugin> {
         let phases = exported_phases(runtime, &component)?;
         let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
@@ -234,7 +234,7 @@ impl Plugin {
             name,
             &settings.capabilities,
             settings.values.clone(),
-            kv,
+            stores,
         ));
         let mut plugin = Plugin {
             name: name.to_string(),

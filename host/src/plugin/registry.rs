@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::caps::kv::KvStore;
+use super::caps::Stores;
 use super::engine::Runtime;
 use super::loaded::Plugin;
 use crate::config::{self, Config, Diagnostic, PluginSettings, Reporter};
@@ -209,7 +209,7 @@ pub async fn load(
     dir: &Path,
     config: &Config,
     cache_dir: Option<&Path>,
-    kv: &Arc<KvStore>,
+    stores: &Stores,
 ) -> Result<PluginSet, Vec<Diagnostic>> {
     let candidates = discover(dir, config)?;
     let routes = config.routes.iter().map(|r| r.index + 1).max().unwrap_or(0);
@@ -246,7 +246,10 @@ pub async fn load(
     for (c, compiled) in candidates.into_iter().zip(compiled) {
         let result = match compiled {
             Ok((component, hash)) => {
-                Plugin::link(&runtime, &c.name, &c.file, component, hash, c.settings, kv).await
+                Plugin::link(
+                    &runtime, &c.name, &c.file, component, hash, c.settings, stores,
+                )
+                .await
             }
             Err(e) => Err(e),
         };

@@ -12,6 +12,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::types::{self, Header, HostError, HostRequest, HostResponse};
+use super::caps::cache::CacheChoice;
 use super::caps::Grants;
 
 /// Facts about the request that are not in its head.
@@ -27,6 +28,8 @@ pub struct RequestInfo {
 pub struct Access {
     pub request_writable: bool,
     pub response_writable: bool,
+    /// Prime may choose the cache key or bypass the cache.
+    pub cache_choice: bool,
 }
 
 pub struct HostState {
@@ -38,6 +41,8 @@ pub struct HostState {
     pub(crate) resp: ResponseHeader,
     pub(crate) info: Option<Arc<RequestInfo>>,
     pub(crate) access: Access,
+    /// What the current prime call chose about the cache.
+    pub(crate) cache_choice: Option<CacheChoice>,
     /// Engine tick at which the current call has run out of time.
     pub(crate) deadline_tick: u64,
     /// Headers added during the current call, bounded by the plugin's limit.
@@ -66,6 +71,7 @@ impl HostState {
             resp: ResponseHeader::build(200, Some(0)).expect("static response"),
             info: None,
             access: Access::default(),
+            cache_choice: None,
             deadline_tick: u64::MAX,
             headers_added: 0,
             blocking_call: false,

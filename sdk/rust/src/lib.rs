@@ -93,7 +93,7 @@ phase_bindings!(
 
 use bindings::kavro::plugin::types;
 
-pub use types::{Completion, Forward, HostError, Level, Reply, Request, Response};
+pub use types::{CacheDirective, Completion, Forward, HostError, Level, Reply, Request, Response};
 
 /// What a plugin says about itself; the host checks `capabilities`
 /// against what the operator granted.
@@ -121,7 +121,20 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            cache: None,
         }
+    }
+
+    /// From prepare, on a route that caches: store this reply for `ttl`.
+    pub fn cache_for(mut self, ttl: std::time::Duration) -> Reply {
+        self.cache = Some(CacheDirective::TtlMs(ttl.as_millis() as u64));
+        self
+    }
+
+    /// From prepare, on a route that caches: never store this reply.
+    pub fn no_store(mut self) -> Reply {
+        self.cache = Some(CacheDirective::NoStore);
+        self
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Reply {
@@ -255,6 +268,14 @@ pub mod config {
 /// of this plugin and kept across hot-swaps.
 pub mod kv {
     pub use super::bindings::kavro::plugin::kv::{delete, get, increment, set};
+}
+
+/// The host's response cache (capability "cache").
+///
+/// In prime, [`set_key`] and [`bypass`] decide how this request uses the
+/// cache; [`purge`] and [`purge_prefix`] work in any phase.
+pub mod cache {
+    pub use super::bindings::kavro::plugin::cache::{bypass, purge, purge_prefix, set_key};
 }
 
 /// Counters and histograms (capability "metrics").

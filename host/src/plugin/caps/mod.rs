@@ -3,6 +3,7 @@
 //! plugin version from config. A call to a capability that was not granted
 //! returns `host-error::denied`; it never traps.
 
+pub mod cache;
 pub mod config;
 pub mod kv;
 pub mod log;
@@ -15,14 +16,34 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::types::HostError;
 use super::state::HostState;
+use crate::cache::ResponseCache;
+
+/// Host-wide state that capabilities hand out. It outlives plugin
+/// versions, so a hot swap keeps the KV data and the cached responses.
+#[derive(Clone)]
+pub struct Stores {
+    pub kv: Arc<kv::KvStore>,
+    pub cache: Arc<ResponseCache>,
+}
 
 /// What one plugin version may use.
-#[derive(Debug)]
 pub struct Grants {
     pub plugin: String,
     pub kv: Option<Arc<kv::KvStore>>,
+    pub cache: Option<Arc<ResponseCache>>,
     pub metrics: bool,
     pub values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Grants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grants")
+            .field("plugin", &self.plugin)
+            .field("kv", &self.kv.is_some())
+            .field("cache", &self.cache.is_some())
+            .field("metrics", &self.metrics)
+            .finish()
+    }
 }
 
 impl Grants {
@@ -30,11 +51,12 @@ impl Grants {
         plugin: &str,
         granted: &HashSet<String>,
         values: BTreeMap<String, String>,
-        kv: &Arc<kv::KvStore>,
+        stores: &Stores,
     ) -> Grants {
         Grants {
             plugin: plugin.to_string(),
-            kv: granted.contains("kv").then(|| kv.clone()),
+            kv: granted.contains("kv").then(|| stores.kv.clone()),
+            cache: granted.contains("cache").then(|| stores.cache.clone()),
             metrics: granted.contains("metrics"),
             values,
         }
@@ -59,5 +81,6 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wit::config::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     wit::kv::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     wit::metrics::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit::cache::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }

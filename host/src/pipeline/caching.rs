@@ -1,0 +1,170 @@
+//! The pipeline's side of the response cache: the lookup after prime, and
+//! storing a response once it is complete (after present, before package).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pingora_http::{RequestHeader, ResponseHeader};
+
+use super::context::Ctx;
+use crate::actions::{Body, Produced};
+use crate::cache::policy::{request_eligible, storable_for};
+use crate::cache::{Entry, FillLock, Lookup, ResponseCache, RoutePolicy};
+use crate::plugin::caps::cache::CacheChoice;
+
+pub const X_KAVRO_CACHE: &str = "x-kavro-cache";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// A response on its way into the cache.
+pub struct Fill {
+    key: String,
+    policy: Arc<RoutePolicy>,
+    /// Held by the request that fills the key; others wait for it.
+    _lock: Option<FillLock>,
+    /// A proxied response: its head, the body so far, and its lifetime.
+    streamed: Option<(ResponseHeader, BytesMut, Duration)>,
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn hit(entry: &Entry) -> Produced {
+    let mut head = entry.head.clone();
+    let _ = head.insert_header(http::header::AGE, entry.age().to_string());
+    Produced {
+        head: Box::new(head),
+        body: Body::Bytes(entry.body.clone()),
+    }
+}
+
+/// Looks the request up on a route that caches. Returns the stored response
+/// on a hit; on a miss, arms `ctx.fill` so the response is stored.
+pub async fn lookup(
+    cache: &ResponseCache,
+    ctx: &mut Ctx,
+    req: &RequestHeader,
+    host: &str,
+    policy: &Arc<RoutePolicy>,
+) -> Option<Produced> {
+    let key = match ctx.cache_choice.take() {
+        Some(CacheChoice::Bypass) => None,
+        _ if !request_eligible(req) => None,
+        Some(CacheChoice::Key(k)) => Some(k),
+        None => Some(ResponseCache::key(host, req, policy.query)),
+    };
+    let Some(key) = key else {
+        ctx.cache_status = Some(CacheStatus::Bypass);
+        bump(&cache.stats.bypasses);
+        return None;
+    };
+    // HEAD is answered from a GET entry but never fills one.
+    let head_only = req.method == http::Method::HEAD;
+    let found = if head_only {
+        cache.get(&key, req).map_or(Lookup::Miss(None), Lookup::Hit)
+    } else {
+        cache.lookup(&key, req).await
+    };
+    match found {
+        Lookup::Hit(entry) => {
+            ctx.cache_status = Some(CacheStatus::Hit);
+            bump(&cache.stats.hits);
+            Some(hit(&entry))
+        }
+        Lookup::Miss(lock) => {
+            ctx.cache_status = Some(CacheStatus::Miss);
+            bump(&cache.stats.misses);
+            if !head_only {
+                ctx.fill = Some(Fill {
+                    key,
+                    policy: policy.clone(),
+                    _lock: lock,
+                    streamed: None,
+                });
+            }
+            None
+        }
+    }
+}
+
+/// Stores a response the host produced whole, if it may be stored.
+pub fn store_produced(cache: &ResponseCache, ctx: &mut Ctx, req: &RequestHeader, p: &Produced) {
+    let Some(fill) = ctx.fill.take() else { return };
+    if ctx.any_failed() {
+        return;
+    }
+    if let Body::Bytes(body) = &p.body {
+        if let Some(ttl) = storable_for(&fill.policy, &p.head, ctx.cache_directive) {
+            cache.store(&fill.key, req, (*p.head).clone(), body.clone(), ttl);
+        }
+    }
+}
+
+/// At a proxied response's head: keep collecting its body if it may be
+/// stored, or let go of the fill (and wake the waiters) now.
+pub fn begin_streamed(cache: &ResponseCache, ctx: &mut Ctx, resp: &ResponseHeader) {
+    let Some(fill) = ctx.fill.as_mut() else {
+        return;
+    };
+    let announced = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let fits = announced.is_none_or(|n| n <= cache.max_object_bytes);
+    match storable_for(&fill.policy, resp, None).filter(|_| fits) {
+        Some(ttl) => fill.streamed = Some((resp.clone(), BytesMut::new(), ttl)),
+        None => ctx.fill = None,
+    }
+}
+
+/// One chunk of a proxied body (as it leaves present); stores at the end.
+pub fn collect_streamed(
+    cache: &ResponseCache,
+    ctx: &mut Ctx,
+    req: &RequestHeader,
+    chunk: Option<&bytes::Bytes>,
+    end_of_stream: bool,
+) {
+    let Some(Fill {
+        streamed: Some((_, body, _)),
+        ..
+    }) = ctx.fill.as_mut()
+    else {
+        return;
+    };
+    if let Some(c) = chunk {
+        if body.len() + c.len() > cache.max_object_bytes {
+            ctx.fill = None;
+            return;
+        }
+        body.extend_from_slice(c);
+    }
+    if !end_of_stream {
+        return;
+    }
+    let fill = ctx.fill.take().expect("matched above");
+    if ctx.error.is_some() || ctx.any_failed() {
+        return;
+    }
+    if let Some((head, body, ttl)) = fill.streamed {
+        cache.store(&fill.key, req, head, body.freeze(), ttl);
+    }
+}

@@ -1,0 +1,3 @@
+<?php
+error_log('kavro-stderr-marker from php');
+echo "logged\n";

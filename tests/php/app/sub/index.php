@@ -1,0 +1,2 @@
+<?php
+echo "sub index, path info: " . ($_SERVER['PATH_INFO'] ?? '') . "\n";
