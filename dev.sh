@@ -5,6 +5,7 @@
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
 #   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
+#   ./dev.sh bench-cache cache hits against Varnish, FastCGI against nginx
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
 CALLER=$PWD
@@ -89,6 +90,12 @@ case "${1:-}" in
         build_native
         exec bench/run.sh
         ;;
+    bench-cache)
+        setup
+        need_apt nginx wrk curl varnish php-fpm
+        build_native
+        exec bench/cache_fastcgi.sh
+        ;;
     bench-swap|bench-loop)
         setup
         build_plugins
@@ -115,7 +122,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-cache | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac

@@ -34,14 +34,7 @@ KAVRO2=127.0.0.1:18084
 NGINX=127.0.0.1:18085
 BARE_T=127.0.0.1:18086
 
-wait_port() {
-    for _ in $(seq 1 300); do
-        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "nothing listens on $1" >&2
-    exit 1
-}
+source "$ROOT/bench/lib.sh"
 
 # The upstream: nginx answering a fixed 1 KiB body from memory, keep-alive.
 mkdir -p "$WORK/up" "$WORK/px"
@@ -119,41 +112,22 @@ for a in $UP $NGINX $BARE $BARE_T $KAVRO0 $KAVRO2; do wait_port "$a"; done
 curl -fsS "http://$KAVRO2/" -o /dev/null -D - | grep -qi '^x-served-by: kavro' \
     || { echo "the plugins did not run" >&2; exit 1; }
 
-# Runs wrk against $2 and prints "name rps p50_us p99_us".
-load() {
-    local out
-    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "http://$2/" 2>&1)
-    local rps p50 p99
-    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    echo "$1 $rps $(to_us "$p50") $(to_us "$p99")"
-}
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); print v+0 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); print v*1000 }
-        else if (v ~ /s$/) { sub(/s$/, "", v); print v*1000000 }
-        else print v }'
-}
-
 # Warm every server (connection pools, plugin instances), then measure.
 for a in $NGINX $BARE $BARE_T $KAVRO0 $KAVRO2; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
 ROUNDS_FILE=$WORK/rounds
 : > "$ROUNDS_FILE"
 for r in $(seq 1 "$ROUNDS"); do
-    load nginx "$NGINX" >> "$ROUNDS_FILE"
-    load bare-pingora "$BARE" >> "$ROUNDS_FILE"
-    load bare-pingora+read-timeout "$BARE_T" >> "$ROUNDS_FILE"
-    load kavro-0-plugins "$KAVRO0" >> "$ROUNDS_FILE"
-    load kavro-headers+access-log "$KAVRO2" >> "$ROUNDS_FILE"
+    load nginx "http://$NGINX/" >> "$ROUNDS_FILE"
+    load bare-pingora "http://$BARE/" >> "$ROUNDS_FILE"
+    load bare-pingora+read-timeout "http://$BARE_T/" >> "$ROUNDS_FILE"
+    load kavro-0-plugins "http://$KAVRO0/" >> "$ROUNDS_FILE"
+    load kavro-headers+access-log "http://$KAVRO2/" >> "$ROUNDS_FILE"
     echo "round $r of $ROUNDS done" >&2
 done
 # Each server's median round by requests/s.
 RESULTS=$WORK/results
-for s in nginx bare-pingora bare-pingora+read-timeout kavro-0-plugins kavro-headers+access-log; do
-    grep "^$s " "$ROUNDS_FILE" | sort -k2 -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
-done > "$RESULTS"
+median_rounds "$ROUNDS_FILE" nginx bare-pingora bare-pingora+read-timeout kavro-0-plugins \
+    kavro-headers+access-log > "$RESULTS"
 
 echo
 echo "proxy benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, 1 KiB upstream body, $(date -u +%F)"

@@ -4,11 +4,14 @@
 //! The host resolves the script itself: a script name that leaves the
 //! document root, or a script that does not exist, is a 404 without a
 //! round trip. Connections are kept alive and reused; `max_connections`
-//! bounds them, because PHP-FPM ties one worker to each open connection.
+//! bounds them and `idle_timeout` closes unused ones, because PHP-FPM ties
+//! one worker to each open connection.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use fastcgi_client::conn::KeepAlive;
@@ -20,7 +23,7 @@ use parking_lot::Mutex;
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::sync::Semaphore;
 
-use super::static_files::{confined, relative_path};
+use super::static_files::relative_path;
 use super::{Body, Produced};
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -80,6 +83,8 @@ pub struct Settings {
     pub check_exists: bool,
     pub timeout: Duration,
     pub max_connections: usize,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     /// Extra params sent with every request.
@@ -88,8 +93,52 @@ pub struct Settings {
 
 pub struct FastCgi {
     s: Settings,
-    idle: Mutex<Vec<Conn>>,
+    idle: Arc<IdlePool>,
+    /// One per request in flight; with the idle pool, bounds open connections.
     slots: Semaphore,
+    sweeper: OnceLock<()>,
+    /// Which file a script name resolved to, for a second: resolving walks
+    /// every path component, and a busy site asks for the same few scripts.
+    resolved: moka::sync::Cache<String, Option<PathBuf>>,
+}
+
+/// Kept-alive connections not in use. Each remembers the worker thread that
+/// opened it: its socket is registered with that thread's reactor, so using
+/// it from another thread costs a cross-thread wake-up per read.
+#[derive(Default)]
+struct IdlePool {
+    conns: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    conn: Conn,
+    thread: ThreadId,
+    since: Instant,
+}
+
+impl IdlePool {
+    /// An idle connection, preferring one opened on this thread.
+    fn take(&self) -> Option<Conn> {
+        let me = std::thread::current().id();
+        let mut conns = self.conns.lock();
+        let i = conns
+            .iter()
+            .rposition(|c| c.thread == me)
+            .or_else(|| conns.len().checked_sub(1))?;
+        Some(conns.swap_remove(i).conn)
+    }
+
+    fn put(&self, conn: Conn) {
+        self.conns.lock().push(Idle {
+            conn,
+            thread: std::thread::current().id(),
+            since: Instant::now(),
+        });
+    }
+
+    fn close_older_than(&self, idle: Duration) {
+        self.conns.lock().retain(|c| c.since.elapsed() < idle);
+    }
 }
 
 impl std::fmt::Debug for FastCgi {
@@ -145,8 +194,13 @@ impl FastCgi {
         let slots = Semaphore::new(s.max_connections);
         Ok(FastCgi {
             s,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::default(),
             slots,
+            sweeper: OnceLock::new(),
+            resolved: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(1))
+                .build(),
         })
     }
 
@@ -156,7 +210,7 @@ impl FastCgi {
     }
 
     /// Maps the URL path to a script under the root, or `None` for a 404.
-    async fn script(&self, url_path: &str) -> Option<Script> {
+    fn script(&self, url_path: &str) -> Option<Script> {
         let decoded = percent_encoding::percent_decode_str(url_path)
             .decode_utf8()
             .ok()?;
@@ -172,25 +226,27 @@ impl FastCgi {
             let dir = name.clone();
             for index in &self.s.index {
                 let candidate = format!("{dir}{index}");
-                if !self.s.check_exists || self.existing(&candidate).await.is_some() {
+                if !self.s.check_exists || self.existing(&candidate).is_some() {
                     name = candidate;
                     break;
                 }
             }
         }
-        if !name.ends_with(ext) || (self.s.check_exists && self.existing(&name).await.is_none()) {
+        let found = if !name.ends_with(ext) {
+            None
+        } else if self.s.check_exists {
+            self.existing(&name)
+        } else {
+            decoded_relative(&name).map(|rel| self.s.root.join(rel))
+        };
+        let Some(filename) = found else {
             let front = self.s.front_controller.as_ref()?;
-            let filename = self.existing(front).await?;
+            let filename = self.existing(front)?;
             return Some(Script {
                 name: front.clone(),
                 path_info: String::new(),
                 filename,
             });
-        }
-        let filename = if self.s.check_exists {
-            self.existing(&name).await?
-        } else {
-            self.s.root.join(decoded_relative(&name)?)
         };
         Some(Script {
             name,
@@ -199,10 +255,20 @@ impl FastCgi {
         })
     }
 
-    /// The file `name` (a decoded URL path) names under the root, if it exists there.
-    async fn existing(&self, name: &str) -> Option<PathBuf> {
-        let (path, meta) = confined(&self.s.root, &decoded_relative(name)?).await?;
-        meta.is_file().then_some(path)
+    /// The file `name` (a decoded URL path) names under the root, if it
+    /// exists there. Synchronous: a few cached metadata syscalls cost less
+    /// than handing them to the blocking pool.
+    fn existing(&self, name: &str) -> Option<PathBuf> {
+        if let Some(found) = self.resolved.get(name) {
+            return found;
+        }
+        let found = (|| {
+            let real = std::fs::canonicalize(self.s.root.join(decoded_relative(name)?)).ok()?;
+            let meta = std::fs::metadata(&real).ok()?;
+            (real.starts_with(&self.s.root) && meta.is_file()).then_some(real)
+        })();
+        self.resolved.insert(name.to_string(), found.clone());
+        found
     }
 
     fn params<'a>(&'a self, r: &'a CgiRequest<'a>, script: &'a Script) -> Params<'a> {
@@ -269,7 +335,7 @@ impl FastCgi {
     }
 
     pub async fn serve(&self, r: CgiRequest<'_>) -> Produced {
-        let Some(script) = self.script(r.req.uri.path()).await else {
+        let Some(script) = self.script(r.req.uri.path()) else {
             return Produced::text(404, "not found\n");
         };
         let out = tokio::time::timeout(self.s.timeout, self.run(&r, &script)).await;
@@ -300,8 +366,9 @@ impl FastCgi {
     /// Sends the request on a pooled (or new) connection; a pooled one
     /// that turns out closed is replaced once.
     async fn run(&self, r: &CgiRequest<'_>, script: &Script) -> Result<(Bytes, Bytes), Failure> {
+        self.start_sweeper();
         let _slot = self.slots.acquire().await.expect("never closed");
-        let pooled = self.idle.lock().pop();
+        let pooled = self.idle.take();
         let reused = pooled.is_some();
         let mut conn = match pooled {
             Some(c) => c,
@@ -309,17 +376,35 @@ impl FastCgi {
         };
         match self.exchange(&mut conn, r, script).await {
             Ok(out) => {
-                self.idle.lock().push(conn);
+                self.idle.put(conn);
                 Ok(out)
             }
             Err(Failure::Unreachable(_)) if reused => {
                 let mut conn = self.connect().await?;
                 let out = self.exchange(&mut conn, r, script).await?;
-                self.idle.lock().push(conn);
+                self.idle.put(conn);
                 Ok(out)
             }
             Err(f) => Err(f),
         }
+    }
+
+    /// Closes connections idle past `idle_timeout`, so that idle ones do not
+    /// hold PHP-FPM workers another client needs. It ends with this route.
+    fn start_sweeper(&self) {
+        self.sweeper.get_or_init(|| {
+            let pool = Arc::downgrade(&self.idle);
+            let every = self.s.idle_timeout;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every / 2).await;
+                    match pool.upgrade() {
+                        Some(p) => p.close_older_than(every),
+                        None => return,
+                    }
+                }
+            });
+        });
     }
 
     async fn connect(&self) -> Result<Conn, Failure> {
@@ -329,7 +414,11 @@ impl FastCgi {
             .connect()
             .await
             .map_err(Failure::Unreachable)?;
-        Ok(Client::new_keep_alive_tokio(stream))
+        // The client writes each record header and param separately and
+        // flushes at the end of the request: buffer them into a few writes.
+        let buffered: Box<dyn Stream> =
+            Box::new(tokio::io::BufWriter::with_capacity(16 * 1024, stream));
+        Ok(Client::new_keep_alive_tokio(buffered))
     }
 
     async fn exchange(
@@ -470,8 +559,8 @@ mod tests {
         assert!(parse_response(Bytes::from_static(b"no header block")).is_none());
     }
 
-    #[tokio::test]
-    async fn script_resolution_stays_in_the_root() {
+    #[test]
+    fn script_resolution_stays_in_the_root() {
         let dir = std::env::temp_dir().join(format!("kavro-fcgi-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("blog")).unwrap();
         std::fs::write(dir.join("index.php"), "").unwrap();
@@ -486,21 +575,22 @@ mod tests {
             check_exists: true,
             timeout: Duration::from_secs(1),
             max_connections: 1,
+            idle_timeout: Duration::from_secs(1),
             max_request_bytes: 1 << 20,
             max_response_bytes: 1 << 20,
             params: vec![],
         })
         .unwrap();
-        let s = f.script("/blog/post.php/a/b").await.unwrap();
+        let s = f.script("/blog/post.php/a/b").unwrap();
         assert_eq!(
             (s.name.as_str(), s.path_info.as_str()),
             ("/blog/post.php", "/a/b")
         );
-        assert_eq!(f.script("/").await.unwrap().name, "/index.php");
-        assert!(f.script("/missing.php").await.is_none());
-        assert!(f.script("/../etc/passwd.php").await.is_none());
-        assert!(f.script("/%2e%2e/x.php").await.is_none());
-        assert!(f.script("/style.css").await.is_none());
+        assert_eq!(f.script("/").unwrap().name, "/index.php");
+        assert!(f.script("/missing.php").is_none());
+        assert!(f.script("/../etc/passwd.php").is_none());
+        assert!(f.script("/%2e%2e/x.php").is_none());
+        assert!(f.script("/style.css").is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -125,7 +125,7 @@ pub(super) fn relative_path(url_path: &str) -> Option<PathBuf> {
 
 /// `root`/`rel` with symlinks resolved, refused if it lands outside the
 /// (canonical) root.
-pub(super) async fn confined(root: &Path, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+async fn confined(root: &Path, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
     let real = tokio::fs::canonicalize(root.join(rel)).await.ok()?;
     if !real.starts_with(root) {
         return None;

@@ -405,6 +405,7 @@ fn compile_route(
             check_exists: s.check_exists,
             timeout: Duration::from_millis(s.timeout_ms),
             max_connections: s.max_connections,
+            idle_timeout: Duration::from_millis(s.idle_timeout_ms.max(10)),
             max_request_bytes: s.max_request_bytes,
             max_response_bytes: s.max_response_bytes,
             params: s.params.into_iter().collect(),

@@ -108,6 +108,10 @@ pub struct FastCgiSection {
     /// Open connections at most; keep it at or below php-fpm's pm.max_children.
     #[serde(default = "default_fastcgi_connections")]
     pub max_connections: usize,
+    /// Kept-alive connections unused this long are closed, freeing their
+    /// php-fpm workers.
+    #[serde(default = "default_fastcgi_idle")]
+    pub idle_timeout_ms: u64,
     #[serde(default = "default_fastcgi_request")]
     pub max_request_bytes: usize,
     #[serde(default = "default_fastcgi_response")]
@@ -322,6 +326,9 @@ fn default_fastcgi_timeout() -> u64 {
 }
 fn default_fastcgi_connections() -> usize {
     4
+}
+fn default_fastcgi_idle() -> u64 {
+    2_000
 }
 fn default_fastcgi_request() -> usize {
     16 << 20

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Cache hits and FastCGI, all peers in one run:
+#   cache hits: kavro-host (proxy route with a cache) against Varnish, both
+#   in front of the same origin, every request a hit after the warm-up;
+#   FastCGI: kavro-host's fastcgi action against nginx fastcgi_pass, both to
+#   the same php-fpm pool running a hello-world script.
+# Loopback only; every load run is bounded by BENCH_SECONDS.
+#
+#   ./dev.sh bench-cache
+#   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=64 ./dev.sh bench-cache
+# The FastCGI pair runs BENCH_FASTCGI_WORKERS proxy workers each (default 1:
+# on a 2-core machine php-fpm needs the other core).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BIN="${CARGO_TARGET_DIR:?run through ./dev.sh bench-cache}/release"
+SECONDS_EACH=${BENCH_SECONDS:-5}
+ROUNDS=${BENCH_ROUNDS:-5}
+CONNS=${BENCH_CONNECTIONS:-64}
+PHP_CHILDREN=${BENCH_PHP_CHILDREN:-4}
+FCGI_WORKERS=${BENCH_FASTCGI_WORKERS:-1}
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+source "$ROOT/bench/lib.sh"
+
+ORIGIN=127.0.0.1:18181
+VARNISH=127.0.0.1:18182
+KCACHE=127.0.0.1:18183
+NGINX_FCGI=127.0.0.1:18184
+KFCGI=127.0.0.1:18185
+FPM_SOCK=$WORK/fpm.sock
+
+# The origin: nginx answering a fixed 1 KiB body, cacheable for 10 minutes.
+mkdir -p "$WORK/origin" "$WORK/nginx" "$WORK/app" "$WORK/varnish"
+BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
+cat > "$WORK/origin.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/origin.pid;
+error_log $WORK/origin-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen $ORIGIN;
+        location / { default_type text/plain; add_header Cache-Control "max-age=600"; return 200 "$BODY"; }
+    }
+}
+CONF
+nginx -c "$WORK/origin.conf" -p "$WORK/origin" & PIDS+=($!)
+
+# Varnish with its built-in VCL: GETs without cookies are cached per the
+# origin's Cache-Control.
+varnishd -F -a "$VARNISH" -b "$ORIGIN" -n "$WORK/varnish" -s malloc,64m >"$WORK/varnish.log" 2>&1 & PIDS+=($!)
+
+# php-fpm: one pool that both nginx and Kavro talk to.
+echo '<?php echo "hello from php\n";' > "$WORK/app/hello.php"
+FPM_USER=""
+[ "$(id -u)" -eq 0 ] && FPM_USER=$'user = www-data\ngroup = www-data'
+cat > "$WORK/fpm.conf" <<CONF
+[global]
+error_log = $WORK/fpm.log
+daemonize = no
+[bench]
+$FPM_USER
+listen = $FPM_SOCK
+listen.mode = 0666
+listen.backlog = 4096
+pm = static
+pm.max_children = $PHP_CHILDREN
+CONF
+FPM=$(ls /usr/sbin/php-fpm* 2>/dev/null | head -1)
+"$FPM" --nodaemonize --fpm-config "$WORK/fpm.conf" -n >/dev/null 2>&1 & PIDS+=($!)
+
+# nginx fastcgi_pass, as the Debian snippet sets it up.
+cat > "$WORK/nginx.conf" <<CONF
+worker_processes $FCGI_WORKERS;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen $NGINX_FCGI;
+        root $WORK/app;
+        location ~ \.php$ {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_pass unix:$FPM_SOCK;
+        }
+    }
+}
+CONF
+nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
+
+cat > "$WORK/cache.toml" <<CONF
+[server]
+listen = ["$KCACHE"]
+[upstreams.origin]
+targets = ["$ORIGIN"]
+[[routes]]
+path = "/*"
+proxy = "origin"
+cache = { ttl = "600s" }
+CONF
+cat > "$WORK/fcgi.toml" <<CONF
+[server]
+listen = ["$KFCGI"]
+threads = $FCGI_WORKERS
+[[routes]]
+path = "/*.php"
+[routes.fastcgi]
+address = "unix:$FPM_SOCK"
+root = "$WORK/app"
+max_connections = $PHP_CHILDREN
+CONF
+mkdir -p "$WORK/none"
+KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/cache.toml" --plugins "$WORK/none" >"$WORK/kcache.log" 2>&1 & PIDS+=($!)
+KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/fcgi.toml" --plugins "$WORK/none" >"$WORK/kfcgi.log" 2>&1 & PIDS+=($!)
+
+for a in $ORIGIN $VARNISH $NGINX_FCGI $KCACHE $KFCGI; do wait_port "$a"; done
+for _ in $(seq 1 100); do [ -S "$FPM_SOCK" ] && break; sleep 0.05; done
+
+# Fill both caches and check every server answers what it should.
+for a in $VARNISH $KCACHE; do curl -fsS "http://$a/page" -o /dev/null; done
+curl -fsS -D - "http://$KCACHE/page" -o /dev/null | grep -qi '^x-kavro-cache: HIT' \
+    || { echo "kavro did not answer from its cache" >&2; exit 1; }
+curl -fsS -D - "http://$VARNISH/page" -o /dev/null | grep -qi '^age: ' \
+    || { echo "varnish did not answer from its cache" >&2; exit 1; }
+for a in $NGINX_FCGI $KFCGI; do
+    [ "$(curl -fsS "http://$a/hello.php")" = "hello from php" ] \
+        || { echo "$a did not run hello.php" >&2; exit 1; }
+done
+
+for u in "http://$VARNISH/page" "http://$KCACHE/page" "http://$NGINX_FCGI/hello.php" "http://$KFCGI/hello.php"; do
+    wrk -t1 -c"$CONNS" -d2s "$u" >/dev/null 2>&1
+done
+ROUNDS_FILE=$WORK/rounds
+: > "$ROUNDS_FILE"
+for r in $(seq 1 "$ROUNDS"); do
+    load varnish-hit "http://$VARNISH/page" >> "$ROUNDS_FILE"
+    load kavro-hit "http://$KCACHE/page" >> "$ROUNDS_FILE"
+    load nginx-fastcgi "http://$NGINX_FCGI/hello.php" >> "$ROUNDS_FILE"
+    load kavro-fastcgi "http://$KFCGI/hello.php" >> "$ROUNDS_FILE"
+    echo "round $r of $ROUNDS done" >&2
+done
+RESULTS=$WORK/results
+median_rounds "$ROUNDS_FILE" varnish-hit kavro-hit nginx-fastcgi kavro-fastcgi > "$RESULTS"
+
+echo
+echo "cache + fastcgi benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, $PHP_CHILDREN php-fpm workers, $FCGI_WORKERS fastcgi proxy worker(s), $(date -u +%F)"
+awk '
+    { name[NR]=$1; rps[NR]=$2; p50[NR]=$3; p99[NR]=$4; by[$1]=$2 }
+    END {
+        printf "%-16s %12s %10s %10s\n", "server", "req/s", "p50 us", "p99 us"
+        for (i = 1; i <= NR; i++)
+            printf "%-16s %12.0f %10.0f %10.0f\n", name[i], rps[i], p50[i], p99[i]
+        printf "\nkavro cache hits / varnish hits:       %.3f  (target >= 1.0)\n", by["kavro-hit"]/by["varnish-hit"]
+        printf "kavro fastcgi / nginx fastcgi_pass:    %.3f  (target >= 1.0)\n", by["kavro-fastcgi"]/by["nginx-fastcgi"]
+    }' "$RESULTS"

@@ -1,0 +1,39 @@
+# Helpers shared by the benchmark scripts (sourced, not run).
+# Expects CONNS and SECONDS_EACH.
+
+wait_port() {
+    for _ in $(seq 1 300); do
+        (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "nothing listens on $1" >&2
+    exit 1
+}
+
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); print v+0 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); print v*1000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); print v*1000000 }
+        else print v }'
+}
+
+# load NAME URL: runs wrk and prints "NAME rps p50_us p99_us".
+load() {
+    local out rps p50 p99
+    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "$2" 2>&1)
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    [ -n "$rps" ] || { echo "wrk against $2 failed:" >&2; echo "$out" >&2; }
+    echo "$1 $rps $(to_us "$p50") $(to_us "$p99")"
+}
+
+# median_rounds FILE NAME...: each NAME's median line by requests/s.
+median_rounds() {
+    local file=$1
+    shift
+    for s in "$@"; do
+        grep "^$s " "$file" | sort -k2 -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
+    done
+}
