@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct PhpFpm {
     child: Child,
     pub dir: tempfile::TempDir,
+    /// `Some(port)` when listening on loopback TCP instead of the socket.
+    port: Option<u16>,
 }
 
 /// php-fpm from Debian's package (in /usr/sbin, which may not be on PATH).
@@ -41,8 +43,17 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 impl PhpFpm {
-    /// Starts php-fpm with `children` static workers and waits for its socket.
+    /// Starts php-fpm with `children` static workers on a unix socket.
     pub fn start(children: usize) -> PhpFpm {
+        PhpFpm::launch(children, None)
+    }
+
+    /// The same on a loopback TCP port.
+    pub fn start_tcp(children: usize) -> PhpFpm {
+        PhpFpm::launch(children, Some(crate::free_port()))
+    }
+
+    fn launch(children: usize, port: Option<u16>) -> PhpFpm {
         let dir = tempfile::tempdir().expect("temp dir");
         let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("php/app");
         copy_dir(&app, &dir.path().join("app"));
@@ -61,7 +72,10 @@ impl PhpFpm {
              php_admin_value[upload_max_filesize] = 8M\n\
              php_admin_value[post_max_size] = 16M\n",
             log = dir.path().join("fpm.log").display(),
-            sock = dir.path().join("fpm.sock").display(),
+            sock = match port {
+                Some(p) => format!("127.0.0.1:{p}"),
+                None => dir.path().join("fpm.sock").display().to_string(),
+            },
             user = if root {
                 "user = root\ngroup = root\n"
             } else {
@@ -81,9 +95,13 @@ impl PhpFpm {
             cmd.arg("--allow-to-run-as-root");
         }
         let child = cmd.spawn().expect("start php-fpm");
-        let mut fpm = PhpFpm { child, dir };
+        let mut fpm = PhpFpm { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while std::os::unix::net::UnixStream::connect(fpm.socket()).is_err() {
+        let up = |f: &PhpFpm| match f.port {
+            Some(p) => std::net::TcpStream::connect(("127.0.0.1", p)).is_ok(),
+            None => std::os::unix::net::UnixStream::connect(f.socket()).is_ok(),
+        };
+        while !up(&fpm) {
             if let Ok(Some(status)) = fpm.child.try_wait() {
                 panic!("php-fpm exited with {status}:\n{}", fpm.log());
             }
@@ -99,6 +117,14 @@ impl PhpFpm {
 
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("fpm.sock")
+    }
+
+    /// What a `fastcgi.address` in the host's config says.
+    pub fn address(&self) -> String {
+        match self.port {
+            Some(p) => format!("127.0.0.1:{p}"),
+            None => format!("unix:{}", self.socket().display()),
+        }
     }
 
     pub fn root(&self) -> PathBuf {

@@ -15,6 +15,8 @@ fn cached_proxy(up: &Upstream, cache: &str) -> String {
     format!(
         "[upstreams.app]\ntargets = [\"{addr}\"]\n\n\
          [[routes]]\nname = \"cached\"\npath = \"/c/*\"\nproxy = \"app\"\ncache = {{ {cache} }}\n\n\
+         [[routes]]\nname = \"cookies\"\npath = \"/cookies/*\"\nproxy = \"app\"\n\
+         cache = {{ ttl = \"60s\", set_cookie = true }}\n\n\
          [[routes]]\nname = \"slow\"\npath = \"/slow\"\nproxy = \"app\"\ncache = {{ ttl = \"60s\" }}\n\n\
          [[routes]]\nname = \"plain\"\npath = \"/*\"\nproxy = \"app\"\n",
         addr = up.addr
@@ -87,6 +89,12 @@ fn hit_miss_bypass_and_what_is_never_stored() {
         assert_eq!(get(&host, &path).0, "MISS", "{q}");
         assert_eq!(get(&host, &path).0, "MISS", "{q} was stored");
     }
+
+    // ... unless the route explicitly stores Set-Cookie responses.
+    assert_eq!(get(&host, "/cookies/x?cookie=s%3D1").0, "MISS");
+    let r = c.get(host.url("/cookies/x?cookie=s%3D1")).send().unwrap();
+    assert_eq!(status(&r), "HIT");
+    assert_eq!(r.headers()["set-cookie"], "s=1");
 
     // Routes without a cache table carry no x-kavro-cache.
     let r = c.get(host.url("/other")).send().unwrap();
@@ -219,9 +227,9 @@ fn php_route_cache() {
     let fpm = PhpFpm::start(2);
     let config = format!(
         "[[routes]]\nname = \"php\"\npath = \"/*.php\"\n\
-         [routes.fastcgi]\naddress = \"unix:{sock}\"\nroot = \"{root}\"\n\
+         [routes.fastcgi]\naddress = \"{addr}\"\nroot = \"{root}\"\n\
          [routes.cache]\nttl = \"400ms\"\nstatuses = [200]\n",
-        sock = fpm.socket().display(),
+        addr = fpm.address(),
         root = fpm.root().display(),
     );
     let host = Host::builder().config(&config).start();

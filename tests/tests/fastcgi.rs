@@ -10,12 +10,12 @@ use serde_json::Value;
 fn php_config(fpm: &PhpFpm, extra: &str) -> String {
     format!(
         "[[routes]]\nname = \"php\"\npath = \"/*.php\"\n\
-         [routes.fastcgi]\naddress = \"unix:{sock}\"\nroot = \"{root}\"\ntimeout_ms = 1500\n{extra}\n\
+         [routes.fastcgi]\naddress = \"{addr}\"\nroot = \"{root}\"\ntimeout_ms = 1500\n{extra}\n\
          [[routes]]\nname = \"dirs\"\npath = \"/sub/\"\n\
-         [routes.fastcgi]\naddress = \"unix:{sock}\"\nroot = \"{root}\"\n\n\
+         [routes.fastcgi]\naddress = \"{addr}\"\nroot = \"{root}\"\n\n\
          [[routes]]\nname = \"assets\"\npath = \"/*\"\n\
          [routes.static]\nroot = \"{root}\"\n",
-        sock = fpm.socket().display(),
+        addr = fpm.address(),
         root = fpm.root().display(),
     )
 }
@@ -116,9 +116,10 @@ fn php_app_end_to_end() {
     assert_eq!(r.headers()["content-type"], "text/css; charset=utf-8");
 }
 
+/// Over TCP this time.
 #[test]
 fn cgi_params() {
-    let fpm = PhpFpm::start(1);
+    let fpm = PhpFpm::start_tcp(1);
     let host = Host::builder()
         .config(&php_config(&fpm, "params = { APP_ENV = \"test\" }"))
         .start();
@@ -177,9 +178,18 @@ fn scripts_outside_the_root_or_missing_are_404_without_php() {
         assert!(out.starts_with("HTTP/1.1 404"), "{path}: {out}");
         assert!(!out.contains("secret"), "{path}: {out}");
     }
-    // None of those reached php-fpm: a missing script would have said
-    // "No input file specified" or "File not found".
-    assert!(!fpm.log().contains("Primary script unknown"));
+    // The 404 for a missing script is the host's own ("not found"), not
+    // php-fpm's ("File not found."): it never reached php-fpm.
+    let r = client().get(host.url("/missing.php")).send().unwrap();
+    assert_eq!(r.text().unwrap(), "not found\n");
+
+    // Unless configured otherwise: then php-fpm answers for it.
+    let host = Host::builder()
+        .config(&php_config(&fpm, "check_exists = false"))
+        .start();
+    let r = client().get(host.url("/missing.php")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().unwrap(), "File not found.\n");
 }
 
 #[test]
