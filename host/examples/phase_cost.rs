@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kavro_host::config::{Isolation, PluginSettings};
 use kavro_host::plugin::bindings::types::Completion;
-use kavro_host::plugin::caps::kv::KvStore;
+use kavro_host::plugin::caps::Stores;
 use kavro_host::plugin::engine::Runtime;
 use kavro_host::plugin::{Plugin, RequestInfo};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::get()?;
     let bytes = std::fs::read(&file)?;
     let (component, hash) = Plugin::compile(&runtime, &bytes, None)?;
-    let kv = Arc::new(KvStore::default());
+    let stores = Stores::new(1 << 20, 1 << 20);
     for isolation in [Isolation::Pooled, Isolation::Request] {
         let settings = PluginSettings {
             isolation,
@@ -120,7 +120,7 @@ fn main() -> anyhow::Result<()> {
             component.clone(),
             hash.clone(),
             settings,
-            &kv,
+            &stores,
         ))?;
         let n = if isolation == Isolation::Pooled {
             iterations

@@ -10,11 +10,9 @@ use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 
 use crate::admin::Admin;
-use crate::cache::ResponseCache;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::pipeline::Kavro;
-use crate::plugin::caps::kv::KvStore;
 use crate::plugin::caps::Stores;
 use crate::plugin::{artifacts, registry, PluginSet};
 use crate::reload::Reloader;
@@ -72,13 +70,7 @@ pub fn main(cli: Cli) -> i32 {
             .clone()
             .unwrap_or_else(artifacts::default_dir)
     });
-    let stores = Stores {
-        kv: Arc::new(KvStore::default()),
-        cache: Arc::new(ResponseCache::new(
-            config.cache_max_bytes,
-            config.cache_max_object_bytes,
-        )),
-    };
+    let stores = Stores::new(config.cache_max_bytes, config.cache_max_object_bytes);
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

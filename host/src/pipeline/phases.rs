@@ -143,11 +143,11 @@ pub async fn run_prime(
             Ok(inst) => inst.prime(seq, req, deadline).await,
             Err(f) => Err(f),
         };
-        let outcome = result.and_then(|(o, choice)| {
+        let outcome = result.map(|(o, choice)| {
             if choice.is_some() {
                 ctx.cache_choice = choice;
             }
-            Ok(o)
+            o
         });
         let outcome = outcome.and_then(|o| match o {
             prime::Outcome::Continue => Ok(None),

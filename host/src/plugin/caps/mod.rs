@@ -26,6 +26,16 @@ pub struct Stores {
     pub cache: Arc<ResponseCache>,
 }
 
+impl Stores {
+    /// An empty KV store and a response cache of the given sizes.
+    pub fn new(cache_max_bytes: u64, cache_max_object_bytes: usize) -> Stores {
+        Stores {
+            kv: Arc::default(),
+            cache: Arc::new(ResponseCache::new(cache_max_bytes, cache_max_object_bytes)),
+        }
+    }
+}
+
 /// What one plugin version may use.
 pub struct Grants {
     pub plugin: String,
