@@ -68,6 +68,23 @@ build_test_plugins() {
     return 0
 }
 
+# Plugins in other languages, from examples/<language>/<name>/, into the
+# test plugin folder as <name>_<language>.wasm; rebuilt only when a source
+# or the SDK changed. The SDK's build installs its toolchain on first use.
+build_language_examples() {
+    local out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
+    mkdir -p "$out"
+    for dir in examples/python/*/; do
+        [ -d "$dir" ] || continue
+        local name; name=$(basename "$dir")
+        local src; src=$(ls "$dir"*.py | head -1)
+        local wasm="$out/${name//-/_}_python.wasm"
+        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" sdk/python wit -newer "$wasm" -type f | head -1)" ]; then
+            python3 sdk/python/kavro-py build "$src" -o "$wasm"
+        fi
+    done
+}
+
 case "${1:-}" in
     run)
         shift
@@ -114,6 +131,7 @@ case "${1:-}" in
         need_apt php-fpm
         build_plugins
         build_test_plugins
+        build_language_examples
         export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
         export KAVRO_PLUGINS_DIR="$ROOT/plugins"
         # The default members: the host, the end-to-end tests, the bench baseline.

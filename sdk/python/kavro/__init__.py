@@ -1,0 +1,194 @@
+"""Write Kavro plugins in Python.
+
+Subclass `Plugin`, implement only the phases you need, and register it:
+
+    import kavro
+
+    class Hello(kavro.Plugin):
+        name = "hello"
+        version = "0.1.0"
+
+        def package(self, state, req, resp):
+            resp.set_header("x-hello", "world")
+
+    kavro.export(Hello)
+
+Build it with `sdk/python/kavro-py build hello.py -o hello.wasm`.
+
+Phases and what they return:
+
+- `prime(state, req)`: None to continue, `rewrite("/new?uri")`, or a `Reply`.
+- `prepare(state, req)`: None to decline, a `Reply`, or `forward("upstream", ...)`.
+- `present(state, req, resp, body)`: None to keep the body, or new `bytes`.
+- `package(state, req, resp)` and `post(state, req, resp, done)`: nothing.
+
+`state` is per request: a fresh `self.State()` (a dict by default) for every
+request, kept through all of that request's phases. `self` lives as long as
+the instance, across requests. The class is instantiated on the instance's
+first call, not at build time, so `__init__` may read config and the KV store.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+from componentize_py_types import Err
+from wit_world.imports import cache, config, kv, log, metrics, types
+
+__all__ = [
+    "Plugin", "Reply", "Err", "export", "rewrite", "forward",
+    "cache", "config", "kv", "log", "metrics",
+]
+
+PHASES = ("prime", "prepare", "present", "package", "post")
+
+
+class Plugin:
+    """Base class: set `name`, `version`, `capabilities`; define phases."""
+
+    name = "plugin"
+    version = "0.1.0"
+    capabilities: List[str] = []
+    State = dict
+
+
+@dataclass
+class Reply:
+    """A complete response. `cache_ms` (prepare only, on a route that
+    caches): store it this long; `no_store`: never store it."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: Optional[List[Tuple[str, str]]] = None
+    cache_ms: Optional[int] = None
+    no_store: bool = False
+
+    def header(self, name: str, value: str) -> "Reply":
+        self.headers = (self.headers or []) + [(name, value)]
+        return self
+
+    def _wit(self) -> types.Reply:
+        body = self.body.encode() if isinstance(self.body, str) else bytes(self.body)
+        directive = None
+        if self.no_store:
+            directive = types.CacheDirective_NoStore()
+        elif self.cache_ms is not None:
+            directive = types.CacheDirective_TtlMs(self.cache_ms)
+        return types.Reply(self.status, list(self.headers or []), body, directive)
+
+
+@dataclass
+class _Rewrite:
+    uri: str
+
+
+@dataclass
+class _Forward:
+    upstream: str
+    uri: Optional[str]
+    headers: List[Tuple[str, str]]
+
+
+def rewrite(uri: str) -> _Rewrite:
+    """From prime: route and forward the request as `uri` (path and query)."""
+    return _Rewrite(uri)
+
+
+def forward(upstream: str, uri: Optional[str] = None, headers=None) -> _Forward:
+    """From prepare: hand the request to a declared upstream."""
+    return _Forward(upstream, uri, list(headers or []))
+
+
+_class = None
+_instance = None
+_state = (None, None)
+
+
+def export(cls):
+    """Registers the plugin class; call once, at the end of the module."""
+    global _class
+    _class = cls
+    return cls
+
+
+def _plugin():
+    # componentize-py runs the module at build time, where host imports
+    # trap: instantiate on the first call instead.
+    global _instance
+    if _instance is None:
+        if _class is None:
+            raise RuntimeError("no plugin registered: call kavro.export(YourPlugin)")
+        _instance = _class()
+    return _instance
+
+
+def _for(seq):
+    """The request's state: fresh when `seq` (the request) changes."""
+    global _state
+    if _state[0] != seq:
+        _state = (seq, _plugin().State())
+    return _state[1]
+
+
+def _wrong(phase, value):
+    raise TypeError(f"{phase} returned {value!r}, which it cannot return")
+
+
+def implemented(cls) -> List[str]:
+    """The phases a plugin class defines (used by the build)."""
+    return [p for p in PHASES if callable(getattr(cls, p, None))]
+
+
+# The classes componentize-py looks for, one per exported interface. The
+# build's generated entry module re-exports the ones the plugin implements.
+
+class PluginExport:
+    def describe(self) -> types.Manifest:
+        p = _plugin()
+        return types.Manifest(p.name, p.version, list(p.capabilities))
+
+
+class PrimeExport:
+    def on_request(self, seq, req):
+        from wit_world.exports import prime as w
+        out = _plugin().prime(_for(seq), req)
+        if out is None:
+            return w.Outcome_Continue()
+        if isinstance(out, _Rewrite):
+            return w.Outcome_Rewrite(out.uri)
+        if isinstance(out, Reply):
+            return w.Outcome_Respond(out._wit())
+        _wrong("prime", out)
+
+
+class PrepareExport:
+    def on_prepare(self, seq, req):
+        from wit_world.exports import prepare as w
+        out = _plugin().prepare(_for(seq), req)
+        if out is None:
+            return w.Outcome_Decline()
+        if isinstance(out, Reply):
+            return w.Outcome_Respond(out._wit())
+        if isinstance(out, _Forward):
+            return w.Outcome_Forward(types.Forward(out.upstream, out.uri, out.headers))
+        _wrong("prepare", out)
+
+
+class PresentExport:
+    def on_body(self, seq, req, resp, body):
+        from wit_world.exports import present as w
+        out = _plugin().present(_for(seq), req, resp, body)
+        if out is None:
+            return w.Outcome_Keep()
+        if isinstance(out, (bytes, bytearray, str)):
+            return w.Outcome_Replace(out.encode() if isinstance(out, str) else bytes(out))
+        _wrong("present", out)
+
+
+class PackageExport:
+    def on_response(self, seq, req, resp):
+        _plugin().package(_for(seq), req, resp)
+
+
+class PostExport:
+    def on_complete(self, seq, req, resp, done):
+        _plugin().post(_for(seq), req, resp, done)
