@@ -104,6 +104,16 @@ fn a_component_that_exports_no_phase_is_refused() {
 }
 
 #[test]
+fn a_component_built_for_another_wit_version_is_refused_naming_both() {
+    let b = Host::builder().plugin("other-version", "old");
+    let (ok, out) = b.validate();
+    assert!(!ok, "{out}");
+    assert!(out.contains("old.wasm"), "{out}");
+    assert!(out.contains("kavro:plugin/prime@0.0.9"), "found: {out}");
+    assert!(out.contains("kavro:plugin/prime@0.1.0"), "expected: {out}");
+}
+
+#[test]
 fn compiled_plugins_are_cached_by_content_hash_and_reused() {
     let b = Host::builder().plugin("headers", "headers");
     let cache = b.dir.path().join("cache");
