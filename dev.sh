@@ -83,6 +83,14 @@ build_language_examples() {
             python3 sdk/python/kavro-py build "$src" -o "$wasm"
         fi
     done
+    for dir in examples/c/*/; do
+        [ -d "$dir" ] || continue
+        local name; name=$(basename "$dir")
+        local wasm="$out/${name//-/_}_c.wasm"
+        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" sdk/c wit -newer "$wasm" -type f | head -1)" ]; then
+            sdk/c/kavro-c build "$dir"*.c -o "$wasm"
+        fi
+    done
 }
 
 case "${1:-}" in
@@ -131,6 +139,7 @@ case "${1:-}" in
         need_apt php-fpm
         build_plugins
         build_test_plugins
+        build_native
         build_language_examples
         export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
         export KAVRO_PLUGINS_DIR="$ROOT/plugins"

@@ -4,6 +4,50 @@
 use kavro_e2e::upstream::Upstream;
 use kavro_e2e::{client, proxy_to_upstreams, Host};
 
+/// C: the token-bucket rate limiter (prime + package, KV + config).
+#[test]
+fn c_rate_limit() {
+    let config = format!(
+        "{}
+[[plugins]]
+name = \"rate-limit\"\ncapabilities = [\"kv\"]\n\
+         [plugins.config]\nburst = \"3\"\nper_second = \"2\"\nkey_header = \"x-api-key\"\n",
+        kavro_e2e::respond_route("home", "/*", "ok")
+    );
+    let host = Host::builder()
+        .plugin("rate-limit-c", "rate-limit")
+        .config(&config)
+        .start();
+    let c = client();
+    let hit = |key: &str| {
+        let r = c
+            .get(host.url("/"))
+            .header("x-api-key", key)
+            .send()
+            .unwrap();
+        let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+        (
+            r.status().as_u16(),
+            h("x-ratelimit-remaining"),
+            h("retry-after"),
+            h("x-ratelimit-limit"),
+        )
+    };
+    // A burst of 3 from config, then 429 with Retry-After.
+    assert_eq!(hit("k1"), (200, Some("2".into()), None, Some("3".into())));
+    assert_eq!(hit("k1").1, Some("1".into()));
+    assert_eq!(hit("k1").1, Some("0".into()));
+    let (status, remaining, retry, limit) = hit("k1");
+    assert_eq!((status, remaining, limit), (429, None, Some("3".into())));
+    assert_eq!(retry, Some("1".into()));
+    // Another key has its own bucket in the KV store.
+    assert_eq!(hit("k2").0, 200);
+    // At 2 tokens a second, one is back after half a second.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(hit("k1").0, 200);
+    assert_eq!(hit("k1").0, 429);
+}
+
 /// Python: the A/B cookie assigner (prime + package, KV + config).
 #[test]
 fn python_ab_test() {
@@ -27,7 +71,11 @@ fn python_ab_test() {
         let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
         assert!(cookie.starts_with(&format!("ab={variant};")), "{cookie}");
         let echo: serde_json::Value = r.json().unwrap();
-        assert_eq!(echo["headers"]["x-ab-variant"][0], variant.as_str(), "upstream saw it");
+        assert_eq!(
+            echo["headers"]["x-ab-variant"][0],
+            variant.as_str(),
+            "upstream saw it"
+        );
         seen.push(variant);
     }
     // b_percent = 25 from config, spread by the KV counter shared by every
