@@ -91,6 +91,14 @@ build_language_examples() {
             sdk/c/kavro-c build "$dir"*.c -o "$wasm"
         fi
     done
+    for dir in examples/typescript/*/; do
+        [ -d "$dir" ] || continue
+        local name; name=$(basename "$dir")
+        local wasm="$out/${name//-/_}_typescript.wasm"
+        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" sdk/js/kavro.js sdk/js/build.mjs wit -newer "$wasm" -type f | head -1)" ]; then
+            sdk/js/kavro-js build "$(ls "$dir"*.ts | head -1)" -o "$wasm"
+        fi
+    done
 }
 
 case "${1:-}" in

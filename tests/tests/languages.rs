@@ -48,6 +48,45 @@ name = \"rate-limit\"\ncapabilities = [\"kv\"]\n\
     assert_eq!(hit("k1").0, 429);
 }
 
+/// TypeScript: the HTML rewriter (present + package, KV + config).
+#[test]
+fn typescript_html_rewrite() {
+    let page = "<html><body class=x><a href='http://example.com/a'>a</a> \
+                <a href='http://example.com/b'>b</a> <a href='http://other.org/'>o</a></body></html>";
+    let config = format!(
+        "[[routes]]\nname = \"page\"\npath = \"/page\"\n\
+         respond = {{ body = \"{page}\", headers = {{ content-type = \"text/html\" }} }}\n\
+         [[routes]]\nname = \"text\"\npath = \"/text\"\nrespond = {{ body = \"http://example.com\" }}\n\
+         [[plugins]]\nname = \"html-rewrite\"\ncapabilities = [\"kv\"]\n\
+         [plugins.config]\nupgrade_hosts = \"example.com\"\nbanner = \"<p>notice</p>\"\n"
+    );
+    let host = Host::builder()
+        .plugin("html-rewrite-typescript", "html-rewrite")
+        .config(&config)
+        .start();
+    let c = client();
+    for n in 1..=2 {
+        let r = c.get(host.url("/page")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-links-upgraded"], "2");
+        assert_eq!(r.headers()["x-pages-rewritten"], n.to_string().as_str());
+        let body = r.text().unwrap();
+        assert!(
+            body.contains("<body class=x><p>notice</p><a href='https://example.com/a'>"),
+            "{body}"
+        );
+        assert!(body.contains("https://example.com/b"), "{body}");
+        assert!(
+            body.contains("http://other.org/"),
+            "only the listed hosts: {body}"
+        );
+    }
+    // Not HTML: untouched.
+    let r = c.get(host.url("/text")).send().unwrap();
+    assert!(r.headers().get("x-links-upgraded").is_none());
+    assert_eq!(r.text().unwrap(), "http://example.com");
+}
+
 /// Python: the A/B cookie assigner (prime + package, KV + config).
 #[test]
 fn python_ab_test() {

@@ -1,0 +1,107 @@
+// kavro-js's build, run from the toolchain folder so that esbuild,
+// componentize-js and jco resolve from its node_modules.
+//   node build.mjs SDK build PLUGIN.(js|ts) -o OUT.wasm
+//   node build.mjs SDK types OUTDIR
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+
+const [sdk, command, ...args] = process.argv.slice(2);
+const caller = process.env.KAVRO_CALLER_DIR ?? process.cwd();
+const fromCaller = (p) => path.resolve(caller, p);
+const wit = path.resolve(sdk, "../../wit");
+const PHASES = ["prime", "prepare", "present", "package", "post"];
+
+function fail(message, hint) {
+  console.error(`error: ${message}${hint ? `\n  hint: ${hint}` : ""}`);
+  process.exit(1);
+}
+
+/** The phases the plugin object defines, read from its source. */
+function phasesOf(source) {
+  const text = fs.readFileSync(source, "utf8");
+  const found = PHASES.filter((p) =>
+    new RegExp(`^\\s*(async\\s+)?${p}\\s*(\\(|:)`, "m").test(text),
+  );
+  if (found.length === 0) {
+    fail(`${source} defines none of ${PHASES.join(", ")}`, "see sdk/js/README.md");
+  }
+  return found;
+}
+
+function worldDir(tmp, phases) {
+  const deps = path.join(tmp, "wit", "deps", "kavro-plugin");
+  fs.mkdirSync(deps, { recursive: true });
+  for (const f of fs.readdirSync(wit).filter((f) => f.endsWith(".wit"))) {
+    fs.copyFileSync(path.join(wit, f), path.join(deps, f));
+  }
+  const exports = phases
+    .map((p) => `    export kavro:plugin/${p === "package" ? "%package" : p}@0.1.0;\n`)
+    .join("");
+  fs.writeFileSync(
+    path.join(tmp, "wit", "world.wit"),
+    `package kavro:js-plugin;\n\nworld plugin {\n    include kavro:plugin/base@0.1.0;\n${exports}}\n`,
+  );
+  return path.join(tmp, "wit");
+}
+
+async function build(source, out) {
+  const phases = phasesOf(source);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "kavro-js-"));
+  try {
+    const witDir = worldDir(tmp, phases);
+    const lines = [
+      `import userPlugin from ${JSON.stringify(source)};`,
+      `import { exportsFor } from "kavro";`,
+      `const e = exportsFor(userPlugin);`,
+      `export const plugin = e.plugin;`,
+      ...phases.map((p) => `const ${p}_ = e.${p};\nexport { ${p}_ as ${p} };`),
+    ];
+    const entry = path.join(tmp, "entry.js");
+    fs.writeFileSync(entry, lines.join("\n") + "\n");
+    const bundle = path.join(tmp, "bundle.js");
+    const { build: esbuild } = await import("esbuild");
+    await esbuild({
+      entryPoints: [entry],
+      bundle: true,
+      format: "esm",
+      platform: "neutral",
+      target: "es2022",
+      outfile: bundle,
+      external: ["kavro:plugin/*"],
+      alias: { kavro: path.join(sdk, "kavro.js") },
+      logLevel: "error",
+    });
+    const { componentize } = await import("@bytecodealliance/componentize-js");
+    const { component } = await componentize({
+      sourcePath: bundle,
+      witPath: witDir,
+      worldName: "plugin",
+      // No outbound HTTP or fetch-event handler: those would import wasi:http.
+      disableFeatures: ["http", "fetch-event"],
+    });
+    fs.writeFileSync(out, component);
+    console.log(`built ${out} (${phases.join(", ")})`);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function types(outDir) {
+  const jco = path.join(process.cwd(), "node_modules", ".bin", "jco");
+  execFileSync(jco, ["types", wit, "--world-name", "kavro:plugin/host", "-o", outDir], {
+    stdio: "inherit",
+  });
+}
+
+if (command === "build") {
+  const o = args.indexOf("-o");
+  const source = args.find((a, i) => a !== "-o" && i !== o + 1);
+  if (!source || o < 0 || !args[o + 1]) fail("usage: kavro-js build PLUGIN.(js|ts) -o OUT.wasm");
+  await build(fromCaller(source), fromCaller(args[o + 1]));
+} else if (command === "types") {
+  types(fromCaller(args[0] ?? "types"));
+} else {
+  fail("usage: kavro-js build PLUGIN.(js|ts) -o OUT.wasm | kavro-js types OUTDIR");
+}

@@ -1,0 +1,75 @@
+// Types for the `kavro` module that plugins import (kavro.js). The request,
+// response and completion types are generated from the WIT into types/
+// (`sdk/js/kavro-js types sdk/js/types` regenerates them).
+declare module "kavro" {
+  import type {
+    Request,
+    Response,
+    Completion,
+  } from "./types/interfaces/kavro-plugin-types.js";
+  export type { Request, Response, Completion };
+
+  export interface Reply {
+    readonly status: number;
+  }
+  export interface Rewrite {
+    readonly uri: string;
+  }
+  export interface Forward {
+    readonly upstream: string;
+  }
+  export type State = Record<string, unknown>;
+
+  export interface Plugin<S extends State = State> {
+    name: string;
+    version: string;
+    capabilities?: Array<"kv" | "metrics" | "config" | "cache">;
+    prime?(state: S, req: Request): Reply | Rewrite | undefined | void;
+    prepare?(state: S, req: Request): Reply | Forward | undefined | void;
+    present?(state: S, req: Request, resp: Response, body: Uint8Array): string | Uint8Array | undefined | void;
+    package?(state: S, req: Request, resp: Response): void;
+    post?(state: S, req: Request, resp: Response, done: Completion): void;
+  }
+
+  export function reply(
+    status: number,
+    body?: string | Uint8Array,
+    headers?: Record<string, string>,
+    opts?: { cacheMs?: number; noStore?: boolean },
+  ): Reply;
+  export function rewrite(uri: string): Rewrite;
+  export function forward(
+    upstream: string,
+    opts?: { uri?: string; headers?: Record<string, string> },
+  ): Forward;
+
+  export const log: {
+    debug(message: unknown): void;
+    info(message: unknown): void;
+    warn(message: unknown): void;
+    error(message: unknown): void;
+  };
+  export const config: {
+    get(key: string): string | undefined;
+    entries(): Array<[string, string]>;
+  };
+  /** Capability "kv". Refused calls throw. */
+  export const kv: {
+    get(key: string): string | undefined;
+    set(key: string, value: string | Uint8Array, ttlMs?: number): void;
+    delete(key: string): boolean;
+    increment(key: string, delta?: number, ttlMs?: number): number;
+  };
+  /** Capability "metrics". */
+  export const metrics: {
+    counterAdd(name: string, value?: number): void;
+    histogramObserve(name: string, value: number): void;
+  };
+  /** Capability "cache". */
+  export const cache: {
+    setKey(key: string): void;
+    bypass(): void;
+    purge(key: string): number;
+    purgePrefix(prefix: string): number;
+  };
+}
