@@ -6,6 +6,7 @@
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
 #   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
 #   ./dev.sh bench-cache cache hits against Varnish, FastCGI against nginx
+#   ./dev.sh bench-lang  one plugin's cost in Rust, C, Python and TypeScript
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
 CALLER=$PWD
@@ -71,6 +72,13 @@ build_test_plugins() {
 # Plugins in other languages, from examples/<language>/<name>/, into the
 # test plugin folder as <name>_<language>.wasm; rebuilt only when a source
 # or the SDK changed. The SDK's build installs its toolchain on first use.
+# What the C, Python and JS SDKs build with (each SDK's build also checks).
+language_toolchains() {
+    need_apt clang lld wasi-libc libclang-rt-14-dev-wasm32
+    command -v node >/dev/null && command -v npm >/dev/null || need_apt nodejs npm
+    python3 -c "import venv, ensurepip" 2>/dev/null || need_apt python3-venv
+}
+
 build_language_examples() {
     local out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
     mkdir -p "$out"
@@ -123,6 +131,15 @@ case "${1:-}" in
         build_native
         exec bench/run.sh
         ;;
+    bench-lang)
+        setup
+        language_toolchains
+        need_apt wrk curl
+        build_test_plugins
+        build_native
+        cargo build --release -p kavro-host --example phase_cost
+        exec bench/languages.sh
+        ;;
     bench-cache)
         setup
         need_apt nginx wrk curl varnish php-fpm
@@ -148,6 +165,7 @@ case "${1:-}" in
         build_plugins
         build_test_plugins
         build_native
+        language_toolchains
         build_language_examples
         export KAVRO_WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
         export KAVRO_PLUGINS_DIR="$ROOT/plugins"
@@ -157,7 +175,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-cache | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-cache | bench-lang | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac

@@ -18,10 +18,10 @@ to_us() {
         else print v }'
 }
 
-# load NAME URL: runs wrk and prints "NAME rps p50_us p99_us".
+# load NAME URL [WRK ARGS...]: runs wrk and prints "NAME rps p50_us p99_us".
 load() {
     local out rps p50 p99
-    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "$2" 2>&1)
+    out=$(wrk -t1 -c"$CONNS" -d"${SECONDS_EACH}s" --latency "${@:3}" "$2" 2>&1)
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     p50=$(awk '$1=="50%" {print $2}' <<<"$out")
     p99=$(awk '$1=="99%" {print $2}' <<<"$out")

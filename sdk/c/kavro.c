@@ -62,8 +62,11 @@ static const char *own(plugin_string_t *s) {
     return keep(c);
 }
 
-static void done_with(kavro_request req) { kavro_plugin_types_request_drop_borrow(req); }
-static void done_with_both(kavro_request req, kavro_response resp) {
+/* Not every plugin exports every phase: helpers some builds leave unused. */
+#define KAVRO_MAYBE_UNUSED __attribute__((unused))
+
+KAVRO_MAYBE_UNUSED static void done_with(kavro_request req) { kavro_plugin_types_request_drop_borrow(req); }
+KAVRO_MAYBE_UNUSED static void done_with_both(kavro_request req, kavro_response resp) {
     kavro_plugin_types_request_drop_borrow(req);
     kavro_plugin_types_response_drop_borrow(resp);
 }
@@ -122,7 +125,7 @@ void kavro_reply_no_store(kavro_reply *r) {
 }
 
 /* Hands the built reply over to the bindings, which free it after the call. */
-static kavro_plugin_types_reply_t take(kavro_reply *r) {
+KAVRO_MAYBE_UNUSED static kavro_plugin_types_reply_t take(kavro_reply *r) {
     kavro_plugin_types_reply_t out = r->r;
     free(r);
     return out;
