@@ -36,10 +36,26 @@ from wit_world.imports import cache, config, kv, log, metrics, types
 
 __all__ = [
     "Plugin", "Reply", "Err", "export", "rewrite", "forward",
-    "cache", "config", "kv", "log", "metrics",
+    "cache", "config", "kv", "log", "metrics", "debug", "info", "warn", "error",
 ]
 
 PHASES = ("prime", "prepare", "present", "package", "post")
+
+
+def debug(message: str) -> None:
+    log.log(types.Level.DEBUG, str(message))
+
+
+def info(message: str) -> None:
+    log.log(types.Level.INFO, str(message))
+
+
+def warn(message: str) -> None:
+    log.log(types.Level.WARN, str(message))
+
+
+def error(message: str) -> None:
+    log.log(types.Level.ERROR, str(message))
 
 
 class Plugin:
