@@ -19,16 +19,8 @@ ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 PHP_CHILDREN=${BENCH_PHP_CHILDREN:-4}
 FCGI_WORKERS=${BENCH_FASTCGI_WORKERS:-1}
-WORK=$(mktemp -d)
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 source "$ROOT/bench/lib.sh"
+bench_workdir
 
 ORIGIN=127.0.0.1:18181
 VARNISH=127.0.0.1:18182
@@ -40,21 +32,13 @@ FPM_SOCK=$WORK/fpm.sock
 # The origin: nginx answering a fixed 1 KiB body, cacheable for 10 minutes.
 mkdir -p "$WORK/origin" "$WORK/nginx" "$WORK/app" "$WORK/varnish"
 BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
-cat > "$WORK/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
+nginx_config "$WORK/origin.conf" 1 "$(cat <<CONF
     server {
         listen $ORIGIN;
         location / { default_type text/plain; add_header Cache-Control "max-age=600"; return 200 "$BODY"; }
     }
-}
 CONF
+)"
 nginx -c "$WORK/origin.conf" -p "$WORK/origin" & PIDS+=($!)
 
 # Varnish with its built-in VCL: GETs without cookies are cached per the
@@ -81,15 +65,7 @@ FPM=$(ls /usr/sbin/php-fpm* 2>/dev/null | head -1)
 "$FPM" --nodaemonize --fpm-config "$WORK/fpm.conf" -n >/dev/null 2>&1 & PIDS+=($!)
 
 # nginx fastcgi_pass, as the Debian snippet sets it up.
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes $FCGI_WORKERS;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
+nginx_config "$WORK/nginx.conf" $FCGI_WORKERS "$(cat <<CONF
     server {
         listen $NGINX_FCGI;
         root $WORK/app;
@@ -99,8 +75,8 @@ http {
             fastcgi_pass unix:$FPM_SOCK;
         }
     }
-}
 CONF
+)"
 nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
 
 cat > "$WORK/cache.toml" <<CONF
@@ -123,6 +99,9 @@ path = "/*.php"
 address = "unix:$FPM_SOCK"
 root = "$WORK/app"
 max_connections = $PHP_CHILDREN
+# Kept-alive connections hold php-fpm workers: free them soon after Kavro's
+# turn, so that nginx's turn finds the pool idle.
+idle_timeout_ms = 300
 CONF
 mkdir -p "$WORK/none"
 KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/cache.toml" --plugins "$WORK/none" >"$WORK/kcache.log" 2>&1 & PIDS+=($!)

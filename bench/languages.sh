@@ -13,15 +13,8 @@ BIN="${CARGO_TARGET_DIR:?run through ./dev.sh bench-lang}/release"
 WASM="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
 SECONDS_EACH=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 source "$ROOT/bench/lib.sh"
+bench_workdir
 
 cp "$WASM/echo_header.wasm" "$WORK/rust.wasm"
 sdk/c/kavro-c build bench/plugins/echo_header.c -o "$WORK/c.wasm" >/dev/null

@@ -37,3 +37,30 @@ median_rounds() {
         grep "^$s " "$file" | sort -k2 -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
     done
 }
+
+# Sets WORK, a temp folder removed at exit, and PIDS, whose processes are
+# stopped at exit.
+bench_workdir() {
+    WORK=$(mktemp -d)
+    chmod 755 "$WORK"
+    PIDS=()
+    trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+}
+
+# nginx_config FILE WORKERS SERVERS: an nginx config, in the foreground,
+# without access logs, keeping client connections, around SERVERS (the
+# server and upstream blocks).
+nginx_config() {
+    cat > "$1" <<CONF
+worker_processes $2;
+daemon off;
+pid $1.pid;
+error_log $1.error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+$3
+}
+CONF
+}

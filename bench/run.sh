@@ -18,14 +18,6 @@ SECONDS_EACH=${BENCH_SECONDS:-5}
 ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-0}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 UP=127.0.0.1:18081
 BARE=127.0.0.1:18082
@@ -35,35 +27,20 @@ NGINX=127.0.0.1:18085
 BARE_T=127.0.0.1:18086
 
 source "$ROOT/bench/lib.sh"
+bench_workdir
 
 # The upstream: nginx answering a fixed 1 KiB body from memory, keep-alive.
 mkdir -p "$WORK/up" "$WORK/px"
 BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
-cat > "$WORK/up.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/up.pid;
-error_log $WORK/up-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
+nginx_config "$WORK/up.conf" 1 "$(cat <<EOF
     server { listen $UP; location / { default_type text/plain; return 200 "$BODY"; } }
-}
 EOF
+)"
 nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)
 
 # The nginx peer: proxy_pass with an upstream keep-alive pool, as Pingora pools.
 NGINX_WORKERS=$THREADS; [ "$NGINX_WORKERS" = 0 ] && NGINX_WORKERS=auto
-cat > "$WORK/px.conf" <<EOF
-worker_processes $NGINX_WORKERS;
-daemon off;
-pid $WORK/px.pid;
-error_log $WORK/px-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
+nginx_config "$WORK/px.conf" $NGINX_WORKERS "$(cat <<EOF
     upstream app { server $UP; keepalive 128; }
     server {
         listen $NGINX;
@@ -73,8 +50,8 @@ http {
             proxy_set_header Connection "";
         }
     }
-}
 EOF
+)"
 nginx -c "$WORK/px.conf" -p "$WORK/px" & PIDS+=($!)
 
 "$BIN/bare-pingora" --listen "$BARE" --upstream "$UP" --threads "$THREADS" >"$WORK/bare.log" 2>&1 & PIDS+=($!)
