@@ -145,20 +145,34 @@ impl Reloader {
     /// a file still being written is read once it has settled (and a file
     /// that is still incomplete then is refused like any broken one).
     pub fn watch_files(self: &Arc<Self>) -> anyhow::Result<()> {
-        use notify_debouncer_mini::{new_debouncer, notify::RecursiveMode};
+        use notify_debouncer_mini::notify::{self, PollWatcher, RecursiveMode};
+        use notify_debouncer_mini::{new_debouncer, new_debouncer_opt, Config};
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut debouncer = new_debouncer(Duration::from_millis(50), tx)?;
+        let mut debouncer = new_debouncer(Duration::from_millis(50), tx.clone())?;
         let watched_config = self.config_path.as_ref().map(|p| absolute(p));
         if self.plugins_dir.is_dir() {
             debouncer
                 .watcher()
                 .watch(&self.plugins_dir, RecursiveMode::NonRecursive)?;
         }
-        // The folder, not the file: editors and deploy tools replace files.
-        if let Some(dir) = watched_config.as_ref().and_then(|c| c.parent()) {
-            debouncer
-                .watcher()
-                .watch(dir, RecursiveMode::NonRecursive)?;
+        // The config file is polled, not watched through its folder: the
+        // folder often holds files that change all the time (logs beside
+        // the config), and inotify would wake us for every write to them.
+        // Polling the path also sees a file replaced by rename.
+        let mut config_poll = None;
+        if let Some(config) = &watched_config {
+            // Contents, not only times: mtimes are compared in whole seconds.
+            let poll = notify::Config::default()
+                .with_poll_interval(Duration::from_millis(250))
+                .with_compare_contents(true);
+            let mut d = new_debouncer_opt::<_, PollWatcher>(
+                Config::default()
+                    .with_timeout(Duration::from_millis(50))
+                    .with_notify_config(poll),
+                tx,
+            )?;
+            d.watcher().watch(config, RecursiveMode::NonRecursive)?;
+            config_poll = Some(d);
         }
         let plugins_dir = absolute(&self.plugins_dir);
         let me = self.clone();
@@ -168,7 +182,7 @@ impl Reloader {
         std::thread::Builder::new()
             .name("kavro-watch".into())
             .spawn(move || {
-                let _keep = debouncer;
+                let _keep = (debouncer, config_poll);
                 for result in rx {
                     let Ok(events) = result else { continue };
                     let relevant = events.iter().any(|e| {

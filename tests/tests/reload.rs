@@ -311,3 +311,27 @@ fn a_truncated_file_or_a_component_of_another_world_is_refused() {
     assert!(text.contains("wasi:cli/run"), "{text}");
     assert_eq!(version(), "1");
 }
+
+#[test]
+fn editing_the_config_file_reloads_by_itself_and_other_files_beside_it_do_not() {
+    let host = Host::builder().config(&hello()).start();
+    // A file beside the config that changes all the time (a log, say)
+    // triggers nothing.
+    let beside = host.config_path().with_file_name("app.log");
+    for i in 0..20 {
+        std::fs::write(&beside, format!("line {i}\n")).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        host.admin_json("/status")["last_reload"].is_null(),
+        "a write beside the config reloaded it"
+    );
+    // Replacing the config file, as an editor does, does.
+    let tmp = host.config_path().with_extension("tmp");
+    let added = format!("{}\n{}", hello(), respond_route("bye", "/bye", "bye"));
+    std::fs::write(&tmp, added).unwrap();
+    std::fs::rename(&tmp, host.config_path()).unwrap();
+    eventually("the new route", || {
+        (body(&host, "/bye").0 == 200).then_some(())
+    });
+}
