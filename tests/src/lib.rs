@@ -66,6 +66,7 @@ impl Host {
         HostBuilder {
             dir: tempfile::tempdir().expect("temp dir"),
             config: None,
+            env: Vec::new(),
         }
     }
 
@@ -139,6 +140,7 @@ impl Drop for Host {
 pub struct HostBuilder {
     pub dir: tempfile::TempDir,
     config: Option<String>,
+    env: Vec<(String, String)>,
 }
 
 impl HostBuilder {
@@ -164,6 +166,12 @@ impl HostBuilder {
         self
     }
 
+    /// An environment variable for kavro-host.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.to_string());
         self
@@ -180,6 +188,7 @@ impl HostBuilder {
             cmd.arg("--config").arg(path);
         }
         cmd.args(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

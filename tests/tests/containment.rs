@@ -223,3 +223,52 @@ fn a_present_loop_on_a_proxied_response_ends_at_its_deadline() {
     assert_eq!(failures(&host, "deadline"), 1);
     assert_eq!(client().get(host.url("/y")).send().unwrap().status(), 200);
 }
+
+/// WASI grants nothing by default; `env` and `dirs` grant exactly what they
+/// name, directories read-only.
+#[test]
+fn environment_and_directories_only_as_granted() {
+    let ask = |host: &Host, path: &str| client().get(host.url(path)).send().unwrap().text().unwrap();
+
+    let bare = Host::builder()
+        .plugin("wasi-reader", "reader")
+        .env("KAVRO_TEST_SECRET", "s3cret")
+        .start();
+    assert_eq!(ask(&bare, "/env/KAVRO_TEST_SECRET"), "unset");
+    assert_eq!(ask(&bare, "/env/PATH"), "unset");
+    assert!(ask(&bare, "/read?/etc/hostname").starts_with("error"));
+    assert!(ask(&bare, "/list?/").starts_with("error"));
+
+    let granted = Host::builder()
+        .plugin("wasi-reader", "reader")
+        .env("KAVRO_TEST_SECRET", "s3cret")
+        .config(
+            "[[plugins]]\nname = \"reader\"\nenv = [\"KAVRO_TEST_SECRET\"]\n\
+             [plugins.dirs]\n\"/data\" = \"data\"\n",
+        );
+    let data = granted.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("greeting.txt"), "hello from the host").unwrap();
+    std::fs::write(granted.dir.path().join("outside.txt"), "private").unwrap();
+    let granted = granted.start();
+    assert_eq!(ask(&granted, "/env/KAVRO_TEST_SECRET"), "s3cret");
+    assert_eq!(ask(&granted, "/env/PATH"), "unset", "only the variables named");
+    assert_eq!(ask(&granted, "/read?/data/greeting.txt"), "hello from the host");
+    assert_eq!(ask(&granted, "/list?/data"), "greeting.txt");
+    assert!(ask(&granted, "/write?/data/new.txt").starts_with("error"), "read-only");
+    assert!(!data.join("new.txt").exists());
+    assert!(ask(&granted, "/read?/data/../outside.txt").starts_with("error"));
+    assert!(ask(&granted, "/read?/etc/hostname").starts_with("error"));
+}
+
+#[test]
+fn an_env_var_missing_from_the_host_or_a_missing_dir_is_refused() {
+    let b = Host::builder().plugin("wasi-reader", "reader").config(
+        "[[plugins]]\nname = \"reader\"\nenv = [\"KAVRO_SURELY_UNSET_VAR\"]\n\
+         [plugins.dirs]\n\"/data\" = \"no-such-dir\"\n",
+    );
+    let (ok, out) = b.validate();
+    assert!(!ok, "{out}");
+    assert!(out.contains("KAVRO_SURELY_UNSET_VAR` is not set"), "{out}");
+    assert!(out.contains("plugins[0].dirs./data"), "{out}");
+}

@@ -59,6 +59,10 @@ pub struct PluginSettings {
     pub failure: FailurePolicy,
     pub limits: Limits,
     pub values: BTreeMap<String, String>,
+    /// Environment variables granted, with their values at load.
+    pub env: Vec<(String, String)>,
+    /// Read-only directories granted: (host path, guest path).
+    pub dirs: Vec<(std::path::PathBuf, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +100,8 @@ impl Default for PluginSettings {
             failure: FailurePolicy::FailClosed,
             limits: Limits::default(),
             values: BTreeMap::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
         }
     }
 }
@@ -530,9 +536,53 @@ pub fn plugin_settings(
                 Some(c.span()),
                 format!("{field}.capabilities[{i}]"),
                 format!("unknown capability `{}`", c.get_ref()),
-                format!("capabilities are: {}", CAPABILITIES.join(", ")),
+                format!(
+                    "capabilities are: {}; environment variables and directories are granted with env = [...] and dirs = {{ ... }}",
+                    CAPABILITIES.join(", ")
+                ),
             );
         }
+    }
+    for (i, name) in p.env.iter().enumerate() {
+        match std::env::var(name.get_ref()) {
+            Ok(v) => settings.env.push((name.get_ref().clone(), v)),
+            Err(_) => r.error(
+                Some(name.span()),
+                format!("{field}.env[{i}]"),
+                format!("`{}` is not set in kavro-host's environment", name.get_ref()),
+                "set it where kavro-host starts, or remove it from env",
+            ),
+        }
+    }
+    if !settings.env.is_empty() {
+        settings.capabilities.insert("env".to_string());
+    }
+    let base = match Path::new(r.file).parent() {
+        Some(p) if r.file != DEFAULT_SOURCE => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    for (guest, host) in &p.dirs {
+        let path = base.join(host.get_ref());
+        if !guest.starts_with('/') {
+            r.error(
+                Some(host.span()),
+                format!("{field}.dirs.{guest}"),
+                format!("`{guest}` is not an absolute path"),
+                "name the directory as the plugin sees it, e.g. \"/data\" = \"./data\"",
+            );
+        } else if !path.is_dir() {
+            r.error(
+                Some(host.span()),
+                format!("{field}.dirs.{guest}"),
+                format!("`{}` is not a directory", path.display()),
+                "point it at an existing directory (relative paths start at this file's folder)",
+            );
+        } else {
+            settings.dirs.push((path, guest.clone()));
+        }
+    }
+    if !settings.dirs.is_empty() {
+        settings.capabilities.insert("fs".to_string());
     }
     let l = &mut settings.limits;
     if let Some(ms) = p.limits.deadline_ms {

@@ -246,6 +246,12 @@ pub struct PluginSection {
     /// Values the plugin reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, toml::Value>,
+    /// Host environment variables the plugin may read (WASI), by name.
+    #[serde(default)]
+    pub env: Vec<Spanned<String>>,
+    /// Directories the plugin may read (WASI): guest path = host path.
+    #[serde(default)]
+    pub dirs: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -230,12 +230,7 @@ impl Plugin {
                 .then(|| post::GuestIndices::new(&pre))
                 .transpose()?,
         };
-        let grants = Arc::new(Grants::new(
-            name,
-            &settings.capabilities,
-            settings.values.clone(),
-            stores,
-        ));
+        let grants = Arc::new(Grants::new(name, &settings, stores));
         let mut plugin = Plugin {
             name: name.to_string(),
             file: file.to_path_buf(),
@@ -281,8 +276,17 @@ impl Plugin {
                 .map(|s| format!("\"{s}\""))
                 .collect::<Vec<_>>()
                 .join(", ");
+            let how: Vec<String> = missing
+                .iter()
+                .map(|c| match c.as_str() {
+                    "env" => "env = [\"VAR\", ...]".to_string(),
+                    "fs" => "dirs = { \"/guest\" = \"./host\" }".to_string(),
+                    other => format!("capabilities = [\"{other}\"]"),
+                })
+                .collect();
             bail!(
-                "needs capabilities it was not granted: {list}; grant them with capabilities = [{list}] in the plugin's settings"
+                "needs capabilities it was not granted: {list}; grant them with {} in the plugin's settings",
+                how.join(" and ")
             );
         }
         plugin.give_back(first);
@@ -293,7 +297,7 @@ impl Plugin {
         let limits = &self.settings.limits;
         let mut store = Store::new(
             self.pre.engine(),
-            HostState::new(self.grants.clone(), limits.memory_bytes, limits.max_headers),
+            HostState::new(self.grants.clone(), limits.memory_bytes, limits.max_headers)?,
         );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|ctx| {

@@ -57,10 +57,15 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(grants: Arc<Grants>, memory_bytes: usize, max_headers: usize) -> HostState {
-        HostState {
-            // No preopens, no sockets, no environment: WASI grants nothing.
-            wasi: WasiCtx::builder().build(),
+    pub fn new(
+        grants: Arc<Grants>,
+        memory_bytes: usize,
+        max_headers: usize,
+    ) -> anyhow::Result<HostState> {
+        Ok(HostState {
+            // No sockets; environment variables and read-only directories
+            // only as granted; nothing else.
+            wasi: grants.wasi()?,
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_bytes,
@@ -77,7 +82,7 @@ impl HostState {
             blocking_call: false,
             max_headers,
             handle: None,
-        }
+        })
     }
 }
 

@@ -9,7 +9,7 @@ pub mod kv;
 pub mod log;
 pub mod metrics;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::{HasSelf, Linker};
@@ -43,6 +43,9 @@ pub struct Grants {
     pub cache: Option<Arc<ResponseCache>>,
     pub metrics: bool,
     pub values: BTreeMap<String, String>,
+    /// WASI: environment variables and read-only directories (host, guest).
+    pub env: Vec<(String, String)>,
+    pub dirs: Vec<(std::path::PathBuf, String)>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -52,24 +55,37 @@ impl std::fmt::Debug for Grants {
             .field("kv", &self.kv.is_some())
             .field("cache", &self.cache.is_some())
             .field("metrics", &self.metrics)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("dirs", &self.dirs)
             .finish()
     }
 }
 
 impl Grants {
-    pub fn new(
-        plugin: &str,
-        granted: &HashSet<String>,
-        values: BTreeMap<String, String>,
-        stores: &Stores,
-    ) -> Grants {
+    pub fn new(plugin: &str, settings: &crate::config::PluginSettings, stores: &Stores) -> Grants {
+        let granted = &settings.capabilities;
         Grants {
             plugin: plugin.to_string(),
             kv: granted.contains("kv").then(|| stores.kv.clone()),
             cache: granted.contains("cache").then(|| stores.cache.clone()),
             metrics: granted.contains("metrics"),
-            values,
+            values: settings.values.clone(),
+            env: settings.env.clone(),
+            dirs: settings.dirs.clone(),
         }
+    }
+
+    /// The plugin's WASI context: nothing but what was granted.
+    pub fn wasi(&self) -> anyhow::Result<wasmtime_wasi::WasiCtx> {
+        use wasmtime_wasi::FsPerms;
+        let mut b = wasmtime_wasi::WasiCtx::builder();
+        for (k, v) in &self.env {
+            b.env(k, v);
+        }
+        for (host, guest) in &self.dirs {
+            b.preopened_dir(host, guest, FsPerms::ReadOnly)?;
+        }
+        Ok(b.build())
     }
 }
 
