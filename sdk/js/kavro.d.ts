@@ -23,7 +23,7 @@ declare module "kavro" {
   export interface Plugin<S extends State = State> {
     name: string;
     version: string;
-    capabilities?: Array<"kv" | "metrics" | "config" | "cache">;
+    capabilities?: Array<"kv" | "metrics" | "config" | "cache" | "http" | "env" | "fs">;
     prime?(state: S, req: Request): Reply | Rewrite | undefined | void;
     prepare?(state: S, req: Request): Reply | Forward | undefined | void;
     present?(state: S, req: Request, resp: Response, body: Uint8Array): string | Uint8Array | undefined | void;
@@ -64,6 +64,13 @@ declare module "kavro" {
   export const metrics: {
     counterAdd(name: string, value?: number): void;
     histogramObserve(name: string, value: number): void;
+  };
+  /** Capability "http": requests to upstreams declared in the host's config. */
+  export const http: {
+    send(
+      upstream: string,
+      req?: { method?: string; uri?: string; headers?: Record<string, string>; body?: string | Uint8Array },
+    ): { status: number; headers: Array<[string, string]>; body: string };
   };
   /** Capability "cache". */
   export const cache: {

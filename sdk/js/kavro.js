@@ -24,6 +24,7 @@ import * as hostConfig from "kavro:plugin/config@0.1.0";
 import * as hostKv from "kavro:plugin/kv@0.1.0";
 import * as hostMetrics from "kavro:plugin/metrics@0.1.0";
 import * as hostCache from "kavro:plugin/cache@0.1.0";
+import * as hostHttp from "kavro:plugin/http@0.1.0";
 
 const encoder = new TextEncoder();
 const bytes = (b) => (typeof b === "string" ? encoder.encode(b) : b ?? new Uint8Array());
@@ -102,6 +103,14 @@ export const cache = {
   bypass: () => hostCache.bypass(),
   purge: (key) => Number(hostCache.purge(key)),
   purgePrefix: (prefix) => Number(hostCache.purgePrefix(prefix)),
+};
+
+/** Requests to declared upstreams (capability "http"); the body as text. */
+export const http = {
+  send: (upstream, { method = "GET", uri = "/", headers = {}, body = "" } = {}) => {
+    const r = hostHttp.send({ upstream, method, uri, headers: Object.entries(headers), body: bytes(body) });
+    return { status: r.status, headers: r.headers, body: new TextDecoder().decode(r.body) };
+  },
 };
 
 /** The component's exports for a plugin object (used by the build). */

@@ -228,7 +228,8 @@ fn a_present_loop_on_a_proxied_response_ends_at_its_deadline() {
 /// name, directories read-only.
 #[test]
 fn environment_and_directories_only_as_granted() {
-    let ask = |host: &Host, path: &str| client().get(host.url(path)).send().unwrap().text().unwrap();
+    let ask =
+        |host: &Host, path: &str| client().get(host.url(path)).send().unwrap().text().unwrap();
 
     let bare = Host::builder()
         .plugin("wasi-reader", "reader")
@@ -252,10 +253,20 @@ fn environment_and_directories_only_as_granted() {
     std::fs::write(granted.dir.path().join("outside.txt"), "private").unwrap();
     let granted = granted.start();
     assert_eq!(ask(&granted, "/env/KAVRO_TEST_SECRET"), "s3cret");
-    assert_eq!(ask(&granted, "/env/PATH"), "unset", "only the variables named");
-    assert_eq!(ask(&granted, "/read?/data/greeting.txt"), "hello from the host");
+    assert_eq!(
+        ask(&granted, "/env/PATH"),
+        "unset",
+        "only the variables named"
+    );
+    assert_eq!(
+        ask(&granted, "/read?/data/greeting.txt"),
+        "hello from the host"
+    );
     assert_eq!(ask(&granted, "/list?/data"), "greeting.txt");
-    assert!(ask(&granted, "/write?/data/new.txt").starts_with("error"), "read-only");
+    assert!(
+        ask(&granted, "/write?/data/new.txt").starts_with("error"),
+        "read-only"
+    );
     assert!(!data.join("new.txt").exists());
     assert!(ask(&granted, "/read?/data/../outside.txt").starts_with("error"));
     assert!(ask(&granted, "/read?/etc/hostname").starts_with("error"));
@@ -271,4 +282,55 @@ fn an_env_var_missing_from_the_host_or_a_missing_dir_is_refused() {
     assert!(!ok, "{out}");
     assert!(out.contains("KAVRO_SURELY_UNSET_VAR` is not set"), "{out}");
     assert!(out.contains("plugins[0].dirs./data"), "{out}");
+}
+
+/// Outbound HTTP reaches declared upstreams only, when granted, within the
+/// plugin's deadline.
+#[test]
+fn outbound_http_only_to_declared_upstreams_and_only_when_granted() {
+    let up = kavro_e2e::upstream::Upstream::start("backend");
+    let config = |grant: &str| {
+        format!(
+            "[upstreams.backend]\ntargets = [\"{}\"]\n\n{}\n[[plugins]]\nname = \"fetcher\"\n{grant}\n",
+            up.addr,
+            kavro_e2e::respond_route("root", "/*", "root")
+        )
+    };
+    let ask = |host: &Host, path: &str| {
+        let r = client().get(host.url(path)).send().unwrap();
+        let status = r
+            .headers()
+            .get("x-fetched-status")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, r.text().unwrap())
+    };
+
+    let denied = Host::builder()
+        .plugin("fetcher", "fetcher")
+        .config(&config(""))
+        .start();
+    let (_, body) = ask(&denied, "/fetch/backend/hello");
+    assert!(
+        body.contains("Denied") && body.contains("not granted `http`"),
+        "{body}"
+    );
+    assert_eq!(up.hits(), 0);
+
+    let host = Host::builder()
+        .plugin("fetcher", "fetcher")
+        .config(&config("capabilities = [\"http\"]"))
+        .start();
+    let (status, body) = ask(&host, "/fetch/backend/hello?x=1");
+    assert_eq!(status.as_deref(), Some("200"));
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["uri"], "/hello?x=1");
+    assert_eq!(up.hits(), 1);
+
+    let (_, body) = ask(&host, "/fetch/elsewhere/hello");
+    assert!(body.contains("is not declared"), "{body}");
+
+    // The default deadline is 100 ms: a slow upstream is cut off, and the
+    // plugin gets an error, not the host a stuck worker.
+    let (_, body) = ask(&host, "/fetch/backend/slow?ms=2000");
+    assert!(body.contains("did not answer within"), "{body}");
 }

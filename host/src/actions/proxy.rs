@@ -43,6 +43,11 @@ impl Upstream {
         })
     }
 
+    /// The next target's address, round robin.
+    pub fn next_addr(&self) -> Option<String> {
+        Some(self.lb.select(b"", 256)?.addr.to_string())
+    }
+
     /// The next target, round robin.
     pub fn peer(&self) -> Option<Box<HttpPeer>> {
         let backend = self.lb.select(b"", 256)?;

@@ -26,7 +26,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const DEFAULT_SOURCE: &str = "<embedded default>";
 
 /// Capabilities a plugin can be granted.
-pub const CAPABILITIES: &[&str] = &["kv", "metrics", "config", "cache"];
+pub const CAPABILITIES: &[&str] = &["kv", "metrics", "config", "cache", "http"];
 
 /// A validated config.
 #[derive(Debug)]
@@ -63,6 +63,9 @@ pub struct PluginSettings {
     pub env: Vec<(String, String)>,
     /// Read-only directories granted: (host path, guest path).
     pub dirs: Vec<(std::path::PathBuf, String)>,
+    /// The upstreams outbound HTTP may reach (capability "http"); filled
+    /// in from the config the plugin is loaded with.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +105,7 @@ impl Default for PluginSettings {
             values: BTreeMap::new(),
             env: Vec::new(),
             dirs: Vec::new(),
+            upstreams: HashMap::new(),
         }
     }
 }
@@ -549,7 +553,10 @@ pub fn plugin_settings(
             Err(_) => r.error(
                 Some(name.span()),
                 format!("{field}.env[{i}]"),
-                format!("`{}` is not set in kavro-host's environment", name.get_ref()),
+                format!(
+                    "`{}` is not set in kavro-host's environment",
+                    name.get_ref()
+                ),
                 "set it where kavro-host starts, or remove it from env",
             ),
         }

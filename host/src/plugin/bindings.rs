@@ -1,10 +1,11 @@
 //! Host-side bindings for the `kavro:plugin` WIT package. Imports are
-//! synchronous (they never block); phase exports are called async so that
-//! epoch deadlines can yield the worker thread.
+//! synchronous (they never block) but for outbound HTTP; phase exports are
+//! called async so that epoch deadlines can yield the worker thread.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "kavro:plugin/host",
+    imports: { "kavro:plugin/http.send": async },
     exports: { default: async },
 });
 

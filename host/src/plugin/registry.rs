@@ -243,7 +243,14 @@ pub async fn load(
 
     let mut errors = Vec::new();
     let mut plugins = Vec::new();
-    for (c, compiled) in candidates.into_iter().zip(compiled) {
+    for (mut c, compiled) in candidates.into_iter().zip(compiled) {
+        // What outbound HTTP may reach, and the body limit it shares with
+        // prepare and present.
+        c.settings.upstreams = config.upstreams.clone();
+        c.settings
+            .limits
+            .max_body_bytes
+            .get_or_insert(config.present_max_bytes);
         let result = match compiled {
             Ok((component, hash)) => {
                 Plugin::link(

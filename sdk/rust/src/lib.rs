@@ -278,6 +278,22 @@ pub mod cache {
     pub use super::bindings::kavro::plugin::cache::{bypass, purge, purge_prefix, set_key};
 }
 
+/// Requests to upstreams declared in the host's config (capability "http").
+pub mod http {
+    pub use super::bindings::kavro::plugin::http::{send, IncomingResponse, OutgoingRequest};
+
+    /// A GET to `upstream` for `uri` (path and query).
+    pub fn get(upstream: &str, uri: &str) -> Result<IncomingResponse, super::HostError> {
+        send(&OutgoingRequest {
+            upstream: upstream.to_string(),
+            method: "GET".to_string(),
+            uri: uri.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        })
+    }
+}
+
 /// Counters and histograms (capability "metrics").
 pub mod metrics {
     pub use super::bindings::kavro::plugin::metrics::{counter_add, histogram_observe};

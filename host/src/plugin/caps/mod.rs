@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod metrics;
@@ -24,6 +25,8 @@ use crate::cache::ResponseCache;
 pub struct Stores {
     pub kv: Arc<kv::KvStore>,
     pub cache: Arc<ResponseCache>,
+    /// One connection pool for every plugin's outbound requests.
+    pub http: http::HttpClient,
 }
 
 impl Stores {
@@ -32,6 +35,7 @@ impl Stores {
         Stores {
             kv: Arc::default(),
             cache: Arc::new(ResponseCache::new(cache_max_bytes, cache_max_object_bytes)),
+            http: http::client(),
         }
     }
 }
@@ -41,6 +45,9 @@ pub struct Grants {
     pub plugin: String,
     pub kv: Option<Arc<kv::KvStore>>,
     pub cache: Option<Arc<ResponseCache>>,
+    pub http: Option<Arc<http::HttpGrant>>,
+    /// Largest body the plugin may produce or fetch.
+    pub max_body: usize,
     pub metrics: bool,
     pub values: BTreeMap<String, String>,
     /// WASI: environment variables and read-only directories (host, guest).
@@ -54,6 +61,7 @@ impl std::fmt::Debug for Grants {
             .field("plugin", &self.plugin)
             .field("kv", &self.kv.is_some())
             .field("cache", &self.cache.is_some())
+            .field("http", &self.http.is_some())
             .field("metrics", &self.metrics)
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("dirs", &self.dirs)
@@ -68,6 +76,13 @@ impl Grants {
             plugin: plugin.to_string(),
             kv: granted.contains("kv").then(|| stores.kv.clone()),
             cache: granted.contains("cache").then(|| stores.cache.clone()),
+            http: granted.contains("http").then(|| {
+                Arc::new(http::HttpGrant {
+                    client: stores.http.clone(),
+                    upstreams: settings.upstreams.clone(),
+                })
+            }),
+            max_body: settings.limits.max_body_bytes.unwrap_or(1 << 20),
             metrics: granted.contains("metrics"),
             values: settings.values.clone(),
             env: settings.env.clone(),
@@ -108,5 +123,6 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wit::kv::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     wit::metrics::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     wit::cache::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
+    wit::http::add_to_linker::<_, HasSelf<HostState>>(linker, |s| s)?;
     Ok(())
 }

@@ -103,7 +103,8 @@ export interface Manifest {
   name: string,
   version: string,
   /**
-   * Capabilities it needs: "kv", "metrics", "config", "cache".
+   * Capabilities it needs: "kv", "metrics", "config", "cache", "http",
+   * "env", "fs".
    */
   capabilities: Array<string>,
 }

@@ -27,7 +27,9 @@ impl Prime for Reader {
             return answer(std::env::var(name).unwrap_or_else(|_| "unset".into()));
         }
         match path.as_str() {
-            "/read" => answer(std::fs::read_to_string(&arg).unwrap_or_else(|e| format!("error: {e}"))),
+            "/read" => {
+                answer(std::fs::read_to_string(&arg).unwrap_or_else(|e| format!("error: {e}")))
+            }
             "/write" => answer(match std::fs::write(&arg, "x") {
                 Ok(()) => "wrote".into(),
                 Err(e) => format!("error: {e}"),
