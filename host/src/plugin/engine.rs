@@ -1,5 +1,6 @@
 //! The shared wasmtime engine: pooling allocator, epoch interruption with a
-//! 1 ms tick, and one linker with every capability.
+//! 100 µs tick (a long call gives its worker back that often), and one
+//! linker with every capability.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,7 +13,7 @@ use super::caps;
 use super::state::HostState;
 
 /// One engine tick.
-pub const TICK: Duration = Duration::from_millis(1);
+pub const TICK: Duration = Duration::from_micros(100);
 
 /// Ticks since start; the epoch deadline callback compares against it.
 static TICKS: AtomicU64 = AtomicU64::new(0);

@@ -18,6 +18,11 @@ use super::state::HostState;
 use super::stats::PluginStats;
 use crate::config::{Isolation, PluginSettings};
 
+/// How long a call runs at full speed before it is throttled.
+const FULL_SPEED: std::time::Duration = std::time::Duration::from_millis(2);
+/// A throttled call's pause after each tick it runs.
+const THROTTLED_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The phases a component exports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Phases {
@@ -307,7 +312,7 @@ impl Plugin {
                 // Inside a synchronous block_on nothing else can run: wake
                 // at once (tokio's deferred wake would never come).
                 Ok(UpdateDeadline::Yield(1))
-            } else {
+            } else if now_tick() - ctx.data().call_tick < ticks_for(FULL_SPEED) {
                 // Give the worker thread back between ticks. tokio's
                 // yield_now wakes the call only after the runtime has
                 // polled for I/O, so requests arriving meanwhile are served
@@ -315,6 +320,14 @@ impl Plugin {
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),
+                ))
+            } else {
+                // A call this long is most likely stuck: it runs on, to its
+                // deadline, but one tick per millisecond, leaving the rest
+                // of the core to requests that are not.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::time::sleep(THROTTLED_PAUSE)),
                 ))
             }
         });
@@ -418,7 +431,8 @@ impl Instance {
     /// Starts the deadline clock for one call.
     pub(crate) fn arm(&mut self, deadline: std::time::Duration) {
         let data = self.store.data_mut();
-        data.deadline_tick = now_tick() + ticks_for(deadline);
+        data.call_tick = now_tick();
+        data.deadline_tick = data.call_tick + ticks_for(deadline);
         data.headers_added = 0;
         self.store.set_epoch_deadline(1);
     }

@@ -45,6 +45,8 @@ pub struct HostState {
     pub(crate) cache_choice: Option<CacheChoice>,
     /// Engine tick at which the current call has run out of time.
     pub(crate) deadline_tick: u64,
+    /// Engine tick at which the current call started.
+    pub(crate) call_tick: u64,
     /// Headers added during the current call, bounded by the plugin's limit.
     pub(crate) headers_added: usize,
     /// The current call runs inside a synchronous `block_on` (present on a
@@ -78,6 +80,7 @@ impl HostState {
             access: Access::default(),
             cache_choice: None,
             deadline_tick: u64::MAX,
+            call_tick: 0,
             headers_added: 0,
             blocking_call: false,
             max_headers,

@@ -76,8 +76,8 @@ impl HostState {
             .body(Full::new(Bytes::from(req.body)))
             .map_err(|e| invalid(format!("bad request: {e}")))?;
 
-        // The deadline's ticks are milliseconds.
-        let left = Duration::from_millis(self.deadline_tick.saturating_sub(now_tick()));
+        let left =
+            crate::plugin::engine::TICK * self.deadline_tick.saturating_sub(now_tick()) as u32;
         let budget = left.min(upstream.read_timeout);
         let max_body = self.grants.max_body;
         let fetch = async {
