@@ -69,9 +69,6 @@ build_test_plugins() {
     return 0
 }
 
-# Plugins in other languages, from examples/<language>/<name>/, into the
-# test plugin folder as <name>_<language>.wasm; rebuilt only when a source
-# or the SDK changed. The SDK's build installs its toolchain on first use.
 # What the C, Python and JS SDKs build with (each SDK's build also checks).
 language_toolchains() {
     need_apt clang lld wasi-libc libclang-rt-14-dev-wasm32
@@ -79,34 +76,29 @@ language_toolchains() {
     python3 -c "import venv, ensurepip" 2>/dev/null || need_apt python3-venv
 }
 
-build_language_examples() {
+# build_examples LANGUAGE EXT SDK_DIR BUILD...: every examples/LANGUAGE/NAME/
+# into the test plugin folder as NAME_LANGUAGE.wasm, rebuilt only when its
+# sources, the SDK or the WIT changed. The SDK's build installs its
+# toolchain on first use.
+build_examples() {
+    local lang=$1 ext=$2 sdk=$3
+    shift 3
     local out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
     mkdir -p "$out"
-    for dir in examples/python/*/; do
+    for dir in examples/"$lang"/*/; do
         [ -d "$dir" ] || continue
         local name; name=$(basename "$dir")
-        local src; src=$(ls "$dir"*.py | head -1)
-        local wasm="$out/${name//-/_}_python.wasm"
-        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" sdk/python wit -newer "$wasm" -type f | head -1)" ]; then
-            python3 sdk/python/kavro-py build "$src" -o "$wasm"
+        local wasm="$out/${name//-/_}_$lang.wasm"
+        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" "$sdk" wit -newer "$wasm" -type f | head -1)" ]; then
+            "$@" "$dir"*."$ext" -o "$wasm"
         fi
     done
-    for dir in examples/c/*/; do
-        [ -d "$dir" ] || continue
-        local name; name=$(basename "$dir")
-        local wasm="$out/${name//-/_}_c.wasm"
-        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" sdk/c wit -newer "$wasm" -type f | head -1)" ]; then
-            sdk/c/kavro-c build "$dir"*.c -o "$wasm"
-        fi
-    done
-    for dir in examples/typescript/*/; do
-        [ -d "$dir" ] || continue
-        local name; name=$(basename "$dir")
-        local wasm="$out/${name//-/_}_typescript.wasm"
-        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" sdk/js/kavro.js sdk/js/build.mjs wit -newer "$wasm" -type f | head -1)" ]; then
-            sdk/js/kavro-js build "$(ls "$dir"*.ts | head -1)" -o "$wasm"
-        fi
-    done
+}
+
+build_language_examples() {
+    build_examples python py sdk/python python3 sdk/python/kavro-py build
+    build_examples c c sdk/c sdk/c/kavro-c build
+    build_examples typescript ts sdk/js sdk/js/kavro-js build
 }
 
 case "${1:-}" in
