@@ -331,7 +331,11 @@ impl Plugin {
                 ))
             }
         });
-        store.data_mut().deadline_tick = now_tick() + ticks_for(limits.deadline);
+        // Instantiation runs guest code too: the same deadline and the same
+        // full-speed allowance as a call.
+        let data = store.data_mut();
+        data.call_tick = now_tick();
+        data.deadline_tick = data.call_tick + ticks_for(limits.deadline);
         store.set_epoch_deadline(1);
         self.stats.instances_live.fetch_add(1, Ordering::Relaxed);
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
