@@ -89,7 +89,7 @@ build_examples() {
         [ -d "$dir" ] || continue
         local name; name=$(basename "$dir")
         local wasm="$out/${name//-/_}_$lang.wasm"
-        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" "$sdk" wit -newer "$wasm" -type f | head -1)" ]; then
+        if [ ! -f "$wasm" ] || [ -n "$(find "$dir" "$sdk" wit -newer "$wasm" -type f -not -path '*/__pycache__/*' | head -1)" ]; then
             "$@" "$dir"*."$ext" -o "$wasm"
         fi
     done

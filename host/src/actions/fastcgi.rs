@@ -204,7 +204,7 @@ impl FastCgi {
         })
     }
 
-    /// The request's request body limit, for the pipeline to enforce while reading.
+    /// The largest request body accepted, for the pipeline to enforce while reading.
     pub fn max_request_bytes(&self) -> usize {
         self.s.max_request_bytes
     }
