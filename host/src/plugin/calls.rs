@@ -86,6 +86,7 @@ impl Instance {
         self.store.data_mut().access = access;
         self.arm(deadline);
         self.call_started = std::time::Instant::now();
+        self.running = Some(super::engine::Running::start());
         // Cancelled before `leave`: the instance is not reused.
         self.broken = true;
     }
@@ -252,6 +253,7 @@ impl Instance {
     }
 
     fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
+        self.running = None;
         self.store.data_mut().blocking_call = false;
         self.stats
             .call_seconds

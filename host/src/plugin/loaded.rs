@@ -120,6 +120,8 @@ pub struct Instance {
     pub(crate) stats: Arc<PluginStats>,
     /// When the current phase call began.
     pub(crate) call_started: std::time::Instant,
+    /// Set while a call runs (dropped with the instance if it is cancelled).
+    pub(crate) running: Option<super::engine::Running>,
 }
 
 impl Drop for Instance {
@@ -352,8 +354,12 @@ impl Plugin {
             broken: false,
             stats: self.stats.clone(),
             call_started: std::time::Instant::now(),
+            running: None,
         };
+        // Instantiation runs guest code (start functions, initializers).
+        let running = super::engine::Running::start();
         let handle = self.pre.instantiate_async(&mut instance.store).await?;
+        drop(running);
         instance.store.data_mut().handle = Some(handle);
         let s = &mut instance.store;
         let i = &self.indices;
