@@ -280,12 +280,16 @@ const char *kavro_req_header(kavro_request req, const char *name) {
     return kavro_plugin_types_method_request_header(req, &n, &v) ? own(&v) : NULL;
 }
 
+/* A head mutation's result; a refusal's error is freed. */
+static bool head_changed(bool ok, kavro_plugin_types_host_error_t *err) {
+    if (!ok) kavro_plugin_types_host_error_free(err);
+    return ok;
+}
+
 bool kavro_req_set_header(kavro_request req, const char *name, const char *value) {
     plugin_string_t n = borrow(name), v = borrow(value);
     kavro_plugin_types_host_error_t err;
-    if (kavro_plugin_types_method_request_set_header(req, &n, &v, &err)) return true;
-    kavro_plugin_types_host_error_free(&err);
-    return false;
+    return head_changed(kavro_plugin_types_method_request_set_header(req, &n, &v, &err), &err);
 }
 
 uint16_t kavro_resp_status(kavro_response resp) { return kavro_plugin_types_method_response_status(resp); }
@@ -298,17 +302,13 @@ const char *kavro_resp_header(kavro_response resp, const char *name) {
 bool kavro_resp_set_header(kavro_response resp, const char *name, const char *value) {
     plugin_string_t n = borrow(name), v = borrow(value);
     kavro_plugin_types_host_error_t err;
-    if (kavro_plugin_types_method_response_set_header(resp, &n, &v, &err)) return true;
-    kavro_plugin_types_host_error_free(&err);
-    return false;
+    return head_changed(kavro_plugin_types_method_response_set_header(resp, &n, &v, &err), &err);
 }
 
 bool kavro_resp_append_header(kavro_response resp, const char *name, const char *value) {
     plugin_string_t n = borrow(name), v = borrow(value);
     kavro_plugin_types_host_error_t err;
-    if (kavro_plugin_types_method_response_append_header(resp, &n, &v, &err)) return true;
-    kavro_plugin_types_host_error_free(&err);
-    return false;
+    return head_changed(kavro_plugin_types_method_response_append_header(resp, &n, &v, &err), &err);
 }
 
 /* ---- host imports ---- */

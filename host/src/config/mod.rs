@@ -239,11 +239,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         }
     }
 
-    // Relative paths in the file are relative to the file's folder.
-    let base = match Path::new(r.file).parent() {
-        Some(p) if r.file != DEFAULT_SOURCE => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let base = base_dir(r.file);
     let mut routes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, rs) in raw.routes.into_iter().enumerate() {
@@ -298,6 +294,14 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         plugins,
         cache_max_bytes: raw.cache.max_bytes,
         cache_max_object_bytes: raw.cache.max_object_bytes,
+    }
+}
+
+/// The folder that relative paths in a config file start from.
+fn base_dir(file: &str) -> std::path::PathBuf {
+    match Path::new(file).parent() {
+        Some(p) if file != DEFAULT_SOURCE => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
     }
 }
 
@@ -564,10 +568,7 @@ pub fn plugin_settings(
     if !settings.env.is_empty() {
         settings.capabilities.insert("env".to_string());
     }
-    let base = match Path::new(r.file).parent() {
-        Some(p) if r.file != DEFAULT_SOURCE => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let base = base_dir(r.file);
     for (guest, host) in &p.dirs {
         let path = base.join(host.get_ref());
         if !guest.starts_with('/') {
