@@ -186,6 +186,7 @@ impl Admin {
                     "version": p.manifest.version,
                     "hash": p.hash,
                     "calls": s.calls.load(Ordering::Relaxed),
+                    "slow_calls": s.slow_calls.load(Ordering::Relaxed),
                     "errors": errors,
                     "call_us": { "p50": micros(&s.call_seconds, 0.5), "p99": micros(&s.call_seconds, 0.99) },
                     "instances": {

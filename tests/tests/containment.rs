@@ -102,6 +102,9 @@ fn a_looping_plugin_does_not_hold_the_workers() {
         );
     });
     assert_eq!(failures(&host, "deadline"), 4);
+    // The loops finished on the slow lane; the short calls stayed put.
+    let d: serde_json::Value = host.admin_json("/diagnostics");
+    assert_eq!(d["plugins"][0]["slow_calls"], 4, "{d}");
 }
 
 #[test]

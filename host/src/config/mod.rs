@@ -77,6 +77,9 @@ pub struct Limits {
     /// `None`: the server's `present_max_bytes`.
     pub max_body_bytes: Option<usize>,
     pub max_headers: usize,
+    /// CPU time a phase call may use on a worker thread before it moves to
+    /// the slow lane.
+    pub worker_cpu: Duration,
 }
 
 impl Default for Limits {
@@ -88,6 +91,7 @@ impl Default for Limits {
             max_uses: 100_000,
             max_body_bytes: None,
             max_headers: 100,
+            worker_cpu: Duration::from_millis(1),
         }
     }
 }
@@ -610,6 +614,9 @@ pub fn plugin_settings(
     }
     if let Some(n) = p.limits.max_headers {
         l.max_headers = n;
+    }
+    if let Some(us) = p.limits.worker_cpu_us {
+        l.worker_cpu = Duration::from_micros(us.max(1));
     }
     settings.values = p
         .config

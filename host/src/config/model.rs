@@ -286,6 +286,9 @@ pub struct LimitsSection {
     pub max_body_kb: Option<u64>,
     /// Most headers the plugin may add in one call.
     pub max_headers: Option<usize>,
+    /// CPU time a phase call may use on a worker before it moves to the
+    /// slow lane.
+    pub worker_cpu_us: Option<u64>,
 }
 
 fn default_listen() -> Vec<Spanned<String>> {

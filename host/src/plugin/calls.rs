@@ -3,6 +3,8 @@
 //! classified so the pipeline can apply the plugin's policy.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -11,8 +13,12 @@ use wasmtime::component::Resource;
 use super::bindings::types::Completion;
 use super::bindings::{prepare, present, prime};
 use super::caps::cache::CacheChoice;
-use super::loaded::{DeadlineExceeded, Instance};
+use super::loaded::{DeadlineExceeded, Instance, Live};
+use super::slow_lane;
 use super::state::Access;
+
+/// A phase call on a borrowed [`Live`], boxed so that it can move threads.
+type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -70,7 +76,7 @@ impl Instance {
         self.broken = true;
         let kind = if e.is::<DeadlineExceeded>() {
             FailureKind::Deadline
-        } else if self.store.data().limiter.memory_hit {
+        } else if self.store().data().limiter.memory_hit {
             FailureKind::Memory
         } else {
             FailureKind::Trap
@@ -83,12 +89,36 @@ impl Instance {
     }
 
     fn enter(&mut self, access: Access, deadline: std::time::Duration) {
-        self.store.data_mut().access = access;
+        self.store().data_mut().access = access;
         self.arm(deadline);
         self.call_started = std::time::Instant::now();
-        self.running = Some(super::engine::Running::start());
         // Cancelled before `leave`: the instance is not reused.
         self.broken = true;
+    }
+
+    /// Runs one guest call with the instance's store: here while it is
+    /// short, on the slow lane once it runs long.
+    async fn call<R, F>(&mut self, f: F) -> wasmtime::Result<R>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Live) -> GuestCall<'a, R> + Send + 'static,
+    {
+        let mut live = self
+            .live
+            .take()
+            .expect("an instance whose call was cancelled is never used again");
+        let ((live, r), moved) = slow_lane::run(async move {
+            let r = f(&mut live).await;
+            (live, r)
+        })
+        .await;
+        self.live = Some(live);
+        if moved {
+            self.stats
+                .slow_calls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
     }
 
     /// Calls prime; also returns what the plugin chose about the cache.
@@ -103,19 +133,20 @@ impl Instance {
             response_writable: false,
             cache_choice: true,
         };
-        self.store.data_mut().cache_choice = None;
+        self.store().data_mut().cache_choice = None;
         self.enter(access, deadline);
-        std::mem::swap(&mut self.store.data_mut().req, req);
-        let g = self
-            .guests
-            .prime
-            .as_ref()
-            .expect("called only when exported");
-        let r = g
-            .call_on_request(&mut self.store, seq, Resource::new_borrow(0))
+        std::mem::swap(&mut self.store().data_mut().req, req);
+        let r = self
+            .call(move |l| {
+                Box::pin(async move {
+                    let g = l.guests.prime.as_ref().expect("called only when exported");
+                    g.call_on_request(&mut l.store, seq, Resource::new_borrow(0))
+                        .await
+                })
+            })
             .await;
-        std::mem::swap(&mut self.store.data_mut().req, req);
-        let choice = self.store.data_mut().cache_choice.take();
+        std::mem::swap(&mut self.store().data_mut().req, req);
+        let choice = self.store().data_mut().cache_choice.take();
         self.leave(r).map(|o| (o, choice))
     }
 
@@ -131,16 +162,21 @@ impl Instance {
             cache_choice: false,
         };
         self.enter(access, deadline);
-        std::mem::swap(&mut self.store.data_mut().req, req);
-        let g = self
-            .guests
-            .prepare
-            .as_ref()
-            .expect("called only when exported");
-        let r = g
-            .call_on_prepare(&mut self.store, seq, Resource::new_borrow(0))
+        std::mem::swap(&mut self.store().data_mut().req, req);
+        let r = self
+            .call(move |l| {
+                Box::pin(async move {
+                    let g = l
+                        .guests
+                        .prepare
+                        .as_ref()
+                        .expect("called only when exported");
+                    g.call_on_prepare(&mut l.store, seq, Resource::new_borrow(0))
+                        .await
+                })
+            })
             .await;
-        std::mem::swap(&mut self.store.data_mut().req, req);
+        std::mem::swap(&mut self.store().data_mut().req, req);
         self.leave(r)
     }
 
@@ -161,25 +197,31 @@ impl Instance {
         self.enter(access, deadline);
         // A head already sent means Pingora's synchronous body filter, which
         // runs this call under block_on.
-        self.store.data_mut().blocking_call = !head_writable;
-        let data = self.store.data_mut();
+        let data = self.store().data_mut();
+        data.blocking_call = !head_writable;
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
-        let g = self
-            .guests
-            .present
-            .as_ref()
-            .expect("called only when exported");
-        let r = g
-            .call_on_body(
-                &mut self.store,
-                seq,
-                Resource::new_borrow(0),
-                Resource::new_borrow(0),
-                body,
-            )
+        let body = body.clone();
+        let r = self
+            .call(move |l| {
+                Box::pin(async move {
+                    let g = l
+                        .guests
+                        .present
+                        .as_ref()
+                        .expect("called only when exported");
+                    g.call_on_body(
+                        &mut l.store,
+                        seq,
+                        Resource::new_borrow(0),
+                        Resource::new_borrow(0),
+                        &body,
+                    )
+                    .await
+                })
+            })
             .await;
-        let data = self.store.data_mut();
+        let data = self.store().data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
         self.leave(r)
@@ -198,23 +240,28 @@ impl Instance {
             cache_choice: false,
         };
         self.enter(access, deadline);
-        let data = self.store.data_mut();
+        let data = self.store().data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
-        let g = self
-            .guests
-            .package
-            .as_ref()
-            .expect("called only when exported");
-        let r = g
-            .call_on_response(
-                &mut self.store,
-                seq,
-                Resource::new_borrow(0),
-                Resource::new_borrow(0),
-            )
+        let r = self
+            .call(move |l| {
+                Box::pin(async move {
+                    let g = l
+                        .guests
+                        .package
+                        .as_ref()
+                        .expect("called only when exported");
+                    g.call_on_response(
+                        &mut l.store,
+                        seq,
+                        Resource::new_borrow(0),
+                        Resource::new_borrow(0),
+                    )
+                    .await
+                })
+            })
             .await;
-        let data = self.store.data_mut();
+        let data = self.store().data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
         self.leave(r)
@@ -229,32 +276,33 @@ impl Instance {
         deadline: std::time::Duration,
     ) -> Result<(), Failure> {
         self.enter(Access::default(), deadline);
-        let data = self.store.data_mut();
+        let data = self.store().data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
-        let g = self
-            .guests
-            .post
-            .as_ref()
-            .expect("called only when exported");
-        let r = g
-            .call_on_complete(
-                &mut self.store,
-                seq,
-                Resource::new_borrow(0),
-                Resource::new_borrow(0),
-                done,
-            )
+        let done = done.clone();
+        let r = self
+            .call(move |l| {
+                Box::pin(async move {
+                    let g = l.guests.post.as_ref().expect("called only when exported");
+                    g.call_on_complete(
+                        &mut l.store,
+                        seq,
+                        Resource::new_borrow(0),
+                        Resource::new_borrow(0),
+                        &done,
+                    )
+                    .await
+                })
+            })
             .await;
-        let data = self.store.data_mut();
+        let data = self.store().data_mut();
         std::mem::swap(&mut data.req, req);
         std::mem::swap(&mut data.resp, resp);
         self.leave(r)
     }
 
     fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
-        self.running = None;
-        self.store.data_mut().blocking_call = false;
+        self.store().data_mut().blocking_call = false;
         self.stats
             .call_seconds
             .observe(self.call_started.elapsed().as_secs_f64());

@@ -1,9 +1,9 @@
 //! The shared wasmtime engine: pooling allocator, epoch interruption with a
-//! 100 µs tick while wasm runs (a long call gives its worker back that
-//! often; an idle host ticks every millisecond), and one linker with every
-//! capability.
+//! 100 µs tick while calls run on workers (a long call leaves its worker
+//! after one tick; an idle host ticks every millisecond), and one linker
+//! with every capability.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -13,16 +13,30 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::caps;
 use super::state::HostState;
 
-/// One engine tick.
+/// The unit in which deadlines and call ages are counted.
 pub const TICK: Duration = Duration::from_micros(100);
 
 /// How often the epoch advances while no wasm runs.
 const IDLE_TICK: Duration = Duration::from_millis(1);
 
+/// The ticker's pace while calls run on workers: a long call is caught
+/// within this much of its start. Each tick wakes a thread, so not faster.
+const HOT_TICK: Duration = Duration::from_micros(200);
+
+/// How long the ticker keeps its full pace after it last saw a call, so
+/// that steady traffic does not wake it for every call.
+const HOT_FOR: Duration = Duration::from_millis(20);
+
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 
-/// Instances running guest code right now.
+/// Calls running guest code on worker threads right now.
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Set while the ticker sleeps at its idle pace; a call that starts then
+/// wakes it, so that its first tick comes after 100 µs, not a millisecond.
+static IDLE: AtomicBool = AtomicBool::new(false);
+
+static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
 
 /// Ticks since start, from the clock, so that deadlines hold whatever the
 /// ticker's pace.
@@ -30,12 +44,18 @@ pub fn now_tick() -> u64 {
     (START.elapsed().as_nanos() / TICK.as_nanos()) as u64
 }
 
-/// Held while an instance runs guest code: the ticker runs at full pace.
+/// Held while guest code runs on a worker thread (a phase call or an
+/// instantiation): the ticker runs at full pace.
 pub struct Running(());
 
 impl Running {
     pub fn start() -> Running {
-        RUNNING.fetch_add(1, Ordering::Relaxed);
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        if IDLE.load(Ordering::SeqCst) {
+            if let Some(t) = TICKER.get() {
+                t.unpark();
+            }
+        }
         Running(())
     }
 }
@@ -69,6 +89,11 @@ impl Runtime {
     }
 
     fn new() -> anyhow::Result<Runtime> {
+        // wasmtime compiles on rayon's global pool: in the background.
+        let _ = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("kavro-compile-{i}"))
+            .start_handler(|_| super::slow_lane::background_priority())
+            .build_global();
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
@@ -96,14 +121,30 @@ impl Runtime {
 }
 
 fn start_ticker(engine: Engine) {
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("kavro-epoch".into())
-        .spawn(move || loop {
-            // An idle host is not woken 10 000 times a second; a call that
-            // starts meanwhile gets its first yield within a millisecond.
-            let busy = RUNNING.load(Ordering::Relaxed) > 0;
-            std::thread::sleep(if busy { TICK } else { IDLE_TICK });
-            engine.increment_epoch();
+        .spawn(move || {
+            let mut hot_until = Instant::now();
+            loop {
+                // An idle host is not woken 10 000 times a second; a call
+                // that starts meanwhile wakes the ticker (the SeqCst pair
+                // with `Running::start`: either the call sees IDLE or the
+                // ticker sees the call).
+                if RUNNING.load(Ordering::SeqCst) > 0 {
+                    hot_until = Instant::now() + HOT_FOR;
+                }
+                if Instant::now() < hot_until {
+                    std::thread::sleep(HOT_TICK);
+                } else {
+                    IDLE.store(true, Ordering::SeqCst);
+                    if RUNNING.load(Ordering::SeqCst) == 0 {
+                        std::thread::park_timeout(IDLE_TICK);
+                    }
+                    IDLE.store(false, Ordering::SeqCst);
+                }
+                engine.increment_epoch();
+            }
         })
         .expect("spawn the epoch thread");
+    let _ = TICKER.set(thread.thread().clone());
 }

@@ -13,7 +13,8 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
 use super::caps::{Grants, Stores, ALWAYS_GRANTED};
-use super::engine::{now_tick, ticks_for, Runtime};
+use super::engine::{now_tick, ticks_for, Runtime, TICK};
+use super::slow_lane;
 use super::state::HostState;
 use super::stats::PluginStats;
 use crate::config::{Isolation, PluginSettings};
@@ -110,18 +111,24 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-/// A live instance, kept by one request for all of its phases.
-pub struct Instance {
+/// What a running call owns: it may finish on another thread (the slow
+/// lane), so it takes these with it and gives them back when it ends.
+pub struct Live {
     pub(crate) store: Store<HostState>,
     pub(crate) guests: Guests,
+}
+
+/// A live instance, kept by one request for all of its phases.
+pub struct Instance {
+    /// Out while a call runs; lost with a cancelled call (the instance is
+    /// then marked broken and never reused).
+    pub(crate) live: Option<Box<Live>>,
     uses: u64,
     /// Trapped, timed out or cancelled mid-call: never reused.
     pub(crate) broken: bool,
     pub(crate) stats: Arc<PluginStats>,
     /// When the current phase call began.
     pub(crate) call_started: std::time::Instant,
-    /// Set while a call runs (dropped with the instance if it is cancelled).
-    pub(crate) running: Option<super::engine::Running>,
 }
 
 impl Drop for Instance {
@@ -262,10 +269,10 @@ impl Plugin {
             .await
             .map_err(|e| anyhow!("failed to instantiate: {e:#}"))?;
         let handle = first.instance_handle()?;
-        let describe = describe::GuestIndices::new(&plugin.pre)?.load(&mut first.store, &handle)?;
+        let describe = describe::GuestIndices::new(&plugin.pre)?.load(first.store(), &handle)?;
         first.arm(plugin.settings.limits.deadline);
         let m = describe
-            .call_describe(&mut first.store)
+            .call_describe(first.store())
             .await
             .map_err(|e| anyhow!("describe() failed: {e:#}"))?;
         plugin.manifest = m;
@@ -307,26 +314,48 @@ impl Plugin {
             HostState::new(self.grants.clone(), limits.memory_bytes, limits.max_headers)?,
         );
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|ctx| {
+        store.data_mut().worker_cpu = limits.worker_cpu;
+        store.epoch_deadline_callback(|mut ctx| {
             if now_tick() >= ctx.data().deadline_tick {
                 Err(DeadlineExceeded.into())
             } else if ctx.data().blocking_call {
                 // Inside a synchronous block_on nothing else can run: wake
                 // at once (tokio's deferred wake would never come).
                 Ok(UpdateDeadline::Yield(1))
+            } else if slow_lane::movable() {
+                // Judged by the CPU time the call used since its first tick,
+                // not the clock: a short call that a tick (or the OS
+                // pausing the thread) caught runs on undisturbed.
+                let cpu = slow_lane::thread_cpu_time();
+                let mark = *ctx.data_mut().cpu_mark.get_or_insert(cpu);
+                let used = cpu.saturating_sub(mark);
+                if used < TICK {
+                    return Ok(UpdateDeadline::Continue(1));
+                }
+                if used >= ctx.data().worker_cpu {
+                    slow_lane::request_move();
+                }
+                // Long for a phase call: the worker serves others between
+                // its ticks and, past the plugin's `worker_cpu`, the call
+                // finishes on the lane.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             } else if now_tick() - ctx.data().call_tick < ticks_for(FULL_SPEED) {
-                // Give the worker thread back between ticks. tokio's
-                // yield_now wakes the call only after the runtime has
-                // polled for I/O, so requests arriving meanwhile are served
-                // between a looping plugin's ticks, not after dozens of them.
+                // An instantiation on a worker, or a call on the slow lane:
+                // give the thread back between ticks. tokio's yield_now
+                // wakes the call only after the runtime has polled for I/O,
+                // so what arrived meanwhile is served between a looping
+                // plugin's ticks, not after dozens of them.
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::task::yield_now()),
                 ))
             } else {
                 // A call this long is most likely stuck: it runs on, to its
-                // deadline, but one tick per millisecond, leaving the rest
-                // of the core to requests that are not.
+                // deadline, but paused a millisecond after each tick, leaving
+                // the core to work that is not.
                 Ok(UpdateDeadline::YieldCustom(
                     1,
                     Box::pin(tokio::time::sleep(THROTTLED_PAUSE)),
@@ -342,28 +371,30 @@ impl Plugin {
         self.stats.instances_live.fetch_add(1, Ordering::Relaxed);
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         let mut instance = Instance {
-            store,
-            guests: Guests {
-                prime: None,
-                prepare: None,
-                present: None,
-                package: None,
-                post: None,
-            },
+            live: Some(Box::new(Live {
+                store,
+                guests: Guests {
+                    prime: None,
+                    prepare: None,
+                    present: None,
+                    package: None,
+                    post: None,
+                },
+            })),
             uses: 0,
             broken: false,
             stats: self.stats.clone(),
             call_started: std::time::Instant::now(),
-            running: None,
         };
         // Instantiation runs guest code (start functions, initializers).
+        let live = instance.live_mut();
         let running = super::engine::Running::start();
-        let handle = self.pre.instantiate_async(&mut instance.store).await?;
+        let handle = self.pre.instantiate_async(&mut live.store).await?;
         drop(running);
-        instance.store.data_mut().handle = Some(handle);
-        let s = &mut instance.store;
+        live.store.data_mut().handle = Some(handle);
+        let s = &mut live.store;
         let i = &self.indices;
-        instance.guests = Guests {
+        live.guests = Guests {
             prime: i
                 .prime
                 .as_ref()
@@ -415,7 +446,7 @@ impl Plugin {
         }
         let mut pool = self.pool.lock();
         if pool.len() < self.settings.limits.pool_size {
-            instance.store.data_mut().info = None;
+            instance.store().data_mut().info = None;
             pool.push(instance);
         }
     }
@@ -428,11 +459,21 @@ impl Plugin {
 impl Instance {
     /// What the request handles report beyond the head (id, client, scheme).
     pub fn set_request_info(&mut self, info: Option<Arc<super::RequestInfo>>) {
-        self.store.data_mut().info = info;
+        self.store().data_mut().info = info;
     }
 
-    fn instance_handle(&self) -> anyhow::Result<wasmtime::component::Instance> {
-        self.store
+    pub(crate) fn live_mut(&mut self) -> &mut Live {
+        self.live
+            .as_mut()
+            .expect("an instance whose call was cancelled is never used again")
+    }
+
+    pub(crate) fn store(&mut self) -> &mut Store<HostState> {
+        &mut self.live_mut().store
+    }
+
+    fn instance_handle(&mut self) -> anyhow::Result<wasmtime::component::Instance> {
+        self.store()
             .data()
             .handle
             .ok_or_else(|| anyhow!("instance not started"))
@@ -440,10 +481,12 @@ impl Instance {
 
     /// Starts the deadline clock for one call.
     pub(crate) fn arm(&mut self, deadline: std::time::Duration) {
-        let data = self.store.data_mut();
+        let store = self.store();
+        let data = store.data_mut();
         data.call_tick = now_tick();
         data.deadline_tick = data.call_tick + ticks_for(deadline);
         data.headers_added = 0;
-        self.store.set_epoch_deadline(1);
+        data.cpu_mark = None;
+        store.set_epoch_deadline(1);
     }
 }

@@ -1,5 +1,5 @@
 //! The plugin runtime: wasmtime engine, loading and validation, the warm
-//! instance pool, phase calls with deadlines, and the capabilities.
+//! instance pool, phase calls with deadlines (long ones on a slow lane), and the capabilities.
 
 pub mod artifacts;
 pub mod bindings;
@@ -8,6 +8,7 @@ pub mod caps;
 pub mod engine;
 pub mod loaded;
 pub mod registry;
+pub mod slow_lane;
 pub mod state;
 pub mod stats;
 

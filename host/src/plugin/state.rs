@@ -47,6 +47,10 @@ pub struct HostState {
     pub(crate) deadline_tick: u64,
     /// Engine tick at which the current call started.
     pub(crate) call_tick: u64,
+    /// The worker thread's CPU time at the call's first tick.
+    pub(crate) cpu_mark: Option<std::time::Duration>,
+    /// CPU time a call may use on a worker before it moves to the slow lane.
+    pub(crate) worker_cpu: std::time::Duration,
     /// Headers added during the current call, bounded by the plugin's limit.
     pub(crate) headers_added: usize,
     /// The current call runs inside a synchronous `block_on` (present on a
@@ -81,6 +85,8 @@ impl HostState {
             cache_choice: None,
             deadline_tick: u64::MAX,
             call_tick: 0,
+            cpu_mark: None,
+            worker_cpu: crate::config::Limits::default().worker_cpu,
             headers_added: 0,
             blocking_call: false,
             max_headers,

@@ -17,6 +17,8 @@ const CALL_BUCKETS: &[f64] = &[
 #[derive(Debug)]
 pub struct PluginStats {
     pub calls: AtomicU64,
+    /// Calls that ran long and finished on the slow lane.
+    pub slow_calls: AtomicU64,
     failures: [AtomicU64; FailureKind::ALL.len()],
     pub instances_live: AtomicUsize,
     pub instances_created: AtomicU64,
@@ -29,6 +31,7 @@ impl Default for PluginStats {
     fn default() -> Self {
         PluginStats {
             calls: AtomicU64::new(0),
+            slow_calls: AtomicU64::new(0),
             failures: Default::default(),
             instances_live: AtomicUsize::new(0),
             instances_created: AtomicU64::new(0),

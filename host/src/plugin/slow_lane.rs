@@ -1,0 +1,133 @@
+//! Long phase calls leave the worker threads. A call that has used its
+//! plugin's `worker_cpu` (1 ms of CPU time by default; a well-behaved call
+//! takes a few µs, a fresh Python instance's first call a few hundred) is
+//! handed, with its store, to one background thread at idle priority
+//! (`SCHED_IDLE`). It
+//! runs on there to its end or its deadline, with only the CPU time that
+//! serving requests leaves over, while the worker goes back to other
+//! requests. A looping plugin then costs the requests around it that much
+//! CPU, in slices of one tick, not a share of every core.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::task::Poll;
+
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+
+use super::engine::Running;
+
+thread_local! {
+    /// Set while [`run`] polls a call on a worker: the call may move.
+    static MOVABLE: Cell<bool> = const { Cell::new(false) };
+    /// Set by the epoch callback when a movable call should move.
+    static MOVE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the call being polled on this thread may move to the lane.
+pub fn movable() -> bool {
+    MOVABLE.get()
+}
+
+/// Asks [`run`] to move the call it polls once it yields.
+pub fn request_move() {
+    MOVE.set(true);
+}
+
+/// Runs `call` here while it is short, and on the slow lane once the epoch
+/// callback asks it to move; also says whether it moved. Dropping the
+/// returned future cancels the call wherever it runs.
+pub async fn run<F>(call: F) -> (F::Output, bool)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let mut call = Box::pin(call);
+    // The engine ticks every 100 µs only while a call runs on a worker; on
+    // the lane a millisecond is fine grained enough.
+    let running = Running::start();
+    let done = std::future::poll_fn(|cx| {
+        MOVABLE.set(true);
+        let polled = call.as_mut().poll(cx);
+        MOVABLE.set(false);
+        match polled {
+            Poll::Ready(v) => Poll::Ready(Some(v)),
+            Poll::Pending if MOVE.replace(false) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    drop(running);
+    if let Some(v) = done {
+        return (v, false);
+    }
+    let task = lane().spawn(call);
+    let _cancel = CancelOnDrop(task.abort_handle());
+    match task.await {
+        Ok(v) => (v, true),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => unreachable!("the slow lane never shuts down"),
+    }
+}
+
+struct CancelOnDrop(AbortHandle);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// CPU time the calling thread has used.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The lane's runtime, started on first use.
+fn lane() -> &'static Handle {
+    static LANE: OnceLock<Handle> = OnceLock::new();
+    LANE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("kavro-slow-lane".into())
+            .spawn(move || {
+                background_priority();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build the slow lane's runtime");
+                tx.send(rt.handle().clone()).expect("hand over the handle");
+                rt.block_on(std::future::pending::<()>());
+            })
+            .expect("spawn the slow lane thread");
+        rx.recv().expect("the slow lane starts")
+    })
+}
+
+/// `SCHED_IDLE` for the calling thread: the kernel runs it only when no
+/// normal thread wants the CPU, and a waking worker preempts it at once.
+/// Where that is not allowed, the lowest nice value. The slow lane and the
+/// plugin compiler run so: neither takes CPU from serving, and a call on
+/// the lane shares the spare CPU with a compile, rather than starving
+/// while a hot swap compiles a large plugin.
+pub fn background_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscalls on the calling thread with a valid argument.
+    let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+    if !idle {
+        // SAFETY: as above.
+        let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, 19) } == 0;
+        tracing::warn!(
+            niced,
+            "could not take SCHED_IDLE ({}); long plugin calls and compiles compete with requests",
+            std::io::Error::last_os_error()
+        );
+    }
+}
