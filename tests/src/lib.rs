@@ -22,6 +22,14 @@ pub fn bin_dir() -> PathBuf {
     }
 }
 
+/// This crate's folder: from cargo at run time (a target dir shared between
+/// clones may hold a build made in another one), else where it was built.
+pub fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// Where `./dev.sh` put the wasm plugins built for the tests.
 pub fn wasm_dir() -> PathBuf {
     match std::env::var_os("KAVRO_WASM_DIR") {

@@ -55,7 +55,7 @@ impl PhpFpm {
 
     fn launch(children: usize, port: Option<u16>) -> PhpFpm {
         let dir = tempfile::tempdir().expect("temp dir");
-        let app = Path::new(env!("CARGO_MANIFEST_DIR")).join("php/app");
+        let app = crate::crate_dir().join("php/app");
         copy_dir(&app, &dir.path().join("app"));
         let root = is_root();
         let conf = format!(

@@ -58,7 +58,7 @@ fn the_example_site_validates_with_the_first_party_plugins() {
         .plugin("cors", "cors")
         .plugin("router", "router")
         .plugin("access-log", "access-log");
-    let site = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/site.toml");
+    let site = kavro_e2e::crate_dir().join("../examples/site.toml");
     let out = std::process::Command::new(kavro_e2e::bin_dir().join("kavro-host"))
         .arg("validate")
         .arg("--config")

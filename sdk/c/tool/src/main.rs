@@ -16,12 +16,18 @@ use wit_bindgen_core::wit_parser::Resolve;
 
 const PHASES: [&str; 5] = ["prime", "prepare", "present", "package", "post"];
 
-/// The repository's sdk/c folder (kavro.h, kavro.c) and wit/ folder.
+/// The repository's sdk/c folder (kavro.h, kavro.c; wit/ is two levels up):
+/// where the `kavro-c` script says it is, else where this tool was built
+/// (a target dir shared between clones may hold a build from another one).
 fn sdk_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("sdk/c")
-        .to_path_buf()
+    std::env::var_os("KAVRO_C_SDK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("sdk/c")
+                .to_path_buf()
+        })
 }
 
 fn phases_in(sources: &[PathBuf]) -> Result<Vec<&'static str>> {
