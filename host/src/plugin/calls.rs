@@ -17,6 +17,11 @@ use super::loaded::{DeadlineExceeded, Instance, Live};
 use super::slow_lane;
 use super::state::Access;
 
+/// The pipeline calls a phase only on plugins that export it.
+fn exported<G>(guest: &Option<G>) -> &G {
+    guest.as_ref().expect("called only when exported")
+}
+
 /// A phase call on a borrowed [`Live`], boxed so that it can move threads.
 type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
@@ -121,6 +126,32 @@ impl Instance {
         r
     }
 
+    /// Lends the request head (and the response head) to the store for one
+    /// call, and takes them back after it.
+    async fn call_lent<R, F>(
+        &mut self,
+        req: &mut RequestHeader,
+        mut resp: Option<&mut ResponseHeader>,
+        f: F,
+    ) -> wasmtime::Result<R>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Live) -> GuestCall<'a, R> + Send + 'static,
+    {
+        self.swap_heads(req, resp.as_deref_mut());
+        let r = self.call(f).await;
+        self.swap_heads(req, resp);
+        r
+    }
+
+    fn swap_heads(&mut self, req: &mut RequestHeader, resp: Option<&mut ResponseHeader>) {
+        let data = self.store().data_mut();
+        std::mem::swap(&mut data.req, req);
+        if let Some(resp) = resp {
+            std::mem::swap(&mut data.resp, resp);
+        }
+    }
+
     /// Calls prime; also returns what the plugin chose about the cache.
     pub async fn prime(
         &mut self,
@@ -135,17 +166,15 @@ impl Instance {
         };
         self.store().data_mut().cache_choice = None;
         self.enter(access, deadline);
-        std::mem::swap(&mut self.store().data_mut().req, req);
         let r = self
-            .call(move |l| {
+            .call_lent(req, None, move |l| {
                 Box::pin(async move {
-                    let g = l.guests.prime.as_ref().expect("called only when exported");
+                    let g = exported(&l.guests.prime);
                     g.call_on_request(&mut l.store, seq, Resource::new_borrow(0))
                         .await
                 })
             })
             .await;
-        std::mem::swap(&mut self.store().data_mut().req, req);
         let choice = self.store().data_mut().cache_choice.take();
         self.leave(r).map(|o| (o, choice))
     }
@@ -162,21 +191,15 @@ impl Instance {
             cache_choice: false,
         };
         self.enter(access, deadline);
-        std::mem::swap(&mut self.store().data_mut().req, req);
         let r = self
-            .call(move |l| {
+            .call_lent(req, None, move |l| {
                 Box::pin(async move {
-                    let g = l
-                        .guests
-                        .prepare
-                        .as_ref()
-                        .expect("called only when exported");
+                    let g = exported(&l.guests.prepare);
                     g.call_on_prepare(&mut l.store, seq, Resource::new_borrow(0))
                         .await
                 })
             })
             .await;
-        std::mem::swap(&mut self.store().data_mut().req, req);
         self.leave(r)
     }
 
@@ -197,19 +220,12 @@ impl Instance {
         self.enter(access, deadline);
         // A head already sent means Pingora's synchronous body filter, which
         // runs this call under block_on.
-        let data = self.store().data_mut();
-        data.blocking_call = !head_writable;
-        std::mem::swap(&mut data.req, req);
-        std::mem::swap(&mut data.resp, resp);
+        self.store().data_mut().blocking_call = !head_writable;
         let body = body.clone();
         let r = self
-            .call(move |l| {
+            .call_lent(req, Some(resp), move |l| {
                 Box::pin(async move {
-                    let g = l
-                        .guests
-                        .present
-                        .as_ref()
-                        .expect("called only when exported");
+                    let g = exported(&l.guests.present);
                     g.call_on_body(
                         &mut l.store,
                         seq,
@@ -221,9 +237,6 @@ impl Instance {
                 })
             })
             .await;
-        let data = self.store().data_mut();
-        std::mem::swap(&mut data.req, req);
-        std::mem::swap(&mut data.resp, resp);
         self.leave(r)
     }
 
@@ -240,17 +253,10 @@ impl Instance {
             cache_choice: false,
         };
         self.enter(access, deadline);
-        let data = self.store().data_mut();
-        std::mem::swap(&mut data.req, req);
-        std::mem::swap(&mut data.resp, resp);
         let r = self
-            .call(move |l| {
+            .call_lent(req, Some(resp), move |l| {
                 Box::pin(async move {
-                    let g = l
-                        .guests
-                        .package
-                        .as_ref()
-                        .expect("called only when exported");
+                    let g = exported(&l.guests.package);
                     g.call_on_response(
                         &mut l.store,
                         seq,
@@ -261,9 +267,6 @@ impl Instance {
                 })
             })
             .await;
-        let data = self.store().data_mut();
-        std::mem::swap(&mut data.req, req);
-        std::mem::swap(&mut data.resp, resp);
         self.leave(r)
     }
 
@@ -276,14 +279,11 @@ impl Instance {
         deadline: std::time::Duration,
     ) -> Result<(), Failure> {
         self.enter(Access::default(), deadline);
-        let data = self.store().data_mut();
-        std::mem::swap(&mut data.req, req);
-        std::mem::swap(&mut data.resp, resp);
         let done = done.clone();
         let r = self
-            .call(move |l| {
+            .call_lent(req, Some(resp), move |l| {
                 Box::pin(async move {
-                    let g = l.guests.post.as_ref().expect("called only when exported");
+                    let g = exported(&l.guests.post);
                     g.call_on_complete(
                         &mut l.store,
                         seq,
@@ -295,9 +295,6 @@ impl Instance {
                 })
             })
             .await;
-        let data = self.store().data_mut();
-        std::mem::swap(&mut data.req, req);
-        std::mem::swap(&mut data.resp, resp);
         self.leave(r)
     }
 
