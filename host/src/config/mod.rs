@@ -91,7 +91,7 @@ impl Default for Limits {
             max_uses: 100_000,
             max_body_bytes: None,
             max_headers: 100,
-            worker_cpu: Duration::from_millis(1),
+            worker_cpu: Duration::from_micros(300),
         }
     }
 }

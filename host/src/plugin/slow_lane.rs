@@ -1,6 +1,6 @@
 //! Long phase calls leave the worker threads. A call that has used its
-//! plugin's `worker_cpu` (1 ms of CPU time by default; a well-behaved call
-//! takes a few µs, a fresh Python instance's first call a few hundred) is
+//! plugin's `worker_cpu` (300 µs of CPU time by default; a well-behaved call
+//! takes a few µs, a fresh Python instance's first call over a thousand) is
 //! handed, with its store, to one background thread at idle priority
 //! (`SCHED_IDLE`). It
 //! runs on there to its end or its deadline, with only the CPU time that
