@@ -1,7 +1,7 @@
 //! The shared wasmtime engine: pooling allocator, epoch interruption with a
-//! 100 µs tick while calls run on workers (a long call leaves its worker
-//! after one tick; an idle host ticks every millisecond), and one linker
-//! with every capability.
+//! 200 µs tick while calls run on workers (a long call yields its worker at
+//! each tick and, past its CPU allowance, moves to the slow lane; an idle
+//! host ticks every millisecond), and one linker with every capability.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -33,7 +33,7 @@ static START: LazyLock<Instant> = LazyLock::new(Instant::now);
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
 /// Set while the ticker sleeps at its idle pace; a call that starts then
-/// wakes it, so that its first tick comes after 100 µs, not a millisecond.
+/// wakes it, so that its first tick comes after 200 µs, not a millisecond.
 static IDLE: AtomicBool = AtomicBool::new(false);
 
 static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();

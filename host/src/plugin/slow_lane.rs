@@ -44,7 +44,7 @@ where
     F::Output: Send + 'static,
 {
     let mut call = Box::pin(call);
-    // The engine ticks every 100 µs only while a call runs on a worker; on
+    // The engine ticks at full pace only while calls run on workers; on
     // the lane a millisecond is fine grained enough.
     let running = Running::start();
     let done = std::future::poll_fn(|cx| {
