@@ -108,6 +108,22 @@ fn a_looping_plugin_does_not_hold_the_workers() {
 }
 
 #[test]
+fn worker_cpu_sets_when_a_long_call_leaves_its_worker() {
+    let slow_calls =
+        |host: &Host| host.admin_json("/diagnostics")["plugins"][0]["slow_calls"].clone();
+    // Default: a loop moves to the slow lane, a short call never does.
+    let host = hostile_host("[limits]\ndeadline_ms = 50\n");
+    assert_fails_closed(&host, "loop-prime");
+    assert_eq!(slow_calls(&host), 1);
+    // A plugin allowed more CPU on the workers than its deadline gives it
+    // ends there, by the same deadline.
+    let host = hostile_host("[limits]\ndeadline_ms = 50\nworker_cpu_us = 10000000\n");
+    assert_fails_closed(&host, "loop-prime");
+    assert_eq!(slow_calls(&host), 0);
+    assert_eq!(failures(&host, "deadline"), 1);
+}
+
+#[test]
 fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
     let host = hostile_host("[limits]\nmemory_mb = 16\n");
     for (mode, kind) in [("trap", "trap"), ("memory", "memory"), ("stack", "trap")] {
