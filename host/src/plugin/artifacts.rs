@@ -35,7 +35,9 @@ fn engine_key(engine: &Engine) -> String {
 }
 
 /// Loads the component for `bytes`, from `dir` when it was compiled before.
-/// A cache that cannot be read or written only costs a compile.
+/// A cache that cannot be read or written only costs a compile. Runs on a
+/// loader thread of its own: a compile lowers that thread to the
+/// background (loading an artifact takes milliseconds and keeps its pace).
 pub fn load(
     engine: &Engine,
     dir: Option<&Path>,
@@ -43,7 +45,7 @@ pub fn load(
     hash: &str,
 ) -> anyhow::Result<Component> {
     let Some(dir) = dir else {
-        return Ok(Component::new(engine, bytes)?);
+        return compile(engine, bytes);
     };
     let path = dir.join(format!("{hash}-{}.cwasm", engine_key(engine)));
     if path.exists() {
@@ -55,11 +57,16 @@ pub fn load(
             Err(e) => tracing::warn!(path = %path.display(), "ignoring a bad artifact: {e:#}"),
         }
     }
-    let component = Component::new(engine, bytes)?;
+    let component = compile(engine, bytes)?;
     if let Err(e) = store(&path, &component) {
         tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e:#}");
     }
     Ok(component)
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
+    super::slow_lane::background_priority();
+    Ok(Component::new(engine, bytes)?)
 }
 
 fn store(path: &Path, component: &Component) -> anyhow::Result<()> {

@@ -227,7 +227,6 @@ pub async fn load(
                 .map(|c| {
                     let runtime = &runtime;
                     s.spawn(move || {
-                        super::slow_lane::background_priority();
                         let bytes = std::fs::read(&c.file)?;
                         Plugin::compile(runtime, &bytes, cache_dir)
                     })
