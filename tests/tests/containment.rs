@@ -124,6 +124,37 @@ fn worker_cpu_sets_when_a_long_call_leaves_its_worker() {
 }
 
 #[test]
+fn a_long_call_starved_on_the_slow_lane_is_not_failed_for_it() {
+    // A call that computes past worker_cpu moves to the idle-priority lane;
+    // while normal-priority work keeps every core busy the lane gets no
+    // CPU. The wait is the host's: the call still succeeds, though it ends
+    // long after its 50 ms deadline.
+    let host = hostile_host("[limits]\ndeadline_ms = 50\n");
+    assert_eq!(ask(&host, "busy-prime"), (200, "ok\n".to_string()));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..cores {
+            s.spawn(|| {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i = std::hint::black_box(i.wrapping_add(1));
+                }
+            });
+        }
+        let spinning_until = std::time::Instant::now() + std::time::Duration::from_millis(250);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let answer = s.spawn(|| ask(&host, "busy-prime"));
+        std::thread::sleep(spinning_until - std::time::Instant::now());
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(answer.join().unwrap(), (200, "ok\n".to_string()));
+    });
+    let d: serde_json::Value = host.admin_json("/diagnostics");
+    assert_eq!(d["plugins"][0]["errors"]["deadline"], 0, "{d}");
+    assert!(d["plugins"][0]["slow_calls"].as_u64().unwrap() >= 1, "{d}");
+}
+
+#[test]
 fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
     let host = hostile_host("[limits]\nmemory_mb = 16\n");
     for (mode, kind) in [("trap", "trap"), ("memory", "memory"), ("stack", "trap")] {

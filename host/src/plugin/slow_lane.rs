@@ -10,6 +10,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 use std::task::Poll;
 
@@ -23,7 +24,13 @@ thread_local! {
     static MOVABLE: Cell<bool> = const { Cell::new(false) };
     /// Set by the epoch callback when a movable call should move.
     static MOVE: Cell<bool> = const { Cell::new(false) };
+    /// On the lane, while it polls a call: the lane thread's run-queue wait
+    /// (ns) when the call was handed over.
+    static ARRIVED_AT_WAIT: Cell<Option<u64>> = const { Cell::new(None) };
 }
+
+/// The lane thread's id, for reading its scheduler statistics.
+static LANE_TID: AtomicI32 = AtomicI32::new(0);
 
 /// Whether the call being polled on this thread may move to the lane.
 pub fn movable() -> bool {
@@ -62,7 +69,17 @@ where
     if let Some(v) = done {
         return (v, false);
     }
-    let task = lane().spawn(call);
+    let lane = lane();
+    let arrived_at_wait = run_queue_wait(&format!(
+        "/proc/self/task/{}/schedstat",
+        LANE_TID.load(Ordering::Relaxed)
+    ));
+    let task = lane.spawn(std::future::poll_fn(move |cx| {
+        ARRIVED_AT_WAIT.set(arrived_at_wait);
+        let polled = call.as_mut().poll(cx);
+        ARRIVED_AT_WAIT.set(None);
+        polled
+    }));
     let _cancel = CancelOnDrop(task.abort_handle());
     match task.await {
         Ok(v) => (v, true),
@@ -77,6 +94,26 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// On the lane: how long the lane has waited for a CPU since the call now
+/// running arrived. That wait is the host's, not the plugin's, so its
+/// deadline moves by it.
+pub fn starved() -> Option<std::time::Duration> {
+    let arrived = ARRIVED_AT_WAIT.get()?;
+    let now = run_queue_wait("/proc/thread-self/schedstat")?;
+    Some(std::time::Duration::from_nanos(now.saturating_sub(arrived)))
+}
+
+/// The second figure of a thread's `schedstat`: nanoseconds spent runnable
+/// but waiting for a CPU.
+fn run_queue_wait(schedstat: &str) -> Option<u64> {
+    std::fs::read_to_string(schedstat)
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// CPU time the calling thread has used.
@@ -98,6 +135,8 @@ fn lane() -> &'static Handle {
         std::thread::Builder::new()
             .name("kavro-slow-lane".into())
             .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                LANE_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
                 background_priority();
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()

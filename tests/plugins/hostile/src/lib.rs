@@ -2,7 +2,8 @@
 //! can prove the host contains it:
 //!
 //! - `loop-prime`, `loop-prepare`, `loop-present`, `loop-package`,
-//!   `loop-post`: spin forever in that phase;
+//!   `loop-post`: spin forever in that phase; `busy-prime`: compute for
+//!   about a millisecond in prime, then go on (a long call, not a loop);
 //! - `trap`: panic; `memory`: allocate until refused; `stack`: recurse
 //!   without end;
 //! - `huge-body`: answer with 8 MiB; `headers`: add 5000 response headers;
@@ -37,6 +38,14 @@ fn spin() -> ! {
 }
 
 #[allow(unconditional_recursion)]
+/// About a millisecond of arithmetic.
+fn busy() {
+    let mut i: u64 = 0;
+    for _ in 0..2_000_000u64 {
+        i = std::hint::black_box(i.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+}
+
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 64]);
     recurse(depth + 1) + frame[0]
@@ -47,6 +56,10 @@ impl Prime for Hostile {
         mode.0 = req.header("x-hostile").unwrap_or_default();
         match mode.0.as_str() {
             "loop-prime" => spin(),
+            "busy-prime" => {
+                busy();
+                PrimeOutcome::Continue
+            }
             "trap" => panic!("hostile: trap on purpose"),
             "memory" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
