@@ -37,7 +37,6 @@ fn spin() -> ! {
     }
 }
 
-#[allow(unconditional_recursion)]
 /// About a millisecond of arithmetic.
 fn busy() {
     let mut i: u64 = 0;
@@ -46,6 +45,7 @@ fn busy() {
     }
 }
 
+#[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth; 64]);
     recurse(depth + 1) + frame[0]
