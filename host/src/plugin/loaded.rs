@@ -326,10 +326,9 @@ impl Plugin {
         let limits = &self.settings.limits;
         let mut store = Store::new(
             self.pre.engine(),
-            HostState::new(self.grants.clone(), limits.memory_bytes, limits.max_headers)?,
+            HostState::new(self.grants.clone(), limits)?,
         );
         store.limiter(|s| &mut s.limiter);
-        store.data_mut().worker_cpu = limits.worker_cpu;
         store.epoch_deadline_callback(|mut ctx| {
             if deadline_passed(ctx.data()) {
                 Err(DeadlineExceeded.into())

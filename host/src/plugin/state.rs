@@ -63,18 +63,14 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(
-        grants: Arc<Grants>,
-        memory_bytes: usize,
-        max_headers: usize,
-    ) -> anyhow::Result<HostState> {
+    pub fn new(grants: Arc<Grants>, limits: &crate::config::Limits) -> anyhow::Result<HostState> {
         Ok(HostState {
             // No sockets; environment variables and read-only directories
             // only as granted; nothing else.
             wasi: grants.wasi()?,
             table: ResourceTable::new(),
             limiter: Limiter {
-                memory_bytes,
+                memory_bytes: limits.memory_bytes,
                 memory_hit: false,
             },
             grants,
@@ -86,10 +82,10 @@ impl HostState {
             deadline_tick: u64::MAX,
             call_tick: 0,
             cpu_mark: None,
-            worker_cpu: crate::config::Limits::default().worker_cpu,
+            worker_cpu: limits.worker_cpu,
             headers_added: 0,
             blocking_call: false,
-            max_headers,
+            max_headers: limits.max_headers,
             handle: None,
         })
     }
