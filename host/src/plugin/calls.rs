@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -21,9 +20,6 @@ use super::state::Access;
 fn exported<G>(guest: &Option<G>) -> &G {
     guest.as_ref().expect("called only when exported")
 }
-
-/// A phase call on a borrowed [`Live`], boxed so that it can move threads.
-type GuestCall<'a, R> = Pin<Box<dyn Future<Output = wasmtime::Result<R>> + Send + 'a>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -96,27 +92,25 @@ impl Instance {
     fn enter(&mut self, access: Access, deadline: std::time::Duration) {
         self.store().data_mut().access = access;
         self.arm(deadline);
-        self.call_started = std::time::Instant::now();
         // Cancelled before `leave`: the instance is not reused.
         self.broken = true;
     }
 
     /// Runs one guest call with the instance's store: here while it is
     /// short, on the slow lane once it runs long.
-    async fn call<R, F>(&mut self, f: F) -> wasmtime::Result<R>
+    /// `f` owns the [`Live`] for the call and hands it back with the result,
+    /// so that the whole call is one future that can move threads.
+    async fn call<R, F, Fut>(&mut self, f: F) -> wasmtime::Result<R>
     where
         R: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Live) -> GuestCall<'a, R> + Send + 'static,
+        F: FnOnce(Box<Live>) -> Fut,
+        Fut: Future<Output = (Box<Live>, wasmtime::Result<R>)> + Send + 'static,
     {
-        let mut live = self
+        let live = self
             .live
             .take()
             .expect("an instance whose call was cancelled is never used again");
-        let ((live, r), moved) = slow_lane::run(async move {
-            let r = f(&mut live).await;
-            (live, r)
-        })
-        .await;
+        let ((live, r), moved) = slow_lane::run(f(live)).await;
         self.live = Some(live);
         if moved {
             self.stats
@@ -128,7 +122,7 @@ impl Instance {
 
     /// Lends the request head (and the response head) to the store for one
     /// call, and takes them back after it.
-    async fn call_lent<R, F>(
+    async fn call_lent<R, F, Fut>(
         &mut self,
         req: &mut RequestHeader,
         mut resp: Option<&mut ResponseHeader>,
@@ -136,7 +130,8 @@ impl Instance {
     ) -> wasmtime::Result<R>
     where
         R: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Live) -> GuestCall<'a, R> + Send + 'static,
+        F: FnOnce(Box<Live>) -> Fut,
+        Fut: Future<Output = (Box<Live>, wasmtime::Result<R>)> + Send + 'static,
     {
         self.swap_heads(req, resp.as_deref_mut());
         let r = self.call(f).await;
@@ -167,12 +162,12 @@ impl Instance {
         self.store().data_mut().cache_choice = None;
         self.enter(access, deadline);
         let r = self
-            .call_lent(req, None, move |l| {
-                Box::pin(async move {
-                    let g = exported(&l.guests.prime);
-                    g.call_on_request(&mut l.store, seq, Resource::new_borrow(0))
-                        .await
-                })
+            .call_lent(req, None, move |mut l| async move {
+                let g = exported(&l.guests.prime);
+                let r = g
+                    .call_on_request(&mut l.store, seq, Resource::new_borrow(0))
+                    .await;
+                (l, r)
             })
             .await;
         let choice = self.store().data_mut().cache_choice.take();
@@ -192,12 +187,12 @@ impl Instance {
         };
         self.enter(access, deadline);
         let r = self
-            .call_lent(req, None, move |l| {
-                Box::pin(async move {
-                    let g = exported(&l.guests.prepare);
-                    g.call_on_prepare(&mut l.store, seq, Resource::new_borrow(0))
-                        .await
-                })
+            .call_lent(req, None, move |mut l| async move {
+                let g = exported(&l.guests.prepare);
+                let r = g
+                    .call_on_prepare(&mut l.store, seq, Resource::new_borrow(0))
+                    .await;
+                (l, r)
             })
             .await;
         self.leave(r)
@@ -223,18 +218,18 @@ impl Instance {
         self.store().data_mut().blocking_call = !head_writable;
         let body = body.clone();
         let r = self
-            .call_lent(req, Some(resp), move |l| {
-                Box::pin(async move {
-                    let g = exported(&l.guests.present);
-                    g.call_on_body(
+            .call_lent(req, Some(resp), move |mut l| async move {
+                let g = exported(&l.guests.present);
+                let r = g
+                    .call_on_body(
                         &mut l.store,
                         seq,
                         Resource::new_borrow(0),
                         Resource::new_borrow(0),
                         &body,
                     )
-                    .await
-                })
+                    .await;
+                (l, r)
             })
             .await;
         self.leave(r)
@@ -254,17 +249,17 @@ impl Instance {
         };
         self.enter(access, deadline);
         let r = self
-            .call_lent(req, Some(resp), move |l| {
-                Box::pin(async move {
-                    let g = exported(&l.guests.package);
-                    g.call_on_response(
+            .call_lent(req, Some(resp), move |mut l| async move {
+                let g = exported(&l.guests.package);
+                let r = g
+                    .call_on_response(
                         &mut l.store,
                         seq,
                         Resource::new_borrow(0),
                         Resource::new_borrow(0),
                     )
-                    .await
-                })
+                    .await;
+                (l, r)
             })
             .await;
         self.leave(r)
@@ -281,18 +276,18 @@ impl Instance {
         self.enter(Access::default(), deadline);
         let done = done.clone();
         let r = self
-            .call_lent(req, Some(resp), move |l| {
-                Box::pin(async move {
-                    let g = exported(&l.guests.post);
-                    g.call_on_complete(
+            .call_lent(req, Some(resp), move |mut l| async move {
+                let g = exported(&l.guests.post);
+                let r = g
+                    .call_on_complete(
                         &mut l.store,
                         seq,
                         Resource::new_borrow(0),
                         Resource::new_borrow(0),
                         &done,
                     )
-                    .await
-                })
+                    .await;
+                (l, r)
             })
             .await;
         self.leave(r)

@@ -41,7 +41,12 @@ static TICKER: OnceLock<std::thread::Thread> = OnceLock::new();
 /// Ticks since start, from the clock, so that deadlines hold whatever the
 /// ticker's pace.
 pub fn now_tick() -> u64 {
-    (START.elapsed().as_nanos() / TICK.as_nanos()) as u64
+    tick_at(Instant::now())
+}
+
+/// The tick an instant falls in.
+pub fn tick_at(t: Instant) -> u64 {
+    (t.saturating_duration_since(*START).as_nanos() / TICK.as_nanos()) as u64
 }
 
 /// Held while guest code runs on a worker thread (a phase call or an

@@ -13,7 +13,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
 use super::caps::{Grants, Stores, ALWAYS_GRANTED};
-use super::engine::{now_tick, ticks_for, Runtime, TICK};
+use super::engine::{now_tick, tick_at, ticks_for, Runtime, TICK};
 use super::slow_lane;
 use super::state::HostState;
 use super::stats::PluginStats;
@@ -495,9 +495,12 @@ impl Instance {
 
     /// Starts the deadline clock for one call.
     pub(crate) fn arm(&mut self, deadline: std::time::Duration) {
+        // One clock read serves the deadline and the call's duration.
+        self.call_started = std::time::Instant::now();
+        let call_tick = tick_at(self.call_started);
         let store = self.store();
         let data = store.data_mut();
-        data.call_tick = now_tick();
+        data.call_tick = call_tick;
         data.deadline_tick = data.call_tick + ticks_for(deadline);
         data.headers_added = 0;
         data.cpu_mark = None;
