@@ -193,6 +193,7 @@ impl Admin {
                         "live": s.instances_live.load(Ordering::Relaxed),
                         "pooled": p.pooled(),
                         "created": s.instances_created.load(Ordering::Relaxed),
+                        "replaced_grown": s.instances_grown.load(Ordering::Relaxed),
                     },
                 })
             })

@@ -155,6 +155,29 @@ fn a_long_call_starved_on_the_slow_lane_is_not_failed_for_it() {
 }
 
 #[test]
+fn an_instance_whose_memory_keeps_growing_is_replaced_before_it_fails() {
+    // A MiB leaked per request under a 16 MiB cap: by default the instance
+    // is replaced once it has grown 4 MiB, so no request meets the cap.
+    let host = hostile_host("[limits]\nmemory_mb = 16\n");
+    for _ in 0..40 {
+        assert_eq!(ask(&host, "leak"), (200, "ok\n".to_string()));
+    }
+    let d: serde_json::Value = host.admin_json("/diagnostics");
+    let p = &d["plugins"][0];
+    assert_eq!(p["errors"]["memory"], 0, "{d}");
+    assert!(
+        p["instances"]["replaced_grown"].as_u64().unwrap() >= 8,
+        "{d}"
+    );
+
+    // With replacement off, the same traffic meets the cap.
+    let host = hostile_host("[limits]\nmemory_mb = 16\nmax_growth_mb = 0\n");
+    let failed = (0..40).filter(|_| ask(&host, "leak").0 != 200).count();
+    assert!(failed >= 1, "the leak never met the cap");
+    assert!(failures(&host, "memory") >= 1);
+}
+
+#[test]
 fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
     let host = hostile_host("[limits]\nmemory_mb = 16\n");
     for (mode, kind) in [("trap", "trap"), ("memory", "memory"), ("stack", "trap")] {

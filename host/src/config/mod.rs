@@ -74,6 +74,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub pool_size: usize,
     pub max_uses: u64,
+    /// An instance whose linear memory has grown this much since it was
+    /// created is replaced after its request.
+    pub max_growth_bytes: usize,
     /// `None`: the server's `present_max_bytes`.
     pub max_body_bytes: Option<usize>,
     pub max_headers: usize,
@@ -89,6 +92,7 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             pool_size: 64,
             max_uses: 100_000,
+            max_growth_bytes: 4 << 20,
             max_body_bytes: None,
             max_headers: 100,
             worker_cpu: Duration::from_micros(300),
@@ -608,6 +612,12 @@ pub fn plugin_settings(
     }
     if let Some(n) = p.limits.max_uses {
         l.max_uses = n.max(1);
+    }
+    if let Some(mb) = p.limits.max_growth_mb {
+        l.max_growth_bytes = match mb {
+            0 => usize::MAX,
+            mb => (mb.min(4096) as usize) << 20,
+        };
     }
     if let Some(kb) = p.limits.max_body_kb {
         l.max_body_bytes = Some((kb.min(1 << 30) as usize) << 10);

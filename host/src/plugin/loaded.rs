@@ -405,7 +405,10 @@ impl Plugin {
         let running = super::engine::Running::start();
         let handle = self.pre.instantiate_async(&mut live.store).await?;
         drop(running);
-        live.store.data_mut().handle = Some(handle);
+        let data = live.store.data_mut();
+        data.handle = Some(handle);
+        // Growth counts from the instance's first request on.
+        data.limiter.grown = 0;
         let s = &mut live.store;
         let i = &self.indices;
         live.guests = Guests {
@@ -449,13 +452,22 @@ impl Plugin {
     }
 
     /// Returns an instance after its request; broken, worn-out or
-    /// per-request instances are dropped instead.
+    /// per-request instances are dropped instead, and so are instances
+    /// whose memory keeps growing: a garbage-collected guest (JavaScript)
+    /// grows until its collector runs, and a collection over a heap grown by
+    /// thousands of requests pauses a request for tens of milliseconds,
+    /// where a fresh instance costs about one.
     pub fn give_back(&self, mut instance: Instance) {
         instance.uses += 1;
+        let limits = &self.settings.limits;
         if instance.broken
             || self.settings.isolation == Isolation::Request
-            || instance.uses >= self.settings.limits.max_uses
+            || instance.uses >= limits.max_uses
         {
+            return;
+        }
+        if instance.store().data().limiter.grown >= limits.max_growth_bytes {
+            self.stats.instances_grown.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let mut pool = self.pool.lock();

@@ -72,6 +72,7 @@ impl HostState {
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 memory_hit: false,
+                grown: 0,
             },
             grants,
             req: RequestHeader::build("GET", b"/", Some(0)).expect("static request"),
@@ -105,12 +106,14 @@ impl WasiView for HostState {
 pub struct Limiter {
     memory_bytes: usize,
     pub(crate) memory_hit: bool,
+    /// Bytes of linear memory added since the instance started.
+    pub(crate) grown: usize,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -118,6 +121,7 @@ impl ResourceLimiter for Limiter {
             self.memory_hit = true;
             return Ok(false);
         }
+        self.grown += desired.saturating_sub(current);
         Ok(true)
     }
 

@@ -22,6 +22,8 @@ pub struct PluginStats {
     failures: [AtomicU64; FailureKind::ALL.len()],
     pub instances_live: AtomicUsize,
     pub instances_created: AtomicU64,
+    /// Instances replaced because their memory grew past `max_growth`.
+    pub instances_grown: AtomicU64,
     /// Wall time of each phase call; not registered with Prometheus (a
     /// plugin version comes and goes), read for /diagnostics.
     pub call_seconds: Histogram,
@@ -35,6 +37,7 @@ impl Default for PluginStats {
             failures: Default::default(),
             instances_live: AtomicUsize::new(0),
             instances_created: AtomicU64::new(0),
+            instances_grown: AtomicU64::new(0),
             call_seconds: Histogram::with_opts(
                 HistogramOpts::new("kavro_plugin_call_seconds", "Plugin phase call time")
                     .buckets(CALL_BUCKETS.to_vec()),

@@ -68,6 +68,11 @@ impl Prime for Hostile {
                     std::hint::black_box(&hoard);
                 }
             }
+            "leak" => {
+                // A MiB that is never freed: memory grows with every request.
+                std::mem::forget(std::hint::black_box(vec![1u8; 1 << 20]));
+                PrimeOutcome::Continue
+            }
             "stack" => PrimeOutcome::Respond(Reply::new(200).body(recurse(0).to_string())),
             "bad-uri" => PrimeOutcome::Rewrite("no slash and spaces".into()),
             "denied" => {
