@@ -2,8 +2,14 @@
 //! 200 µs tick while calls run on workers (a long call yields its worker at
 //! each tick and, past its CPU allowance, moves to the slow lane; an idle
 //! host ticks every millisecond), and one linker with every capability.
+//!
+//! Under traffic the workers advance the epoch themselves as calls start,
+//! and the ticker thread, whose every wake-up preempts a worker, only backs
+//! them up: at 200 µs when no worker has advanced it for a millisecond (a
+//! call running alone, or every worker busy in one), else every
+//! millisecond.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -19,9 +25,17 @@ pub const TICK: Duration = Duration::from_micros(100);
 /// How often the epoch advances while no wasm runs.
 const IDLE_TICK: Duration = Duration::from_millis(1);
 
-/// The ticker's pace while calls run on workers: a long call is caught
+/// The epoch's pace while calls run on workers: a long call is caught
 /// within this much of its start. Each tick wakes a thread, so not faster.
 const HOT_TICK: Duration = Duration::from_micros(200);
+
+/// The epoch's pace in ticks, for the workers' own advances.
+const HOT_TICKS: u64 = (HOT_TICK.as_nanos() / TICK.as_nanos()) as u64;
+
+/// The tick at which a worker last advanced the epoch.
+static WORKER_ADVANCED: AtomicU64 = AtomicU64::new(0);
+
+static ENGINE: OnceLock<Engine> = OnceLock::new();
 
 /// How long the ticker keeps its full pace after it last saw a call, so
 /// that steady traffic does not wake it for every call.
@@ -71,6 +85,22 @@ impl Drop for Running {
     }
 }
 
+/// Called as a phase call starts on a worker, at tick `now`: advances the
+/// epoch if no worker has for [`HOT_TICK`], so that a call running long on
+/// another worker is caught by the calls around it.
+pub fn advance(now: u64) {
+    let last = WORKER_ADVANCED.load(Ordering::Relaxed);
+    if now >= last + HOT_TICKS
+        && WORKER_ADVANCED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        if let Some(e) = ENGINE.get() {
+            e.increment_epoch();
+        }
+    }
+}
+
 pub fn ticks_for(d: Duration) -> u64 {
     (d.as_micros() / TICK.as_micros()).max(1) as u64
 }
@@ -89,6 +119,7 @@ impl Runtime {
         }
         let r = Arc::new(Runtime::new()?);
         let r = RUNTIME.get_or_init(|| r).clone();
+        let _ = ENGINE.set(r.engine.clone());
         start_ticker(r.engine.clone());
         Ok(r)
     }
@@ -139,7 +170,9 @@ fn start_ticker(engine: Engine) {
                     hot_until = Instant::now() + HOT_FOR;
                 }
                 if Instant::now() < hot_until {
-                    std::thread::sleep(HOT_TICK);
+                    let workers_advance =
+                        now_tick() < WORKER_ADVANCED.load(Ordering::Relaxed) + 2 * HOT_TICKS;
+                    std::thread::sleep(if workers_advance { IDLE_TICK } else { HOT_TICK });
                 } else {
                     IDLE.store(true, Ordering::SeqCst);
                     if RUNNING.load(Ordering::SeqCst) == 0 {

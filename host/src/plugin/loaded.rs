@@ -510,6 +510,7 @@ impl Instance {
         // One clock read serves the deadline and the call's duration.
         self.call_started = std::time::Instant::now();
         let call_tick = tick_at(self.call_started);
+        super::engine::advance(call_tick);
         let store = self.store();
         let data = store.data_mut();
         data.call_tick = call_tick;
