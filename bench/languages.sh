@@ -5,7 +5,7 @@
 #      pooled instance and with isolation = "request";
 #   2. through kavro-host on loopback: requests/s with wrk, beside the host
 #      with no plugin.
-#   ./dev.sh bench-lang        BENCH_SECONDS=5 BENCH_CONNECTIONS=64 ./dev.sh bench-lang
+#   ./dev.sh bench-lang        BENCH_SECONDS=5 BENCH_CONNECTIONS=64 BENCH_ROUNDS=3 ./dev.sh bench-lang
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,10 +22,14 @@ python3 sdk/python/kavro-py build bench/plugins/echo_header.py -o "$WORK/python.
 sdk/js/kavro-js build bench/plugins/echo_header.ts -o "$WORK/typescript.wasm" >/dev/null
 
 LANGS=(rust c python typescript)
-echo "in process, per request (checkout, package call, give back):" >&2
-for l in "${LANGS[@]}"; do
-    n=200000; [ "$l" = python ] || [ "$l" = typescript ] && n=20000
-    "$BIN/examples/phase_cost" "$WORK/$l.wasm" "$n" | sed "s|^$WORK/$l.wasm|$l|" >> "$WORK/cost"
+RUNS=${BENCH_ROUNDS:-3}
+echo "in process, per request (checkout, package call, give back), $RUNS interleaved runs:" >&2
+for r in $(seq "$RUNS"); do
+    for l in "${LANGS[@]}"; do
+        n=200000; [ "$l" = python ] || [ "$l" = typescript ] && n=20000
+        KAVRO_CACHE_DIR="$WORK/cache" "$BIN/examples/phase_cost" "$WORK/$l.wasm" "$n" \
+            | sed "s|^$WORK/$l.wasm|$l|" >> "$WORK/cost"
+    done
 done
 
 port=18400
@@ -51,13 +55,13 @@ CONF
 done
 
 echo
-echo "per-language plugin cost: $(nproc) cores, $(date -u +%F); in-process means of 200000 (Rust, C) or 20000 (Python, TS) warm requests, a tenth as many fresh; wrk ${SECONDS_EACH}s, $CONNS connections"
+echo "per-language plugin cost: $(nproc) cores, $(date -u +%F); in process: the median over $RUNS runs of each run's median of 10 batch means over 200000 (Rust, C) or 20000 (Python, TS) warm requests, a tenth as many fresh; wrk ${SECONDS_EACH}s, $CONNS connections"
 printf "%-12s %14s %16s %10s %10s\n" language "warm us/req" "fresh us/req" "req/s" "vs none"
 none=$(awk '$1=="none" {print $2}' "$WORK/rps")
 printf "%-12s %14s %16s %10.0f %9.2fx\n" none - - "$none" 1
 for l in "${LANGS[@]}"; do
-    warm=$(awk -v l="$l" '$1==l && /Pooled/ {print $(NF-3)}' "$WORK/cost")
-    fresh=$(awk -v l="$l" '$1==l && /Request/ {print $(NF-3)}' "$WORK/cost")
+    warm=$(awk -v l="$l" '$1==l && /Pooled/ {print $(NF-3)}' "$WORK/cost" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    fresh=$(awk -v l="$l" '$1==l && /Request/ {print $(NF-3)}' "$WORK/cost" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     rps=$(awk -v l="$l" '$1==l {print $2}' "$WORK/rps")
     printf "%-12s %14s %16s %10.0f %9.2fx\n" "$l" "$warm" "$fresh" "$rps" "$(awk -v a="$rps" -v b="$none" 'BEGIN {print a/b}')"
 done
