@@ -20,7 +20,8 @@ use crate::Active;
 
 /// Logs go to stderr through a writer thread, so a request never waits on
 /// a log write; when the writer falls behind, callers wait rather than
-/// lines being dropped.
+/// lines being dropped. The thread writes what is queued, then flushes: one
+/// write for a burst of access-log lines, not one per line.
 fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
@@ -28,7 +29,7 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("kavro-log")
-        .finish(std::io::stderr());
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
