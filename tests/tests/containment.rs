@@ -157,7 +157,8 @@ fn a_long_call_starved_on_the_slow_lane_is_not_failed_for_it() {
 #[test]
 fn an_instance_whose_memory_keeps_growing_is_replaced_before_it_fails() {
     // A MiB leaked per request under a 16 MiB cap: by default the instance
-    // is replaced once it has grown 4 MiB, so no request meets the cap.
+    // is replaced once it has grown 4 MiB after its first request, so no
+    // request meets the cap.
     let host = hostile_host("[limits]\nmemory_mb = 16\n");
     for _ in 0..40 {
         assert_eq!(ask(&host, "leak"), (200, "ok\n".to_string()));
@@ -166,7 +167,7 @@ fn an_instance_whose_memory_keeps_growing_is_replaced_before_it_fails() {
     let p = &d["plugins"][0];
     assert_eq!(p["errors"]["memory"], 0, "{d}");
     assert!(
-        p["instances"]["replaced_grown"].as_u64().unwrap() >= 8,
+        p["instances"]["replaced_grown"].as_u64().unwrap() >= 6,
         "{d}"
     );
 

@@ -74,8 +74,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     pub pool_size: usize,
     pub max_uses: u64,
-    /// An instance whose linear memory has grown this much since it was
-    /// created is replaced after its request.
+    /// An instance whose linear memory has grown this much since its first
+    /// request is replaced after a request.
     pub max_growth_bytes: usize,
     /// `None`: the server's `present_max_bytes`.
     pub max_body_bytes: Option<usize>,

@@ -281,8 +281,8 @@ pub struct LimitsSection {
     pub memory_mb: Option<u64>,
     pub pool_size: Option<usize>,
     pub max_uses: Option<u64>,
-    /// Linear-memory growth (MiB) after which an instance is replaced
-    /// between requests; 0 never.
+    /// Linear-memory growth (MiB) after an instance's first request past
+    /// which it is replaced between requests; 0 never.
     pub max_growth_mb: Option<u64>,
     /// Largest body the plugin's prepare or present may produce; default
     /// `server.present_max_bytes`.

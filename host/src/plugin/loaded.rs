@@ -318,7 +318,8 @@ impl Plugin {
                 how.join(" and ")
             );
         }
-        plugin.give_back(first);
+        // Describing itself is not a request: pooled without counting a use.
+        plugin.keep(first);
         Ok(plugin)
     }
 
@@ -407,8 +408,6 @@ impl Plugin {
         drop(running);
         let data = live.store.data_mut();
         data.handle = Some(handle);
-        // Growth counts from the instance's first request on.
-        data.limiter.grown = 0;
         let s = &mut live.store;
         let i = &self.indices;
         live.guests = Guests {
@@ -460,14 +459,26 @@ impl Plugin {
     pub fn give_back(&self, mut instance: Instance) {
         instance.uses += 1;
         let limits = &self.settings.limits;
-        if instance.broken
-            || self.settings.isolation == Isolation::Request
-            || instance.uses >= limits.max_uses
-        {
+        if instance.broken || instance.uses >= limits.max_uses {
             return;
         }
-        if instance.store().data().limiter.grown >= limits.max_growth_bytes {
+        let first = instance.uses == 1;
+        let limiter = &mut instance.store().data_mut().limiter;
+        if first {
+            // What the first request allocated is the plugin setting up
+            // (tables built on first use); growth counts from here.
+            limiter.grown = 0;
+        } else if limiter.grown >= limits.max_growth_bytes {
             self.stats.instances_grown.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.keep(instance);
+    }
+
+    /// Pools a healthy instance, unless each request gets a fresh one or
+    /// the pool is full.
+    fn keep(&self, mut instance: Instance) {
+        if self.settings.isolation == Isolation::Request {
             return;
         }
         let mut pool = self.pool.lock();

@@ -106,7 +106,7 @@ impl WasiView for HostState {
 pub struct Limiter {
     memory_bytes: usize,
     pub(crate) memory_hit: bool,
-    /// Bytes of linear memory added since the instance started.
+    /// Bytes of linear memory added since the instance's first request.
     pub(crate) grown: usize,
 }
 
