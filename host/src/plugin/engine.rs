@@ -5,9 +5,8 @@
 //!
 //! Under traffic the workers advance the epoch themselves as calls start,
 //! and the ticker thread, whose every wake-up preempts a worker, only backs
-//! them up: at 200 µs when no worker has advanced it for a millisecond (a
-//! call running alone, or every worker busy in one), else every
-//! millisecond.
+//! them up: at 200 µs when no worker has advanced it for 400 µs (a call
+//! running alone, or every worker busy in one), else every millisecond.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, OnceLock};
@@ -35,7 +34,7 @@ const HOT_TICKS: u64 = (HOT_TICK.as_nanos() / TICK.as_nanos()) as u64;
 /// The tick at which a worker last advanced the epoch.
 static WORKER_ADVANCED: AtomicU64 = AtomicU64::new(0);
 
-static ENGINE: OnceLock<Engine> = OnceLock::new();
+static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
 
 /// How long the ticker keeps its full pace after it last saw a call, so
 /// that steady traffic does not wake it for every call.
@@ -95,8 +94,8 @@ pub fn advance(now: u64) {
             .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     {
-        if let Some(e) = ENGINE.get() {
-            e.increment_epoch();
+        if let Some(r) = RUNTIME.get() {
+            r.engine.increment_epoch();
         }
     }
 }
@@ -113,13 +112,11 @@ pub struct Runtime {
 impl Runtime {
     /// The process-wide runtime; the first call starts the epoch ticker.
     pub fn get() -> anyhow::Result<Arc<Runtime>> {
-        static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
         if let Some(r) = RUNTIME.get() {
             return Ok(r.clone());
         }
         let r = Arc::new(Runtime::new()?);
         let r = RUNTIME.get_or_init(|| r).clone();
-        let _ = ENGINE.set(r.engine.clone());
         start_ticker(r.engine.clone());
         Ok(r)
     }
