@@ -274,7 +274,10 @@ impl FastCgi {
     fn params<'a>(&'a self, r: &'a CgiRequest<'a>, script: &'a Script) -> Params<'a> {
         let req = r.req;
         let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut p = Params::default()
+        let mut p = Params::default();
+        // The CGI variables below and one per request header, without regrowth.
+        p.reserve(24 + req.headers.keys_len() + self.s.params.len());
+        let mut p = p
             .gateway_interface("CGI/1.1")
             .server_software(concat!("kavro/", env!("CARGO_PKG_VERSION")))
             .server_protocol(if r.http2 { "HTTP/2.0" } else { "HTTP/1.1" })
@@ -314,18 +317,28 @@ impl FastCgi {
             if name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH || name == "proxy" {
                 continue;
             }
-            let sep = if name == header::COOKIE { "; " } else { ", " };
-            let value = req
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                .collect::<Vec<_>>()
-                .join(sep);
-            let key = format!(
-                "HTTP_{}",
-                name.as_str().to_ascii_uppercase().replace('-', "_")
-            );
+            let mut values = req.headers.get_all(name).iter();
+            let first = values.next().map(|v| String::from_utf8_lossy(v.as_bytes()));
+            let value = match values.next() {
+                // One value, as nearly always: borrowed, not copied.
+                None => first.unwrap_or_default(),
+                Some(second) => {
+                    let sep = if name == header::COOKIE { "; " } else { ", " };
+                    let rest = std::iter::once(second).chain(values);
+                    first
+                        .into_iter()
+                        .chain(rest.map(|v| String::from_utf8_lossy(v.as_bytes())))
+                        .collect::<Vec<_>>()
+                        .join(sep)
+                        .into()
+                }
+            };
+            let mut key = String::with_capacity(5 + name.as_str().len());
+            key.push_str("HTTP_");
+            key.extend(name.as_str().chars().map(|c| match c {
+                '-' => '_',
+                c => c.to_ascii_uppercase(),
+            }));
             p = p.custom(key, value);
         }
         for (k, v) in &self.s.params {
@@ -560,14 +573,46 @@ mod tests {
     }
 
     #[test]
-    fn script_resolution_stays_in_the_root() {
-        let dir = std::env::temp_dir().join(format!("kavro-fcgi-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("blog")).unwrap();
-        std::fs::write(dir.join("index.php"), "").unwrap();
-        std::fs::write(dir.join("blog/post.php"), "").unwrap();
-        let f = FastCgi::new(Settings {
+    fn request_headers_become_http_params() {
+        let dir = std::env::temp_dir().join(format!("kavro-fcgi-params-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = FastCgi::new(settings(dir.clone())).unwrap();
+        let mut req = RequestHeader::build("GET", b"/a.php?q=1", None).unwrap();
+        req.append_header("cookie", "a=1").unwrap();
+        req.append_header("cookie", "b=2").unwrap();
+        req.append_header("x-multi", "one").unwrap();
+        req.append_header("x-multi", "two").unwrap();
+        req.append_header("x-single-value", "only").unwrap();
+        req.append_header("proxy", "http://evil").unwrap();
+        let r = CgiRequest {
+            req: &req,
+            body: Bytes::new(),
+            host: "example.test",
+            client: None,
+            server: None,
+            https: false,
+            http2: false,
+            request_id: "id",
+        };
+        let script = Script {
+            name: "/a.php".into(),
+            path_info: String::new(),
+            filename: dir.join("a.php"),
+        };
+        let p = f.params(&r, &script);
+        let get = |k: &str| p.get(k).map(|v| v.to_string());
+        assert_eq!(get("HTTP_COOKIE").as_deref(), Some("a=1; b=2"));
+        assert_eq!(get("HTTP_X_MULTI").as_deref(), Some("one, two"));
+        assert_eq!(get("HTTP_X_SINGLE_VALUE").as_deref(), Some("only"));
+        assert_eq!(get("HTTP_PROXY"), None);
+        assert_eq!(get("QUERY_STRING").as_deref(), Some("q=1"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn settings(root: PathBuf) -> Settings {
+        Settings {
             address: Address::parse("/nowhere.sock"),
-            root: dir.clone(),
+            root,
             index: vec!["index.php".into()],
             extension: ".php".into(),
             split_path_info: true,
@@ -579,8 +624,16 @@ mod tests {
             max_request_bytes: 1 << 20,
             max_response_bytes: 1 << 20,
             params: vec![],
-        })
-        .unwrap();
+        }
+    }
+
+    #[test]
+    fn script_resolution_stays_in_the_root() {
+        let dir = std::env::temp_dir().join(format!("kavro-fcgi-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("blog")).unwrap();
+        std::fs::write(dir.join("index.php"), "").unwrap();
+        std::fs::write(dir.join("blog/post.php"), "").unwrap();
+        let f = FastCgi::new(settings(dir.clone())).unwrap();
         let s = f.script("/blog/post.php/a/b").unwrap();
         assert_eq!(
             (s.name.as_str(), s.path_info.as_str()),
