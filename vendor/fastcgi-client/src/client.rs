@@ -21,7 +21,7 @@
 use crate::{
     ClientError, ClientResult, Response,
     conn::{KeepAlive, Mode, ShortConn},
-    io::{self, AsyncRead, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     meta::{BeginRequestRec, EndRequestRec, Header, ParamPairs, RequestType, Role},
     params::Params,
     request::Request,
@@ -375,18 +375,6 @@ async fn handle_request_params<S: AsyncWrite + Unpin>(
     )
     .await?;
 
-    Header::write_to_stream_batches(
-        RequestType::Params,
-        id,
-        stream,
-        &mut io::empty(),
-        Some(|header| {
-            debug!(id, ?header, "Send to stream for Params.");
-            header
-        }),
-    )
-    .await?;
-
     Ok(())
 }
 
@@ -405,18 +393,6 @@ async fn handle_request_body<S: AsyncWrite + Unpin, I: AsyncRead + Unpin>(
         id,
         stream,
         body,
-        Some(|header| {
-            debug!(id, ?header, "Send to stream for Stdin.");
-            header
-        }),
-    )
-    .await?;
-
-    Header::write_to_stream_batches(
-        RequestType::Stdin,
-        id,
-        stream,
-        &mut io::empty(),
         Some(|header| {
             debug!(id, ?header, "Send to stream for Stdin.");
             header

@@ -142,22 +142,20 @@ impl Header {
         let mut buf = RECORD_BUF
             .take()
             .unwrap_or_else(|| vec![0; MAX_LENGTH].into_boxed_slice());
-        let mut had_written = false;
-
+        // The content's records, then the empty record that ends the
+        // stream: exactly one, also after empty content. (Patched in Kavro:
+        // an empty body used to be sent as two empty records.)
         loop {
             let read = content.read(&mut buf).await?;
-            if had_written && read == 0 {
-                break;
-            }
-
             let chunk = &buf[..read];
             let mut header = Self::new(r#type.clone(), request_id, chunk);
             if let Some(ref f) = before_write {
                 header = f(header);
             }
             header.write_to_stream(writer, chunk).await?;
-
-            had_written = true;
+            if read == 0 {
+                break;
+            }
         }
         RECORD_BUF.set(Some(buf));
         Ok(())
