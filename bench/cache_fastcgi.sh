@@ -2,8 +2,9 @@
 # Cache hits and FastCGI, all peers in one run:
 #   cache hits: kavro-host (proxy route with a cache) against Varnish, both
 #   in front of the same origin, every request a hit after the warm-up;
-#   FastCGI: kavro-host's fastcgi action against nginx fastcgi_pass, both to
-#   the same php-fpm pool running a hello-world script.
+#   FastCGI: kavro-host's fastcgi action against nginx fastcgi_pass (stock,
+#   and with kept-alive connections for reference), all to the same php-fpm
+#   pool running a hello-world script.
 # Loopback only; every load run is bounded by BENCH_SECONDS.
 #
 #   ./dev.sh bench-cache
@@ -27,6 +28,7 @@ VARNISH=127.0.0.1:18182
 KCACHE=127.0.0.1:18183
 NGINX_FCGI=127.0.0.1:18184
 KFCGI=127.0.0.1:18185
+NGINX_FCGI_KA=127.0.0.1:18186
 FPM_SOCK=$WORK/fpm.sock
 
 # The origin: nginx answering a fixed 1 KiB body, cacheable for 10 minutes.
@@ -79,6 +81,26 @@ CONF
 )"
 nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
 
+# For reference: the same, keeping its php-fpm connections alive as Kavro
+# does (not the stock setup). Idle ones close soon after its turn, like
+# Kavro's, so that the next turn finds the pool free.
+mkdir -p "$WORK/nginx-ka"
+nginx_config "$WORK/nginx-ka.conf" $FCGI_WORKERS "$(cat <<CONF
+    upstream fpm { server unix:$FPM_SOCK; keepalive $PHP_CHILDREN; keepalive_timeout 300ms; }
+    server {
+        listen $NGINX_FCGI_KA;
+        root $WORK/app;
+        location ~ \.php$ {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
+            fastcgi_keep_conn on;
+            fastcgi_pass fpm;
+        }
+    }
+CONF
+)"
+nginx -c "$WORK/nginx-ka.conf" -p "$WORK/nginx-ka" & PIDS+=($!)
+
 cat > "$WORK/cache.toml" <<CONF
 [server]
 listen = ["$KCACHE"]
@@ -107,7 +129,7 @@ mkdir -p "$WORK/none"
 KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/cache.toml" --plugins "$WORK/none" >"$WORK/kcache.log" 2>&1 & PIDS+=($!)
 KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/fcgi.toml" --plugins "$WORK/none" >"$WORK/kfcgi.log" 2>&1 & PIDS+=($!)
 
-for a in $ORIGIN $VARNISH $NGINX_FCGI $KCACHE $KFCGI; do wait_port "$a"; done
+for a in $ORIGIN $VARNISH $NGINX_FCGI $NGINX_FCGI_KA $KCACHE $KFCGI; do wait_port "$a"; done
 for _ in $(seq 1 100); do [ -S "$FPM_SOCK" ] && break; sleep 0.05; done
 
 # Fill both caches and check every server answers what it should.
@@ -116,34 +138,40 @@ curl -fsS -D - "http://$KCACHE/page" -o /dev/null | grep -qi '^x-kavro-cache: HI
     || { echo "kavro did not answer from its cache" >&2; exit 1; }
 curl -fsS -D - "http://$VARNISH/page" -o /dev/null | grep -qi '^age: ' \
     || { echo "varnish did not answer from its cache" >&2; exit 1; }
-for a in $NGINX_FCGI $KFCGI; do
+for a in $NGINX_FCGI $NGINX_FCGI_KA $KFCGI; do
     [ "$(curl -fsS "http://$a/hello.php")" = "hello from php" ] \
         || { echo "$a did not run hello.php" >&2; exit 1; }
+    sleep 0.5
 done
 
-for u in "http://$VARNISH/page" "http://$KCACHE/page" "http://$NGINX_FCGI/hello.php" "http://$KFCGI/hello.php"; do
+for u in "http://$VARNISH/page" "http://$KCACHE/page" "http://$NGINX_FCGI/hello.php" "http://$NGINX_FCGI_KA/hello.php" "http://$KFCGI/hello.php"; do
     wrk -t1 -c"$CONNS" -d2s "$u" >/dev/null 2>&1
+    sleep 0.5
 done
 ROUNDS_FILE=$WORK/rounds
 : > "$ROUNDS_FILE"
 for r in $(seq 1 "$ROUNDS"); do
     load varnish-hit "http://$VARNISH/page" >> "$ROUNDS_FILE"
     load kavro-hit "http://$KCACHE/page" >> "$ROUNDS_FILE"
-    load nginx-fastcgi "http://$NGINX_FCGI/hello.php" >> "$ROUNDS_FILE"
-    load kavro-fastcgi "http://$KFCGI/hello.php" >> "$ROUNDS_FILE"
+    # Each FastCGI turn starts after the last one's kept-alive connections
+    # have closed (300 ms idle), with every php-fpm worker free.
+    sleep 0.5; load nginx-fastcgi "http://$NGINX_FCGI/hello.php" >> "$ROUNDS_FILE"
+    sleep 0.5; load nginx-fastcgi-keepalive "http://$NGINX_FCGI_KA/hello.php" >> "$ROUNDS_FILE"
+    sleep 0.5; load kavro-fastcgi "http://$KFCGI/hello.php" >> "$ROUNDS_FILE"
     echo "round $r of $ROUNDS done" >&2
 done
 RESULTS=$WORK/results
-median_rounds "$ROUNDS_FILE" varnish-hit kavro-hit nginx-fastcgi kavro-fastcgi > "$RESULTS"
+median_rounds "$ROUNDS_FILE" varnish-hit kavro-hit nginx-fastcgi nginx-fastcgi-keepalive kavro-fastcgi > "$RESULTS"
 
 echo
 echo "cache + fastcgi benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, $PHP_CHILDREN php-fpm workers, $FCGI_WORKERS fastcgi proxy worker(s), $(date -u +%F)"
 awk '
     { name[NR]=$1; rps[NR]=$2; p50[NR]=$3; p99[NR]=$4; by[$1]=$2 }
     END {
-        printf "%-16s %12s %10s %10s\n", "server", "req/s", "p50 us", "p99 us"
+        printf "%-24s %12s %10s %10s\n", "server", "req/s", "p50 us", "p99 us"
         for (i = 1; i <= NR; i++)
-            printf "%-16s %12.0f %10.0f %10.0f\n", name[i], rps[i], p50[i], p99[i]
+            printf "%-24s %12.0f %10.0f %10.0f\n", name[i], rps[i], p50[i], p99[i]
         printf "\nkavro cache hits / varnish hits:       %.3f  (target >= 1.0)\n", by["kavro-hit"]/by["varnish-hit"]
         printf "kavro fastcgi / nginx fastcgi_pass:    %.3f  (target >= 1.0)\n", by["kavro-fastcgi"]/by["nginx-fastcgi"]
+        printf "kavro fastcgi / nginx with keep-alive: %.3f  (reference)\n", by["kavro-fastcgi"]/by["nginx-fastcgi-keepalive"]
     }' "$RESULTS"
