@@ -66,40 +66,35 @@ CONF
 FPM=$(ls /usr/sbin/php-fpm* 2>/dev/null | head -1)
 "$FPM" --nodaemonize --fpm-config "$WORK/fpm.conf" -n >/dev/null 2>&1 & PIDS+=($!)
 
-# nginx fastcgi_pass, as the Debian snippet sets it up.
-nginx_config "$WORK/nginx.conf" $FCGI_WORKERS "$(cat <<CONF
+# nginx_fastcgi NAME LISTEN PASS [UPSTREAM_BLOCK [LOCATION_EXTRA]]: an
+# nginx in $WORK/NAME passing *.php to PASS with Debian's fastcgi_params.
+nginx_fastcgi() {
+    mkdir -p "$WORK/$1"
+    nginx_config "$WORK/$1.conf" $FCGI_WORKERS "$(cat <<CONF
+    ${4:-}
     server {
-        listen $NGINX_FCGI;
+        listen $2;
         root $WORK/app;
         location ~ \.php$ {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_pass unix:$FPM_SOCK;
+            ${5:-}
+            fastcgi_pass $3;
         }
     }
 CONF
 )"
-nginx -c "$WORK/nginx.conf" -p "$WORK/nginx" & PIDS+=($!)
+    nginx -c "$WORK/$1.conf" -p "$WORK/$1" & PIDS+=($!)
+}
 
+# nginx fastcgi_pass, as the Debian snippet sets it up.
+nginx_fastcgi nginx "$NGINX_FCGI" "unix:$FPM_SOCK"
 # For reference: the same, keeping its php-fpm connections alive as Kavro
 # does (not the stock setup). Idle ones close soon after its turn, like
 # Kavro's, so that the next turn finds the pool free.
-mkdir -p "$WORK/nginx-ka"
-nginx_config "$WORK/nginx-ka.conf" $FCGI_WORKERS "$(cat <<CONF
-    upstream fpm { server unix:$FPM_SOCK; keepalive $PHP_CHILDREN; keepalive_timeout 300ms; }
-    server {
-        listen $NGINX_FCGI_KA;
-        root $WORK/app;
-        location ~ \.php$ {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
-            fastcgi_keep_conn on;
-            fastcgi_pass fpm;
-        }
-    }
-CONF
-)"
-nginx -c "$WORK/nginx-ka.conf" -p "$WORK/nginx-ka" & PIDS+=($!)
+nginx_fastcgi nginx-ka "$NGINX_FCGI_KA" fpm \
+    "upstream fpm { server unix:$FPM_SOCK; keepalive $PHP_CHILDREN; keepalive_timeout 300ms; }" \
+    "fastcgi_keep_conn on;"
 
 cat > "$WORK/cache.toml" <<CONF
 [server]
