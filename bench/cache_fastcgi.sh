@@ -149,10 +149,12 @@ for r in $(seq 1 "$ROUNDS"); do
     load varnish-hit "http://$VARNISH/page" >> "$ROUNDS_FILE"
     load kavro-hit "http://$KCACHE/page" >> "$ROUNDS_FILE"
     # Each FastCGI turn starts after the last one's kept-alive connections
-    # have closed (300 ms idle), with every php-fpm worker free.
+    # have closed (300 ms idle), with every php-fpm worker free. The
+    # reference peer goes last: the connections it leaves queued in
+    # php-fpm's backlog drain during the cache turns, not a measured one.
     sleep 0.5; load nginx-fastcgi "http://$NGINX_FCGI/hello.php" >> "$ROUNDS_FILE"
-    sleep 0.5; load nginx-fastcgi-keepalive "http://$NGINX_FCGI_KA/hello.php" >> "$ROUNDS_FILE"
     sleep 0.5; load kavro-fastcgi "http://$KFCGI/hello.php" >> "$ROUNDS_FILE"
+    sleep 0.5; load nginx-fastcgi-keepalive "http://$NGINX_FCGI_KA/hello.php" >> "$ROUNDS_FILE"
     echo "round $r of $ROUNDS done" >&2
 done
 RESULTS=$WORK/results
