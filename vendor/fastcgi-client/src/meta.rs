@@ -118,7 +118,9 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// Writes data to a stream in batches with proper FastCGI headers.
+    /// Writes a whole stream: `content` in records with proper FastCGI
+    /// headers, then the one empty record that ends the stream (patched in
+    /// Kavro: callers no longer write that record themselves).
     ///
     /// # Arguments
     ///
@@ -142,9 +144,6 @@ impl Header {
         let mut buf = RECORD_BUF
             .take()
             .unwrap_or_else(|| vec![0; MAX_LENGTH].into_boxed_slice());
-        // The content's records, then the empty record that ends the
-        // stream: exactly one, also after empty content. (Patched in Kavro:
-        // an empty body used to be sent as two empty records.)
         loop {
             let read = content.read(&mut buf).await?;
             let chunk = &buf[..read];
