@@ -341,9 +341,7 @@ impl Plugin {
                 // Judged by the CPU time the call used since its first tick,
                 // not the clock: a short call that a tick (or the OS
                 // pausing the thread) caught runs on undisturbed.
-                let cpu = slow_lane::thread_cpu_time();
-                let mark = *ctx.data_mut().cpu_mark.get_or_insert(cpu);
-                let used = cpu.saturating_sub(mark);
+                let used = ctx.data_mut().cpu.sample();
                 if used < TICK {
                     return Ok(UpdateDeadline::Continue(1));
                 }
@@ -527,7 +525,7 @@ impl Instance {
         data.call_tick = call_tick;
         data.deadline_tick = data.call_tick + ticks_for(deadline);
         data.headers_added = 0;
-        data.cpu_mark = None;
+        data.cpu = Default::default();
         store.set_epoch_deadline(1);
     }
 }

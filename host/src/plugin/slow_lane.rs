@@ -116,8 +116,36 @@ fn run_queue_wait(schedstat: &str) -> Option<u64> {
         .ok()
 }
 
+/// The CPU time a call has used on the workers, summed from its ticks.
+/// Work stealing may resume a yielded call on another worker, whose thread
+/// clock is another clock: each stretch is measured on one thread, and the
+/// first tick on a new thread only starts a stretch.
+#[derive(Debug, Default)]
+pub struct CpuMeter {
+    used: std::time::Duration,
+    last: Option<(usize, std::time::Duration)>,
+}
+
+impl CpuMeter {
+    /// The CPU time used so far, read at a tick on the calling thread.
+    pub fn sample(&mut self) -> std::time::Duration {
+        thread_local! {
+            static ANCHOR: u8 = const { 0 };
+        }
+        let thread = ANCHOR.with(|a| a as *const u8 as usize);
+        let now = thread_cpu_time();
+        if let Some((t, then)) = self.last {
+            if t == thread {
+                self.used += now.saturating_sub(then);
+            }
+        }
+        self.last = Some((thread, now));
+        self.used
+    }
+}
+
 /// CPU time the calling thread has used.
-pub fn thread_cpu_time() -> std::time::Duration {
+fn thread_cpu_time() -> std::time::Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

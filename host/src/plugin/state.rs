@@ -47,8 +47,9 @@ pub struct HostState {
     pub(crate) deadline_tick: u64,
     /// Engine tick at which the current call started.
     pub(crate) call_tick: u64,
-    /// The worker thread's CPU time at the call's first tick.
-    pub(crate) cpu_mark: Option<std::time::Duration>,
+    /// CPU time the current call has used on the workers since its first
+    /// tick.
+    pub(crate) cpu: super::slow_lane::CpuMeter,
     /// CPU time a call may use on a worker before it moves to the slow lane.
     pub(crate) worker_cpu: std::time::Duration,
     /// Headers added during the current call, bounded by the plugin's limit.
@@ -82,7 +83,7 @@ impl HostState {
             cache_choice: None,
             deadline_tick: u64::MAX,
             call_tick: 0,
-            cpu_mark: None,
+            cpu: Default::default(),
             worker_cpu: limits.worker_cpu,
             headers_added: 0,
             blocking_call: false,
