@@ -3,7 +3,7 @@
 //!
 //! - `loop-prime`, `loop-prepare`, `loop-present`, `loop-package`,
 //!   `loop-post`: spin forever in that phase; `busy-prime`: compute for
-//!   about a millisecond in prime, then go on (a long call, not a loop);
+//!   about three milliseconds in prime, then go on (a long call, not a loop);
 //! - `trap`: panic; `memory`: allocate until refused; `stack`: recurse
 //!   without end;
 //! - `huge-body`: answer with 8 MiB; `headers`: add 5000 response headers;
@@ -37,10 +37,12 @@ fn spin() -> ! {
     }
 }
 
-/// About a millisecond of arithmetic.
+/// About three milliseconds of arithmetic: past the 300 µs a call may
+/// compute on a worker whatever the phase of the epoch's ticks (up to a
+/// millisecond apart) when it starts, and far inside a 50 ms deadline.
 fn busy() {
     let mut i: u64 = 0;
-    for _ in 0..2_000_000u64 {
+    for _ in 0..6_000_000u64 {
         i = std::hint::black_box(i.wrapping_mul(6364136223846793005).wrapping_add(1));
     }
 }
