@@ -2,9 +2,11 @@
 # Cache hits and FastCGI, all peers in one run:
 #   cache hits: kavro-host (proxy route with a cache) against Varnish, both
 #   in front of the same origin, every request a hit after the warm-up;
-#   FastCGI: kavro-host's fastcgi action against nginx fastcgi_pass (stock,
-#   and with kept-alive connections for reference), all to the same php-fpm
-#   pool running a hello-world script.
+#   FastCGI: kavro-host's fastcgi action against nginx fastcgi_pass, both to
+#   the same php-fpm pool running a hello-world script; with
+#   BENCH_FASTCGI_KEEPALIVE=1 also, for reference, nginx keeping its php-fpm
+#   connections alive (not the stock setup; it shares the pool, so it is
+#   off by default and cannot disturb the measured pair).
 # Loopback only; every load run is bounded by BENCH_SECONDS.
 #
 #   ./dev.sh bench-cache
@@ -20,6 +22,7 @@ ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 PHP_CHILDREN=${BENCH_PHP_CHILDREN:-4}
 FCGI_WORKERS=${BENCH_FASTCGI_WORKERS:-1}
+KEEPALIVE_PEER=${BENCH_FASTCGI_KEEPALIVE:-0}
 source "$ROOT/bench/lib.sh"
 bench_workdir
 
@@ -92,9 +95,13 @@ nginx_fastcgi nginx "$NGINX_FCGI" "unix:$FPM_SOCK"
 # For reference: the same, keeping its php-fpm connections alive as Kavro
 # does (not the stock setup). Idle ones close soon after its turn, like
 # Kavro's, so that the next turn finds the pool free.
-nginx_fastcgi nginx-ka "$NGINX_FCGI_KA" fpm \
-    "upstream fpm { server unix:$FPM_SOCK; keepalive $PHP_CHILDREN; keepalive_timeout 300ms; }" \
-    "fastcgi_keep_conn on;"
+FCGI_PEERS=("$NGINX_FCGI" "$KFCGI")
+if [ "$KEEPALIVE_PEER" = 1 ]; then
+    nginx_fastcgi nginx-ka "$NGINX_FCGI_KA" fpm \
+        "upstream fpm { server unix:$FPM_SOCK; keepalive $PHP_CHILDREN; keepalive_timeout 300ms; }" \
+        "fastcgi_keep_conn on;"
+    FCGI_PEERS+=("$NGINX_FCGI_KA")
+fi
 
 cat > "$WORK/cache.toml" <<CONF
 [server]
@@ -124,7 +131,7 @@ mkdir -p "$WORK/none"
 KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/cache.toml" --plugins "$WORK/none" >"$WORK/kcache.log" 2>&1 & PIDS+=($!)
 KAVRO_LOG=warn "$BIN/kavro-host" --config "$WORK/fcgi.toml" --plugins "$WORK/none" >"$WORK/kfcgi.log" 2>&1 & PIDS+=($!)
 
-for a in $ORIGIN $VARNISH $NGINX_FCGI $NGINX_FCGI_KA $KCACHE $KFCGI; do wait_port "$a"; done
+for a in $ORIGIN $VARNISH $KCACHE "${FCGI_PEERS[@]}"; do wait_port "$a"; done
 for _ in $(seq 1 100); do [ -S "$FPM_SOCK" ] && break; sleep 0.05; done
 
 # Fill both caches and check every server answers what it should.
@@ -133,13 +140,15 @@ curl -fsS -D - "http://$KCACHE/page" -o /dev/null | grep -qi '^x-kavro-cache: HI
     || { echo "kavro did not answer from its cache" >&2; exit 1; }
 curl -fsS -D - "http://$VARNISH/page" -o /dev/null | grep -qi '^age: ' \
     || { echo "varnish did not answer from its cache" >&2; exit 1; }
-for a in $NGINX_FCGI $NGINX_FCGI_KA $KFCGI; do
+for a in "${FCGI_PEERS[@]}"; do
     [ "$(curl -fsS "http://$a/hello.php")" = "hello from php" ] \
         || { echo "$a did not run hello.php" >&2; exit 1; }
     sleep 0.5
 done
 
-for u in "http://$VARNISH/page" "http://$KCACHE/page" "http://$NGINX_FCGI/hello.php" "http://$NGINX_FCGI_KA/hello.php" "http://$KFCGI/hello.php"; do
+WARM=("http://$VARNISH/page" "http://$KCACHE/page")
+for a in "${FCGI_PEERS[@]}"; do WARM+=("http://$a/hello.php"); done
+for u in "${WARM[@]}"; do
     wrk -t1 -c"$CONNS" -d2s "$u" >/dev/null 2>&1
     sleep 0.5
 done
@@ -154,11 +163,15 @@ for r in $(seq 1 "$ROUNDS"); do
     # php-fpm's backlog drain during the cache turns, not a measured one.
     sleep 0.5; load nginx-fastcgi "http://$NGINX_FCGI/hello.php" >> "$ROUNDS_FILE"
     sleep 0.5; load kavro-fastcgi "http://$KFCGI/hello.php" >> "$ROUNDS_FILE"
-    sleep 0.5; load nginx-fastcgi-keepalive "http://$NGINX_FCGI_KA/hello.php" >> "$ROUNDS_FILE"
+    if [ "$KEEPALIVE_PEER" = 1 ]; then
+        sleep 0.5; load nginx-fastcgi-keepalive "http://$NGINX_FCGI_KA/hello.php" >> "$ROUNDS_FILE"
+    fi
     echo "round $r of $ROUNDS done" >&2
 done
 RESULTS=$WORK/results
-median_rounds "$ROUNDS_FILE" varnish-hit kavro-hit nginx-fastcgi nginx-fastcgi-keepalive kavro-fastcgi > "$RESULTS"
+NAMES=(varnish-hit kavro-hit nginx-fastcgi kavro-fastcgi)
+[ "$KEEPALIVE_PEER" = 1 ] && NAMES+=(nginx-fastcgi-keepalive)
+median_rounds "$ROUNDS_FILE" "${NAMES[@]}" > "$RESULTS"
 
 echo
 echo "cache + fastcgi benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, $PHP_CHILDREN php-fpm workers, $FCGI_WORKERS fastcgi proxy worker(s), $(date -u +%F)"
@@ -170,5 +183,6 @@ awk '
             printf "%-24s %12.0f %10.0f %10.0f\n", name[i], rps[i], p50[i], p99[i]
         printf "\nkavro cache hits / varnish hits:       %.3f  (target >= 1.0)\n", by["kavro-hit"]/by["varnish-hit"]
         printf "kavro fastcgi / nginx fastcgi_pass:    %.3f  (target >= 1.0)\n", by["kavro-fastcgi"]/by["nginx-fastcgi"]
-        printf "kavro fastcgi / nginx with keep-alive: %.3f  (reference)\n", by["kavro-fastcgi"]/by["nginx-fastcgi-keepalive"]
+        if ("nginx-fastcgi-keepalive" in by)
+            printf "kavro fastcgi / nginx with keep-alive: %.3f  (reference)\n", by["kavro-fastcgi"]/by["nginx-fastcgi-keepalive"]
     }' "$RESULTS"
