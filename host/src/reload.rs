@@ -23,6 +23,34 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// What a watched file looks like on disk: a file replaced by rename has a
+/// new inode, one rewritten in place a new length or modification time.
+type FileState = (PathBuf, u64, u64, Option<SystemTime>);
+
+/// The state of every `.wasm` and `.toml` in the plugins folder and of the
+/// config file. The watcher reloads only when it changes: inotify also
+/// reports files being opened and read, which every reload does itself.
+fn watched_state(plugins_dir: &Path, config: Option<&PathBuf>) -> Vec<FileState> {
+    use std::os::unix::fs::MetadataExt;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(plugins_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm" || x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    paths.sort();
+    paths.extend(config.cloned());
+    paths
+        .into_iter()
+        .filter_map(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            Some((p, m.ino(), m.len(), m.modified().ok()))
+        })
+        .collect()
+}
+
 /// What the last reload did, for the admin API.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -175,6 +203,7 @@ impl Reloader {
             config_poll = Some(d);
         }
         let plugins_dir = absolute(&self.plugins_dir);
+        let mut last = watched_state(&plugins_dir, watched_config.as_ref());
         let me = self.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -191,7 +220,12 @@ impl Reloader {
                             || (p.parent() == Some(plugins_dir.as_path())
                                 && p.extension().is_some_and(|x| x == "wasm" || x == "toml"))
                     });
-                    if relevant {
+                    if !relevant {
+                        continue;
+                    }
+                    let now = watched_state(&plugins_dir, watched_config.as_ref());
+                    if now != last {
+                        last = now;
                         let _ = rt.block_on(me.reload("file change"));
                     }
                 }
