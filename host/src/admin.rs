@@ -141,6 +141,7 @@ impl Admin {
                     "phases": p.phases.names(),
                     "loaded_at": p.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                     "state": "active",
+                    "code": if p.baseline { "baseline" } else { "optimized" },
                     "calls": p.stats.calls.load(Ordering::Relaxed),
                     "failures": p.stats.failures_total(),
                     "instances_live": p.stats.instances_live.load(Ordering::Relaxed),

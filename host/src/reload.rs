@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::config::{Config, Diagnostic};
+use crate::plugin::artifacts::Urgency;
 use crate::plugin::caps::Stores;
 use crate::plugin::registry;
 use crate::Active;
@@ -152,6 +153,7 @@ impl Reloader {
             &config,
             self.cache_dir.as_deref(),
             &self.stores,
+            Urgency::Swap,
         )
         .await?;
         Ok(Active {
@@ -231,6 +233,24 @@ impl Reloader {
                 }
             })?;
         Ok(())
+    }
+
+    /// Reloads when a plugin that was swapped in on baseline code has its
+    /// optimized artifact: the reload loads it, like any other change.
+    pub fn reload_when_optimized(self: &Arc<Self>) {
+        let me = Arc::downgrade(self);
+        crate::plugin::artifacts::on_optimized(move || {
+            let Some(me) = me.upgrade() else { return };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match rt {
+                Ok(rt) => {
+                    let _ = rt.block_on(me.reload("optimized code ready"));
+                }
+                Err(e) => tracing::warn!("cannot reload for optimized code: {e}"),
+            }
+        });
     }
 
     /// Reloads on every SIGHUP, from a thread of its own.

@@ -91,7 +91,13 @@ pub fn main(cli: Cli) -> i32 {
         tracing::warn!("no ./plugins folder: serving without plugins");
         Ok(PluginSet::default())
     } else {
-        rt.block_on(registry::load(dir, &config, cache_dir.as_deref(), &stores))
+        rt.block_on(registry::load(
+            dir,
+            &config,
+            cache_dir.as_deref(),
+            &stores,
+            artifacts::Urgency::Start,
+        ))
     };
     let plugins = match plugins {
         Ok(p) => p,
@@ -175,6 +181,7 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
         stores.clone(),
         active.clone(),
     ));
+    reloader.reload_when_optimized();
     if let Err(e) = reloader.on_sighup() {
         tracing::error!("cannot listen for SIGHUP, reload with POST /reload instead: {e}");
     }

@@ -278,8 +278,14 @@ pub fn proxy_to_upstreams(upstreams: &[(&str, String)], read_timeout_ms: u64) ->
 }
 
 /// Polls `f` every 20 ms for up to 10 s until it returns `Some`.
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    eventually_within(Duration::from_secs(10), what, f)
+}
+
+/// [`eventually`] with a time limit of its own, for work done at idle
+/// priority (compiles), which waits for the CPU the other tests leave.
+pub fn eventually_within<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f() {
             return v;

@@ -5,7 +5,10 @@
 use kavro_e2e::upstream::Upstream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use kavro_e2e::{client, eventually, proxy_to_upstreams, respond_route, Host};
+use kavro_e2e::{client, eventually, eventually_within, proxy_to_upstreams, respond_route, Host};
+
+/// How long a test waits for a compile of a large component.
+const LONG: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// The route every reload test starts from.
 fn hello() -> String {
@@ -345,4 +348,42 @@ fn editing_the_config_file_reloads_by_itself_and_other_files_beside_it_do_not() 
     eventually("the new route", || {
         (body(&host, "/bye").0 == 200).then_some(())
     });
+}
+
+#[test]
+fn a_large_component_swapped_in_serves_baseline_code_until_its_optimized_code_is_ready() {
+    // The Python example is 18 MB: with no artifact cached, a swap serves it
+    // on baseline (Winch) code, then reloads once the optimizing compile
+    // has stored its artifact.
+    let host = Host::builder()
+        .plugin("headers", "ab")
+        .settings("ab", "capabilities = [\"kv\"]\n")
+        .config(&hello())
+        .start();
+    let plugin = |host: &Host| host.admin_json("/plugins")["plugins"][0].clone();
+    let before = plugin(&host);
+    assert_eq!(before["code"], "optimized");
+
+    let new = host.plugins_dir().join("ab.wasm.part");
+    std::fs::copy(kavro_e2e::wasm("ab-test-python"), &new).unwrap();
+    std::fs::rename(&new, host.plugins_dir().join("ab.wasm")).unwrap();
+    let variant = |host: &Host| {
+        let r = client().get(host.url("/hello")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers().get("x-ab-variant").is_some()
+    };
+    // Compiles run at idle priority, beside the other tests: give them time.
+    let swapped = eventually_within(LONG, "the Python component to serve", || {
+        let p = plugin(&host);
+        (p["hash"] != before["hash"]).then_some(p)
+    });
+    assert_eq!(swapped["code"], "baseline", "{swapped}");
+    assert!(variant(&host));
+
+    eventually_within(LONG, "the optimized code", || {
+        (plugin(&host)["code"] == "optimized").then_some(())
+    });
+    assert_eq!(plugin(&host)["hash"], swapped["hash"]);
+    assert!(variant(&host));
+    assert!(host.log().contains("trigger=\"optimized code ready\""));
 }

@@ -1,13 +1,48 @@
 //! Precompiled components cached on disk, keyed by the content hash of the
 //! `.wasm` and the engine's compatibility hash. Compiling a large (Python or
 //! JS) component takes seconds; loading its artifact takes milliseconds.
+//!
+//! A hot swap of a large component that has no artifact yet does not wait
+//! for the optimizing compile: the baseline engine compiles it about four
+//! times faster and it serves on that code, while a background thread
+//! compiles it optimized, stores the artifact and asks for a reload, which
+//! swaps the optimized code in like any other change.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::Engine;
+
+use super::engine::Runtime;
+
+/// Components at least this large take the baseline path on a hot swap:
+/// their optimizing compile takes seconds (a Python or JS plugin is 10 MB
+/// and more); a Rust or C plugin compiles optimized in milliseconds.
+const BASELINE_MIN_BYTES: usize = 2 << 20;
+
+/// Called once a component's optimized artifact is stored (the reloader
+/// reloads, and the new set loads that artifact).
+static ON_OPTIMIZED: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
+
+/// Content hashes being compiled optimized in the background.
+static OPTIMIZING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// Sets what to do when a background optimizing compile has finished.
+pub fn on_optimized(f: impl Fn() + Send + Sync + 'static) {
+    let _ = ON_OPTIMIZED.set(Box::new(f));
+}
+
+/// How a component is wanted: at a start the host waits for optimized
+/// code; on a hot swap a large component may first serve baseline code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    Start,
+    Swap,
+}
 
 pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -39,11 +74,13 @@ fn engine_key(engine: &Engine) -> String {
 /// loader thread of its own: a compile lowers that thread to the
 /// background (loading an artifact takes milliseconds and keeps its pace).
 pub fn load(
-    engine: &Engine,
+    runtime: &Runtime,
     dir: Option<&Path>,
     bytes: &[u8],
     hash: &str,
+    urgency: Urgency,
 ) -> anyhow::Result<Component> {
+    let engine = &runtime.engine;
     let Some(dir) = dir else {
         return compile(engine, bytes);
     };
@@ -57,11 +94,53 @@ pub fn load(
             Err(e) => tracing::warn!(path = %path.display(), "ignoring a bad artifact: {e:#}"),
         }
     }
+    if urgency == Urgency::Swap && bytes.len() >= BASELINE_MIN_BYTES && ON_OPTIMIZED.get().is_some()
+    {
+        let component = compile(&runtime.baseline, bytes)?;
+        optimize_in_background(engine.clone(), bytes.to_vec(), hash.to_string(), path);
+        return Ok(component);
+    }
     let component = compile(engine, bytes)?;
     if let Err(e) = store(&path, &component) {
         tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e:#}");
     }
     Ok(component)
+}
+
+/// Compiles `bytes` optimized on a thread of its own, stores the artifact
+/// at `path` and calls the [`on_optimized`] hook; once per content hash at
+/// a time.
+fn optimize_in_background(engine: Engine, bytes: Vec<u8>, hash: String, path: PathBuf) {
+    if !OPTIMIZING
+        .lock()
+        .expect("not poisoned")
+        .get_or_insert_with(HashSet::new)
+        .insert(hash.clone())
+    {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("kavro-optimize".into())
+        .spawn(move || {
+            let stored = compile(&engine, &bytes).and_then(|c| store(&path, &c));
+            if let Some(set) = OPTIMIZING.lock().expect("not poisoned").as_mut() {
+                set.remove(&hash);
+            }
+            match stored {
+                Ok(()) => {
+                    tracing::info!(hash = %hash, "optimized code is ready: reloading to use it");
+                    if let Some(f) = ON_OPTIMIZED.get() {
+                        f();
+                    }
+                }
+                // Valid for the baseline engine, so this is unexpected; the
+                // baseline code keeps serving.
+                Err(e) => tracing::warn!(hash = %hash, "optimizing compile failed: {e:#}"),
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the optimizing compile: {e}");
+    }
 }
 
 fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {

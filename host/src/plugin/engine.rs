@@ -2,6 +2,9 @@
 //! 200 µs tick while calls run on workers (a long call yields its worker at
 //! each tick and, past its CPU allowance, moves to the slow lane; an idle
 //! host ticks every millisecond), and one linker with every capability.
+//! Beside it a baseline engine (Winch) compiles a large component several
+//! times faster into slower code: a hot swap serves it at once while the
+//! optimizing compile runs in the background (see `artifacts`).
 //!
 //! Under traffic the workers advance the epoch themselves as calls start,
 //! and the ticker thread, whose every wake-up preempts a worker, only backs
@@ -95,7 +98,7 @@ pub fn advance(now: u64) {
             .is_ok()
     {
         if let Some(r) = RUNTIME.get() {
-            r.engine.increment_epoch();
+            r.increment_epoch();
         }
     }
 }
@@ -105,8 +108,13 @@ pub fn ticks_for(d: Duration) -> u64 {
 }
 
 pub struct Runtime {
+    /// Cranelift, optimizing: what plugins run on.
     pub engine: Engine,
     pub linker: Linker<HostState>,
+    /// Winch, single pass: what a large component runs on between a hot
+    /// swap and the end of its optimizing compile.
+    pub baseline: Engine,
+    baseline_linker: Linker<HostState>,
 }
 
 impl Runtime {
@@ -117,8 +125,22 @@ impl Runtime {
         }
         let r = Arc::new(Runtime::new()?);
         let r = RUNTIME.get_or_init(|| r).clone();
-        start_ticker(r.engine.clone());
+        start_ticker(r.clone());
         Ok(r)
+    }
+
+    /// The linker for a component compiled by either engine.
+    pub fn linker_for(&self, engine: &Engine) -> &Linker<HostState> {
+        if Engine::same(engine, &self.baseline) {
+            &self.baseline_linker
+        } else {
+            &self.linker
+        }
+    }
+
+    fn increment_epoch(&self) {
+        self.engine.increment_epoch();
+        self.baseline.increment_epoch();
     }
 
     fn new() -> anyhow::Result<Runtime> {
@@ -149,11 +171,26 @@ impl Runtime {
         let engine = Engine::new(&cfg)?;
         let mut linker = Linker::new(&engine);
         caps::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker })
+
+        // Instances of baseline code are few and short-lived: allocated on
+        // demand, without a second pool's reservations.
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        cfg.strategy(wasmtime::Strategy::Winch);
+        let baseline = Engine::new(&cfg)?;
+        let mut baseline_linker = Linker::new(&baseline);
+        caps::add_to_linker(&mut baseline_linker)?;
+        Ok(Runtime {
+            engine,
+            linker,
+            baseline,
+            baseline_linker,
+        })
     }
 }
 
-fn start_ticker(engine: Engine) {
+fn start_ticker(runtime: Arc<Runtime>) {
     let thread = std::thread::Builder::new()
         .name("kavro-epoch".into())
         .spawn(move || {
@@ -177,7 +214,7 @@ fn start_ticker(engine: Engine) {
                     }
                     IDLE.store(false, Ordering::SeqCst);
                 }
-                engine.increment_epoch();
+                runtime.increment_epoch();
             }
         })
         .expect("spawn the epoch thread");

@@ -110,6 +110,8 @@ pub struct Plugin {
     pub phases: Phases,
     pub settings: PluginSettings,
     pub loaded_at: SystemTime,
+    /// Runs baseline code until its optimized artifact is ready.
+    pub baseline: bool,
     pre: InstancePre<HostState>,
     indices: Indices,
     grants: Arc<Grants>,
@@ -154,10 +156,10 @@ impl Drop for Instance {
 
 /// Reads the exports of a component and checks it speaks this host's
 /// `kavro:plugin` version.
-fn exported_phases(runtime: &Runtime, component: &Component) -> anyhow::Result<Phases> {
+fn exported_phases(component: &Component) -> anyhow::Result<Phases> {
     let names: Vec<String> = component
         .component_type()
-        .exports(&runtime.engine)
+        .exports(component.engine())
         .map(|(name, _)| name.to_string())
         .collect();
     let has = |iface: &str| names.iter().any(|n| *n == bindings::export_name(iface));
@@ -212,12 +214,13 @@ impl Plugin {
         runtime: &Runtime,
         bytes: &[u8],
         cache_dir: Option<&Path>,
+        urgency: super::artifacts::Urgency,
     ) -> anyhow::Result<(Component, String)> {
         let hash = super::artifacts::content_hash(bytes);
         if !bytes.starts_with(b"\0asm") {
             bail!("not a WebAssembly file");
         }
-        let component = super::artifacts::load(&runtime.engine, cache_dir, bytes, &hash)
+        let component = super::artifacts::load(runtime, cache_dir, bytes, &hash, urgency)
             .map_err(|e| anyhow!("not a loadable WebAssembly component: {e:#}"))?;
         Ok((component, hash))
     }
@@ -233,8 +236,11 @@ impl Plugin {
         settings: PluginSettings,
         stores: &Stores,
     ) -> anyhow::Result<Plugin> {
-        let phases = exported_phases(runtime, &component)?;
-        let pre = runtime.linker.instantiate_pre(&component).map_err(|e| {
+        let phases = exported_phases(&component)?;
+        let baseline = wasmtime::Engine::same(component.engine(), &runtime.baseline);
+        let pre = runtime
+            .linker_for(component.engine())
+            .instantiate_pre(&component).map_err(|e| {
             anyhow!("imports something this host does not provide ({e:#}); build it against the kavro:plugin WIT in this host's wit/ folder")
         })?;
         let indices = Indices {
@@ -272,6 +278,7 @@ impl Plugin {
             phases,
             settings,
             loaded_at: SystemTime::now(),
+            baseline,
             pre,
             indices,
             grants,

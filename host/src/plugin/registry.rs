@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::artifacts::Urgency;
 use super::caps::Stores;
 use super::engine::Runtime;
 use super::loaded::Plugin;
@@ -210,6 +211,7 @@ pub async fn load(
     config: &Config,
     cache_dir: Option<&Path>,
     stores: &Stores,
+    urgency: Urgency,
 ) -> Result<PluginSet, Vec<Diagnostic>> {
     let candidates = discover(dir, config)?;
     let routes = config.routes.iter().map(|r| r.index + 1).max().unwrap_or(0);
@@ -228,7 +230,7 @@ pub async fn load(
                     let runtime = &runtime;
                     s.spawn(move || {
                         let bytes = std::fs::read(&c.file)?;
-                        Plugin::compile(runtime, &bytes, cache_dir)
+                        Plugin::compile(runtime, &bytes, cache_dir, urgency)
                     })
                 })
                 .collect();
