@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kavro_host::config::{Isolation, PluginSettings};
+use kavro_host::plugin::artifacts::Urgency;
 use kavro_host::plugin::bindings::types::Completion;
 use kavro_host::plugin::caps::Stores;
 use kavro_host::plugin::engine::Runtime;
@@ -130,7 +131,7 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&file)?;
     // Repeated runs reuse compiled artifacts from KAVRO_CACHE_DIR, if set.
     let cache = std::env::var_os("KAVRO_CACHE_DIR").map(std::path::PathBuf::from);
-    let (component, hash) = Plugin::compile(&runtime, &bytes, cache.as_deref())?;
+    let (component, hash) = Plugin::compile(&runtime, &bytes, cache.as_deref(), Urgency::Start)?;
     let stores = Stores::new(1 << 20, 1 << 20);
     for isolation in [Isolation::Pooled, Isolation::Request] {
         let settings = PluginSettings {
