@@ -22,13 +22,15 @@ fn main() {
         .start();
     let versions = [wasm("headers"), wasm("probe")];
     let c = client();
-    let is_headers = || {
+    // Which version answers, by a response header only it sets.
+    let answers_with = |header: &str| {
         c.get(host.url("/hello"))
             .send()
             .unwrap()
             .headers()
-            .contains_key("x-version")
+            .contains_key(header)
     };
+    let is_headers = || answers_with("x-version");
     let place = |i: usize| {
         let tmp = host.plugins_dir().join("ver.wasm.tmp");
         std::fs::copy(&versions[i % 2], &tmp).unwrap();
@@ -68,13 +70,6 @@ fn main() {
     // goes back to the Rust plugin.
     let python = wasm("ab-test-python");
     let cache = host.dir.path().join("cache");
-    let has_variant = || {
-        c.get(host.url("/hello"))
-            .send()
-            .unwrap()
-            .headers()
-            .contains_key("x-ab-variant")
-    };
     let code = || host.admin_json("/plugins")["plugins"][0]["code"].clone();
     let (mut first, mut optimized) = (Vec::new(), Vec::new());
     for round in 0..5 {
@@ -87,7 +82,7 @@ fn main() {
         std::fs::copy(&python, &tmp).unwrap();
         std::fs::rename(&tmp, host.plugins_dir().join("ver.wasm")).unwrap();
         let start = Instant::now();
-        while !has_variant() {
+        while !answers_with("x-ab-variant") {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "python swap {round} never served"
