@@ -94,11 +94,13 @@ pub fn load(
             Err(e) => tracing::warn!(path = %path.display(), "ignoring a bad artifact: {e:#}"),
         }
     }
-    if urgency == Urgency::Swap && bytes.len() >= BASELINE_MIN_BYTES && ON_OPTIMIZED.get().is_some()
-    {
-        let component = compile(&runtime.baseline, bytes)?;
-        optimize_in_background(engine.clone(), bytes.to_vec(), hash.to_string(), path);
-        return Ok(component);
+    let quick = urgency == Urgency::Swap && bytes.len() >= BASELINE_MIN_BYTES;
+    if let (true, Some(baseline), Some(_)) = (quick, runtime.baseline(), ON_OPTIMIZED.get()) {
+        // What the baseline compiler refuses, the optimizing one judges.
+        if let Ok(component) = compile(baseline, bytes) {
+            optimize_in_background(engine.clone(), bytes.to_vec(), hash.to_string(), path);
+            return Ok(component);
+        }
     }
     let component = compile(engine, bytes)?;
     if let Err(e) = store(&path, &component) {

@@ -112,9 +112,9 @@ pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<HostState>,
     /// Winch, single pass: what a large component runs on between a hot
-    /// swap and the end of its optimizing compile.
-    pub baseline: Engine,
-    baseline_linker: Linker<HostState>,
+    /// swap and the end of its optimizing compile. None where Winch does
+    /// not support the CPU: swaps then wait for the optimizing compile.
+    baseline: Option<(Engine, Linker<HostState>)>,
 }
 
 impl Runtime {
@@ -131,16 +131,22 @@ impl Runtime {
 
     /// The linker for a component compiled by either engine.
     pub fn linker_for(&self, engine: &Engine) -> &Linker<HostState> {
-        if Engine::same(engine, &self.baseline) {
-            &self.baseline_linker
-        } else {
-            &self.linker
+        match &self.baseline {
+            Some((baseline, linker)) if Engine::same(engine, baseline) => linker,
+            _ => &self.linker,
         }
+    }
+
+    /// The baseline engine, if this CPU has one.
+    pub fn baseline(&self) -> Option<&Engine> {
+        self.baseline.as_ref().map(|(e, _)| e)
     }
 
     fn increment_epoch(&self) {
         self.engine.increment_epoch();
-        self.baseline.increment_epoch();
+        if let Some((baseline, _)) = &self.baseline {
+            baseline.increment_epoch();
+        }
     }
 
     fn new() -> anyhow::Result<Runtime> {
@@ -178,14 +184,23 @@ impl Runtime {
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
         cfg.strategy(wasmtime::Strategy::Winch);
-        let baseline = Engine::new(&cfg)?;
-        let mut baseline_linker = Linker::new(&baseline);
-        caps::add_to_linker(&mut baseline_linker)?;
+        let baseline = match Engine::new(&cfg) {
+            Ok(baseline) => {
+                let mut linker = Linker::new(&baseline);
+                caps::add_to_linker(&mut linker)?;
+                Some((baseline, linker))
+            }
+            Err(e) => {
+                tracing::info!(
+                    "no baseline compiler on this CPU, swaps wait for optimized code: {e:#}"
+                );
+                None
+            }
+        };
         Ok(Runtime {
             engine,
             linker,
             baseline,
-            baseline_linker,
         })
     }
 }

@@ -237,7 +237,9 @@ impl Plugin {
         stores: &Stores,
     ) -> anyhow::Result<Plugin> {
         let phases = exported_phases(&component)?;
-        let baseline = wasmtime::Engine::same(component.engine(), &runtime.baseline);
+        let baseline = runtime
+            .baseline()
+            .is_some_and(|b| wasmtime::Engine::same(component.engine(), b));
         let pre = runtime
             .linker_for(component.engine())
             .instantiate_pre(&component).map_err(|e| {
