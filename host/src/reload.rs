@@ -28,6 +28,11 @@ fn absolute(p: &Path) -> PathBuf {
 /// new inode, one rewritten in place a new length or modification time.
 type FileState = (PathBuf, u64, u64, Option<SystemTime>);
 
+/// A plugin's component or its settings.
+fn is_plugin_file(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "wasm" || x == "toml")
+}
+
 /// The state of every `.wasm` and `.toml` in the plugins folder and of the
 /// config file. The watcher reloads only when it changes: inotify also
 /// reports files being opened and read, which every reload does itself.
@@ -37,7 +42,7 @@ fn watched_state(plugins_dir: &Path, config: Option<&PathBuf>) -> Vec<FileState>
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "wasm" || x == "toml"))
+                .filter(|p| is_plugin_file(p))
                 .collect()
         })
         .unwrap_or_default();
@@ -219,8 +224,7 @@ impl Reloader {
                     let relevant = events.iter().any(|e| {
                         let p = absolute(&e.path);
                         Some(&p) == watched_config.as_ref()
-                            || (p.parent() == Some(plugins_dir.as_path())
-                                && p.extension().is_some_and(|x| x == "wasm" || x == "toml"))
+                            || (p.parent() == Some(plugins_dir.as_path()) && is_plugin_file(&p))
                     });
                     if !relevant {
                         continue;

@@ -8,7 +8,7 @@
 //! compiles it optimized, stores the artifact and asks for a reload, which
 //! swaps the optimized code in like any other change.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -29,7 +29,7 @@ const BASELINE_MIN_BYTES: usize = 2 << 20;
 static ON_OPTIMIZED: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 
 /// Content hashes being compiled optimized in the background.
-static OPTIMIZING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static OPTIMIZING: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// Sets what to do when a background optimizing compile has finished.
 pub fn on_optimized(f: impl Fn() + Send + Sync + 'static) {
@@ -116,7 +116,6 @@ fn optimize_in_background(engine: Engine, bytes: Vec<u8>, hash: String, path: Pa
     if !OPTIMIZING
         .lock()
         .expect("not poisoned")
-        .get_or_insert_with(HashSet::new)
         .insert(hash.clone())
     {
         return;
@@ -125,9 +124,7 @@ fn optimize_in_background(engine: Engine, bytes: Vec<u8>, hash: String, path: Pa
         .name("kavro-optimize".into())
         .spawn(move || {
             let stored = compile(&engine, &bytes).and_then(|c| store(&path, &c));
-            if let Some(set) = OPTIMIZING.lock().expect("not poisoned").as_mut() {
-                set.remove(&hash);
-            }
+            OPTIMIZING.lock().expect("not poisoned").remove(&hash);
             match stored {
                 Ok(()) => {
                     tracing::info!(hash = %hash, "optimized code is ready: reloading to use it");

@@ -112,9 +112,10 @@ pub struct Runtime {
     pub engine: Engine,
     pub linker: Linker<HostState>,
     /// Winch, single pass: what a large component runs on between a hot
-    /// swap and the end of its optimizing compile. None where Winch does
-    /// not support the CPU: swaps then wait for the optimizing compile.
-    baseline: Option<(Engine, Linker<HostState>)>,
+    /// swap and the end of its optimizing compile. Made on first use; None
+    /// where Winch does not support the CPU: swaps then wait for the
+    /// optimizing compile.
+    baseline: OnceLock<Option<(Engine, Linker<HostState>)>>,
 }
 
 impl Runtime {
@@ -131,20 +132,28 @@ impl Runtime {
 
     /// The linker for a component compiled by either engine.
     pub fn linker_for(&self, engine: &Engine) -> &Linker<HostState> {
-        match &self.baseline {
-            Some((baseline, linker)) if Engine::same(engine, baseline) => linker,
+        match self.baseline.get() {
+            Some(Some((baseline, linker))) if Engine::same(engine, baseline) => linker,
             _ => &self.linker,
         }
     }
 
-    /// The baseline engine, if this CPU has one.
+    /// Whether `engine` is the baseline engine.
+    pub fn is_baseline(&self, engine: &Engine) -> bool {
+        matches!(self.baseline.get(), Some(Some((b, _))) if Engine::same(engine, b))
+    }
+
+    /// The baseline engine, made on first use, if this CPU has one.
     pub fn baseline(&self) -> Option<&Engine> {
-        self.baseline.as_ref().map(|(e, _)| e)
+        self.baseline
+            .get_or_init(new_baseline)
+            .as_ref()
+            .map(|(e, _)| e)
     }
 
     fn increment_epoch(&self) {
         self.engine.increment_epoch();
-        if let Some((baseline, _)) = &self.baseline {
+        if let Some(Some((baseline, _))) = self.baseline.get() {
             baseline.increment_epoch();
         }
     }
@@ -177,31 +186,35 @@ impl Runtime {
         let engine = Engine::new(&cfg)?;
         let mut linker = Linker::new(&engine);
         caps::add_to_linker(&mut linker)?;
-
-        // Instances of baseline code are few and short-lived: allocated on
-        // demand, without a second pool's reservations.
-        let mut cfg = Config::new();
-        cfg.wasm_component_model(true);
-        cfg.epoch_interruption(true);
-        cfg.strategy(wasmtime::Strategy::Winch);
-        let baseline = match Engine::new(&cfg) {
-            Ok(baseline) => {
-                let mut linker = Linker::new(&baseline);
-                caps::add_to_linker(&mut linker)?;
-                Some((baseline, linker))
-            }
-            Err(e) => {
-                tracing::info!(
-                    "no baseline compiler on this CPU, swaps wait for optimized code: {e:#}"
-                );
-                None
-            }
-        };
         Ok(Runtime {
             engine,
             linker,
-            baseline,
+            baseline: OnceLock::new(),
         })
+    }
+}
+
+/// The baseline engine and its linker. Instances of baseline code are few
+/// and short-lived: allocated on demand, without a second pool's
+/// reservations.
+fn new_baseline() -> Option<(Engine, Linker<HostState>)> {
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true);
+    cfg.epoch_interruption(true);
+    cfg.strategy(wasmtime::Strategy::Winch);
+    let made = Engine::new(&cfg).and_then(|engine| {
+        let mut linker = Linker::new(&engine);
+        caps::add_to_linker(&mut linker)?;
+        Ok((engine, linker))
+    });
+    match made {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::info!(
+                "no baseline compiler on this CPU, swaps wait for optimized code: {e:#}"
+            );
+            None
+        }
     }
 }
 

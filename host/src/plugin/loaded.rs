@@ -237,9 +237,7 @@ impl Plugin {
         stores: &Stores,
     ) -> anyhow::Result<Plugin> {
         let phases = exported_phases(&component)?;
-        let baseline = runtime
-            .baseline()
-            .is_some_and(|b| wasmtime::Engine::same(component.engine(), b));
+        let baseline = runtime.is_baseline(component.engine());
         let pre = runtime
             .linker_for(component.engine())
             .instantiate_pre(&component).map_err(|e| {
