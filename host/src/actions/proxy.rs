@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderName};
 use http::HeaderValue;
+use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
@@ -14,6 +15,8 @@ pub struct Upstream {
     pub name: String,
     targets: Vec<String>,
     lb: LoadBalancer<RoundRobin>,
+    /// The address of an upstream with one target: no selection to make.
+    single: Option<SocketAddr>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -34,10 +37,17 @@ impl Upstream {
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> std::io::Result<Upstream> {
+        let lb = LoadBalancer::try_from_iter(targets.iter().map(String::as_str))?;
+        let backends = lb.backends().get_backend();
+        let single = match backends.len() {
+            1 => backends.iter().next().map(|b| b.addr.clone()),
+            _ => None,
+        };
         Ok(Upstream {
             name: name.to_string(),
             targets: targets.to_vec(),
-            lb: LoadBalancer::try_from_iter(targets.iter().map(String::as_str))?,
+            lb,
+            single,
             connect_timeout,
             read_timeout,
         })
@@ -45,19 +55,58 @@ impl Upstream {
 
     /// The next target's address, round robin.
     pub fn next_addr(&self) -> Option<String> {
-        Some(self.lb.select(b"", 256)?.addr.to_string())
+        Some(self.next()?.to_string())
+    }
+
+    fn next(&self) -> Option<SocketAddr> {
+        match &self.single {
+            Some(addr) => Some(addr.clone()),
+            None => Some(self.lb.select(b"", 256)?.addr),
+        }
     }
 
     /// The next target, round robin.
     pub fn peer(&self) -> Option<Box<HttpPeer>> {
-        let backend = self.lb.select(b"", 256)?;
-        let mut peer = HttpPeer::new(backend.addr, false, String::new());
+        let mut peer = HttpPeer::new(self.next()?, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
         // Writes to an upstream that stops reading are bounded by the read
         // timeout of the response that never comes; no timer per write.
         peer.options.read_timeout = Some(self.read_timeout);
         Some(Box::new(peer))
     }
+}
+
+// For lookups and removals; an insert takes the `&'static str`, which
+// Pingora keeps as the header's case without copying it.
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// An IP address as a header value. IPv4, the usual case, is written
+/// digit by digit: `Display` goes through the formatting machinery, which
+/// costs more than the rest of the X-Forwarded-* headers together.
+fn ip_value(ip: std::net::IpAddr) -> HeaderValue {
+    let std::net::IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).expect("an IP address is a valid value");
+    };
+    let mut buf = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[len] = b'.';
+            len += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = match octet {
+            100.. => 0,
+            10.. => 1,
+            _ => 2,
+        };
+        for d in &digits[skip..] {
+            buf[len] = b'0' + d;
+            len += 1;
+        }
+    }
+    HeaderValue::from_bytes(&buf[..len]).expect("digits and dots are a valid value")
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
@@ -72,19 +121,30 @@ const HOP_BY_HOP: &[HeaderName] = &[
 const KEEP_ALIVE: &str = "keep-alive";
 const PROXY_CONNECTION: &str = "proxy-connection";
 
-/// Names listed in `Connection`, which are hop-by-hop too.
-fn connection_listed(headers: &http::HeaderMap) -> Vec<HeaderName> {
+/// The tokens listed in `Connection`: options such as `keep-alive` and
+/// `close`, and the names of headers that are hop-by-hop too.
+fn connection_tokens(headers: &http::HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+}
+
+/// Headers listed in `Connection` that are present. Looked up before they
+/// are parsed: the usual `keep-alive` or `close` names no header and costs
+/// no allocation.
+fn connection_listed(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    connection_tokens(headers)
+        .filter(|t| !t.is_empty() && headers.contains_key(*t))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect()
 }
 
 fn is_upgrade(headers: &http::HeaderMap) -> bool {
-    connection_listed(headers).contains(&header::UPGRADE) && headers.contains_key(header::UPGRADE)
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Whether any hop-by-hop header is present; usually none is, and then one
@@ -113,19 +173,19 @@ pub fn prepare_upstream_request(
         .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
     match client_ip {
         Some(ip) => {
-            let _ = req.insert_header("x-forwarded-for", ip.to_string());
+            let _ = req.insert_header(X_FORWARDED_FOR.as_str(), ip_value(ip));
         }
         None => {
-            req.remove_header("x-forwarded-for");
+            req.remove_header(&X_FORWARDED_FOR);
         }
     }
     let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme));
     match host {
         Some(h) => {
-            let _ = req.insert_header("x-forwarded-host", h);
+            let _ = req.insert_header(X_FORWARDED_HOST.as_str(), h);
         }
         None => {
-            req.remove_header("x-forwarded-host");
+            req.remove_header(&X_FORWARDED_HOST);
         }
     }
 }
@@ -138,7 +198,7 @@ fn hop_by_hop_present(headers: &http::HeaderMap, keep_upgrade: bool) -> Vec<Head
     let spared = |n: &HeaderName| keep_upgrade && (n == header::CONNECTION || n == header::UPGRADE);
     let mut names: Vec<HeaderName> = connection_listed(headers)
         .into_iter()
-        .filter(|n| !spared(n) && headers.contains_key(n))
+        .filter(|n| !spared(n))
         .collect();
     for n in headers.keys() {
         let fixed = HOP_BY_HOP.contains(n) || n == KEEP_ALIVE || n == PROXY_CONNECTION;
@@ -173,6 +233,21 @@ pub fn clean_upstream_response(resp: &mut ResponseHeader) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_values_read_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.1.20.100",
+            "127.0.0.1",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
+    }
 
     #[test]
     fn forwarded_headers_replace_client_values_and_hop_by_hop_go() {

@@ -13,7 +13,7 @@ use crate::cache::policy::{request_eligible, storable_for};
 use crate::cache::{Entry, FillLock, Lookup, ResponseCache, RoutePolicy};
 use crate::plugin::caps::cache::CacheChoice;
 
-pub const X_KAVRO_CACHE: &str = "x-kavro-cache";
+pub static X_KAVRO_CACHE: http::HeaderName = http::HeaderName::from_static("x-kavro-cache");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -92,12 +92,12 @@ pub async fn lookup(
             ctx.cache_status = Some(CacheStatus::Miss);
             bump(&cache.stats.misses);
             if !head_only {
-                ctx.fill = Some(Fill {
+                ctx.fill = Some(Box::new(Fill {
                     key,
                     policy: policy.clone(),
                     _lock: lock,
                     streamed: None,
-                });
+                }));
             }
             None
         }
@@ -146,7 +146,7 @@ pub fn collect_streamed(
     let Some(Fill {
         streamed: Some((_, body, _)),
         ..
-    }) = ctx.fill.as_mut()
+    }) = ctx.fill.as_deref_mut()
     else {
         return;
     };

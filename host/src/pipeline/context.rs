@@ -46,7 +46,9 @@ pub struct Ctx {
     /// A prepare plugin's forward: new URI and headers for the upstream request.
     pub forward_uri: Option<http::Uri>,
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
-    pub present: Option<PresentBuffer>,
+    /// Boxed, like `fill`: the context lives in every request's future,
+    /// which Pingora moves; most requests need neither.
+    pub present: Option<Box<PresentBuffer>>,
     pub bytes_sent: u64,
     pub error: Option<String>,
     /// What prime plugins chose about the cache.
@@ -56,7 +58,7 @@ pub struct Ctx {
     /// Set on routes that cache: what the cache did for this request.
     pub cache_status: Option<CacheStatus>,
     /// The response is to be stored when complete.
-    pub fill: Option<Fill>,
+    pub fill: Option<Box<Fill>>,
 }
 
 impl Ctx {

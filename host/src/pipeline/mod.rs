@@ -13,7 +13,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderValue};
+use http::{header, HeaderName, HeaderValue};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -33,7 +33,9 @@ use crate::plugin::bindings::types::Completion;
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::Active;
 
-const X_REQUEST_ID: &str = "x-request-id";
+/// Parsed once for lookups; an insert takes the `&'static str`, which
+/// Pingora keeps as the header's case without copying it.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every request gets a number unique within this process.
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -106,15 +108,19 @@ impl Kavro {
 
         caching::store_produced(&self.cache, ctx, session.req_header(), &p);
         if let Some(status) = ctx.cache_status {
-            let _ = p.head.insert_header(X_KAVRO_CACHE, status.as_str());
+            let _ = p
+                .head
+                .insert_header(X_KAVRO_CACHE.as_str(), status.as_str());
         }
-        let _ = p.head.insert_header(X_REQUEST_ID, ctx.id.clone());
+        let _ = p.head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
         if !chains.package.is_empty() {
             let req = session.req_header_mut();
             if let Err(mut err) =
                 phases::run_package(set, &chains.package, ctx, req, &mut p.head).await
             {
-                let _ = err.head.insert_header(X_REQUEST_ID, ctx.id.clone());
+                let _ = err
+                    .head
+                    .insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
                 p = err;
             }
         }
@@ -189,13 +195,13 @@ impl ProxyHttp for Kavro {
         let req = session.req_header_mut();
         ctx.id = match req
             .headers
-            .get(X_REQUEST_ID)
+            .get(&X_REQUEST_ID)
             .filter(|v| usable_request_id(v))
         {
             Some(id) => id.clone(),
             None => {
                 let id = new_request_id();
-                let _ = req.insert_header(X_REQUEST_ID, id.clone());
+                let _ = req.insert_header(X_REQUEST_ID.as_str(), id.clone());
                 id
             }
         };
@@ -362,9 +368,9 @@ impl ProxyHttp for Kavro {
         clean_upstream_response(resp);
         caching::begin_streamed(&self.cache, ctx, resp);
         if let Some(status) = ctx.cache_status {
-            let _ = resp.insert_header(X_KAVRO_CACHE, status.as_str());
+            let _ = resp.insert_header(X_KAVRO_CACHE.as_str(), status.as_str());
         }
-        let _ = resp.insert_header(X_REQUEST_ID, ctx.id.clone());
+        let _ = resp.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
         let Some(active) = ctx.active.clone() else {
             return Ok(());
         };
@@ -383,11 +389,11 @@ impl ProxyHttp for Kavro {
             || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
         if !chains.present.is_empty() && !bodiless {
             if let Some(len) = len.filter(|&l| l <= max) {
-                ctx.present = Some(PresentBuffer {
+                ctx.present = Some(Box::new(PresentBuffer {
                     body: BytesMut::with_capacity(len),
                     limit: max,
                     head: resp.clone(),
-                });
+                }));
                 resp.remove_header(&header::CONTENT_LENGTH);
                 if !session.is_http2() {
                     let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
@@ -401,7 +407,7 @@ impl ProxyHttp for Kavro {
                 // The upstream's body is already on its way; send the error
                 // head and drop that body.
                 *resp = *err.head;
-                let _ = resp.insert_header(X_REQUEST_ID, ctx.id.clone());
+                let _ = resp.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
                 ctx.present = None;
                 ctx.fill = None;
                 ctx.error = Some("package failed".into());
