@@ -22,10 +22,15 @@ use crate::Active;
 /// a log write; when the writer falls behind, callers wait rather than
 /// lines being dropped. The thread writes what is queued, then flushes: one
 /// write for a burst of access-log lines, not one per line.
+fn plugin_line(m: &tracing::Metadata<'_>) -> bool {
+    m.target() == crate::plugin::caps::log::TARGET
+}
+
 fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::{filter_fn, FilterExt};
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let filter = || EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("kavro-log")
@@ -33,10 +38,28 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
             64 * 1024,
             std::io::stderr(),
         ));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+    let ansi = std::io::stderr().is_terminal();
+    // Routing by target says nothing about levels: the EnvFilter's level
+    // stays the subscriber's, and so the `log` crate's maximum, without
+    // which every debug line of Pingora's would be formatted and dropped.
+    let route = |f: fn(&tracing::Metadata<'_>) -> bool| {
+        filter_fn(f).with_max_level_hint(tracing::level_filters::LevelFilter::TRACE)
+    };
+    let host = fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer.clone())
+        .with_filter(filter().and(route(|m| !plugin_line(m))));
+    // Plugin lines come escaped by the log import, in one pass; this
+    // layer's own escaping writes a character at a time, and cost more
+    // than the rest of an access-log line.
+    let plugins = fmt::layer()
+        .with_ansi(ansi)
+        .with_ansi_sanitization(false)
         .with_writer(writer)
+        .with_filter(filter().and(route(plugin_line)));
+    let _ = tracing_subscriber::registry()
+        .with(host)
+        .with(plugins)
         .try_init();
     guard
 }
