@@ -3,6 +3,7 @@
 #   ./dev.sh run    build the host and the first-party plugins, serve on 127.0.0.1:8080
 #   ./dev.sh test   build everything and run the whole test suite
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
+#   ./dev.sh bench-instr instructions per request, zero plugins against bare Pingora (callgrind)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
 #   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
 #   ./dev.sh bench-cache cache hits against Varnish, FastCGI against nginx
@@ -123,6 +124,12 @@ case "${1:-}" in
         build_native
         exec bench/run.sh
         ;;
+    bench-instr)
+        setup
+        need_apt nginx wrk curl valgrind
+        build_native
+        exec bench/instructions.sh
+        ;;
     bench-lang)
         setup
         language_toolchains
@@ -168,7 +175,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-cache | bench-lang | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-instr | bench-cache | bench-lang | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac
