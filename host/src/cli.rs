@@ -12,7 +12,10 @@ use clap::{Args, Parser, Subcommand};
     long_about = "Serves HTTP/1.1 and HTTP/2 (cleartext) with Pingora and runs every wasm component in the \
 plugins folder through the five phases: prime, prepare, present, package, post.\n\n\
 Without --config, Kavro serves its embedded default on 127.0.0.1:8080 and applies every plugin \
-in the folder to every request, in file-name order."
+in the folder to every request, in file-name order.",
+    after_long_help = "Environment:\n  KAVRO_LOG  what to log, as tracing's EnvFilter directives \
+(default: info, Pingora's connection-pool notices off), e.g. `KAVRO_LOG=debug` or \
+`KAVRO_LOG=warn,kavro::plugin=info` (plugin lines only at info). Logs go to stderr."
 )]
 pub struct Cli {
     #[command(subcommand)]

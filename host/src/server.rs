@@ -22,6 +22,13 @@ use crate::Active;
 /// a log write; when the writer falls behind, callers wait rather than
 /// lines being dropped. The thread writes what is queued, then flushes: one
 /// write for a burst of access-log lines, not one per line.
+/// What is logged without KAVRO_LOG. Pingora's connector logs, as an
+/// error, each time a pooled upstream connection is still held by its idle
+/// watcher on the other worker when a request wants it (a fraction of a
+/// percent of requests under load); the request then opens a new
+/// connection and nothing fails, so the default leaves that out.
+const DEFAULT_LOG: &str = "info,pingora_core::connectors=off";
+
 fn plugin_line(m: &tracing::Metadata<'_>) -> bool {
     m.target() == crate::plugin::caps::log::TARGET
 }
@@ -30,7 +37,8 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{filter_fn, FilterExt};
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
-    let filter = || EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        || EnvFilter::try_from_env("KAVRO_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("kavro-log")
