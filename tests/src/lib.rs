@@ -127,6 +127,21 @@ impl Host {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits for `text` in the log: lines reach the file through the
+    /// host's log thread, a moment after what they record.
+    pub fn assert_logged(&self, text: &str) {
+        let limit = Duration::from_secs(5);
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` not logged within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends raw bytes and returns whatever comes back before the server closes or 2 s pass.
     pub fn raw(&self, bytes: &[u8]) -> String {
         let mut s = TcpStream::connect(self.addr).expect("connect");

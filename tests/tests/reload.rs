@@ -111,7 +111,7 @@ fn sighup_swaps_plugins_keeps_kv_and_refuses_a_broken_component() {
     eventually("the refusal to be logged", || {
         host.log().contains("reload refused").then_some(())
     });
-    assert!(host.log().contains("broken.wasm"), "{}", host.log());
+    host.assert_logged("broken.wasm");
     assert_eq!(version(), "2");
     let refusal = host.admin_json("/plugins")["last_refusal"].to_string();
     assert!(
@@ -385,5 +385,5 @@ fn a_large_component_swapped_in_serves_baseline_code_until_its_optimized_code_is
     });
     assert_eq!(plugin(&host)["hash"], swapped["hash"]);
     assert!(variant(&host));
-    assert!(host.log().contains("trigger=\"optimized code ready\""));
+    host.assert_logged("trigger=\"optimized code ready\"");
 }
