@@ -258,6 +258,12 @@ fn fifty_swaps_under_load_fail_no_request_and_never_mix_versions() {
                 }
             });
         }
+        // The storm starts once the clients are served, and goes on once
+        // the first swap's version has served: on a busy machine the
+        // clients may otherwise start only after the last swap.
+        eventually("the first version to serve", || {
+            (by_probe.load(Ordering::Relaxed) > 0).then_some(())
+        });
         for i in 0..50 {
             // Replace atomically, as a deploy tool would: write aside, rename.
             let tmp = host.plugins_dir().join("ver.wasm.tmp");
@@ -265,6 +271,11 @@ fn fifty_swaps_under_load_fail_no_request_and_never_mix_versions() {
             std::fs::rename(&tmp, host.plugins_dir().join("ver.wasm")).unwrap();
             let (status, out) = host.reload();
             assert_eq!(status, 200, "swap {i}: {out}");
+            if i == 0 {
+                eventually("the second version to serve", || {
+                    (by_headers.load(Ordering::Relaxed) > 0).then_some(())
+                });
+            }
             if i == 25 {
                 // An invalid file dropped in mid-storm changes nothing.
                 std::fs::write(host.plugins_dir().join("junk.wasm"), b"not wasm").unwrap();
