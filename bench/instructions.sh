@@ -58,7 +58,7 @@ count() {
 
 {
     count bare-pingora "$BARE" "$BIN/bare-pingora" --listen "$BARE" --upstream "$UP" --threads 1 --read-timeout-ms 30000
-    KAVRO_LOG=warn count kavro-0-plugins "$KAVRO" "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/none"
+    count kavro-0-plugins "$KAVRO" "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/none"
 } > "$WORK/counts"
 
 echo
