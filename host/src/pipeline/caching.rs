@@ -13,7 +13,7 @@ use crate::cache::policy::{request_eligible, storable_for};
 use crate::cache::{Entry, FillLock, Lookup, ResponseCache, RoutePolicy};
 use crate::plugin::caps::cache::CacheChoice;
 
-pub static X_KAVRO_CACHE: http::HeaderName = http::HeaderName::from_static("x-kavro-cache");
+pub const X_KAVRO_CACHE: &str = "x-kavro-cache";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {

@@ -108,9 +108,7 @@ impl Kavro {
 
         caching::store_produced(&self.cache, ctx, session.req_header(), &p);
         if let Some(status) = ctx.cache_status {
-            let _ = p
-                .head
-                .insert_header(X_KAVRO_CACHE.as_str(), status.as_str());
+            let _ = p.head.insert_header(X_KAVRO_CACHE, status.as_str());
         }
         let _ = p.head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
         if !chains.package.is_empty() {
@@ -368,7 +366,7 @@ impl ProxyHttp for Kavro {
         clean_upstream_response(resp);
         caching::begin_streamed(&self.cache, ctx, resp);
         if let Some(status) = ctx.cache_status {
-            let _ = resp.insert_header(X_KAVRO_CACHE.as_str(), status.as_str());
+            let _ = resp.insert_header(X_KAVRO_CACHE, status.as_str());
         }
         let _ = resp.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
         let Some(active) = ctx.active.clone() else {
