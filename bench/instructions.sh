@@ -20,10 +20,8 @@ KAVRO=127.0.0.1:18093
 source bench/lib.sh
 bench_workdir
 
-BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
-mkdir -p "$WORK/up" "$WORK/none"
-nginx_config "$WORK/up.conf" 1 "    server { listen $UP; location / { default_type text/plain; return 200 \"$BODY\"; } }"
-nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)
+fixed_upstream "$UP"
+mkdir -p "$WORK/none"
 wait_port "$UP"
 cat > "$WORK/none.toml" <<CONF
 [server]

@@ -64,3 +64,13 @@ $3
 }
 CONF
 }
+
+# fixed_upstream ADDR: starts, under $WORK/up, the upstream the proxy
+# benchmarks share: nginx answering a fixed 1 KiB body from memory.
+fixed_upstream() {
+    local body
+    body=$(head -c 1024 /dev/zero | tr '\0' 'k')
+    mkdir -p "$WORK/up"
+    nginx_config "$WORK/up.conf" 1 "    server { listen $1; location / { default_type text/plain; return 200 \"$body\"; } }"
+    nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)
+}

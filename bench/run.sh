@@ -29,14 +29,8 @@ BARE_T=127.0.0.1:18086
 source "$ROOT/bench/lib.sh"
 bench_workdir
 
-# The upstream: nginx answering a fixed 1 KiB body from memory, keep-alive.
-mkdir -p "$WORK/up" "$WORK/px"
-BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
-nginx_config "$WORK/up.conf" 1 "$(cat <<EOF
-    server { listen $UP; location / { default_type text/plain; return 200 "$BODY"; } }
-EOF
-)"
-nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)
+fixed_upstream "$UP"
+mkdir -p "$WORK/px"
 
 # The nginx peer: proxy_pass with an upstream keep-alive pool, as Pingora pools.
 NGINX_WORKERS=$THREADS; [ "$NGINX_WORKERS" = 0 ] && NGINX_WORKERS=auto

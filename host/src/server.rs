@@ -18,10 +18,6 @@ use crate::plugin::{artifacts, registry, PluginSet};
 use crate::reload::Reloader;
 use crate::Active;
 
-/// Logs go to stderr through a writer thread, so a request never waits on
-/// a log write; when the writer falls behind, callers wait rather than
-/// lines being dropped. The thread writes what is queued, then flushes: one
-/// write for a burst of access-log lines, not one per line.
 /// What is logged without KAVRO_LOG. Pingora's connector logs, as an
 /// error, each time a pooled upstream connection is still held by its idle
 /// watcher on the other worker when a request wants it (a fraction of a
@@ -33,6 +29,10 @@ fn plugin_line(m: &tracing::Metadata<'_>) -> bool {
     m.target() == crate::plugin::caps::log::TARGET
 }
 
+/// Logs go to stderr through a writer thread, so a request never waits on
+/// a log write; when the writer falls behind, callers wait rather than
+/// lines being dropped. The thread writes what is queued, then flushes: one
+/// write for a burst of access-log lines, not one per line.
 fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{filter_fn, FilterExt};

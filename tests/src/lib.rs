@@ -130,16 +130,9 @@ impl Host {
     /// Waits for `text` in the log: lines reach the file through the
     /// host's log thread, a moment after what they record.
     pub fn assert_logged(&self, text: &str) {
-        let limit = Duration::from_secs(5);
-        let deadline = Instant::now() + limit;
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "`{text}` not logged within {limit:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually(&format!("`{text}` in the log"), || {
+            self.log().contains(text).then_some(())
+        });
     }
 
     /// Sends raw bytes and returns whatever comes back before the server closes or 2 s pass.

@@ -130,17 +130,22 @@ impl Runtime {
         Ok(r)
     }
 
+    /// The baseline linker, if `engine` is the baseline engine.
+    fn baseline_linker(&self, engine: &Engine) -> Option<&Linker<HostState>> {
+        match self.baseline.get() {
+            Some(Some((baseline, linker))) if Engine::same(engine, baseline) => Some(linker),
+            _ => None,
+        }
+    }
+
     /// The linker for a component compiled by either engine.
     pub fn linker_for(&self, engine: &Engine) -> &Linker<HostState> {
-        match self.baseline.get() {
-            Some(Some((baseline, linker))) if Engine::same(engine, baseline) => linker,
-            _ => &self.linker,
-        }
+        self.baseline_linker(engine).unwrap_or(&self.linker)
     }
 
     /// Whether `engine` is the baseline engine.
     pub fn is_baseline(&self, engine: &Engine) -> bool {
-        matches!(self.baseline.get(), Some(Some((b, _))) if Engine::same(engine, b))
+        self.baseline_linker(engine).is_some()
     }
 
     /// The baseline engine, made on first use, if this CPU has one.
