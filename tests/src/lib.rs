@@ -52,11 +52,22 @@ pub fn wasm(name: &str) -> PathBuf {
     p
 }
 
+/// A port free now and not handed out before in this process. The port is
+/// released before the host binds it: a second host given the same port
+/// would fail to bind it, while its start-up check, which only connects,
+/// took the first host for it and its requests went there.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        if HANDED_OUT.lock().expect("not poisoned").insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A running kavro-host; killed on drop.
