@@ -187,6 +187,7 @@ impl Admin {
                     "version": p.manifest.version,
                     "hash": p.hash,
                     "calls": s.calls.load(Ordering::Relaxed),
+                    "running": s.running.load(Ordering::Relaxed),
                     "slow_calls": s.slow_calls.load(Ordering::Relaxed),
                     "errors": errors,
                     "call_us": { "p50": micros(&s.call_seconds, 0.5), "p99": micros(&s.call_seconds, 0.99) },
@@ -202,6 +203,7 @@ impl Admin {
         serde_json::json!({
             "uptime_seconds": STARTED.elapsed().as_secs(),
             "requests": REQUESTS.load(Ordering::Relaxed),
+            "in_flight": crate::shutdown::in_flight(),
             "responses": classes,
             "latency_us": { "p50": micros(&LATENCY, 0.5), "p99": micros(&LATENCY, 0.99) },
             "cache": self.cache_figures(),

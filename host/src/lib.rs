@@ -11,6 +11,7 @@ pub mod plugin;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod shutdown;
 
 use std::sync::Arc;
 

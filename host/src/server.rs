@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::Server;
+use pingora_core::server::{RunArgs, Server};
 
 use crate::admin::Admin;
 use crate::cli::{Cli, Command};
@@ -78,8 +78,9 @@ fn print_errors(errors: &[Diagnostic]) {
 
 /// Runs the CLI; returns the exit code.
 pub fn main(cli: Cli) -> i32 {
-    // Dropped on return, which flushes what is queued.
-    let _log = init_tracing();
+    // Dropped on return, which flushes what is queued; a host that serves
+    // hands it to `shutdown`, which exits the process itself.
+    let log = init_tracing();
     let mut config = match Config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(d) => {
@@ -156,6 +157,7 @@ pub fn main(cli: Cli) -> i32 {
         return 0;
     }
     drop(rt);
+    crate::shutdown::hold_log(log);
     let sources = Sources {
         config_path: cli.common.config.clone(),
         plugins_dir: cli.common.plugins.clone(),
@@ -171,7 +173,7 @@ struct Sources {
     cache_dir: Option<std::path::PathBuf>,
 }
 
-fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -> i32 {
+fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -> ! {
     crate::admin::mark_start();
     let kv_sweeper = Arc::clone(&stores.kv);
     let _ = std::thread::Builder::new()
@@ -186,11 +188,15 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
     } else {
         config.threads
     };
+    // `shutdown` decides when the process exits: as soon as no request is
+    // under way, or at the end of the grace period. Pingora's own grace
+    // period (a fixed sleep) outlasts it, so it never cuts requests first.
+    let grace = config.shutdown_grace;
     let conf = ServerConf {
         threads,
         work_stealing: config.work_stealing,
-        grace_period_seconds: Some(0),
-        graceful_shutdown_timeout_seconds: Some(5),
+        grace_period_seconds: Some(grace.as_secs() + 2),
+        graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
@@ -260,5 +266,8 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
         plugins = plugin_count,
         "kavro-host serving"
     );
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(crate::shutdown::Signals { grace, active }),
+    });
+    crate::shutdown::exit(0)
 }

@@ -139,6 +139,9 @@ pub struct ServerSection {
     /// Accept HTTP/2 over cleartext (prior knowledge) beside HTTP/1.1.
     #[serde(default = "yes")]
     pub h2c: bool,
+    /// How long SIGTERM waits for requests under way before exiting anyway.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_s: u64,
 }
 
 impl Default for ServerSection {
@@ -149,6 +152,7 @@ impl Default for ServerSection {
             work_stealing: false,
             present_max_bytes: default_present_max(),
             h2c: true,
+            shutdown_grace_s: default_shutdown_grace(),
         }
     }
 }
@@ -297,6 +301,10 @@ pub struct LimitsSection {
 fn default_listen() -> Vec<Spanned<String>> {
     vec![Spanned::new(0..0, "127.0.0.1:8080".to_string())]
 }
+fn default_shutdown_grace() -> u64 {
+    10
+}
+
 fn default_present_max() -> usize {
     1 << 20
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
@@ -12,6 +12,7 @@ use crate::actions::proxy::Upstream;
 use crate::cache::Directive;
 use crate::plugin::caps::cache::CacheChoice;
 use crate::plugin::{Instance, RequestInfo};
+use crate::shutdown::InFlight;
 use crate::Active;
 
 /// A body held back for the present chain.
@@ -51,6 +52,9 @@ pub struct Ctx {
     pub present: Option<Box<PresentBuffer>>,
     pub bytes_sent: u64,
     pub error: Option<String>,
+    /// An error response's body, sent in place of a proxied body whose
+    /// head was replaced by the error's.
+    pub error_body: Option<Bytes>,
     /// What prime plugins chose about the cache.
     pub cache_choice: Option<CacheChoice>,
     /// A prepare reply's cache directive.
@@ -59,6 +63,9 @@ pub struct Ctx {
     pub cache_status: Option<CacheStatus>,
     /// The response is to be stored when complete.
     pub fill: Option<Box<Fill>>,
+    /// Counts the request as under way until its post phase is done (the
+    /// context moves into post); a shutdown waits for it.
+    pub in_flight: Option<InFlight>,
 }
 
 impl Ctx {
@@ -79,10 +86,12 @@ impl Ctx {
             present: None,
             bytes_sent: 0,
             error: None,
+            error_body: None,
             cache_choice: None,
             cache_directive: None,
             cache_status: None,
             fill: None,
+            in_flight: None,
         }
     }
 

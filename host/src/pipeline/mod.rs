@@ -1,6 +1,14 @@
 //! The request pipeline on Pingora's `ProxyHttp`: prime → route → prepare
 //! → action (proxy, static, respond, redirect) → present → package, with
 //! post after the response is written.
+//!
+//! Every hook that calls a plugin is async: a call yields its worker at
+//! each epoch tick and may move to the slow lane, which needs the runtime
+//! to go on polling, so nothing here may run one under a blocking executor.
+//! Pingora 0.9's response body filter is synchronous; Kavro's patch of it
+//! (vendor/pingora-proxy) makes it async, and present at the end of a
+//! proxied body is awaited there. The one synchronous hook left, `new_ctx`,
+//! waits on nothing.
 
 mod caching;
 mod context;
@@ -31,6 +39,7 @@ use crate::actions::{Body, Produced};
 use crate::cache::ResponseCache;
 use crate::plugin::bindings::types::Completion;
 use crate::routing::{normalize_host, Match, RouteAction};
+use crate::shutdown::InFlight;
 use crate::Active;
 
 /// Parsed once for lookups; an insert takes the `&'static str`, which
@@ -78,6 +87,16 @@ impl Kavro {
         let from_cache = ctx.cache_status == Some(CacheStatus::Hit);
 
         if !chains.present.is_empty() && !from_cache {
+            // A whole file (not a range of one) that fits is read for present.
+            if let Body::File { file, len } = &mut p.body {
+                if *len <= max as u64 && p.head.status == http::StatusCode::OK {
+                    let mut whole = Vec::with_capacity(*len as usize);
+                    file.take(*len).read_to_end(&mut whole).await.map_err(|e| {
+                        Error::because(ErrorType::ReadError, "reading a static file", e)
+                    })?;
+                    p.body = Body::Bytes(Bytes::from(whole));
+                }
+            }
             if let Body::Bytes(b) = &p.body {
                 if b.len() <= max && p.head.status.as_u16() >= 200 {
                     let body = b.clone();
@@ -182,7 +201,9 @@ impl ProxyHttp for Kavro {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::new()
+        let mut ctx = Ctx::new();
+        ctx.in_flight = Some(InFlight::enter());
+        ctx
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -402,19 +423,34 @@ impl ProxyHttp for Kavro {
         if !chains.package.is_empty() {
             let req = session.req_header_mut();
             if let Err(err) = phases::run_package(set, &chains.package, ctx, req, resp).await {
-                // The upstream's body is already on its way; send the error
-                // head and drop that body.
+                // The upstream's body is already on its way: the error's
+                // head goes instead of the upstream's, and the body filter
+                // sends the error's body in place of the upstream's. Without
+                // a length, so that an upstream body that never comes
+                // still ends the response cleanly.
                 *resp = *err.head;
                 let _ = resp.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
+                resp.remove_header(&header::CONTENT_LENGTH);
+                if !session.is_http2() {
+                    let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+                }
                 ctx.present = None;
                 ctx.fill = None;
                 ctx.error = Some("package failed".into());
+                ctx.error_body = match err.body {
+                    Body::Bytes(b) => Some(b),
+                    _ => None,
+                };
             }
         }
         Ok(())
     }
 
-    fn response_body_filter(
+    /// Async through Kavro's Pingora patch (vendor/pingora-proxy): the
+    /// present chain at the end of a streamed body is awaited here like
+    /// every other phase, so its calls yield, move to the slow lane and
+    /// check out instances without ever blocking the worker thread.
+    async fn response_body_filter(
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
@@ -422,7 +458,8 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
         if ctx.error.is_some() && ctx.present.is_none() {
-            *body = None;
+            // Once, in place of the upstream's body.
+            *body = ctx.error_body.take();
             return Ok(None);
         }
         if let Some(buf) = ctx.present.as_mut() {
@@ -445,9 +482,7 @@ impl ProxyHttp for Kavro {
             let chain = &active.plugins.chains(ctx.route).present;
             let input = buf.body.freeze();
             let req = session.req_header_mut();
-            // Pingora's body filters are synchronous: run the chain to
-            // completion here. Every call is bounded by its plugin's deadline.
-            let out = futures::executor::block_on(phases::run_present(
+            let out = phases::run_present(
                 &active.plugins,
                 chain,
                 ctx,
@@ -456,7 +491,8 @@ impl ProxyHttp for Kavro {
                 input,
                 false,
                 buf.limit,
-            ));
+            )
+            .await;
             *body = Some(match out {
                 Ok(b) => b,
                 Err(err) => {

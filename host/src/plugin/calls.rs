@@ -110,7 +110,14 @@ impl Instance {
             .live
             .take()
             .expect("an instance whose call was cancelled is never used again");
+        // Counted until the call ends here or, cancelled, the instance is dropped.
+        self.stats
+            .running
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let ((live, r), moved) = slow_lane::run(f(live)).await;
+        self.stats
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         self.live = Some(live);
         if moved {
             self.stats
@@ -213,9 +220,6 @@ impl Instance {
             cache_choice: false,
         };
         self.enter(access, deadline);
-        // A head already sent means Pingora's synchronous body filter, which
-        // runs this call under block_on.
-        self.store().data_mut().blocking_call = !head_writable;
         let body = body.clone();
         let r = self
             .call_lent(req, Some(resp), move |mut l| async move {
@@ -294,7 +298,6 @@ impl Instance {
     }
 
     fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
-        self.store().data_mut().blocking_call = false;
         self.stats
             .call_seconds
             .observe(self.call_started.elapsed().as_secs_f64());

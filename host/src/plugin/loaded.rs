@@ -151,6 +151,10 @@ pub struct Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.stats.instances_live.fetch_sub(1, Ordering::Relaxed);
+        if self.live.is_none() {
+            // Its call was cancelled mid-way.
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -340,10 +344,6 @@ impl Plugin {
         store.epoch_deadline_callback(|mut ctx| {
             if deadline_passed(ctx.data()) {
                 Err(DeadlineExceeded.into())
-            } else if ctx.data().blocking_call {
-                // Inside a synchronous block_on nothing else can run: wake
-                // at once (tokio's deferred wake would never come).
-                Ok(UpdateDeadline::Yield(1))
             } else if slow_lane::movable() {
                 // Judged by the CPU time the call used since its first tick,
                 // not the clock: a short call that a tick (or the OS

@@ -54,9 +54,6 @@ pub struct HostState {
     pub(crate) worker_cpu: std::time::Duration,
     /// Headers added during the current call, bounded by the plugin's limit.
     pub(crate) headers_added: usize,
-    /// The current call runs inside a synchronous `block_on` (present on a
-    /// streamed proxy response), where deadline yields must wake at once.
-    pub(crate) blocking_call: bool,
     /// The plugin's limit on headers added per call.
     max_headers: usize,
     /// The component instance this store runs.
@@ -86,7 +83,6 @@ impl HostState {
             cpu: Default::default(),
             worker_cpu: limits.worker_cpu,
             headers_added: 0,
-            blocking_call: false,
             max_headers: limits.max_headers,
             handle: None,
         })

@@ -17,6 +17,8 @@ const CALL_BUCKETS: &[f64] = &[
 #[derive(Debug)]
 pub struct PluginStats {
     pub calls: AtomicU64,
+    /// Calls under way now.
+    pub running: AtomicUsize,
     /// Calls that ran long and finished on the slow lane.
     pub slow_calls: AtomicU64,
     failures: [AtomicU64; FailureKind::ALL.len()],
@@ -33,6 +35,7 @@ impl Default for PluginStats {
     fn default() -> Self {
         PluginStats {
             calls: AtomicU64::new(0),
+            running: AtomicUsize::new(0),
             slow_calls: AtomicU64::new(0),
             failures: Default::default(),
             instances_live: AtomicUsize::new(0),

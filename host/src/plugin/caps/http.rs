@@ -46,11 +46,6 @@ impl HostState {
             .http
             .clone()
             .ok_or_else(|| denied(&self.grants.plugin, "http"))?;
-        if self.blocking_call {
-            return Err(HostError::Unavailable(
-                "outbound HTTP is not available in present on a streamed response".into(),
-            ));
-        }
         let upstream = grant.upstreams.get(&req.upstream).ok_or_else(|| {
             invalid(format!(
                 "upstream `{}` is not declared in the host's config",

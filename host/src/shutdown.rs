@@ -1,0 +1,127 @@
+//! Stopping on a signal without hanging, and without cutting work short
+//! that could finish.
+//!
+//! On SIGTERM Pingora stops accepting connections and closes idle ones.
+//! Kavro then exits as soon as no request is under way (a request counts
+//! from its first hook to the end of its post phase), or, at the end of the
+//! grace period, logs what it cuts short and exits anyway: a stuck worker
+//! thread or plugin call cannot keep the process alive. Ctrl-C (SIGINT)
+//! has no grace period.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch, UnixShutdownSignalWatch};
+use tracing_appender::non_blocking::WorkerGuard;
+
+use crate::Active;
+
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// The log writer's guard: dropping it writes out what is queued.
+static LOG: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+
+/// One request under way; dropped when its work, post included, is done
+/// or abandoned.
+#[derive(Debug)]
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn enter() -> InFlight {
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Requests under way now.
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::Acquire)
+}
+
+/// Keeps the log writer's guard until the process exits through [`exit`].
+pub fn hold_log(guard: WorkerGuard) {
+    *LOG.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+}
+
+/// Writes out the log, then ends the process.
+pub fn exit(code: i32) -> ! {
+    if let Some(guard) = LOG.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        drop(guard);
+    }
+    std::process::exit(code)
+}
+
+/// Pingora's signal watch, which also starts [`drain`] once a signal comes.
+pub struct Signals {
+    pub grace: Duration,
+    pub active: Arc<ArcSwap<Active>>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let signal = UnixShutdownSignalWatch.recv().await;
+        let grace = match signal {
+            ShutdownSignal::FastShutdown => Duration::ZERO,
+            _ => self.grace,
+        };
+        let active = self.active.clone();
+        let spawned = std::thread::Builder::new()
+            .name("kavro-shutdown".into())
+            .spawn(move || drain(grace, &active));
+        if let Err(e) = spawned {
+            tracing::error!("cannot watch the shutdown ({e}); exiting now");
+            exit(1);
+        }
+        signal
+    }
+}
+
+/// Waits for the requests under way to finish, up to `grace`, then exits.
+fn drain(grace: Duration, active: &ArcSwap<Active>) -> ! {
+    let until = Instant::now() + grace;
+    tracing::info!(
+        in_flight = in_flight(),
+        "shutting down: waiting up to {grace:?} for the requests under way"
+    );
+    loop {
+        if in_flight() == 0 {
+            tracing::info!("shut down: no request under way");
+            exit(0);
+        }
+        if Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let active = active.load();
+    let calls: Vec<String> = active
+        .plugins
+        .plugins
+        .iter()
+        .filter_map(|p| {
+            let n = p.stats.running.load(Ordering::Relaxed);
+            (n > 0).then(|| format!("{} ({n})", p.name))
+        })
+        .collect();
+    tracing::error!(
+        "shut down after the grace period of {grace:?} with work still running: {} request(s); \
+         plugin calls under way: {}",
+        in_flight(),
+        if calls.is_empty() {
+            "none".to_string()
+        } else {
+            calls.join(", ")
+        }
+    );
+    exit(1)
+}
