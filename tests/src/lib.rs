@@ -146,6 +146,29 @@ impl Host {
         });
     }
 
+    /// Sends SIGTERM and waits up to `within` for the host to exit; fails
+    /// the test, with the log, if it is still running then.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for kavro-host") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kavro-host still runs {within:?} after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends raw bytes and returns whatever comes back before the server closes or 2 s pass.
     pub fn raw(&self, bytes: &[u8]) -> String {
         let mut s = TcpStream::connect(self.addr).expect("connect");

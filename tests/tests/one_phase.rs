@@ -1,0 +1,362 @@
+//! Each phase alone, as a first plugin is written: a plugin that exports
+//! one phase and nothing else, on a proxied, a static, a FastCGI and a
+//! respond route, under 32 concurrent connections, with pooled and with
+//! per-request instances. Every request is answered, and the host then
+//! stops on SIGTERM. Also each phase spinning until its deadline, and a
+//! SIGTERM while calls are still under way.
+
+use std::time::{Duration, Instant};
+
+use kavro_e2e::php::PhpFpm;
+use kavro_e2e::upstream::Upstream;
+use kavro_e2e::{eventually, Host};
+
+const CONNECTIONS: usize = 32;
+/// Requests each connection sends to each route.
+const ROUNDS: usize = 3;
+/// How long a host may take to stop on SIGTERM once its requests are done.
+const STOP_WITHIN: Duration = Duration::from_secs(5);
+
+const PHASES: [&str; 5] = ["prime", "prepare", "present", "package", "post"];
+
+/// The four kinds of route, and a request path for each.
+const PATHS: [&str; 4] = ["/proxy/echo", "/hello.txt", "/index.php", "/respond"];
+
+/// A proxied, a static, a FastCGI and a respond route, and what serves them.
+struct Site {
+    upstream: Upstream,
+    fpm: PhpFpm,
+    root: tempfile::TempDir,
+}
+
+impl Site {
+    fn start() -> Site {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("hello.txt"), "hello from a file\n").unwrap();
+        Site {
+            upstream: Upstream::start("app"),
+            fpm: PhpFpm::start(4),
+            root,
+        }
+    }
+
+    /// The routes, with plugin `only` scoped to all of them.
+    fn config(&self, plugin_settings: &str) -> String {
+        format!(
+            "[upstreams.app]\ntargets = [\"{upstream}\"]\n\n\
+             [[routes]]\nname = \"proxied\"\npath = \"/proxy/*\"\nproxy = \"app\"\n\n\
+             [[routes]]\nname = \"respond\"\npath = \"/respond\"\nrespond = {{ body = \"hello from respond\" }}\n\n\
+             [[routes]]\nname = \"php\"\npath = \"/*.php\"\n\
+             [routes.fastcgi]\naddress = \"{fpm}\"\nroot = \"{php_root}\"\n\n\
+             [[routes]]\nname = \"files\"\npath = \"/*\"\nstatic = {{ root = \"{root}\" }}\n\n\
+             [[plugins]]\nname = \"only\"\n{plugin_settings}\n",
+            upstream = self.upstream.addr,
+            fpm = self.fpm.address(),
+            php_root = self.fpm.root().display(),
+            root = self.root.path().display(),
+        )
+    }
+
+    fn host(&self, phase: &str, plugin_settings: &str) -> Host {
+        Host::builder()
+            .plugin(&format!("only-{phase}"), "only")
+            .config(&self.config(plugin_settings))
+            .start()
+    }
+}
+
+/// A client per connection; a hang fails the test in seconds, not minutes.
+fn connection() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap()
+}
+
+/// Sends `ROUNDS` requests per route on each of `CONNECTIONS` connections
+/// at once (odd rounds with `expect.extra`), and checks each answer.
+/// Returns how many requests were sent.
+fn load(host: &Host, expect: &Expect) -> usize {
+    let (extra, check, body_check) = (expect.extra, expect.head, expect.body);
+    let urls: Vec<String> = PATHS.iter().map(|p| host.url(p)).collect();
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let urls = &urls;
+                s.spawn(move || {
+                    let c = connection();
+                    let mut failures = Vec::new();
+                    for round in 0..ROUNDS {
+                        for (path, url) in PATHS.iter().zip(urls) {
+                            let with_extra = round % 2 == 1 && extra.is_some();
+                            let mut req = c.get(url);
+                            if let (true, Some((k, v))) = (with_extra, extra) {
+                                req = req.header(k, v);
+                            }
+                            let outcome = req
+                                .send()
+                                .map_err(|e| format!("{path}: no answer: {e}"))
+                                .and_then(|r| {
+                                    check(path, &r)?;
+                                    let body =
+                                        r.text().map_err(|e| format!("{path}: body: {e}"))?;
+                                    body_check(path, with_extra, &body)
+                                });
+                            if let Err(e) = outcome {
+                                failures.push(e);
+                            }
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("client thread"))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed, first: {}\n{}",
+        failures.len(),
+        CONNECTIONS * ROUNDS * PATHS.len(),
+        failures[0],
+        host.log()
+    );
+    CONNECTIONS * ROUNDS * PATHS.len()
+}
+
+fn ok_status(path: &str, r: &reqwest::blocking::Response) -> Result<(), String> {
+    match r.status().as_u16() {
+        200 => Ok(()),
+        s => Err(format!("{path}: status {s}")),
+    }
+}
+
+/// What the route itself answers (the plugin left the body alone).
+fn route_body(path: &str, body: &str) -> Result<(), String> {
+    let expected = match path {
+        "/proxy/echo" => "\"method\":\"GET\"",
+        "/hello.txt" => "hello from a file",
+        "/index.php" => "\"page\":\"index\"",
+        _ => "hello from respond",
+    };
+    if body
+        .to_ascii_lowercase()
+        .contains(&expected.to_ascii_lowercase())
+    {
+        Ok(())
+    } else {
+        Err(format!("{path}: expected `{expected}` in {body:?}"))
+    }
+}
+
+type HeadCheck = fn(&str, &reqwest::blocking::Response) -> Result<(), String>;
+/// Given the path, whether `Expect::extra` was sent, and the body.
+type BodyCheck = fn(&str, bool, &str) -> Result<(), String>;
+
+/// What a phase's test plugin does to the answers.
+struct Expect {
+    /// A header sent on odd rounds: the plugin answers those itself.
+    extra: Option<(&'static str, &'static str)>,
+    head: HeadCheck,
+    body: BodyCheck,
+}
+
+/// The phase's own mark on each answer, as its test plugin makes it.
+fn expect(phase: &str) -> Expect {
+    let answer = Some(("x-answer", "1"));
+    let unchanged: BodyCheck = |path, _, body| route_body(path, body);
+    match phase {
+        "prime" => Expect {
+            extra: answer,
+            head: ok_status,
+            body: |path, answered, body| match answered {
+                true if body == "answered by prime\n" => Ok(()),
+                true => Err(format!("{path}: prime did not answer: {body:?}")),
+                false => route_body(path, body),
+            },
+        },
+        "prepare" => Expect {
+            extra: answer,
+            head: ok_status,
+            body: |path, answered, body| match answered {
+                true if body == "answered by prepare\n" => Ok(()),
+                true => Err(format!("{path}: prepare did not answer: {body:?}")),
+                false => route_body(path, body),
+            },
+        },
+        "present" => Expect {
+            extra: None,
+            head: ok_status,
+            body: |path, _, body| {
+                route_body(path, body)?;
+                if body.bytes().any(|b| b.is_ascii_lowercase()) {
+                    return Err(format!("{path}: present did not upper-case {body:?}"));
+                }
+                Ok(())
+            },
+        },
+        "package" => Expect {
+            extra: None,
+            head: |path, r| {
+                ok_status(path, r)?;
+                match r.headers().get("x-packaged") {
+                    Some(v) if v == "yes" => Ok(()),
+                    _ => Err(format!("{path}: no x-packaged header")),
+                }
+            },
+            body: unchanged,
+        },
+        _ => Expect {
+            extra: None,
+            head: ok_status,
+            body: unchanged,
+        },
+    }
+}
+
+/// The plugin's calls so far, from `GET /plugins`.
+fn calls(host: &Host) -> u64 {
+    host.admin_json("/plugins")["plugins"][0]["calls"]
+        .as_u64()
+        .expect("calls")
+}
+
+/// One phase alone under load, then SIGTERM.
+fn serve_alone(site: &Site, phase: &str, settings: &str) {
+    let mut host = site.host(phase, settings);
+    let sent = load(&host, &expect(phase)) as u64;
+    if phase == "post" {
+        // Post runs after each response is written: every request gets one.
+        eventually("a post call for every request", || {
+            (calls(&host) >= sent).then_some(())
+        });
+    }
+    let status = host.terminate(STOP_WITHIN);
+    assert!(
+        status.success(),
+        "{phase} ({settings}): exit {status}\n{}",
+        host.log()
+    );
+}
+
+#[test]
+fn each_phase_alone_with_pooled_instances() {
+    let site = Site::start();
+    for phase in PHASES {
+        serve_alone(&site, phase, "isolation = \"pooled\"");
+    }
+}
+
+#[test]
+fn each_phase_alone_with_an_instance_per_request() {
+    let site = Site::start();
+    for phase in PHASES {
+        serve_alone(&site, phase, "isolation = \"request\"");
+    }
+}
+
+/// The pool starts with the one instance that described the plugin and
+/// grows under load; instances that serve two requests are replaced, so
+/// it keeps emptying and refilling. Fresh hosts, several times over: a
+/// request whose first plugin call is present must never wait on the pool.
+#[test]
+fn present_alone_while_the_pool_grows() {
+    let site = Site::start();
+    for _ in 0..4 {
+        serve_alone(
+            &site,
+            "present",
+            "isolation = \"pooled\"\n[plugins.limits]\nmax_uses = 2",
+        );
+    }
+}
+
+/// Each phase spinning until its deadline on every request: each request
+/// is still answered (present, on a proxied response whose head has gone,
+/// ends the body early; the others answer 500 naming the plugin), other
+/// requests go on being served, and the host stops on SIGTERM.
+#[test]
+fn each_phase_alone_spinning_until_its_deadline() {
+    let site = Site::start();
+    for phase in PHASES {
+        let mut host = site.host(
+            phase,
+            "failure = \"fail-closed\"\n[plugins.limits]\ndeadline_ms = 50",
+        );
+        let answered = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..CONNECTIONS)
+                .map(|i| {
+                    let url = host.url(PATHS[i % PATHS.len()]);
+                    s.spawn(move || {
+                        let c = connection();
+                        (0..2)
+                            .filter(|_| {
+                                c.get(&url)
+                                    .header("x-spin", "1")
+                                    .send()
+                                    .and_then(|r| r.bytes().map(|_| ()))
+                                    .is_ok()
+                            })
+                            .count()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .sum::<usize>()
+        });
+        assert_eq!(answered, CONNECTIONS * 2, "{phase}:\n{}", host.log());
+        let r = connection().get(host.url("/respond")).send().unwrap();
+        assert_eq!(r.status(), 200, "{phase}: a request without x-spin");
+        let status = host.terminate(STOP_WITHIN);
+        assert!(status.success(), "{phase}: exit {status}\n{}", host.log());
+    }
+}
+
+/// A SIGTERM while plugin calls still run, far from their deadline: the
+/// host waits for them no longer than its grace period, says what was
+/// still running, and exits.
+#[test]
+fn sigterm_with_calls_still_running() {
+    let site = Site::start();
+    let config = format!(
+        "[server]\nshutdown_grace_s = 1\n\n{}",
+        site.config("[plugins.limits]\ndeadline_ms = 60000")
+    );
+    let mut host = Host::builder()
+        .plugin("only-prime", "only")
+        .config(&config)
+        .start();
+    let url = host.url("/respond");
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let _ = connection().get(url).header("x-spin", "1").send();
+            })
+        })
+        .collect();
+    eventually("four calls under way", || {
+        (host.admin_json("/diagnostics")["in_flight"].as_u64() == Some(4)).then_some(())
+    });
+    let started = Instant::now();
+    let status = host.terminate(Duration::from_secs(4));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the grace period was not given"
+    );
+    assert!(!status.success(), "requests were cut short: {status}");
+    let log = host.log();
+    assert!(
+        log.contains("still running") && log.contains("only"),
+        "the log says what was cut short:\n{log}"
+    );
+    for c in clients {
+        c.join().unwrap();
+    }
+}
