@@ -8,6 +8,7 @@
 #   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
 #   ./dev.sh bench-cache cache hits against Varnish, FastCGI against nginx
 #   ./dev.sh bench-lang  one plugin's cost in Rust, C, Python and TypeScript
+#   ./dev.sh bench-phase a present-only plugin under rising load, then SIGTERM
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 set -euo pipefail
 CALLER=$PWD
@@ -140,6 +141,13 @@ case "${1:-}" in
         cargo build --release --example phase_cost
         exec bench/languages.sh
         ;;
+    bench-phase)
+        setup
+        need_apt nginx wrk curl
+        build_test_plugins
+        build_native
+        exec bench/one_phase.sh
+        ;;
     bench-cache)
         setup
         need_apt nginx wrk curl varnish php-fpm
@@ -175,7 +183,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-instr | bench-cache | bench-lang | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac
