@@ -134,6 +134,14 @@ fn a_long_call_starved_on_the_slow_lane_is_not_failed_for_it() {
     // lane's pauses once a call is 2 ms old: a 3 ms call takes tens.)
     let host = hostile_host("[limits]\ndeadline_ms = 200\n");
     assert_eq!(ask(&host, "busy-prime"), (200, "ok\n".to_string()));
+    // Whether this first call moved depends on where the epoch's ticks
+    // fell on a busy machine; the starved call below must move.
+    let slow_calls = |host: &Host| {
+        host.admin_json("/diagnostics")["plugins"][0]["slow_calls"]
+            .as_u64()
+            .expect("slow_calls")
+    };
+    let moved_before = slow_calls(&host);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -154,7 +162,7 @@ fn a_long_call_starved_on_the_slow_lane_is_not_failed_for_it() {
     });
     let d: serde_json::Value = host.admin_json("/diagnostics");
     assert_eq!(d["plugins"][0]["errors"]["deadline"], 0, "{d}");
-    assert_eq!(d["plugins"][0]["slow_calls"], 2, "{d}");
+    assert_eq!(slow_calls(&host), moved_before + 1, "{d}");
 }
 
 #[test]
