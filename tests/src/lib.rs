@@ -2,6 +2,7 @@
 //! a loopback port with real wasm plugins, and real upstream HTTP servers.
 
 pub mod php;
+pub mod sites;
 pub mod upstream;
 
 use std::io::{Read, Write};

@@ -2,13 +2,11 @@
 //! one phase and nothing else, on a proxied, a static, a FastCGI and a
 //! respond route, under 32 concurrent connections, with pooled and with
 //! per-request instances. Every request is answered, and the host then
-//! stops on SIGTERM. Also each phase spinning until its deadline, and a
-//! SIGTERM while calls are still under way.
+//! stops on SIGTERM.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kavro_e2e::php::PhpFpm;
-use kavro_e2e::upstream::Upstream;
+use kavro_e2e::sites::{connection, Site, PATHS};
 use kavro_e2e::{eventually, Host};
 
 const CONNECTIONS: usize = 32;
@@ -18,61 +16,6 @@ const ROUNDS: usize = 3;
 const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 const PHASES: [&str; 5] = ["prime", "prepare", "present", "package", "post"];
-
-/// The four kinds of route, and a request path for each.
-const PATHS: [&str; 4] = ["/proxy/echo", "/hello.txt", "/index.php", "/respond"];
-
-/// A proxied, a static, a FastCGI and a respond route, and what serves them.
-struct Site {
-    upstream: Upstream,
-    fpm: PhpFpm,
-    root: tempfile::TempDir,
-}
-
-impl Site {
-    fn start() -> Site {
-        let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("hello.txt"), "hello from a file\n").unwrap();
-        Site {
-            upstream: Upstream::start("app"),
-            fpm: PhpFpm::start(4),
-            root,
-        }
-    }
-
-    /// The routes, with plugin `only` scoped to all of them.
-    fn config(&self, plugin_settings: &str) -> String {
-        format!(
-            "[upstreams.app]\ntargets = [\"{upstream}\"]\n\n\
-             [[routes]]\nname = \"proxied\"\npath = \"/proxy/*\"\nproxy = \"app\"\n\n\
-             [[routes]]\nname = \"respond\"\npath = \"/respond\"\nrespond = {{ body = \"hello from respond\" }}\n\n\
-             [[routes]]\nname = \"php\"\npath = \"/*.php\"\n\
-             [routes.fastcgi]\naddress = \"{fpm}\"\nroot = \"{php_root}\"\n\n\
-             [[routes]]\nname = \"files\"\npath = \"/*\"\nstatic = {{ root = \"{root}\" }}\n\n\
-             [[plugins]]\nname = \"only\"\n{plugin_settings}\n",
-            upstream = self.upstream.addr,
-            fpm = self.fpm.address(),
-            php_root = self.fpm.root().display(),
-            root = self.root.path().display(),
-        )
-    }
-
-    fn host(&self, phase: &str, plugin_settings: &str) -> Host {
-        Host::builder()
-            .plugin(&format!("only-{phase}"), "only")
-            .config(&self.config(plugin_settings))
-            .start()
-    }
-}
-
-/// A client per connection; a hang fails the test in seconds, not minutes.
-fn connection() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .pool_max_idle_per_host(1)
-        .build()
-        .unwrap()
-}
 
 /// Sends `ROUNDS` requests per route on each of `CONNECTIONS` connections
 /// at once (odd rounds with `expect.extra`), and checks each answer.
@@ -272,91 +215,5 @@ fn present_alone_while_the_pool_grows() {
             "present",
             "isolation = \"pooled\"\n[plugins.limits]\nmax_uses = 2",
         );
-    }
-}
-
-/// Each phase spinning until its deadline on every request: each request
-/// is still answered (present, on a proxied response whose head has gone,
-/// ends the body early; the others answer 500 naming the plugin), other
-/// requests go on being served, and the host stops on SIGTERM.
-#[test]
-fn each_phase_alone_spinning_until_its_deadline() {
-    let site = Site::start();
-    for phase in PHASES {
-        let mut host = site.host(
-            phase,
-            "failure = \"fail-closed\"\n[plugins.limits]\ndeadline_ms = 50",
-        );
-        let answered = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..CONNECTIONS)
-                .map(|i| {
-                    let url = host.url(PATHS[i % PATHS.len()]);
-                    s.spawn(move || {
-                        let c = connection();
-                        (0..2)
-                            .filter(|_| {
-                                c.get(&url)
-                                    .header("x-spin", "1")
-                                    .send()
-                                    .and_then(|r| r.bytes().map(|_| ()))
-                                    .is_ok()
-                            })
-                            .count()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap())
-                .sum::<usize>()
-        });
-        assert_eq!(answered, CONNECTIONS * 2, "{phase}:\n{}", host.log());
-        let r = connection().get(host.url("/respond")).send().unwrap();
-        assert_eq!(r.status(), 200, "{phase}: a request without x-spin");
-        let status = host.terminate(STOP_WITHIN);
-        assert!(status.success(), "{phase}: exit {status}\n{}", host.log());
-    }
-}
-
-/// A SIGTERM while plugin calls still run, far from their deadline: the
-/// host waits for them no longer than its grace period, says what was
-/// still running, and exits.
-#[test]
-fn sigterm_with_calls_still_running() {
-    let site = Site::start();
-    let config = format!(
-        "[server]\nshutdown_grace_s = 1\n\n{}",
-        site.config("[plugins.limits]\ndeadline_ms = 60000")
-    );
-    let mut host = Host::builder()
-        .plugin("only-prime", "only")
-        .config(&config)
-        .start();
-    let url = host.url("/respond");
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let _ = connection().get(url).header("x-spin", "1").send();
-            })
-        })
-        .collect();
-    eventually("four calls under way", || {
-        (host.admin_json("/diagnostics")["in_flight"].as_u64() == Some(4)).then_some(())
-    });
-    let started = Instant::now();
-    let status = host.terminate(Duration::from_secs(4));
-    assert!(
-        started.elapsed() >= Duration::from_secs(1),
-        "the grace period was not given"
-    );
-    assert!(!status.success(), "requests were cut short: {status}");
-    let log = host.log();
-    assert!(
-        log.contains("still running") && log.contains("only"),
-        "the log says what was cut short:\n{log}"
-    );
-    for c in clients {
-        c.join().unwrap();
     }
 }
