@@ -2,6 +2,7 @@
 # Kavro's developer entry point. Installs what it needs, idempotently.
 #   ./dev.sh run    build the host and the first-party plugins, serve on 127.0.0.1:8080
 #   ./dev.sh test   build everything and run the whole test suite
+#   ./dev.sh lint   cargo fmt --check and clippy -D warnings over the native crates
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
 #   ./dev.sh bench-instr instructions per request, zero plugins against bare Pingora (callgrind)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
@@ -166,6 +167,13 @@ case "${1:-}" in
         setup
         build_plugins
         ;;
+    lint)
+        setup
+        rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+        rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+        cargo fmt --all --check
+        cargo clippy --release --all-targets -- -D warnings
+        ;;
     test)
         setup
         # The FastCGI and cache tests run a real php-fpm.
@@ -183,7 +191,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | bench | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac

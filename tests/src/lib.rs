@@ -44,6 +44,7 @@ pub fn wasm_dir() -> PathBuf {
 
 /// A built plugin by crate name (`access-log` → `access_log.wasm`).
 pub fn wasm(name: &str) -> PathBuf {
+    require_build();
     let p = wasm_dir().join(format!("{}.wasm", name.replace('-', "_")));
     assert!(
         p.is_file(),
@@ -51,6 +52,26 @@ pub fn wasm(name: &str) -> PathBuf {
         p.display()
     );
     p
+}
+
+/// These tests run the release host with wasm plugins that `./dev.sh test`
+/// builds first; a plain `cargo test` has neither, and stops here with one
+/// line instead of a failure per test.
+fn require_build() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        let host = bin_dir().join("kavro-host");
+        let plugin = wasm_dir().join("probe.wasm");
+        if !host.is_file() || !plugin.is_file() {
+            // Past the test harness's capture of `eprintln!`.
+            let _ = writeln!(
+                std::io::stderr(),
+                "kavro-e2e: {} not built; run the tests with ./dev.sh test",
+                if host.is_file() { plugin } else { host }.display()
+            );
+            std::process::exit(2);
+        }
+    });
 }
 
 /// A port free now and not handed out before in this process. The port is
@@ -229,6 +250,7 @@ impl HostBuilder {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        require_build();
         std::fs::create_dir_all(self.plugins_dir()).unwrap();
         let mut cmd = Command::new(bin_dir().join("kavro-host"));
         cmd.arg("--plugins").arg(self.plugins_dir());
