@@ -17,7 +17,7 @@ use kavro_host::plugin::artifacts::Urgency;
 use kavro_host::plugin::bindings::types::Completion;
 use kavro_host::plugin::caps::Stores;
 use kavro_host::plugin::engine::Runtime;
-use kavro_host::plugin::{Plugin, RequestInfo};
+use kavro_host::plugin::{Phase, Plugin, RequestInfo};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 fn request() -> RequestHeader {
@@ -47,24 +47,24 @@ async fn one_request(
     let mut inst = plugin.checkout().await.expect("instance");
     inst.set_request_info(Some(info.clone()));
     let p = plugin.phases;
-    if p.prime {
+    if p[Phase::Prime] {
         inst.prime(seq, req, deadline).await.expect("prime");
     }
-    if p.prepare {
+    if p[Phase::Prepare] {
         inst.prepare(seq, req, deadline).await.expect("prepare");
     }
-    if p.present {
+    if p[Phase::Present] {
         let body = bytes::Bytes::from_static(b"<html><body>hello</body></html>");
         inst.present(seq, req, resp, &body, true, deadline)
             .await
             .expect("present");
     }
-    if p.package {
+    if p[Phase::Package] {
         inst.package(seq, req, resp, deadline)
             .await
             .expect("package");
     }
-    if p.post {
+    if p[Phase::Post] {
         let done = Completion {
             status: 200,
             duration_us: 100,

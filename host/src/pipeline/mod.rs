@@ -38,6 +38,7 @@ use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request};
 use crate::actions::{Body, Produced};
 use crate::cache::ResponseCache;
 use crate::plugin::bindings::types::Completion;
+use crate::plugin::Phase;
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::shutdown::InFlight;
 use crate::Active;
@@ -86,7 +87,7 @@ impl Kavro {
         // A hit is stored as present left it.
         let from_cache = ctx.cache_status == Some(CacheStatus::Hit);
 
-        if !chains.present.is_empty() && !from_cache {
+        if !chains[Phase::Present].is_empty() && !from_cache {
             // A whole file (not a range of one) that fits is read for present.
             if let Body::File { file, len } = &mut p.body {
                 if *len <= max as u64 && p.head.status == http::StatusCode::OK {
@@ -103,7 +104,7 @@ impl Kavro {
                     let req = session.req_header_mut();
                     match phases::run_present(
                         set,
-                        &chains.present,
+                        &chains[Phase::Present],
                         ctx,
                         req,
                         &mut p.head,
@@ -130,10 +131,10 @@ impl Kavro {
             let _ = p.head.insert_header(X_KAVRO_CACHE, status.as_str());
         }
         let _ = p.head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
-        if !chains.package.is_empty() {
+        if !chains[Phase::Package].is_empty() {
             let req = session.req_header_mut();
             if let Err(mut err) =
-                phases::run_package(set, &chains.package, ctx, req, &mut p.head).await
+                phases::run_package(set, &chains[Phase::Package], ctx, req, &mut p.head).await
             {
                 let _ = err
                     .head
@@ -231,10 +232,10 @@ impl ProxyHttp for Kavro {
 
         let set = &active.plugins;
         let max = active.config.present_max_bytes;
-        if !set.global.prime.is_empty() {
+        if !set.global[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
             if let PrimeResult::Respond(p) =
-                phases::run_prime(set, &set.global.prime, ctx, req, max).await
+                phases::run_prime(set, &set.global[Phase::Prime], ctx, req, max).await
             {
                 return self.send(session, ctx, p).await;
             }
@@ -266,10 +267,10 @@ impl ProxyHttp for Kavro {
             ctx.cache_status = Some(CacheStatus::Bypass);
         }
 
-        if !chains.prime.is_empty() {
+        if !chains[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
             if let PrimeResult::Respond(p) =
-                phases::run_prime(set, &chains.prime, ctx, req, max).await
+                phases::run_prime(set, &chains[Phase::Prime], ctx, req, max).await
             {
                 return self.send(session, ctx, p).await;
             }
@@ -283,11 +284,11 @@ impl ProxyHttp for Kavro {
             }
         }
 
-        if !chains.prepare.is_empty() {
+        if !chains[Phase::Prepare].is_empty() {
             let config = &active.config;
             let known = |name: &str| config.upstream(name).is_some();
             let req = session.req_header_mut();
-            match phases::run_prepare(set, &chains.prepare, ctx, req, max, &known).await {
+            match phases::run_prepare(set, &chains[Phase::Prepare], ctx, req, max, &known).await {
                 PrepareResult::Declined => {}
                 PrepareResult::Respond(p) => return self.send(session, ctx, p).await,
                 PrepareResult::Forward {
@@ -406,7 +407,7 @@ impl ProxyHttp for Kavro {
             .and_then(|v| v.parse::<usize>().ok());
         let bodiless = session.req_header().method == http::Method::HEAD
             || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
-        if !chains.present.is_empty() && !bodiless {
+        if !chains[Phase::Present].is_empty() && !bodiless {
             if let Some(len) = len.filter(|&l| l <= max) {
                 ctx.present = Some(Box::new(PresentBuffer {
                     body: BytesMut::with_capacity(len),
@@ -420,9 +421,11 @@ impl ProxyHttp for Kavro {
             }
         }
 
-        if !chains.package.is_empty() {
+        if !chains[Phase::Package].is_empty() {
             let req = session.req_header_mut();
-            if let Err(err) = phases::run_package(set, &chains.package, ctx, req, resp).await {
+            if let Err(err) =
+                phases::run_package(set, &chains[Phase::Package], ctx, req, resp).await
+            {
                 // The upstream's body is already on its way: the error's
                 // head goes instead of the upstream's, and the body filter
                 // sends the error's body in place of the upstream's. Without
@@ -479,7 +482,7 @@ impl ProxyHttp for Kavro {
             }
             let mut buf = ctx.present.take().expect("checked");
             let active = ctx.active.clone().expect("set");
-            let chain = &active.plugins.chains(ctx.route).present;
+            let chain = &active.plugins.chains(ctx.route)[Phase::Present];
             let input = buf.body.freeze();
             let req = session.req_header_mut();
             let out = phases::run_present(
@@ -570,7 +573,7 @@ impl ProxyHttp for Kavro {
             return;
         };
         let set = &active.plugins;
-        if set.chains(ctx.route).post.is_empty() {
+        if set.chains(ctx.route)[Phase::Post].is_empty() {
             phases::release(set, ctx);
             return;
         }

@@ -14,7 +14,7 @@ use crate::actions::{Body, Produced};
 use crate::cache::Directive;
 use crate::config::FailurePolicy;
 use crate::plugin::bindings::{prepare, present, prime, types};
-use crate::plugin::{Failure, FailureKind, Instance, PluginSet};
+use crate::plugin::{Failure, FailureKind, Instance, Phase, PluginSet};
 
 /// What a failed plugin does to the request.
 pub enum Verdict {
@@ -27,14 +27,14 @@ pub enum Verdict {
 /// Applies plugin `i`'s policy to a failure. The plugin is then left out of
 /// the rest of this request: its instance is broken, and a second failure
 /// would only repeat the first.
-fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: &str, f: &Failure) -> Verdict {
+fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) -> Verdict {
     let plugin = &set.plugins[i];
     ctx.mark_failed(i);
     plugin.stats.failed(f.kind);
     crate::admin::record_failure(&plugin.name, f.kind);
     tracing::warn!(
         plugin = %plugin.name,
-        phase,
+        phase = phase.name(),
         kind = f.kind.as_str(),
         request = ctx.request_id(),
         "plugin failed: {}",
@@ -167,7 +167,7 @@ pub async fn run_prime(
         match outcome {
             Ok(None) => {}
             Ok(Some(p)) => return PrimeResult::Respond(p),
-            Err(f) => match verdict(set, i, ctx, "prime", &f) {
+            Err(f) => match verdict(set, i, ctx, Phase::Prime, &f) {
                 Verdict::Skip => {}
                 Verdict::Fail(p) => return PrimeResult::Respond(p),
             },
@@ -244,7 +244,7 @@ pub async fn run_prepare(
         match outcome {
             Ok(None) => {}
             Ok(Some(r)) => return r,
-            Err(f) => match verdict(set, i, ctx, "prepare", &f) {
+            Err(f) => match verdict(set, i, ctx, Phase::Prepare, &f) {
                 Verdict::Skip => {}
                 Verdict::Fail(p) => return PrepareResult::Respond(p),
             },
@@ -295,7 +295,7 @@ pub async fn run_present(
         match outcome {
             Ok(None) => {}
             Ok(Some(b)) => body = b,
-            Err(f) => match verdict(set, i, ctx, "present", &f) {
+            Err(f) => match verdict(set, i, ctx, Phase::Present, &f) {
                 Verdict::Skip => {}
                 Verdict::Fail(p) => return Err(p),
             },
@@ -324,7 +324,7 @@ pub async fn run_package(
             Err(f) => Err(f),
         };
         if let Err(f) = result {
-            if let Verdict::Fail(p) = verdict(set, i, ctx, "package", &f) {
+            if let Verdict::Fail(p) = verdict(set, i, ctx, Phase::Package, &f) {
                 return Err(p);
             }
         }
@@ -342,7 +342,7 @@ pub fn spawn_post(
     done: types::Completion,
 ) {
     tokio::spawn(async move {
-        for &i in &set.chains(ctx.route).post {
+        for &i in &set.chains(ctx.route)[Phase::Post] {
             if ctx.has_failed(i) {
                 continue;
             }
@@ -354,7 +354,7 @@ pub fn spawn_post(
                 Err(f) => Err(f),
             };
             if let Err(f) = result {
-                let _ = verdict(&set, i, &mut ctx, "post", &f);
+                let _ = verdict(&set, i, &mut ctx, Phase::Post, &f);
             }
         }
         release(&set, &mut ctx);

@@ -14,6 +14,7 @@ use wasmtime::{Store, UpdateDeadline};
 use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
 use super::caps::{Grants, Stores, ALWAYS_GRANTED};
 use super::engine::{now_tick, tick_at, ticks_for, Runtime, TICK};
+use super::phase::{Phase, Phases};
 use super::slow_lane;
 use super::state::HostState;
 use super::stats::PluginStats;
@@ -37,35 +38,6 @@ fn deadline_passed(data: &HostState) -> bool {
         ((waited.as_micros() / TICK.as_micros()) as u64).min(9 * allowed)
     });
     now >= data.deadline_tick + grace
-}
-
-/// The phases a component exports.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Phases {
-    pub prime: bool,
-    pub prepare: bool,
-    pub present: bool,
-    pub package: bool,
-    pub post: bool,
-}
-
-impl Phases {
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            (self.prime, "prime"),
-            (self.prepare, "prepare"),
-            (self.present, "present"),
-            (self.package, "package"),
-            (self.post, "post"),
-        ]
-        .into_iter()
-        .filter_map(|(on, n)| on.then_some(n))
-        .collect()
-    }
-
-    fn any(&self) -> bool {
-        self.prime || self.prepare || self.present || self.package || self.post
-    }
 }
 
 /// What a plugin says about itself (its `describe` export).
@@ -188,13 +160,7 @@ fn exported_phases(component: &Component) -> anyhow::Result<Phases> {
             bindings::export_name("prime")
         );
     }
-    let phases = Phases {
-        prime: has("prime"),
-        prepare: has("prepare"),
-        present: has("present"),
-        package: has("package"),
-        post: has("post"),
-    };
+    let phases = Phases::from_fn(|p| has(p.name()));
     if !phases.any() {
         bail!(
             "exports none of the phases (prime, prepare, present, package, post); it exports: [{}]. \
@@ -248,24 +214,19 @@ impl Plugin {
             anyhow!("imports something this host does not provide ({e:#}); build it against the kavro:plugin WIT in this host's wit/ folder")
         })?;
         let indices = Indices {
-            prime: phases
-                .prime
+            prime: phases[Phase::Prime]
                 .then(|| prime::GuestIndices::new(&pre))
                 .transpose()?,
-            prepare: phases
-                .prepare
+            prepare: phases[Phase::Prepare]
                 .then(|| prepare::GuestIndices::new(&pre))
                 .transpose()?,
-            present: phases
-                .present
+            present: phases[Phase::Present]
                 .then(|| present::GuestIndices::new(&pre))
                 .transpose()?,
-            package: phases
-                .package
+            package: phases[Phase::Package]
                 .then(|| package_phase::GuestIndices::new(&pre))
                 .transpose()?,
-            post: phases
-                .post
+            post: phases[Phase::Post]
                 .then(|| post::GuestIndices::new(&pre))
                 .transpose()?,
         };

@@ -7,6 +7,7 @@ pub mod calls;
 pub mod caps;
 pub mod engine;
 pub mod loaded;
+pub mod phase;
 pub mod registry;
 pub mod slow_lane;
 pub mod state;
@@ -14,5 +15,6 @@ pub mod stats;
 
 pub use calls::{Failure, FailureKind};
 pub use loaded::{Instance, Plugin};
+pub use phase::{Phase, Phases};
 pub use registry::{Chains, PluginSet};
 pub use state::RequestInfo;

@@ -11,17 +11,11 @@ use super::artifacts::Urgency;
 use super::caps::Stores;
 use super::engine::Runtime;
 use super::loaded::Plugin;
+use super::phase::{PerPhase, Phase};
 use crate::config::{self, Config, Diagnostic, PluginSettings, Reporter};
 
 /// Plugin indices, in run order, for each phase.
-#[derive(Debug, Default, Clone)]
-pub struct Chains {
-    pub prime: Vec<usize>,
-    pub prepare: Vec<usize>,
-    pub present: Vec<usize>,
-    pub package: Vec<usize>,
-    pub post: Vec<usize>,
-}
+pub type Chains = PerPhase<Vec<usize>>;
 
 #[derive(Debug, Default)]
 pub struct PluginSet {
@@ -47,22 +41,14 @@ impl PluginSet {
             ..PluginSet::default()
         };
         for (i, p) in plugins.iter().enumerate() {
-            let ph = p.phases;
+            let exported = p.phases;
+            // A route-scoped plugin's prime runs after routing, with the
+            // route's chains; a global one's before, with the global chains.
             let add = |c: &mut Chains, prime: bool| {
-                if prime && ph.prime {
-                    c.prime.push(i);
-                }
-                if ph.prepare {
-                    c.prepare.push(i);
-                }
-                if ph.present {
-                    c.present.push(i);
-                }
-                if ph.package {
-                    c.package.push(i);
-                }
-                if ph.post {
-                    c.post.push(i);
+                for phase in Phase::ALL {
+                    if exported[phase] && (prime || phase != Phase::Prime) {
+                        c[phase].push(i);
+                    }
                 }
             };
             match &p.settings.routes {
