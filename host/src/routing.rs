@@ -22,8 +22,21 @@ pub enum HostPattern {
     Suffix(String),
 }
 
+/// A route's `host` or `path` that is not a pattern Kavro knows.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("`{0}` is not a host name or *.wildcard")]
+    Host(String),
+    #[error("path `{0}` does not start with /")]
+    NotAbsolute(String),
+    #[error("`{0}` is not a pattern like /*.php or /dir/*.php")]
+    Extension(String),
+    #[error("`*` is only allowed as a final `/*` in `{0}`")]
+    Wildcard(String),
+}
+
 impl HostPattern {
-    pub fn parse(s: &str) -> Result<HostPattern, String> {
+    pub fn parse(s: &str) -> Result<HostPattern, PatternError> {
         let s = s.trim().to_ascii_lowercase();
         if s.is_empty() || s == "*" {
             return Ok(HostPattern::Any);
@@ -39,7 +52,7 @@ impl HostPattern {
         if valid {
             Ok(pattern)
         } else {
-            Err(format!("`{s}` is not a host name or *.wildcard"))
+            Err(PatternError::Host(s))
         }
     }
 
@@ -74,14 +87,14 @@ pub enum PathPattern {
 }
 
 impl PathPattern {
-    pub fn parse(s: &str) -> Result<PathPattern, String> {
+    pub fn parse(s: &str) -> Result<PathPattern, PatternError> {
         if !s.starts_with('/') {
-            return Err(format!("path `{s}` does not start with /"));
+            return Err(PatternError::NotAbsolute(s.to_string()));
         }
         if let Some((prefix, ext)) = s.rsplit_once("/*.") {
             let valid = !ext.is_empty() && !ext.contains(['*', '/']) && !prefix.contains('*');
             if !valid {
-                return Err(format!("`{s}` is not a pattern like /*.php or /dir/*.php"));
+                return Err(PatternError::Extension(s.to_string()));
             }
             return Ok(PathPattern::Extension {
                 prefix: format!("{prefix}/"),
@@ -90,8 +103,8 @@ impl PathPattern {
         }
         match s.strip_suffix('*') {
             Some(prefix) if prefix.ends_with('/') => Ok(PathPattern::Prefix(prefix.to_string())),
-            Some(_) => Err(format!("`*` is only allowed as a final `/*` in `{s}`")),
-            None if s.contains('*') => Err(format!("`*` is only allowed as a final `/*` in `{s}`")),
+            Some(_) => Err(PatternError::Wildcard(s.to_string())),
+            None if s.contains('*') => Err(PatternError::Wildcard(s.to_string())),
             None => Ok(PathPattern::Exact(s.to_string())),
         }
     }

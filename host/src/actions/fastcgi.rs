@@ -24,7 +24,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::sync::Semaphore;
 
 use super::static_files::relative_path;
-use super::{Body, Produced};
+use super::{usable_dir, Body, Produced, SettingsError};
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
@@ -179,17 +179,10 @@ enum Failure {
 }
 
 impl FastCgi {
-    pub fn new(mut s: Settings) -> Result<FastCgi, String> {
-        s.root = std::fs::canonicalize(&s.root)
-            .map_err(|e| format!("document root `{}` is not usable: {e}", s.root.display()))?;
-        if !s.root.is_dir() {
-            return Err(format!(
-                "document root `{}` is not a directory",
-                s.root.display()
-            ));
-        }
+    pub fn new(mut s: Settings) -> Result<FastCgi, SettingsError> {
+        s.root = usable_dir("document root", &s.root)?;
         if s.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
+            return Err(SettingsError::NoConnections);
         }
         let slots = Semaphore::new(s.max_connections);
         Ok(FastCgi {

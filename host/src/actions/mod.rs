@@ -5,8 +5,46 @@ pub mod proxy;
 pub mod respond;
 pub mod static_files;
 
+use std::path::PathBuf;
+
 use bytes::Bytes;
 use pingora_http::ResponseHeader;
+
+/// A route action's settings that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{what} `{}` is not usable: {source}", path.display())]
+    Unusable {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} `{}` is not a directory", path.display())]
+    NotADirectory { what: &'static str, path: PathBuf },
+    #[error("invalid status {0}")]
+    Status(u16),
+    #[error("{0} is not a redirect status")]
+    NotARedirect(u16),
+    #[error("invalid header name `{0}`")]
+    HeaderName(String),
+    #[error("invalid value for header `{0}`")]
+    HeaderValue(String),
+    #[error("max_connections must be at least 1")]
+    NoConnections,
+}
+
+/// `path`, made absolute, if it is a directory that can be read.
+pub fn usable_dir(what: &'static str, path: &std::path::Path) -> Result<PathBuf, SettingsError> {
+    let dir = std::fs::canonicalize(path).map_err(|source| SettingsError::Unusable {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !dir.is_dir() {
+        return Err(SettingsError::NotADirectory { what, path: dir });
+    }
+    Ok(dir)
+}
 
 /// A response body produced natively.
 pub enum Body {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use pingora_http::{RequestHeader, ResponseHeader};
 
-use super::{Body, Produced};
+use super::{Body, Produced, SettingsError};
 
 #[derive(Debug)]
 pub struct Respond {
@@ -20,19 +20,18 @@ impl Respond {
         status: u16,
         headers: &BTreeMap<String, String>,
         body: String,
-    ) -> Result<Self, String> {
-        let status =
-            StatusCode::from_u16(status).map_err(|_| format!("invalid status {status}"))?;
+    ) -> Result<Self, SettingsError> {
+        let status = StatusCode::from_u16(status).map_err(|_| SettingsError::Status(status))?;
         let headers = headers
             .iter()
             .map(|(k, v)| {
                 let name = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| format!("invalid header name `{k}`"))?;
-                let value = HeaderValue::from_str(v)
-                    .map_err(|_| format!("invalid value for header `{k}`"))?;
+                    .map_err(|_| SettingsError::HeaderName(k.clone()))?;
+                let value =
+                    HeaderValue::from_str(v).map_err(|_| SettingsError::HeaderValue(k.clone()))?;
                 Ok((name, value))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, SettingsError>>()?;
         Ok(Respond {
             status,
             headers,
@@ -61,9 +60,9 @@ pub struct Redirect {
 }
 
 impl Redirect {
-    pub fn new(status: u16, to: String) -> Result<Self, String> {
+    pub fn new(status: u16, to: String) -> Result<Self, SettingsError> {
         if !matches!(status, 301 | 302 | 303 | 307 | 308) {
-            return Err(format!("{status} is not a redirect status"));
+            return Err(SettingsError::NotARedirect(status));
         }
         Ok(Redirect {
             status: StatusCode::from_u16(status).expect("checked"),

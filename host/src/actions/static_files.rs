@@ -10,7 +10,7 @@ use percent_encoding::percent_decode_str;
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncSeekExt;
 
-use super::{Body, Produced};
+use super::{usable_dir, Body, Produced, SettingsError};
 
 #[derive(Debug)]
 pub struct StaticRoot {
@@ -25,15 +25,8 @@ impl StaticRoot {
         root: &Path,
         index: Vec<String>,
         strip_prefix: Option<String>,
-    ) -> Result<StaticRoot, String> {
-        let root = std::fs::canonicalize(root)
-            .map_err(|e| format!("static root `{}` is not usable: {e}", root.display()))?;
-        if !root.is_dir() {
-            return Err(format!(
-                "static root `{}` is not a directory",
-                root.display()
-            ));
-        }
+    ) -> Result<StaticRoot, SettingsError> {
+        let root = usable_dir("static root", root)?;
         Ok(StaticRoot {
             root,
             index,

@@ -52,7 +52,7 @@ impl<'a> Reporter<'a> {
         &mut self,
         span: Option<Range<usize>>,
         field: impl Into<String>,
-        message: impl Into<String>,
+        message: impl std::fmt::Display,
         hint: impl Into<String>,
     ) {
         let position = span
@@ -62,7 +62,7 @@ impl<'a> Reporter<'a> {
             file: self.file.to_string(),
             position,
             field: field.into(),
-            message: message.into(),
+            message: message.to_string(),
             hint: hint.into(),
         });
     }

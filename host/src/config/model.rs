@@ -52,12 +52,23 @@ pub enum DurationValue {
     Text(String),
 }
 
+/// A duration that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("`{text}` is not a duration: {source}")]
+pub struct DurationError {
+    text: String,
+    source: humantime::DurationError,
+}
+
 impl DurationValue {
-    pub fn parse(&self) -> Result<std::time::Duration, String> {
+    pub fn parse(&self) -> Result<std::time::Duration, DurationError> {
         match self {
             DurationValue::Seconds(s) => Ok(std::time::Duration::from_secs(*s)),
             DurationValue::Text(t) => {
-                humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration: {e}"))
+                humantime::parse_duration(t).map_err(|source| DurationError {
+                    text: t.clone(),
+                    source,
+                })
             }
         }
     }

@@ -12,7 +12,8 @@ use wasmtime::component::Resource;
 use super::bindings::types::Completion;
 use super::bindings::{prepare, present, prime};
 use super::caps::cache::CacheChoice;
-use super::loaded::{DeadlineExceeded, Instance, Live};
+use super::epoch_policy::DeadlineExceeded;
+use super::loaded::{Instance, Live};
 use super::slow_lane;
 use super::state::Access;
 

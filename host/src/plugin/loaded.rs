@@ -9,36 +9,15 @@ use std::time::SystemTime;
 use anyhow::{anyhow, bail};
 use parking_lot::Mutex;
 use wasmtime::component::{Component, InstancePre};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::Store;
 
 use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
 use super::caps::{Grants, Stores, ALWAYS_GRANTED};
-use super::engine::{now_tick, tick_at, ticks_for, Runtime, TICK};
+use super::engine::{now_tick, tick_at, ticks_for, Runtime};
 use super::phase::{Phase, Phases};
-use super::slow_lane;
 use super::state::HostState;
 use super::stats::PluginStats;
 use crate::config::{Isolation, PluginSettings};
-
-/// How long a call runs at full speed before it is throttled.
-const FULL_SPEED: std::time::Duration = std::time::Duration::from_millis(2);
-/// A throttled call's pause after each tick it runs.
-const THROTTLED_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// A call on the slow lane has its deadline moved by the time the lane
-/// waited for a CPU (a saturated host's doing, not the plugin's), by up to
-/// nine more deadlines.
-fn deadline_passed(data: &HostState) -> bool {
-    let now = now_tick();
-    if now < data.deadline_tick {
-        return false;
-    }
-    let allowed = data.deadline_tick - data.call_tick;
-    let grace = slow_lane::starved().map_or(0, |waited| {
-        ((waited.as_micros() / TICK.as_micros()) as u64).min(9 * allowed)
-    });
-    now >= data.deadline_tick + grace
-}
 
 /// What a plugin says about itself (its `describe` export).
 pub use super::bindings::types::Manifest;
@@ -61,18 +40,6 @@ pub struct Guests {
     pub package: Option<package_phase::Guest>,
     pub post: Option<post::Guest>,
 }
-
-/// A deadline hit; the epoch callback raises it.
-#[derive(Debug)]
-pub struct DeadlineExceeded;
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("deadline exceeded")
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
 
 pub struct Plugin {
     pub name: String,
@@ -302,47 +269,7 @@ impl Plugin {
             HostState::new(self.grants.clone(), limits)?,
         );
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|mut ctx| {
-            if deadline_passed(ctx.data()) {
-                Err(DeadlineExceeded.into())
-            } else if slow_lane::movable() {
-                // Judged by the CPU time the call used since its first tick,
-                // not the clock: a short call that a tick (or the OS
-                // pausing the thread) caught runs on undisturbed.
-                let used = ctx.data_mut().cpu.sample();
-                if used < TICK {
-                    return Ok(UpdateDeadline::Continue(1));
-                }
-                if used >= ctx.data().worker_cpu {
-                    slow_lane::request_move();
-                }
-                // Long for a phase call: the worker serves others between
-                // its ticks and, past the plugin's `worker_cpu`, the call
-                // finishes on the lane.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            } else if now_tick() - ctx.data().call_tick < ticks_for(FULL_SPEED) {
-                // An instantiation on a worker, or a call on the slow lane:
-                // give the thread back between ticks. tokio's yield_now
-                // wakes the call only after the runtime has polled for I/O,
-                // so what arrived meanwhile is served between a looping
-                // plugin's ticks, not after dozens of them.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            } else {
-                // A call this long is most likely stuck: it runs on, to its
-                // deadline, but paused a millisecond after each tick, leaving
-                // the core to work that is not.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::time::sleep(THROTTLED_PAUSE)),
-                ))
-            }
-        });
+        super::epoch_policy::install(&mut store);
         // Instantiation runs guest code too: the same deadline and the same
         // full-speed allowance as a call.
         let data = store.data_mut();

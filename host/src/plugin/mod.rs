@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod calls;
 pub mod caps;
 pub mod engine;
+pub mod epoch_policy;
 pub mod loaded;
 pub mod phase;
 pub mod registry;
