@@ -1,86 +1,24 @@
 //! The admin listener, apart from traffic: `/status`, `/plugins`,
 //! `/diagnostics`, `/metrics` (Prometheus), `POST /reload` and
-//! `POST /cache/purge`. Host-wide counters live here too.
+//! `POST /cache/purge`. The host-wide counters it reports are `metrics`'.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, TextEncoder};
+use prometheus::{Encoder, TextEncoder};
 
 use crate::cache::ResponseCache;
+use crate::metrics;
 use crate::plugin::stats::quantile;
 use crate::plugin::FailureKind;
 use crate::reload::{Outcome, Reloader};
 use crate::Active;
-
-static STARTED: LazyLock<Instant> = LazyLock::new(Instant::now);
-static REQUESTS: AtomicU64 = AtomicU64::new(0);
-
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
-
-/// One counter per status class, resolved once: the request path does no
-/// label lookups.
-static RESPONSES: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new("kavro_responses_total", "Responses by status class"),
-        &["class"],
-    )
-    .expect("valid metric");
-    let _ = prometheus::default_registry().register(Box::new(c.clone()));
-    CLASSES.map(|class| c.with_label_values(&[class]))
-});
-
-static LATENCY: LazyLock<Histogram> = LazyLock::new(|| {
-    let h = Histogram::with_opts(
-        HistogramOpts::new("kavro_request_seconds", "Request latency").buckets(vec![
-            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-            2.5, 5.0,
-        ]),
-    )
-    .expect("valid metric");
-    let _ = prometheus::default_registry().register(Box::new(h.clone()));
-    h
-});
-
-static PLUGIN_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "kavro_plugin_failures_total",
-            "Plugin failures by plugin and kind",
-        ),
-        &["plugin", "kind"],
-    )
-    .expect("valid metric");
-    let _ = prometheus::default_registry().register(Box::new(c.clone()));
-    c
-});
-
-pub fn record_request(status: u16, took: Duration) {
-    REQUESTS.fetch_add(1, Ordering::Relaxed);
-    let class = match status {
-        100..=599 => usize::from(status / 100 - 1),
-        _ => 5,
-    };
-    RESPONSES[class].inc();
-    LATENCY.observe(took.as_secs_f64());
-}
-
-pub fn record_failure(plugin: &str, kind: FailureKind) {
-    PLUGIN_FAILURES
-        .with_label_values(&[plugin, kind.as_str()])
-        .inc();
-}
-
-/// Starts the uptime clock.
-pub fn mark_start() {
-    LazyLock::force(&STARTED);
-}
 
 pub struct Admin {
     pub active: Arc<ArcSwap<Active>>,
@@ -116,8 +54,8 @@ impl Admin {
         serde_json::json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": STARTED.elapsed().as_secs(),
-            "requests": REQUESTS.load(Ordering::Relaxed),
+            "uptime_seconds": metrics::uptime().as_secs(),
+            "requests": metrics::requests(),
             "config": active.config.source,
             "routes": active.config.routes.len(),
             "plugins": active.plugins.plugins.len(),
@@ -167,10 +105,8 @@ impl Admin {
     /// classes, latency, and what each plugin costs and how it fails.
     fn diagnostics(&self) -> serde_json::Value {
         let active = self.active.load();
-        let classes: serde_json::Map<String, serde_json::Value> = CLASSES
-            .iter()
-            .zip(RESPONSES.iter())
-            .map(|(c, n)| (c.to_string(), n.get().into()))
+        let classes: serde_json::Map<String, serde_json::Value> = metrics::responses_by_class()
+            .map(|(c, n)| (c.to_string(), n.into()))
             .collect();
         let plugins: Vec<_> = active
             .plugins
@@ -201,11 +137,11 @@ impl Admin {
             })
             .collect();
         serde_json::json!({
-            "uptime_seconds": STARTED.elapsed().as_secs(),
-            "requests": REQUESTS.load(Ordering::Relaxed),
+            "uptime_seconds": metrics::uptime().as_secs(),
+            "requests": metrics::requests(),
             "in_flight": crate::shutdown::in_flight(),
             "responses": classes,
-            "latency_us": { "p50": micros(&LATENCY, 0.5), "p99": micros(&LATENCY, 0.99) },
+            "latency_us": { "p50": micros(metrics::latency(), 0.5), "p99": micros(metrics::latency(), 0.99) },
             "cache": self.cache_figures(),
             "plugins": plugins,
         })

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod reload;

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use pingora_core::apps::HttpServerOptions;
@@ -174,15 +173,7 @@ struct Sources {
 }
 
 fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -> ! {
-    crate::admin::mark_start();
-    let kv_sweeper = Arc::clone(&stores.kv);
-    let _ = std::thread::Builder::new()
-        .name("kavro-kv-sweep".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_secs(10));
-            kv_sweeper.sweep();
-        });
-
+    crate::metrics::mark_start();
     let threads = if config.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -245,6 +236,10 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
         proxy.add_tcp(addr);
     }
     server.add_service(proxy);
+    server.add_service(pingora_core::services::background::background_service(
+        "kavro-kv-sweep",
+        crate::plugin::caps::kv::Sweeper(stores.kv.clone()),
+    ));
 
     if let Some(addr) = &admin_addr {
         let mut admin = pingora_core::services::listening::Service::new(

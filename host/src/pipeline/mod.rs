@@ -568,7 +568,7 @@ impl ProxyHttp for Kavro {
         // A response that did not complete is not stored; waiters stop waiting.
         ctx.fill = None;
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        crate::admin::record_request(status, ctx.started.elapsed());
+        crate::metrics::record_request(status, ctx.started.elapsed());
         let Some(active) = ctx.active.clone() else {
             return;
         };

@@ -31,7 +31,7 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
     let plugin = &set.plugins[i];
     ctx.mark_failed(i);
     plugin.stats.failed(f.kind);
-    crate::admin::record_failure(&plugin.name, f.kind);
+    crate::metrics::record_failure(&plugin.name, f.kind);
     tracing::warn!(
         plugin = %plugin.name,
         phase = phase.name(),

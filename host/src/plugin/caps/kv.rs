@@ -164,6 +164,26 @@ impl KvStore {
     }
 }
 
+/// How often expired entries are dropped; until then a read skips them.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drops the store's expired entries every [`SWEEP_EVERY`], as a Pingora
+/// background service, until the server shuts down.
+pub struct Sweeper(pub std::sync::Arc<KvStore>);
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for Sweeper {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = every.tick() => self.0.sweep(),
+            }
+        }
+    }
+}
+
 fn parse_counter(v: &[u8]) -> Result<i64, HostError> {
     std::str::from_utf8(v)
         .ok()
