@@ -1,5 +1,5 @@
 //! One loaded plugin version: its compiled component, the phases it
-//! exports, its grants, and its pool of warm instances.
+//! exports, its grants, and its pool of warm instances (`pool`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{anyhow, bail};
-use parking_lot::Mutex;
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::Store;
 
 use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
 use super::caps::{Grants, Stores, ALWAYS_GRANTED};
-use super::engine::{now_tick, tick_at, ticks_for, Runtime};
+use super::engine::{now_tick, ticks_for, Runtime};
+use super::instance::{Guests, Instance, Live};
 use super::phase::{Phase, Phases};
+use super::pool::Pool;
 use super::state::HostState;
 use super::stats::PluginStats;
-use crate::config::{Isolation, PluginSettings};
+use crate::config::PluginSettings;
 
 /// What a plugin says about itself (its `describe` export).
 pub use super::bindings::types::Manifest;
@@ -30,15 +31,6 @@ struct Indices {
     present: Option<present::GuestIndices>,
     package: Option<package_phase::GuestIndices>,
     post: Option<post::GuestIndices>,
-}
-
-/// The phase functions of one instance.
-pub struct Guests {
-    pub prime: Option<prime::Guest>,
-    pub prepare: Option<prepare::Guest>,
-    pub present: Option<present::Guest>,
-    pub package: Option<package_phase::Guest>,
-    pub post: Option<post::Guest>,
 }
 
 pub struct Plugin {
@@ -54,7 +46,7 @@ pub struct Plugin {
     pre: InstancePre<HostState>,
     indices: Indices,
     grants: Arc<Grants>,
-    pool: Mutex<Vec<Instance>>,
+    pool: Pool,
     pub stats: Arc<PluginStats>,
 }
 
@@ -64,36 +56,6 @@ impl std::fmt::Debug for Plugin {
             .field("name", &self.name)
             .field("phases", &self.phases)
             .finish()
-    }
-}
-
-/// What a running call owns: it may finish on another thread (the slow
-/// lane), so it takes these with it and gives them back when it ends.
-pub struct Live {
-    pub(crate) store: Store<HostState>,
-    pub(crate) guests: Guests,
-}
-
-/// A live instance, kept by one request for all of its phases.
-pub struct Instance {
-    /// Out while a call runs; lost with a cancelled call (the instance is
-    /// then marked broken and never reused).
-    pub(crate) live: Option<Box<Live>>,
-    uses: u64,
-    /// Trapped, timed out or cancelled mid-call: never reused.
-    pub(crate) broken: bool,
-    pub(crate) stats: Arc<PluginStats>,
-    /// When the current phase call began.
-    pub(crate) call_started: std::time::Instant,
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.stats.instances_live.fetch_sub(1, Ordering::Relaxed);
-        if self.live.is_none() {
-            // Its call was cancelled mid-way.
-            self.stats.running.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -198,6 +160,8 @@ impl Plugin {
                 .transpose()?,
         };
         let grants = Arc::new(Grants::new(name, &settings, stores));
+        let stats = Arc::new(PluginStats::default());
+        let pool = Pool::new(&settings, stats.clone());
         let mut plugin = Plugin {
             name: name.to_string(),
             file: file.to_path_buf(),
@@ -214,8 +178,8 @@ impl Plugin {
             pre,
             indices,
             grants,
-            pool: Mutex::new(Vec::new()),
-            stats: Arc::new(PluginStats::default()),
+            pool,
+            stats,
         };
 
         let mut first = plugin
@@ -258,7 +222,7 @@ impl Plugin {
             );
         }
         // Describing itself is not a request: pooled without counting a use.
-        plugin.keep(first);
+        plugin.pool.keep(first);
         Ok(plugin)
     }
 
@@ -335,92 +299,18 @@ impl Plugin {
 
     /// An instance for one request: warm from the pool, or fresh.
     pub async fn checkout(&self) -> anyhow::Result<Instance> {
-        if self.settings.isolation == Isolation::Pooled {
-            if let Some(i) = self.pool.lock().pop() {
-                return Ok(i);
-            }
+        match self.pool.take() {
+            Some(i) => Ok(i),
+            None => self.instantiate().await,
         }
-        self.instantiate().await
     }
 
-    /// Returns an instance after its request; broken, worn-out or
-    /// per-request instances are dropped instead, and so are instances
-    /// whose memory keeps growing: a garbage-collected guest (JavaScript)
-    /// grows until its collector runs, and a collection over a heap grown by
-    /// thousands of requests pauses a request for tens of milliseconds,
-    /// where a fresh instance costs about one.
-    pub fn give_back(&self, mut instance: Instance) {
-        instance.uses += 1;
-        let limits = &self.settings.limits;
-        if instance.broken || instance.uses >= limits.max_uses {
-            return;
-        }
-        let first = instance.uses == 1;
-        let limiter = &mut instance.store().data_mut().limiter;
-        if first {
-            // What the first request allocated is the plugin setting up
-            // (tables built on first use); growth counts from here.
-            limiter.grown = 0;
-        } else if limiter.grown >= limits.max_growth_bytes {
-            self.stats.instances_grown.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        self.keep(instance);
-    }
-
-    /// Pools a healthy instance, unless each request gets a fresh one or
-    /// the pool is full.
-    fn keep(&self, mut instance: Instance) {
-        if self.settings.isolation == Isolation::Request {
-            return;
-        }
-        let mut pool = self.pool.lock();
-        if pool.len() < self.settings.limits.pool_size {
-            instance.store().data_mut().info = None;
-            pool.push(instance);
-        }
+    /// Returns an instance after its request (see [`Pool::give_back`]).
+    pub fn give_back(&self, instance: Instance) {
+        self.pool.give_back(instance);
     }
 
     pub fn pooled(&self) -> usize {
-        self.pool.lock().len()
-    }
-}
-
-impl Instance {
-    /// What the request handles report beyond the head (id, client, scheme).
-    pub fn set_request_info(&mut self, info: Option<Arc<super::RequestInfo>>) {
-        self.store().data_mut().info = info;
-    }
-
-    pub(crate) fn live_mut(&mut self) -> &mut Live {
-        self.live
-            .as_mut()
-            .expect("an instance whose call was cancelled is never used again")
-    }
-
-    pub(crate) fn store(&mut self) -> &mut Store<HostState> {
-        &mut self.live_mut().store
-    }
-
-    fn instance_handle(&mut self) -> anyhow::Result<wasmtime::component::Instance> {
-        self.store()
-            .data()
-            .handle
-            .ok_or_else(|| anyhow!("instance not started"))
-    }
-
-    /// Starts the deadline clock for one call.
-    pub(crate) fn arm(&mut self, deadline: std::time::Duration) {
-        // One clock read serves the deadline and the call's duration.
-        self.call_started = std::time::Instant::now();
-        let call_tick = tick_at(self.call_started);
-        super::engine::advance(call_tick);
-        let store = self.store();
-        let data = store.data_mut();
-        data.call_tick = call_tick;
-        data.deadline_tick = data.call_tick + ticks_for(deadline);
-        data.headers_added = 0;
-        data.cpu = Default::default();
-        store.set_epoch_deadline(1);
+        self.pool.warm()
     }
 }

@@ -3,19 +3,22 @@
 
 pub mod artifacts;
 pub mod bindings;
-pub mod calls;
 pub mod caps;
 pub mod engine;
 pub mod epoch_policy;
+pub mod failure;
+pub mod instance;
 pub mod loaded;
 pub mod phase;
+pub mod pool;
 pub mod registry;
 pub mod slow_lane;
 pub mod state;
 pub mod stats;
 
-pub use calls::{Failure, FailureKind};
-pub use loaded::{Instance, Plugin};
+pub use failure::{Failure, FailureKind};
+pub use instance::Instance;
+pub use loaded::Plugin;
 pub use phase::{Phase, Phases};
 pub use registry::{Chains, PluginSet};
 pub use state::RequestInfo;

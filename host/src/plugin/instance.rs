@@ -1,75 +1,71 @@
-//! Phase calls on an instance. The live request/response heads are swapped
-//! into the store for the call and back out after; every failure is
-//! classified so the pipeline can apply the plugin's policy.
+//! A live instance of one plugin version, kept by one request for all of
+//! its phases: its store and phase functions, the deadline clock, and the
+//! phase calls. The live request/response heads are swapped into the store
+//! for a call and back out after; every failure is classified so the
+//! pipeline can apply the plugin's policy.
 
-use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
+use anyhow::anyhow;
 use bytes::Bytes;
 use pingora_http::{RequestHeader, ResponseHeader};
 use wasmtime::component::Resource;
+use wasmtime::Store;
 
 use super::bindings::types::Completion;
-use super::bindings::{prepare, present, prime};
+use super::bindings::{package_phase, post, prepare, present, prime};
 use super::caps::cache::CacheChoice;
+use super::engine::{tick_at, ticks_for};
 use super::epoch_policy::DeadlineExceeded;
-use super::loaded::{Instance, Live};
+use super::failure::{Failure, FailureKind};
 use super::slow_lane;
-use super::state::Access;
+use super::state::{Access, HostState};
+use super::stats::PluginStats;
+
+/// The phase functions of one instance.
+pub struct Guests {
+    pub prime: Option<prime::Guest>,
+    pub prepare: Option<prepare::Guest>,
+    pub present: Option<present::Guest>,
+    pub package: Option<package_phase::Guest>,
+    pub post: Option<post::Guest>,
+}
+
+/// What a running call owns: it may finish on another thread (the slow
+/// lane), so it takes these with it and gives them back when it ends.
+pub struct Live {
+    pub(crate) store: Store<HostState>,
+    pub(crate) guests: Guests,
+}
+
+/// A live instance, kept by one request for all of its phases.
+pub struct Instance {
+    /// Out while a call runs; lost with a cancelled call (the instance is
+    /// then marked broken and never reused).
+    pub(crate) live: Option<Box<Live>>,
+    pub(super) uses: u64,
+    /// Trapped, timed out or cancelled mid-call: never reused.
+    pub(crate) broken: bool,
+    pub(crate) stats: Arc<PluginStats>,
+    /// When the current phase call began.
+    pub(crate) call_started: std::time::Instant,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.stats.instances_live.fetch_sub(1, Ordering::Relaxed);
+        if self.live.is_none() {
+            // Its call was cancelled mid-way.
+            self.stats.running.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
 
 /// The pipeline calls a phase only on plugins that export it.
 fn exported<G>(guest: &Option<G>) -> &G {
     guest.as_ref().expect("called only when exported")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    Trap,
-    Deadline,
-    Memory,
-    BadOutput,
-    Instantiate,
-}
-
-impl FailureKind {
-    pub const ALL: [FailureKind; 5] = [
-        FailureKind::Trap,
-        FailureKind::Deadline,
-        FailureKind::Memory,
-        FailureKind::BadOutput,
-        FailureKind::Instantiate,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            FailureKind::Trap => "trap",
-            FailureKind::Deadline => "deadline",
-            FailureKind::Memory => "memory",
-            FailureKind::BadOutput => "bad-output",
-            FailureKind::Instantiate => "instantiate",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct Failure {
-    pub kind: FailureKind,
-    pub detail: String,
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.detail)
-    }
-}
-
-impl Failure {
-    pub fn bad_output(detail: impl Into<String>) -> Failure {
-        Failure {
-            kind: FailureKind::BadOutput,
-            detail: detail.into(),
-        }
-    }
 }
 
 impl Instance {
@@ -309,5 +305,44 @@ impl Instance {
             }
             Err(e) => Err(self.failed(e)),
         }
+    }
+}
+
+impl Instance {
+    /// What the request handles report beyond the head (id, client, scheme).
+    pub fn set_request_info(&mut self, info: Option<Arc<super::RequestInfo>>) {
+        self.store().data_mut().info = info;
+    }
+
+    pub(crate) fn live_mut(&mut self) -> &mut Live {
+        self.live
+            .as_mut()
+            .expect("an instance whose call was cancelled is never used again")
+    }
+
+    pub(crate) fn store(&mut self) -> &mut Store<HostState> {
+        &mut self.live_mut().store
+    }
+
+    pub(super) fn instance_handle(&mut self) -> anyhow::Result<wasmtime::component::Instance> {
+        self.store()
+            .data()
+            .handle
+            .ok_or_else(|| anyhow!("instance not started"))
+    }
+
+    /// Starts the deadline clock for one call.
+    pub(crate) fn arm(&mut self, deadline: std::time::Duration) {
+        // One clock read serves the deadline and the call's duration.
+        self.call_started = std::time::Instant::now();
+        let call_tick = tick_at(self.call_started);
+        super::engine::advance(call_tick);
+        let store = self.store();
+        let data = store.data_mut();
+        data.call_tick = call_tick;
+        data.deadline_tick = data.call_tick + ticks_for(deadline);
+        data.headers_added = 0;
+        data.cpu = Default::default();
+        store.set_epoch_deadline(1);
     }
 }
