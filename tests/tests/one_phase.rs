@@ -169,8 +169,14 @@ fn calls(host: &Host) -> u64 {
 }
 
 /// One phase alone under load, then SIGTERM.
-fn serve_alone(site: &Site, phase: &str, settings: &str) {
-    let mut host = site.host(phase, settings);
+/// `isolation` and `limits` are the plugin's settings. Its deadline is
+/// generous: two of these loads at once saturate a 2-core machine, and
+/// these tests are about every request being answered, not deadlines
+/// (stuck_calls.rs is).
+fn serve_alone(site: &Site, phase: &str, isolation: &str, limits: &str) {
+    let settings =
+        format!("isolation = \"{isolation}\"\n[plugins.limits]\ndeadline_ms = 5000\n{limits}");
+    let mut host = site.host(phase, &settings);
     let sent = load(&host, &expect(phase)) as u64;
     if phase == "post" {
         // Post runs after each response is written: every request gets one.
@@ -190,7 +196,7 @@ fn serve_alone(site: &Site, phase: &str, settings: &str) {
 fn each_phase_alone_with_pooled_instances() {
     let site = Site::start();
     for phase in PHASES {
-        serve_alone(&site, phase, "isolation = \"pooled\"");
+        serve_alone(&site, phase, "pooled", "");
     }
 }
 
@@ -198,7 +204,7 @@ fn each_phase_alone_with_pooled_instances() {
 fn each_phase_alone_with_an_instance_per_request() {
     let site = Site::start();
     for phase in PHASES {
-        serve_alone(&site, phase, "isolation = \"request\"");
+        serve_alone(&site, phase, "request", "");
     }
 }
 
@@ -210,10 +216,6 @@ fn each_phase_alone_with_an_instance_per_request() {
 fn present_alone_while_the_pool_grows() {
     let site = Site::start();
     for _ in 0..4 {
-        serve_alone(
-            &site,
-            "present",
-            "isolation = \"pooled\"\n[plugins.limits]\nmax_uses = 2",
-        );
+        serve_alone(&site, "present", "pooled", "max_uses = 2");
     }
 }
