@@ -108,6 +108,16 @@ struct Expect {
     body: BodyCheck,
 }
 
+/// A request sent with `x-answer` is answered by `phase`'s plugin; any
+/// other by the route.
+fn answered_by(phase: &str, path: &str, answered: bool, body: &str) -> Result<(), String> {
+    match answered {
+        true if body == format!("answered by {phase}\n") => Ok(()),
+        true => Err(format!("{path}: {phase} did not answer: {body:?}")),
+        false => route_body(path, body),
+    }
+}
+
 /// The phase's own mark on each answer, as its test plugin makes it.
 fn expect(phase: &str) -> Expect {
     let answer = Some(("x-answer", "1"));
@@ -116,20 +126,12 @@ fn expect(phase: &str) -> Expect {
         "prime" => Expect {
             extra: answer,
             head: ok_status,
-            body: |path, answered, body| match answered {
-                true if body == "answered by prime\n" => Ok(()),
-                true => Err(format!("{path}: prime did not answer: {body:?}")),
-                false => route_body(path, body),
-            },
+            body: |path, answered, body| answered_by("prime", path, answered, body),
         },
         "prepare" => Expect {
             extra: answer,
             head: ok_status,
-            body: |path, answered, body| match answered {
-                true if body == "answered by prepare\n" => Ok(()),
-                true => Err(format!("{path}: prepare did not answer: {body:?}")),
-                false => route_body(path, body),
-            },
+            body: |path, answered, body| answered_by("prepare", path, answered, body),
         },
         "present" => Expect {
             extra: None,
