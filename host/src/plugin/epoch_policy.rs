@@ -57,9 +57,14 @@ pub fn install(store: &mut Store<HostState>) {
                 1,
                 Box::pin(tokio::task::yield_now()),
             ))
-        } else if now_tick() - ctx.data().call_tick < ticks_for(FULL_SPEED) {
-            // An instantiation on a worker, or a call on the slow lane:
-            // give the thread back between ticks. tokio's yield_now
+        } else if !slow_lane::on_lane() || now_tick() - ctx.data().call_tick < ticks_for(FULL_SPEED)
+        {
+            // An instantiation, or a call on the slow lane: give the
+            // thread back between ticks. An instantiation is never
+            // throttled: at load it serves no request and competes with
+            // the compiles of a start, so throttled it could miss its
+            // deadline on a busy host; one for a request ends at its
+            // deadline like a call. tokio's yield_now
             // wakes the call only after the runtime has polled for I/O,
             // so what arrived meanwhile is served between a looping
             // plugin's ticks, not after dozens of them.
@@ -68,7 +73,7 @@ pub fn install(store: &mut Store<HostState>) {
                 Box::pin(tokio::task::yield_now()),
             ))
         } else {
-            // A call this long is most likely stuck: it runs on, to its
+            // A call on the lane this long is most likely stuck: it runs on, to its
             // deadline, but paused a millisecond after each tick, leaving
             // the core to work that is not.
             Ok(UpdateDeadline::YieldCustom(

@@ -27,6 +27,8 @@ thread_local! {
     /// On the lane, while it polls a call: the lane thread's run-queue wait
     /// (ns) when the call was handed over.
     static ARRIVED_AT_WAIT: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Set while the lane polls a call.
+    static ON_LANE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The lane thread's id, for reading its scheduler statistics.
@@ -35,6 +37,11 @@ static LANE_TID: AtomicI32 = AtomicI32::new(0);
 /// Whether the call being polled on this thread may move to the lane.
 pub fn movable() -> bool {
     MOVABLE.get()
+}
+
+/// Whether the call being polled on this thread is on the slow lane.
+pub fn on_lane() -> bool {
+    ON_LANE.get()
 }
 
 /// Asks [`run`] to move the call it polls once it yields.
@@ -76,8 +83,10 @@ where
     ));
     let task = lane.spawn(std::future::poll_fn(move |cx| {
         ARRIVED_AT_WAIT.set(arrived_at_wait);
+        ON_LANE.set(true);
         let polled = call.as_mut().poll(cx);
         ARRIVED_AT_WAIT.set(None);
+        ON_LANE.set(false);
         polled
     }));
     let _cancel = CancelOnDrop(task.abort_handle());
