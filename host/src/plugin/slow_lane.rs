@@ -17,7 +17,7 @@ use std::task::Poll;
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
-use super::engine::Running;
+use super::epoch::Running;
 
 thread_local! {
     /// Set while [`run`] polls a call on a worker: the call may move.
