@@ -23,7 +23,7 @@ declare module "kavro" {
   export interface Plugin<S extends State = State> {
     name: string;
     version: string;
-    capabilities?: Array<"kv" | "metrics" | "config" | "cache" | "http" | "env" | "fs">;
+    capabilities?: Array<"kv" | "metrics" | "config" | "cache" | "http" | "clock" | "env" | "fs">;
     prime?(state: S, req: Request): Reply | Rewrite | undefined | void;
     prepare?(state: S, req: Request): Reply | Forward | undefined | void;
     present?(state: S, req: Request, resp: Response, body: Uint8Array): string | Uint8Array | undefined | void;
@@ -64,6 +64,15 @@ declare module "kavro" {
   export const metrics: {
     counterAdd(name: string, value?: number): void;
     histogramObserve(name: string, value: number): void;
+  };
+  /** Capability "clock". Refused calls throw. */
+  export const clock: {
+    /** Milliseconds since the Unix epoch. */
+    wallMs(): number;
+    /** Nanoseconds since the host started, for measuring. */
+    monotonicNs(): bigint;
+    /** Milliseconds left before this call's deadline. */
+    remainingMs(): number;
   };
   /** Capability "http": requests to upstreams declared in the host's config. */
   export const http: {

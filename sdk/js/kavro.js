@@ -25,6 +25,7 @@ import * as hostKv from "kavro:plugin/kv@0.1.0";
 import * as hostMetrics from "kavro:plugin/metrics@0.1.0";
 import * as hostCache from "kavro:plugin/cache@0.1.0";
 import * as hostHttp from "kavro:plugin/http@0.1.0";
+import * as hostClock from "kavro:plugin/clock@0.1.0";
 
 const encoder = new TextEncoder();
 const bytes = (b) => (typeof b === "string" ? encoder.encode(b) : b ?? new Uint8Array());
@@ -95,6 +96,13 @@ export const kv = {
 export const metrics = {
   counterAdd: (name, value = 1) => hostMetrics.counterAdd(name, BigInt(value)),
   histogramObserve: (name, value) => hostMetrics.histogramObserve(name, value),
+};
+
+/** Wall time, monotonic time and the call's time left (capability "clock"). */
+export const clock = {
+  wallMs: () => Number(hostClock.wallMs()),
+  monotonicNs: () => hostClock.monotonicNs(),
+  remainingMs: () => Number(hostClock.remainingMs()),
 };
 
 /** The response cache (capability "cache"). */

@@ -5,7 +5,8 @@
 
 use wasmtime::{Store, UpdateDeadline};
 
-use super::engine::{now_tick, ticks_for, TICK};
+use super::call::Call;
+use super::epoch::{now_tick, ticks_for, TICK};
 use super::slow_lane;
 use super::state::HostState;
 
@@ -17,16 +18,16 @@ const THROTTLED_PAUSE: std::time::Duration = std::time::Duration::from_millis(1)
 /// A call on the slow lane has its deadline moved by the time the lane
 /// waited for a CPU (a saturated host's doing, not the plugin's), by up to
 /// nine more deadlines.
-fn deadline_passed(data: &HostState) -> bool {
+fn deadline_passed(call: &Call) -> bool {
     let now = now_tick();
-    if now < data.deadline_tick {
+    if now < call.deadline_tick {
         return false;
     }
-    let allowed = data.deadline_tick - data.call_tick;
+    let allowed = call.deadline_tick - call.call_tick;
     let grace = slow_lane::starved().map_or(0, |waited| {
         ((waited.as_micros() / TICK.as_micros()) as u64).min(9 * allowed)
     });
-    now >= data.deadline_tick + grace
+    now >= call.deadline_tick + grace
 }
 
 /// A deadline hit; the epoch callback raises it.
@@ -37,17 +38,17 @@ pub struct DeadlineExceeded;
 /// Installs the policy as the store's epoch deadline callback.
 pub fn install(store: &mut Store<HostState>) {
     store.epoch_deadline_callback(|mut ctx| {
-        if deadline_passed(ctx.data()) {
+        if deadline_passed(&ctx.data().call) {
             Err(DeadlineExceeded.into())
         } else if slow_lane::movable() {
             // Judged by the CPU time the call used since its first tick,
             // not the clock: a short call that a tick (or the OS
             // pausing the thread) caught runs on undisturbed.
-            let used = ctx.data_mut().cpu.sample();
+            let used = ctx.data_mut().call.cpu.sample();
             if used < TICK {
                 return Ok(UpdateDeadline::Continue(1));
             }
-            if used >= ctx.data().worker_cpu {
+            if used >= ctx.data().call.worker_cpu {
                 slow_lane::request_move();
             }
             // Long for a phase call: the worker serves others between
@@ -57,7 +58,8 @@ pub fn install(store: &mut Store<HostState>) {
                 1,
                 Box::pin(tokio::task::yield_now()),
             ))
-        } else if !slow_lane::on_lane() || now_tick() - ctx.data().call_tick < ticks_for(FULL_SPEED)
+        } else if !slow_lane::on_lane()
+            || now_tick() - ctx.data().call.call_tick < ticks_for(FULL_SPEED)
         {
             // An instantiation, or a call on the slow lane: give the
             // thread back between ticks. An instantiation is never

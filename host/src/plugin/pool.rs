@@ -73,7 +73,7 @@ impl Pool {
         }
         let mut warm = self.warm.lock();
         if warm.len() < self.size {
-            instance.store().data_mut().info = None;
+            instance.store().data_mut().call.info = None;
             warm.push(instance);
         }
     }

@@ -1,89 +1,35 @@
-//! What a plugin instance's Store carries, and the `request` / `response`
-//! handles. During a phase call the pipeline swaps the live request (and
-//! response) head into the store and back out afterwards, so a plugin reads
-//! and writes them in place, copying only what it asks for.
+//! What a plugin instance's store carries: the capabilities' views, the
+//! call in progress, WASI and the memory limiter.
 
-use std::sync::Arc;
-
-use http::{HeaderName, HeaderValue};
-use pingora_http::{RequestHeader, ResponseHeader};
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::types::{self, Header, HostError, HostRequest, HostResponse};
-use super::caps::cache::CacheChoice;
-use super::caps::Grants;
-
-/// Facts about the request that are not in its head.
-#[derive(Debug)]
-pub struct RequestInfo {
-    pub id: String,
-    pub client_ip: String,
-    pub scheme: &'static str,
-}
-
-/// What a phase may change.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Access {
-    pub request_writable: bool,
-    pub response_writable: bool,
-    /// Prime may choose the cache key or bypass the cache.
-    pub cache_choice: bool,
-}
+use super::call::Call;
+use super::caps::{HostView, Views};
 
 pub struct HostState {
+    pub(crate) views: Views,
+    pub(crate) call: Call,
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: Limiter,
-    pub(crate) grants: Arc<Grants>,
-    pub(crate) req: RequestHeader,
-    pub(crate) resp: ResponseHeader,
-    pub(crate) info: Option<Arc<RequestInfo>>,
-    pub(crate) access: Access,
-    /// What the current prime call chose about the cache.
-    pub(crate) cache_choice: Option<CacheChoice>,
-    /// Engine tick at which the current call has run out of time.
-    pub(crate) deadline_tick: u64,
-    /// Engine tick at which the current call started.
-    pub(crate) call_tick: u64,
-    /// CPU time the current call has used on the workers since its first
-    /// tick.
-    pub(crate) cpu: super::slow_lane::CpuMeter,
-    /// CPU time a call may use on a worker before it moves to the slow lane.
-    pub(crate) worker_cpu: std::time::Duration,
-    /// Headers added during the current call, bounded by the plugin's limit.
-    pub(crate) headers_added: usize,
-    /// The plugin's limit on headers added per call.
-    max_headers: usize,
     /// The component instance this store runs.
     pub(crate) handle: Option<wasmtime::component::Instance>,
 }
 
 impl HostState {
-    pub fn new(grants: Arc<Grants>, limits: &crate::config::Limits) -> anyhow::Result<HostState> {
+    pub fn new(views: Views, call: Call, memory_bytes: usize) -> anyhow::Result<HostState> {
         Ok(HostState {
-            // No sockets; environment variables and read-only directories
-            // only as granted; nothing else.
-            wasi: grants.wasi()?,
+            wasi: views.wasi()?,
+            views,
+            call,
             table: ResourceTable::new(),
             limiter: Limiter {
-                memory_bytes: limits.memory_bytes,
+                memory_bytes,
                 memory_hit: false,
                 grown: 0,
             },
-            grants,
-            req: RequestHeader::build("GET", b"/", Some(0)).expect("static request"),
-            resp: ResponseHeader::build(200, Some(0)).expect("static response"),
-            info: None,
-            access: Access::default(),
-            cache_choice: None,
-            deadline_tick: u64::MAX,
-            call_tick: 0,
-            cpu: Default::default(),
-            worker_cpu: limits.worker_cpu,
-            headers_added: 0,
-            max_headers: limits.max_headers,
             handle: None,
         })
     }
@@ -95,6 +41,12 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl HostView for HostState {
+    fn parts(&mut self) -> (&mut Views, &mut Call) {
+        (&mut self.views, &mut self.call)
     }
 }
 
@@ -129,199 +81,5 @@ impl ResourceLimiter for Limiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
-    }
-}
-
-fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), HostError> {
-    let name = HeaderName::from_bytes(name.as_bytes())
-        .map_err(|_| HostError::Invalid(format!("`{name}` is not a valid header name")))?;
-    let value = HeaderValue::from_str(value)
-        .map_err(|_| HostError::Invalid(format!("invalid value for header `{name}`")))?;
-    Ok((name, value))
-}
-
-fn read_only(what: &str) -> HostError {
-    HostError::Invalid(format!(
-        "the {what} cannot be changed here (this phase, or the head was already sent)"
-    ))
-}
-
-fn one(map: &http::HeaderMap, name: &str) -> Option<String> {
-    map.get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-}
-
-fn all(map: &http::HeaderMap, name: &str) -> Vec<String> {
-    map.get_all(name)
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .collect()
-}
-
-fn pairs(map: &http::HeaderMap) -> Vec<Header> {
-    map.iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
-}
-
-impl HostState {
-    fn count_added(&mut self) -> Result<(), HostError> {
-        self.headers_added += 1;
-        if self.headers_added > self.max_headers {
-            return Err(HostError::Invalid(format!(
-                "more than {} headers added in one call",
-                self.max_headers
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl types::Host for HostState {}
-
-impl HostRequest for HostState {
-    fn method(&mut self, _: Resource<types::Request>) -> String {
-        self.req.method.as_str().to_string()
-    }
-    fn uri(&mut self, _: Resource<types::Request>) -> String {
-        self.req
-            .uri
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string())
-    }
-    fn path(&mut self, _: Resource<types::Request>) -> String {
-        self.req.uri.path().to_string()
-    }
-    fn query(&mut self, _: Resource<types::Request>) -> Option<String> {
-        self.req.uri.query().map(str::to_string)
-    }
-    fn authority(&mut self, _: Resource<types::Request>) -> Option<String> {
-        one(&self.req.headers, "host")
-            .or_else(|| self.req.uri.authority().map(|a| a.as_str().to_string()))
-    }
-    fn scheme(&mut self, _: Resource<types::Request>) -> String {
-        self.info.as_ref().map_or("http", |i| i.scheme).to_string()
-    }
-    fn client_ip(&mut self, _: Resource<types::Request>) -> String {
-        self.info
-            .as_ref()
-            .map(|i| i.client_ip.clone())
-            .unwrap_or_default()
-    }
-    fn id(&mut self, _: Resource<types::Request>) -> String {
-        self.info.as_ref().map(|i| i.id.clone()).unwrap_or_default()
-    }
-    fn header(&mut self, _: Resource<types::Request>, name: String) -> Option<String> {
-        one(&self.req.headers, &name.to_ascii_lowercase())
-    }
-    fn header_all(&mut self, _: Resource<types::Request>, name: String) -> Vec<String> {
-        all(&self.req.headers, &name.to_ascii_lowercase())
-    }
-    fn headers(&mut self, _: Resource<types::Request>) -> Vec<Header> {
-        pairs(&self.req.headers)
-    }
-    fn set_header(
-        &mut self,
-        _: Resource<types::Request>,
-        name: String,
-        value: String,
-    ) -> Result<(), HostError> {
-        if !self.access.request_writable {
-            return Err(read_only("request"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.req.insert_header(n, v);
-        Ok(())
-    }
-    fn append_header(
-        &mut self,
-        _: Resource<types::Request>,
-        name: String,
-        value: String,
-    ) -> Result<(), HostError> {
-        if !self.access.request_writable {
-            return Err(read_only("request"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.req.append_header(n, v);
-        Ok(())
-    }
-    fn remove_header(
-        &mut self,
-        _: Resource<types::Request>,
-        name: String,
-    ) -> Result<(), HostError> {
-        if !self.access.request_writable {
-            return Err(read_only("request"));
-        }
-        self.req.remove_header(name.to_ascii_lowercase().as_str());
-        Ok(())
-    }
-    fn drop(&mut self, _: Resource<types::Request>) -> wasmtime::Result<()> {
-        Ok(())
-    }
-}
-
-impl HostResponse for HostState {
-    fn status(&mut self, _: Resource<types::Response>) -> u16 {
-        self.resp.status.as_u16()
-    }
-    fn header(&mut self, _: Resource<types::Response>, name: String) -> Option<String> {
-        one(&self.resp.headers, &name.to_ascii_lowercase())
-    }
-    fn header_all(&mut self, _: Resource<types::Response>, name: String) -> Vec<String> {
-        all(&self.resp.headers, &name.to_ascii_lowercase())
-    }
-    fn headers(&mut self, _: Resource<types::Response>) -> Vec<Header> {
-        pairs(&self.resp.headers)
-    }
-    fn set_header(
-        &mut self,
-        _: Resource<types::Response>,
-        name: String,
-        value: String,
-    ) -> Result<(), HostError> {
-        if !self.access.response_writable {
-            return Err(read_only("response"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.resp.insert_header(n, v);
-        Ok(())
-    }
-    fn append_header(
-        &mut self,
-        _: Resource<types::Response>,
-        name: String,
-        value: String,
-    ) -> Result<(), HostError> {
-        if !self.access.response_writable {
-            return Err(read_only("response"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.resp.append_header(n, v);
-        Ok(())
-    }
-    fn remove_header(
-        &mut self,
-        _: Resource<types::Response>,
-        name: String,
-    ) -> Result<(), HostError> {
-        if !self.access.response_writable {
-            return Err(read_only("response"));
-        }
-        self.resp.remove_header(name.to_ascii_lowercase().as_str());
-        Ok(())
-    }
-    fn drop(&mut self, _: Resource<types::Response>) -> wasmtime::Result<()> {
-        Ok(())
     }
 }

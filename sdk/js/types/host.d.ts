@@ -1,5 +1,6 @@
 // world kavro:plugin/host@0.1.0
 export type * as KavroPluginCache010 from './interfaces/kavro-plugin-cache.js'; // import kavro:plugin/cache@0.1.0
+export type * as KavroPluginClock010 from './interfaces/kavro-plugin-clock.js'; // import kavro:plugin/clock@0.1.0
 export type * as KavroPluginConfig010 from './interfaces/kavro-plugin-config.js'; // import kavro:plugin/config@0.1.0
 export type * as KavroPluginHttp010 from './interfaces/kavro-plugin-http.js'; // import kavro:plugin/http@0.1.0
 export type * as KavroPluginKv010 from './interfaces/kavro-plugin-kv.js'; // import kavro:plugin/kv@0.1.0

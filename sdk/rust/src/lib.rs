@@ -294,6 +294,12 @@ pub mod http {
     }
 }
 
+/// Wall time, monotonic time, and what is left of the current call's
+/// deadline (capability "clock").
+pub mod clock {
+    pub use super::bindings::kavro::plugin::clock::{monotonic_ns, remaining_ms, wall_ms};
+}
+
 /// Counters and histograms (capability "metrics").
 pub mod metrics {
     pub use super::bindings::kavro::plugin::metrics::{counter_add, histogram_observe};

@@ -1,12 +1,51 @@
 //! `kavro:plugin/cache`: a prime plugin chooses the request's cache key or
 //! bypasses the cache; any phase may purge. The choice is recorded in the
-//! store and read by the pipeline after the prime call.
+//! view and read by the pipeline after the prime call.
 
-use super::denied;
+use std::sync::Arc;
+
+use wasmtime::component::Linker;
+
+use super::{denied, view_of, CapCtx, Granting, HasView, HostView, Unit};
 use crate::cache::{ResponseCache, MAX_KEY};
-use crate::plugin::bindings::kavro::plugin::cache::Host;
+use crate::config::Config;
+use crate::plugin::bindings::kavro::plugin::cache::{self as wit, Host};
 use crate::plugin::bindings::types::HostError;
-use crate::plugin::state::HostState;
+
+pub struct Cache;
+
+impl Unit for Cache {
+    const NAME: &'static str = "cache";
+    /// The response cache, which the pipeline serves from too.
+    type Shared = Arc<ResponseCache>;
+    type View = CacheView;
+
+    fn shared(config: &Config) -> Arc<ResponseCache> {
+        Arc::new(ResponseCache::new(
+            config.cache_max_bytes,
+            config.cache_max_object_bytes,
+        ))
+    }
+
+    fn view(_: &Granting<'_>, cache: &Arc<ResponseCache>) -> CacheView {
+        CacheView {
+            cache: Some(cache.clone()),
+            choice: None,
+        }
+    }
+
+    fn add_to_linker<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasView<Cache>>(linker, view_of::<T, Cache>)
+    }
+}
+
+#[derive(Default, Clone)]
+pub struct CacheView {
+    /// The cache, if granted.
+    cache: Option<Arc<ResponseCache>>,
+    /// What the current prime call chose.
+    pub choice: Option<CacheChoice>,
+}
 
 /// What a prime plugin decided about the cache for its request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,22 +54,22 @@ pub enum CacheChoice {
     Bypass,
 }
 
-impl HostState {
+impl CapCtx<'_, CacheView> {
     fn cache(&self) -> Result<&ResponseCache, HostError> {
-        self.grants
+        self.view
             .cache
             .as_deref()
-            .ok_or_else(|| denied(&self.grants.plugin, "cache"))
+            .ok_or_else(|| denied::<Cache>(self.call))
     }
 
     fn choose(&mut self, choice: CacheChoice) -> Result<(), HostError> {
         self.cache()?;
-        if !self.access.cache_choice {
+        if !self.call.access.cache_choice {
             return Err(HostError::Invalid(
                 "the cache key and bypass can only be chosen in prime".into(),
             ));
         }
-        self.cache_choice = Some(choice);
+        self.view.choice = Some(choice);
         Ok(())
     }
 }
@@ -44,7 +83,7 @@ fn check_key(key: &str) -> Result<(), HostError> {
     Ok(())
 }
 
-impl Host for HostState {
+impl Host for CapCtx<'_, CacheView> {
     fn set_key(&mut self, key: String) -> Result<(), HostError> {
         check_key(&key)?;
         self.choose(CacheChoice::Key(key))
@@ -59,5 +98,35 @@ impl Host for HostState {
     fn purge_prefix(&mut self, prefix: String) -> Result<u64, HostError> {
         check_key(&prefix)?;
         Ok(self.cache()?.purge_prefix(&prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{call, granting, is_denied, view};
+    use super::super::Capability;
+    use super::*;
+
+    #[test]
+    fn denied_unless_granted_and_chosen_only_in_prime() {
+        let mut call = call();
+        let mut no = view::<Cache>(&granting(&[]));
+        let mut ctx = CapCtx {
+            view: &mut no,
+            call: &mut call,
+        };
+        assert!(is_denied(ctx.purge("k".into())));
+        assert!(is_denied(ctx.bypass()));
+        let mut yes = view::<Cache>(&granting(&[Capability::Cache]));
+        let mut ctx = CapCtx {
+            view: &mut yes,
+            call: &mut call,
+        };
+        assert!(matches!(ctx.bypass(), Err(HostError::Invalid(_))));
+        ctx.call.access.cache_choice = true;
+        ctx.set_key("page".into()).unwrap();
+        assert_eq!(ctx.view.choice, Some(CacheChoice::Key("page".into())));
+        assert!(ctx.set_key(String::new()).is_err());
+        assert_eq!(ctx.purge("page".into()).unwrap(), 0);
     }
 }

@@ -12,12 +12,42 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use super::denied;
+use wasmtime::component::Linker;
+
+use super::{denied, view_of, CapCtx, Granting, HasView, HostView, Unit};
 use crate::actions::proxy::Upstream;
-use crate::plugin::bindings::kavro::plugin::http::{Host, IncomingResponse, OutgoingRequest};
+use crate::config::Config;
+use crate::plugin::bindings::kavro::plugin::http::{
+    self as wit, Host, IncomingResponse, OutgoingRequest,
+};
 use crate::plugin::bindings::types::HostError;
-use crate::plugin::engine::now_tick;
-use crate::plugin::state::HostState;
+use crate::plugin::epoch::{now_tick, TICK};
+
+pub struct Http;
+
+impl Unit for Http {
+    const NAME: &'static str = "http";
+    /// One connection pool for every plugin's outbound requests.
+    type Shared = HttpClient;
+    /// What the plugin may reach, if granted.
+    type View = Option<Arc<HttpGrant>>;
+
+    fn shared(_: &Config) -> HttpClient {
+        client()
+    }
+
+    fn view(plugin: &Granting<'_>, client: &HttpClient) -> Self::View {
+        Some(Arc::new(HttpGrant {
+            client: client.clone(),
+            upstreams: plugin.upstreams.clone(),
+            max_body: plugin.settings.limits.max_body_bytes.unwrap_or(1 << 20),
+        }))
+    }
+
+    fn add_to_linker<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasView<Http>>(linker, view_of::<T, Http>)
+    }
+}
 
 /// The client every plugin's requests share.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -33,19 +63,17 @@ pub fn client() -> HttpClient {
 pub struct HttpGrant {
     pub client: HttpClient,
     pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Largest response body the plugin may fetch.
+    pub max_body: usize,
 }
 
 fn invalid(what: impl Into<String>) -> HostError {
     HostError::Invalid(what.into())
 }
 
-impl HostState {
+impl CapCtx<'_, Option<Arc<HttpGrant>>> {
     async fn send_checked(&mut self, req: OutgoingRequest) -> Result<IncomingResponse, HostError> {
-        let grant = self
-            .grants
-            .http
-            .clone()
-            .ok_or_else(|| denied(&self.grants.plugin, "http"))?;
+        let grant = self.view.clone().ok_or_else(|| denied::<Http>(self.call))?;
         let upstream = grant.upstreams.get(&req.upstream).ok_or_else(|| {
             invalid(format!(
                 "upstream `{}` is not declared in the host's config",
@@ -71,11 +99,10 @@ impl HostState {
             .body(Full::new(Bytes::from(req.body)))
             .map_err(|e| invalid(format!("bad request: {e}")))?;
 
-        let left =
-            crate::plugin::engine::TICK * self.deadline_tick.saturating_sub(now_tick()) as u32;
+        let left = TICK * self.call.deadline_tick.saturating_sub(now_tick()) as u32;
         // Four fifths of what is left: the plugin keeps time to handle the error.
         let budget = (left - left / 5).min(upstream.read_timeout);
-        let max_body = self.grants.max_body;
+        let max_body = grant.max_body;
         let fetch = async {
             let resp =
                 grant.client.request(request).await.map_err(|e| {
@@ -113,8 +140,45 @@ impl HostState {
     }
 }
 
-impl Host for HostState {
+impl Host for CapCtx<'_, Option<Arc<HttpGrant>>> {
     async fn send(&mut self, req: OutgoingRequest) -> Result<IncomingResponse, HostError> {
         self.send_checked(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{call, granting, is_denied, view};
+    use super::super::Capability;
+    use super::*;
+
+    fn get(upstream: &str, uri: &str) -> OutgoingRequest {
+        OutgoingRequest {
+            upstream: upstream.into(),
+            method: "GET".into(),
+            uri: uri.into(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn denied_unless_granted_and_only_declared_upstreams() {
+        let mut call = call();
+        let mut no = view::<Http>(&granting(&[]));
+        let mut ctx = CapCtx {
+            view: &mut no,
+            call: &mut call,
+        };
+        assert!(is_denied(ctx.send(get("api", "/")).await));
+        let mut yes = view::<Http>(&granting(&[Capability::Http]));
+        let mut ctx = CapCtx {
+            view: &mut yes,
+            call: &mut call,
+        };
+        let Err(HostError::Invalid(e)) = ctx.send(get("api", "/")).await else {
+            panic!("an undeclared upstream is refused");
+        };
+        assert!(e.contains("not declared"), "{e}");
     }
 }

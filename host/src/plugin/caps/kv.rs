@@ -1,38 +1,87 @@
 //! `kavro:plugin/kv`: a host-wide store, namespaced per plugin name, so its
-//! data outlives instances and hot-swaps of the plugin. Entries may expire;
-//! expiry is checked on access and swept periodically.
+//! data outlives instances and hot-swaps of the plugin. Entries may expire
+//! (moka's per-entry expiry); a counter is incremented atomically under
+//! moka's per-key compute.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use moka::ops::compute::Op;
+use moka::sync::Cache;
+use pingora_core::services::background::background_service;
+use pingora_core::services::ServiceWithDependents;
+use wasmtime::component::Linker;
 
-use super::denied;
-use crate::plugin::bindings::kavro::plugin::kv::Host;
+use super::{denied, view_of, CapCtx, Granting, HasView, HostView, Unit};
+use crate::config::Config;
+use crate::plugin::bindings::kavro::plugin::kv::{self as wit, Host};
 use crate::plugin::bindings::types::HostError;
-use crate::plugin::state::HostState;
 
-const SHARDS: usize = 16;
 const MAX_KEY: usize = 1024;
 const MAX_VALUE: usize = 1 << 20;
-/// Entries per shard; a plugin that keeps adding keys gets an error, not the host's memory.
-const MAX_ENTRIES_PER_SHARD: usize = 100_000;
+/// Entries in the whole store; a plugin that keeps adding keys gets an
+/// error, not the host's memory, and no entry is evicted to make room.
+const MAX_ENTRIES: u64 = 1_600_000;
 
-struct Entry {
-    value: Vec<u8>,
-    expires: Option<Instant>,
+pub struct Kv;
+
+impl Unit for Kv {
+    const NAME: &'static str = "kv";
+    type Shared = Arc<KvStore>;
+    /// The store, if granted.
+    type View = Option<Arc<KvStore>>;
+
+    fn shared(_: &Config) -> Arc<KvStore> {
+        Arc::default()
+    }
+
+    fn view(_: &Granting<'_>, store: &Arc<KvStore>) -> Self::View {
+        Some(store.clone())
+    }
+
+    fn add_to_linker<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasView<Kv>>(linker, view_of::<T, Kv>)
+    }
+
+    fn services(store: &Arc<KvStore>) -> Vec<Box<dyn ServiceWithDependents>> {
+        vec![Box::new(background_service(
+            "kavro-kv-sweep",
+            Sweeper(store.clone()),
+        ))]
+    }
 }
 
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|e| e > now)
+#[derive(Clone)]
+struct Entry {
+    value: Arc<[u8]>,
+    ttl: Option<Duration>,
+    /// An increment of an existing counter keeps the counter's expiry.
+    keeps_expiry: bool,
+}
+
+struct EntryTtl;
+
+impl moka::Expiry<Vec<u8>, Entry> for EntryTtl {
+    fn expire_after_create(&self, _: &Vec<u8>, e: &Entry, _: Instant) -> Option<Duration> {
+        e.ttl
+    }
+    fn expire_after_update(
+        &self,
+        _: &Vec<u8>,
+        e: &Entry,
+        _: Instant,
+        left: Option<Duration>,
+    ) -> Option<Duration> {
+        if e.keeps_expiry {
+            left
+        } else {
+            e.ttl
+        }
     }
 }
 
 pub struct KvStore {
-    shards: Vec<Mutex<HashMap<Vec<u8>, Entry>>>,
-    hasher: RandomState,
+    entries: Cache<Vec<u8>, Entry>,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -44,8 +93,11 @@ impl std::fmt::Debug for KvStore {
 impl Default for KvStore {
     fn default() -> Self {
         KvStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            entries: Cache::builder()
+                // Beyond the limit `set` refuses; this bound is never reached.
+                .max_capacity(2 * MAX_ENTRIES)
+                .expire_after(EntryTtl)
+                .build(),
         }
     }
 }
@@ -63,23 +115,22 @@ fn full_key(plugin: &str, key: &str) -> Result<Vec<u8>, HostError> {
     Ok(k)
 }
 
-fn expiry(ttl_ms: Option<u64>) -> Option<Instant> {
-    ttl_ms.map(|ms| Instant::now() + Duration::from_millis(ms))
+fn ttl(ms: Option<u64>) -> Option<Duration> {
+    ms.map(Duration::from_millis)
+}
+
+fn full() -> HostError {
+    HostError::Unavailable("the key-value store is full".into())
 }
 
 impl KvStore {
-    fn shard(&self, key: &[u8]) -> &Mutex<HashMap<Vec<u8>, Entry>> {
-        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    fn has_room_for(&self, key: &[u8]) -> bool {
+        self.entries.entry_count() < MAX_ENTRIES || self.entries.contains_key(key)
     }
 
     pub fn get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
         let k = full_key(plugin, key)?;
-        let now = Instant::now();
-        let shard = self.shard(&k).lock();
-        Ok(shard
-            .get(&k)
-            .filter(|e| e.live(now))
-            .map(|e| e.value.clone()))
+        Ok(self.entries.get(&k).map(|e| e.value.to_vec()))
     }
 
     pub fn set(
@@ -95,15 +146,15 @@ impl KvStore {
             )));
         }
         let k = full_key(plugin, key)?;
-        let mut shard = self.shard(&k).lock();
-        if shard.len() >= MAX_ENTRIES_PER_SHARD && !shard.contains_key(&k) {
-            return Err(HostError::Unavailable("the key-value store is full".into()));
+        if !self.has_room_for(&k) {
+            return Err(full());
         }
-        shard.insert(
+        self.entries.insert(
             k,
             Entry {
-                value,
-                expires: expiry(ttl_ms),
+                value: value.into(),
+                ttl: ttl(ttl_ms),
+                keeps_expiry: false,
             },
         );
         Ok(())
@@ -111,12 +162,7 @@ impl KvStore {
 
     pub fn delete(&self, plugin: &str, key: &str) -> Result<bool, HostError> {
         let k = full_key(plugin, key)?;
-        let now = Instant::now();
-        Ok(self
-            .shard(&k)
-            .lock()
-            .remove(&k)
-            .is_some_and(|e| e.live(now)))
+        Ok(self.entries.remove(&k).is_some())
     }
 
     pub fn increment(
@@ -127,49 +173,47 @@ impl KvStore {
         ttl_ms: Option<u64>,
     ) -> Result<i64, HostError> {
         let k = full_key(plugin, key)?;
-        let now = Instant::now();
-        let mut shard = self.shard(&k).lock();
-        let current = match shard.get(&k) {
-            Some(e) if e.live(now) => Some(parse_counter(&e.value)?),
-            _ => None,
-        };
-        let next = current
-            .unwrap_or(0)
-            .checked_add(delta)
-            .ok_or_else(|| HostError::Invalid("the counter would overflow".to_string()))?;
-        match shard.get_mut(&k) {
-            Some(e) if current.is_some() => e.value = next.to_string().into_bytes(),
-            _ => {
-                if shard.len() >= MAX_ENTRIES_PER_SHARD && !shard.contains_key(&k) {
-                    return Err(HostError::Unavailable("the key-value store is full".into()));
-                }
-                shard.insert(
-                    k,
-                    Entry {
-                        value: next.to_string().into_bytes(),
-                        expires: expiry(ttl_ms),
-                    },
-                );
-            }
+        if !self.has_room_for(&k) {
+            return Err(full());
         }
-        Ok(next)
+        let mut outcome = Err(HostError::Invalid("the counter was not updated".into()));
+        self.entries.entry(k).and_compute_with(|current| {
+            let (now, existed) = match current {
+                Some(e) => match parse_counter(&e.value().value) {
+                    Ok(n) => (n, true),
+                    Err(e) => {
+                        outcome = Err(e);
+                        return Op::Nop;
+                    }
+                },
+                None => (0, false),
+            };
+            let Some(next) = now.checked_add(delta) else {
+                outcome = Err(HostError::Invalid("the counter would overflow".into()));
+                return Op::Nop;
+            };
+            outcome = Ok(next);
+            Op::Put(Entry {
+                value: next.to_string().into_bytes().into(),
+                ttl: ttl(ttl_ms),
+                keeps_expiry: existed,
+            })
+        });
+        outcome
     }
 
-    /// Drops expired entries; run periodically.
+    /// Drops expired entries now rather than at the next writes.
     pub fn sweep(&self) {
-        let now = Instant::now();
-        for shard in &self.shards {
-            shard.lock().retain(|_, e| e.live(now));
-        }
+        self.entries.run_pending_tasks();
     }
 }
 
 /// How often expired entries are dropped; until then a read skips them.
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Drops the store's expired entries every [`SWEEP_EVERY`], as a Pingora
 /// background service, until the server shuts down.
-pub struct Sweeper(pub std::sync::Arc<KvStore>);
+pub struct Sweeper(pub Arc<KvStore>);
 
 #[async_trait::async_trait]
 impl pingora_core::services::background::BackgroundService for Sweeper {
@@ -191,24 +235,21 @@ fn parse_counter(v: &[u8]) -> Result<i64, HostError> {
         .ok_or_else(|| HostError::Invalid("the value is not a counter".to_string()))
 }
 
-impl HostState {
-    fn kv(&self) -> Result<&KvStore, HostError> {
-        self.grants
-            .kv
-            .as_deref()
-            .ok_or_else(|| denied(&self.grants.plugin, "kv"))
+impl CapCtx<'_, Option<Arc<KvStore>>> {
+    fn store(&self) -> Result<&KvStore, HostError> {
+        self.view.as_deref().ok_or_else(|| denied::<Kv>(self.call))
     }
 }
 
-impl Host for HostState {
+impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, HostError> {
-        self.kv()?.get(&self.grants.plugin, &key)
+        self.store()?.get(&self.call.plugin, &key)
     }
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), HostError> {
-        self.kv()?.set(&self.grants.plugin, &key, value, ttl_ms)
+        self.store()?.set(&self.call.plugin, &key, value, ttl_ms)
     }
     fn delete(&mut self, key: String) -> Result<bool, HostError> {
-        self.kv()?.delete(&self.grants.plugin, &key)
+        self.store()?.delete(&self.call.plugin, &key)
     }
     fn increment(
         &mut self,
@@ -216,13 +257,15 @@ impl Host for HostState {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64, HostError> {
-        self.kv()?
-            .increment(&self.grants.plugin, &key, delta, ttl_ms)
+        self.store()?
+            .increment(&self.call.plugin, &key, delta, ttl_ms)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{call, granting, is_denied, view};
+    use super::super::Capability;
     use super::*;
 
     #[test]
@@ -236,7 +279,44 @@ mod tests {
         assert_eq!(kv.get("a", "t").unwrap(), None);
         kv.set("a", "s", b"text".to_vec(), None).unwrap();
         assert!(kv.increment("a", "s", 1, None).is_err());
+        assert_eq!(kv.get("a", "s").unwrap(), Some(b"text".to_vec()));
         assert!(kv.delete("a", "n").unwrap());
         assert_eq!(kv.get("a", "n").unwrap(), None);
+        assert!(kv.increment("a", "m", i64::MAX, None).is_ok());
+        assert!(kv.increment("a", "m", 1, None).is_err());
+    }
+
+    #[test]
+    fn an_increment_keeps_the_counter_expiry() {
+        let kv = KvStore::default();
+        kv.increment("a", "w", 1, Some(60)).unwrap();
+        kv.increment("a", "w", 1, Some(60_000)).unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(kv.get("a", "w").unwrap(), None);
+    }
+
+    #[test]
+    fn limits() {
+        let kv = KvStore::default();
+        assert!(kv.get("a", &"k".repeat(MAX_KEY + 1)).is_err());
+        assert!(kv.set("a", "big", vec![0; MAX_VALUE + 1], None).is_err());
+    }
+
+    #[test]
+    fn denied_unless_granted() {
+        let mut call = call();
+        let mut none = view::<Kv>(&granting(&[]));
+        let mut denied = CapCtx {
+            view: &mut none,
+            call: &mut call,
+        };
+        assert!(is_denied(denied.get("k".into())));
+        assert!(is_denied(denied.increment("k".into(), 1, None)));
+        let mut store = view::<Kv>(&granting(&[Capability::Kv]));
+        let mut granted = CapCtx {
+            view: &mut store,
+            call: &mut call,
+        };
+        assert_eq!(granted.increment("k".into(), 1, None).unwrap(), 1);
     }
 }

@@ -4,9 +4,12 @@
 use std::borrow::Cow;
 use std::fmt::Write;
 
-use crate::plugin::bindings::kavro::plugin::log::Host;
+use wasmtime::component::Linker;
+
+use super::{view_of, CapCtx, Granting, HasView, HostView, Unit};
+use crate::config::Config;
+use crate::plugin::bindings::kavro::plugin::log::{self as wit, Host};
 use crate::plugin::bindings::types::Level;
-use crate::plugin::state::HostState;
 
 /// Longest message kept; the rest is cut so a plugin cannot flood the log.
 const MAX_MESSAGE: usize = 16 * 1024;
@@ -16,7 +19,24 @@ const MAX_MESSAGE: usize = 16 * 1024;
 /// one scan instead of a character at a time.
 pub const TARGET: &str = "kavro::plugin";
 
-impl Host for HostState {
+pub struct Log;
+
+impl Unit for Log {
+    const NAME: &'static str = "log";
+    const ALWAYS: bool = true;
+    type Shared = ();
+    type View = ();
+
+    fn shared(_: &Config) {}
+
+    fn view(_: &Granting<'_>, _: &()) {}
+
+    fn add_to_linker<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasView<Log>>(linker, view_of::<T, Log>)
+    }
+}
+
+impl Host for CapCtx<'_, ()> {
     fn log(&mut self, level: Level, mut message: String) {
         if message.len() > MAX_MESSAGE {
             let mut cut = MAX_MESSAGE;
@@ -26,8 +46,8 @@ impl Host for HostState {
             message.truncate(cut);
         }
         let message = escape_controls(&message);
-        let plugin = self.grants.plugin.as_str();
-        let request = self.info.as_ref().map_or("", |i| i.id.as_str());
+        let plugin = &*self.call.plugin;
+        let request = self.call.request_id();
         match level {
             Level::Trace => tracing::trace!(target: TARGET, plugin, request, "{message}"),
             Level::Debug => tracing::debug!(target: TARGET, plugin, request, "{message}"),

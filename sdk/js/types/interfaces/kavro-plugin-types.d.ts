@@ -103,7 +103,7 @@ export interface Manifest {
   name: string,
   version: string,
   /**
-   * Capabilities it needs: "kv", "metrics", "config", "cache", "http",
+   * Capabilities it needs: "kv", "metrics", "config", "cache", "http", "clock",
    * "env", "fs".
    */
   capabilities: Array<string>,
