@@ -8,14 +8,14 @@
 //!
 //! `KAVRO_CACHE_DIR` keeps compiled artifacts between runs.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kavro_host::config::Config;
 use kavro_host::config::{Isolation, PluginSettings};
 use kavro_host::plugin::artifacts::Urgency;
 use kavro_host::plugin::bindings::types::Completion;
-use kavro_host::plugin::caps::Stores;
+use kavro_host::plugin::caps::{Capability, Shared};
 use kavro_host::plugin::engine::Runtime;
 use kavro_host::plugin::{Phase, Plugin, RequestInfo};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -131,12 +131,13 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&file)?;
     // Repeated runs reuse compiled artifacts from KAVRO_CACHE_DIR, if set.
     let cache = std::env::var_os("KAVRO_CACHE_DIR").map(std::path::PathBuf::from);
-    let (component, hash) = Plugin::compile(&runtime, &bytes, cache.as_deref(), Urgency::Start)?;
-    let stores = Stores::new(1 << 20, 1 << 20);
+    let compiled = Plugin::compile(&runtime, &bytes, cache.as_deref(), Urgency::Start)?;
+    let config = Config::load(None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shared = Shared::new(&config);
     for isolation in [Isolation::Pooled, Isolation::Request] {
         let settings = PluginSettings {
             isolation,
-            capabilities: HashSet::from(["kv".to_string(), "metrics".to_string()]),
+            capabilities: [Capability::Kv, Capability::Metrics].into(),
             values: std::collections::BTreeMap::clone(&values),
             ..PluginSettings::default()
         };
@@ -144,10 +145,10 @@ fn main() -> anyhow::Result<()> {
             &runtime,
             "bench",
             file.as_ref(),
-            component.clone(),
-            hash.clone(),
+            compiled.clone(),
             settings,
-            &stores,
+            &Default::default(),
+            &shared,
         ))?;
         let n = if isolation == Isolation::Pooled {
             iterations

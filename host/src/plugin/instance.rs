@@ -16,22 +16,15 @@ use wasmtime::Store;
 
 use super::bindings::types::Completion;
 use super::bindings::{package_phase, post, prepare, present, prime};
+use super::call::Access;
 use super::caps::cache::CacheChoice;
-use super::engine::{tick_at, ticks_for};
+use super::epoch::{tick_at, ticks_for};
 use super::epoch_policy::DeadlineExceeded;
+use super::exports::{exported, Guests};
 use super::failure::{Failure, FailureKind};
 use super::slow_lane;
-use super::state::{Access, HostState};
+use super::state::HostState;
 use super::stats::PluginStats;
-
-/// The phase functions of one instance.
-pub struct Guests {
-    pub prime: Option<prime::Guest>,
-    pub prepare: Option<prepare::Guest>,
-    pub present: Option<present::Guest>,
-    pub package: Option<package_phase::Guest>,
-    pub post: Option<post::Guest>,
-}
 
 /// What a running call owns: it may finish on another thread (the slow
 /// lane), so it takes these with it and gives them back when it ends.
@@ -63,11 +56,6 @@ impl Drop for Instance {
     }
 }
 
-/// The pipeline calls a phase only on plugins that export it.
-fn exported<G>(guest: &Option<G>) -> &G {
-    guest.as_ref().expect("called only when exported")
-}
-
 impl Instance {
     /// Marks the instance broken and says what went wrong.
     fn failed(&mut self, e: wasmtime::Error) -> Failure {
@@ -87,7 +75,7 @@ impl Instance {
     }
 
     fn enter(&mut self, access: Access, deadline: std::time::Duration) {
-        self.store().data_mut().access = access;
+        self.store().data_mut().call.access = access;
         self.arm(deadline);
         // Cancelled before `leave`: the instance is not reused.
         self.broken = true;
@@ -144,10 +132,10 @@ impl Instance {
     }
 
     fn swap_heads(&mut self, req: &mut RequestHeader, resp: Option<&mut ResponseHeader>) {
-        let data = self.store().data_mut();
-        std::mem::swap(&mut data.req, req);
+        let call = &mut self.store().data_mut().call;
+        std::mem::swap(&mut call.req, req);
         if let Some(resp) = resp {
-            std::mem::swap(&mut data.resp, resp);
+            std::mem::swap(&mut call.resp, resp);
         }
     }
 
@@ -163,18 +151,18 @@ impl Instance {
             response_writable: false,
             cache_choice: true,
         };
-        self.store().data_mut().cache_choice = None;
+        self.store().data_mut().views.cache.choice = None;
         self.enter(access, deadline);
         let r = self
             .call_lent(req, None, move |mut l| async move {
-                let g = exported(&l.guests.prime);
+                let g = exported::<prime::Guest>(&l.guests);
                 let r = g
                     .call_on_request(&mut l.store, seq, Resource::new_borrow(0))
                     .await;
                 (l, r)
             })
             .await;
-        let choice = self.store().data_mut().cache_choice.take();
+        let choice = self.store().data_mut().views.cache.choice.take();
         self.leave(r).map(|o| (o, choice))
     }
 
@@ -192,7 +180,7 @@ impl Instance {
         self.enter(access, deadline);
         let r = self
             .call_lent(req, None, move |mut l| async move {
-                let g = exported(&l.guests.prepare);
+                let g = exported::<prepare::Guest>(&l.guests);
                 let r = g
                     .call_on_prepare(&mut l.store, seq, Resource::new_borrow(0))
                     .await;
@@ -220,7 +208,7 @@ impl Instance {
         let body = body.clone();
         let r = self
             .call_lent(req, Some(resp), move |mut l| async move {
-                let g = exported(&l.guests.present);
+                let g = exported::<present::Guest>(&l.guests);
                 let r = g
                     .call_on_body(
                         &mut l.store,
@@ -251,7 +239,7 @@ impl Instance {
         self.enter(access, deadline);
         let r = self
             .call_lent(req, Some(resp), move |mut l| async move {
-                let g = exported(&l.guests.package);
+                let g = exported::<package_phase::Guest>(&l.guests);
                 let r = g
                     .call_on_response(
                         &mut l.store,
@@ -278,7 +266,7 @@ impl Instance {
         let done = done.clone();
         let r = self
             .call_lent(req, Some(resp), move |mut l| async move {
-                let g = exported(&l.guests.post);
+                let g = exported::<post::Guest>(&l.guests);
                 let r = g
                     .call_on_complete(
                         &mut l.store,
@@ -311,7 +299,7 @@ impl Instance {
 impl Instance {
     /// What the request handles report beyond the head (id, client, scheme).
     pub fn set_request_info(&mut self, info: Option<Arc<super::RequestInfo>>) {
-        self.store().data_mut().info = info;
+        self.store().data_mut().call.info = info;
     }
 
     pub(crate) fn live_mut(&mut self) -> &mut Live {
@@ -336,13 +324,13 @@ impl Instance {
         // One clock read serves the deadline and the call's duration.
         self.call_started = std::time::Instant::now();
         let call_tick = tick_at(self.call_started);
-        super::engine::advance(call_tick);
+        super::epoch::advance(call_tick);
         let store = self.store();
-        let data = store.data_mut();
-        data.call_tick = call_tick;
-        data.deadline_tick = data.call_tick + ticks_for(deadline);
-        data.headers_added = 0;
-        data.cpu = Default::default();
+        let call = &mut store.data_mut().call;
+        call.call_tick = call_tick;
+        call.deadline_tick = call_tick + ticks_for(deadline);
+        call.headers_added = 0;
+        call.cpu = Default::default();
         store.set_epoch_deadline(1);
     }
 }

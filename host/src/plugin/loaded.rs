@@ -1,6 +1,7 @@
 //! One loaded plugin version: its compiled component, the phases it
 //! exports, its grants, and its pool of warm instances (`pool`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,27 +11,28 @@ use anyhow::{anyhow, bail};
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::Store;
 
-use super::bindings::{self, describe, package_phase, post, prepare, present, prime};
-use super::caps::{Grants, Stores, ALWAYS_GRANTED};
-use super::engine::{now_tick, ticks_for, Runtime};
-use super::instance::{Guests, Instance, Live};
-use super::phase::{Phase, Phases};
+use super::bindings::{self, describe};
+use super::call::Call;
+use super::caps::{Capability, Granting, Shared, Views};
+use super::engine::Runtime;
+use super::epoch::{now_tick, ticks_for};
+use super::exports::{self, Guests, PhaseIndices};
+use super::instance::{Instance, Live};
+use super::phase::Phases;
 use super::pool::Pool;
 use super::state::HostState;
 use super::stats::PluginStats;
+use crate::actions::proxy::Upstream;
 use crate::config::PluginSettings;
 
 /// What a plugin says about itself (its `describe` export).
 pub use super::bindings::types::Manifest;
 
-/// Export lookups resolved once per version.
+/// A compiled component and the hash of its bytes.
 #[derive(Clone)]
-struct Indices {
-    prime: Option<prime::GuestIndices>,
-    prepare: Option<prepare::GuestIndices>,
-    present: Option<present::GuestIndices>,
-    package: Option<package_phase::GuestIndices>,
-    post: Option<post::GuestIndices>,
+pub struct Compiled {
+    pub component: Component,
+    pub hash: String,
 }
 
 pub struct Plugin {
@@ -44,8 +46,11 @@ pub struct Plugin {
     /// Runs baseline code until its optimized artifact is ready.
     pub baseline: bool,
     pre: InstancePre<HostState>,
-    indices: Indices,
-    grants: Arc<Grants>,
+    indices: PhaseIndices,
+    /// What its instances may use.
+    views: Views,
+    /// Its name, as its calls report it.
+    call_name: Arc<str>,
     pool: Pool,
     pub stats: Arc<PluginStats>,
 }
@@ -114,14 +119,14 @@ impl Plugin {
         bytes: &[u8],
         cache_dir: Option<&Path>,
         urgency: super::artifacts::Urgency,
-    ) -> anyhow::Result<(Component, String)> {
+    ) -> anyhow::Result<Compiled> {
         let hash = super::artifacts::content_hash(bytes);
         if !bytes.starts_with(b"\0asm") {
             bail!("not a WebAssembly file");
         }
         let component = super::artifacts::load(runtime, cache_dir, bytes, &hash, urgency)
             .map_err(|e| anyhow!("not a loadable WebAssembly component: {e:#}"))?;
-        Ok((component, hash))
+        Ok(Compiled { component, hash })
     }
 
     /// Links, instantiates once, asks the plugin to describe itself and
@@ -130,10 +135,10 @@ impl Plugin {
         runtime: &Runtime,
         name: &str,
         file: &Path,
-        component: Component,
-        hash: String,
+        Compiled { component, hash }: Compiled,
         settings: PluginSettings,
-        stores: &Stores,
+        upstreams: &HashMap<String, Arc<Upstream>>,
+        shared: &Shared,
     ) -> anyhow::Result<Plugin> {
         let phases = exported_phases(&component)?;
         let baseline = runtime.is_baseline(component.engine());
@@ -142,24 +147,15 @@ impl Plugin {
             .instantiate_pre(&component).map_err(|e| {
             anyhow!("imports something this host does not provide ({e:#}); build it against the kavro:plugin WIT in this host's wit/ folder")
         })?;
-        let indices = Indices {
-            prime: phases[Phase::Prime]
-                .then(|| prime::GuestIndices::new(&pre))
-                .transpose()?,
-            prepare: phases[Phase::Prepare]
-                .then(|| prepare::GuestIndices::new(&pre))
-                .transpose()?,
-            present: phases[Phase::Present]
-                .then(|| present::GuestIndices::new(&pre))
-                .transpose()?,
-            package: phases[Phase::Package]
-                .then(|| package_phase::GuestIndices::new(&pre))
-                .transpose()?,
-            post: phases[Phase::Post]
-                .then(|| post::GuestIndices::new(&pre))
-                .transpose()?,
-        };
-        let grants = Arc::new(Grants::new(name, &settings, stores));
+        let indices = exports::indices(&phases, &pre)?;
+        let views = Views::new(
+            &Granting {
+                plugin: name,
+                settings: &settings,
+                upstreams,
+            },
+            shared,
+        );
         let stats = Arc::new(PluginStats::default());
         let pool = Pool::new(&settings, stats.clone());
         let mut plugin = Plugin {
@@ -177,7 +173,8 @@ impl Plugin {
             baseline,
             pre,
             indices,
-            grants,
+            views,
+            call_name: name.into(),
             pool,
             stats,
         };
@@ -194,64 +191,71 @@ impl Plugin {
             .await
             .map_err(|e| anyhow!("describe() failed: {e:#}"))?;
         plugin.manifest = m;
-        let missing: Vec<&String> = plugin
-            .manifest
-            .capabilities
-            .iter()
-            .filter(|c| {
-                !ALWAYS_GRANTED.contains(&c.as_str()) && !plugin.settings.capabilities.contains(*c)
-            })
-            .collect();
-        if !missing.is_empty() {
-            let list = missing
-                .iter()
-                .map(|s| format!("\"{s}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let how: Vec<String> = missing
-                .iter()
-                .map(|c| match c.as_str() {
-                    "env" => "env = [\"VAR\", ...]".to_string(),
-                    "fs" => "dirs = { \"/guest\" = \"./host\" }".to_string(),
-                    other => format!("capabilities = [\"{other}\"]"),
-                })
-                .collect();
-            bail!(
-                "needs capabilities it was not granted: {list}; grant them with {} in the plugin's settings",
-                how.join(" and ")
-            );
-        }
+        plugin.check_needs()?;
         // Describing itself is not a request: pooled without counting a use.
         plugin.pool.keep(first);
         Ok(plugin)
+    }
+
+    /// Refuses a plugin that needs capabilities its settings do not grant,
+    /// saying how to grant each.
+    fn check_needs(&self) -> anyhow::Result<()> {
+        let mut unknown = Vec::new();
+        let mut missing = Vec::new();
+        for name in &self.manifest.capabilities {
+            match Capability::from_name(name) {
+                None => unknown.push(format!("\"{name}\"")),
+                Some(c) if !c.granted(&self.settings) => missing.push(c),
+                Some(_) => {}
+            }
+        }
+        if !unknown.is_empty() {
+            bail!(
+                "needs capabilities this host does not have: {}; it has: {}",
+                unknown.join(", "),
+                Capability::ALL
+                    .iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if !missing.is_empty() {
+            let list: Vec<String> = missing.iter().map(|c| format!("\"{c}\"")).collect();
+            let how: Vec<String> = missing.iter().map(|c| c.how_to_grant()).collect();
+            bail!(
+                "needs capabilities it was not granted: {}; grant them with {} in the plugin's settings",
+                list.join(", "),
+                how.join(" and ")
+            );
+        }
+        Ok(())
     }
 
     async fn instantiate(&self) -> anyhow::Result<Instance> {
         let limits = &self.settings.limits;
         let mut store = Store::new(
             self.pre.engine(),
-            HostState::new(self.grants.clone(), limits)?,
+            HostState::new(
+                self.views.clone(),
+                Call::new(self.call_name.clone(), limits),
+                limits.memory_bytes,
+            )?,
         );
         store.limiter(|s| &mut s.limiter);
         super::epoch_policy::install(&mut store);
         // Instantiation runs guest code too: the same deadline and the same
         // full-speed allowance as a call.
-        let data = store.data_mut();
-        data.call_tick = now_tick();
-        data.deadline_tick = data.call_tick + ticks_for(limits.deadline);
+        let call = &mut store.data_mut().call;
+        call.call_tick = now_tick();
+        call.deadline_tick = call.call_tick + ticks_for(limits.deadline);
         store.set_epoch_deadline(1);
         self.stats.instances_live.fetch_add(1, Ordering::Relaxed);
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
         let mut instance = Instance {
             live: Some(Box::new(Live {
                 store,
-                guests: Guests {
-                    prime: None,
-                    prepare: None,
-                    present: None,
-                    package: None,
-                    post: None,
-                },
+                guests: Guests::default(),
             })),
             uses: 0,
             broken: false,
@@ -260,40 +264,12 @@ impl Plugin {
         };
         // Instantiation runs guest code (start functions, initializers).
         let live = instance.live_mut();
-        let running = super::engine::Running::start();
+        let running = super::epoch::Running::start();
         let handle = self.pre.instantiate_async(&mut live.store).await?;
         drop(running);
         let data = live.store.data_mut();
         data.handle = Some(handle);
-        let s = &mut live.store;
-        let i = &self.indices;
-        live.guests = Guests {
-            prime: i
-                .prime
-                .as_ref()
-                .map(|x| x.load(&mut *s, &handle))
-                .transpose()?,
-            prepare: i
-                .prepare
-                .as_ref()
-                .map(|x| x.load(&mut *s, &handle))
-                .transpose()?,
-            present: i
-                .present
-                .as_ref()
-                .map(|x| x.load(&mut *s, &handle))
-                .transpose()?,
-            package: i
-                .package
-                .as_ref()
-                .map(|x| x.load(&mut *s, &handle))
-                .transpose()?,
-            post: i
-                .post
-                .as_ref()
-                .map(|x| x.load(&mut *s, &handle))
-                .transpose()?,
-        };
+        live.guests = exports::load(&self.indices, &mut live.store, &handle)?;
         Ok(instance)
     }
 

@@ -3,9 +3,12 @@
 
 pub mod artifacts;
 pub mod bindings;
+pub mod call;
 pub mod caps;
 pub mod engine;
+pub mod epoch;
 pub mod epoch_policy;
+pub mod exports;
 pub mod failure;
 pub mod instance;
 pub mod loaded;
@@ -16,9 +19,9 @@ pub mod slow_lane;
 pub mod state;
 pub mod stats;
 
+pub use call::RequestInfo;
 pub use failure::{Failure, FailureKind};
 pub use instance::Instance;
 pub use loaded::Plugin;
 pub use phase::{Phase, Phases};
 pub use registry::{Chains, PluginSet};
-pub use state::RequestInfo;

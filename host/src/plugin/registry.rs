@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::artifacts::Urgency;
-use super::caps::Stores;
+use super::caps::Shared;
 use super::engine::Runtime;
-use super::loaded::Plugin;
+use super::loaded::{Compiled, Plugin};
 use super::phase::{PerPhase, Phase};
+use crate::actions::proxy::Upstream;
 use crate::config::{self, Config, Diagnostic, PluginSettings, Reporter};
 
 /// Plugin indices, in run order, for each phase.
@@ -195,8 +196,9 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
 pub async fn load(
     dir: &Path,
     config: &Config,
+    upstreams: &HashMap<String, Arc<Upstream>>,
     cache_dir: Option<&Path>,
-    stores: &Stores,
+    shared: &Shared,
     urgency: Urgency,
 ) -> Result<PluginSet, Vec<Diagnostic>> {
     let candidates = discover(dir, config)?;
@@ -208,41 +210,38 @@ pub async fn load(
     let runtime = Runtime::get()
         .map_err(|e| vec![error(dir, format!("cannot start wasmtime: {e:#}"), "")])?;
 
-    let compiled: Vec<anyhow::Result<(wasmtime::component::Component, String)>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = candidates
-                .iter()
-                .map(|c| {
-                    let runtime = &runtime;
-                    s.spawn(move || {
-                        let bytes = std::fs::read(&c.file)?;
-                        Plugin::compile(runtime, &bytes, cache_dir, urgency)
-                    })
+    let compiled: Vec<anyhow::Result<Compiled>> = std::thread::scope(|s| {
+        let handles: Vec<_> = candidates
+            .iter()
+            .map(|c| {
+                let runtime = &runtime;
+                s.spawn(move || {
+                    let bytes = std::fs::read(&c.file)?;
+                    Plugin::compile(runtime, &bytes, cache_dir, urgency)
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("compiler crashed")))
-                })
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("compiler crashed")))
+            })
+            .collect()
+    });
 
     let mut errors = Vec::new();
     let mut plugins = Vec::new();
     for (mut c, compiled) in candidates.into_iter().zip(compiled) {
-        // What outbound HTTP may reach, and the body limit it shares with
-        // prepare and present.
-        c.settings.upstreams = config.upstreams.clone();
+        // The body limit outbound HTTP shares with prepare and present.
         c.settings
             .limits
             .max_body_bytes
             .get_or_insert(config.present_max_bytes);
         let result = match compiled {
-            Ok((component, hash)) => {
+            Ok(compiled) => {
                 Plugin::link(
-                    &runtime, &c.name, &c.file, component, hash, c.settings, stores,
+                    &runtime, &c.name, &c.file, compiled, c.settings, upstreams, shared,
                 )
                 .await
             }
