@@ -7,10 +7,8 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
-use super::caching::{CacheStatus, Fill};
+use super::caching::RequestCache;
 use crate::actions::proxy::Upstream;
-use crate::cache::Directive;
-use crate::plugin::caps::cache::CacheChoice;
 use crate::plugin::{Instance, RequestInfo};
 use crate::shutdown::InFlight;
 use crate::Active;
@@ -26,7 +24,7 @@ pub struct PresentBuffer {
 pub struct Ctx {
     /// The config and plugin set this request started with; a hot swap
     /// does not change them under it.
-    pub active: Option<Arc<Active>>,
+    pub active: Arc<Active>,
     pub seq: u64,
     /// The request's id, kept or generated; sent up and back down.
     pub id: HeaderValue,
@@ -47,31 +45,24 @@ pub struct Ctx {
     /// A prepare plugin's forward: new URI and headers for the upstream request.
     pub forward_uri: Option<http::Uri>,
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
-    /// Boxed, like `fill`: the context lives in every request's future,
-    /// which Pingora moves; most requests need neither.
+    /// Boxed: the context lives in every request's future, which Pingora
+    /// moves; most requests need none.
     pub present: Option<Box<PresentBuffer>>,
     pub bytes_sent: u64,
     pub error: Option<String>,
     /// An error response's body, sent in place of a proxied body whose
     /// head was replaced by the error's.
     pub error_body: Option<Bytes>,
-    /// What prime plugins chose about the cache.
-    pub cache_choice: Option<CacheChoice>,
-    /// A prepare reply's cache directive.
-    pub cache_directive: Option<Directive>,
-    /// Set on routes that cache: what the cache did for this request.
-    pub cache_status: Option<CacheStatus>,
-    /// The response is to be stored when complete.
-    pub fill: Option<Box<Fill>>,
+    pub cache: RequestCache,
     /// Counts the request as under way until its post phase is done (the
     /// context moves into post); a shutdown waits for it.
     pub in_flight: Option<InFlight>,
 }
 
 impl Ctx {
-    pub fn new() -> Ctx {
+    pub fn new(active: Arc<Active>, in_flight: Option<InFlight>) -> Ctx {
         Ctx {
-            active: None,
+            active,
             seq: 0,
             id: HeaderValue::from_static("-"),
             client_ip: None,
@@ -87,11 +78,8 @@ impl Ctx {
             bytes_sent: 0,
             error: None,
             error_body: None,
-            cache_choice: None,
-            cache_directive: None,
-            cache_status: None,
-            fill: None,
-            in_flight: None,
+            cache: RequestCache::default(),
+            in_flight,
         }
     }
 
@@ -123,11 +111,5 @@ impl Ctx {
                 })
             })
             .clone()
-    }
-}
-
-impl Default for Ctx {
-    fn default() -> Self {
-        Ctx::new()
     }
 }

@@ -1,6 +1,28 @@
-//! The request pipeline on Pingora's `ProxyHttp`: prime → route → prepare
-//! → action (proxy, static, respond, redirect) → present → package, with
-//! post after the response is written.
+//! The request pipeline on Pingora's `ProxyHttp`. Both kinds of response
+//! share the request side, and the last steps of the response side are
+//! written once, in `response`:
+//!
+//! ```text
+//! request_filter   prime (global, then the route's) → route → cache lookup
+//!                  → prepare → the route's action
+//!
+//! A response Kavro produces (respond, redirect, static, FastCGI, a
+//! plugin's reply, a cache hit, an error): `send`
+//!                  present over the whole body → cache store
+//!                  → x-kavro-cache, x-request-id → package → write
+//!
+//! A proxied response (proxy, or prepare's forward)
+//!   upstream_peer, upstream_request_filter → the upstream
+//!   response_filter        cache begins collecting → x-kavro-cache,
+//!                          x-request-id → package → the head is written
+//!   response_body_filter   body held back → present at its end
+//!                          → cache store → the body is written
+//!
+//! logging          metrics → post, spawned → instances back to their pools
+//! ```
+//!
+//! A proxied head goes out before its body has arrived, so there package
+//! runs before present and present may no longer change the head.
 //!
 //! Every hook that calls a plugin is async: a call yields its worker at
 //! each epoch tick and may move to the slow lane, which needs the runtime
@@ -13,6 +35,7 @@
 mod caching;
 mod context;
 mod phases;
+mod response;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,17 +44,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use http::{header, HeaderName, HeaderValue};
+use http::{header, HeaderValue};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tokio::io::AsyncReadExt;
 
-use caching::{CacheStatus, X_KAVRO_CACHE};
+use caching::CacheStatus;
 pub use context::Ctx;
 use context::PresentBuffer;
-use phases::{PrepareResult, PrimeResult};
+use phases::PrepareResult;
 
 use crate::actions::fastcgi::CgiRequest;
 use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request};
@@ -43,9 +66,7 @@ use crate::routing::{normalize_host, Match, RouteAction};
 use crate::shutdown::InFlight;
 use crate::Active;
 
-/// Parsed once for lookups; an insert takes the `&'static str`, which
-/// Pingora keeps as the header's case without copying it.
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use response::X_REQUEST_ID;
 
 /// Every request gets a number unique within this process.
 static SEQ: AtomicU64 = AtomicU64::new(1);
@@ -78,69 +99,17 @@ fn request_host(req: &RequestHeader) -> Cow<'_, str> {
 
 impl Kavro {
     /// Writes a response the host produced: present (buffered bodies),
-    /// request id, package, then the bytes.
+    /// cache store, headers and package, then the bytes.
     async fn send(&self, session: &mut Session, ctx: &mut Ctx, mut p: Produced) -> Result<bool> {
-        let active = ctx.active.clone().expect("set in request_filter");
-        let set = &active.plugins;
-        let chains = set.chains(ctx.route);
-        let max = active.config.present_max_bytes;
         // A hit is stored as present left it.
-        let from_cache = ctx.cache_status == Some(CacheStatus::Hit);
-
-        if !chains[Phase::Present].is_empty() && !from_cache {
-            // A whole file (not a range of one) that fits is read for present.
-            if let Body::File { file, len } = &mut p.body {
-                if *len <= max as u64 && p.head.status == http::StatusCode::OK {
-                    let mut whole = Vec::with_capacity(*len as usize);
-                    file.take(*len).read_to_end(&mut whole).await.map_err(|e| {
-                        Error::because(ErrorType::ReadError, "reading a static file", e)
-                    })?;
-                    p.body = Body::Bytes(Bytes::from(whole));
-                }
-            }
-            if let Body::Bytes(b) = &p.body {
-                if b.len() <= max && p.head.status.as_u16() >= 200 {
-                    let body = b.clone();
-                    let req = session.req_header_mut();
-                    match phases::run_present(
-                        set,
-                        &chains[Phase::Present],
-                        ctx,
-                        req,
-                        &mut p.head,
-                        body,
-                        true,
-                        max,
-                    )
-                    .await
-                    {
-                        Ok(out) => {
-                            let _ = p
-                                .head
-                                .insert_header(header::CONTENT_LENGTH, out.len().to_string());
-                            p.body = Body::Bytes(out);
-                        }
-                        Err(err) => p = err,
-                    }
-                }
-            }
+        if ctx.cache.status != Some(CacheStatus::Hit) {
+            response::present_produced(ctx, session.req_header_mut(), &mut p).await?;
         }
-
-        caching::store_produced(&self.cache, ctx, session.req_header(), &p);
-        if let Some(status) = ctx.cache_status {
-            let _ = p.head.insert_header(X_KAVRO_CACHE, status.as_str());
-        }
-        let _ = p.head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
-        if !chains[Phase::Package].is_empty() {
-            let req = session.req_header_mut();
-            if let Err(mut err) =
-                phases::run_package(set, &chains[Phase::Package], ctx, req, &mut p.head).await
-            {
-                let _ = err
-                    .head
-                    .insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
-                p = err;
-            }
+        let failed = ctx.any_failed();
+        ctx.cache
+            .store_produced(&self.cache, session.req_header(), &p, failed);
+        if let Err(err) = response::finish_head(ctx, session.req_header_mut(), &mut p.head).await {
+            p = err;
         }
 
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -177,6 +146,14 @@ impl Kavro {
     }
 }
 
+/// Marks a head whose body length is not known yet (HTTP/1.1 chunked).
+fn chunked(session: &Session, resp: &mut ResponseHeader) {
+    resp.remove_header(&header::CONTENT_LENGTH);
+    if !session.is_http2() {
+        let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
+    }
+}
+
 /// Reads the whole request body, up to `max` bytes; over that, the 413 to send.
 async fn read_body(
     session: &mut Session,
@@ -201,15 +178,14 @@ async fn read_body(
 impl ProxyHttp for Kavro {
     type CTX = Ctx;
 
+    /// The config and plugins a request starts with stay its own through a
+    /// hot swap.
     fn new_ctx(&self) -> Ctx {
-        let mut ctx = Ctx::new();
-        ctx.in_flight = Some(InFlight::enter());
-        ctx
+        Ctx::new(self.active.load_full(), Some(InFlight::enter()))
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let active = self.active.load_full();
-        ctx.active = Some(active.clone());
+        let active = ctx.active.clone();
         ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
 
         let req = session.req_header_mut();
@@ -234,8 +210,7 @@ impl ProxyHttp for Kavro {
         let max = active.config.present_max_bytes;
         if !set.global[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
-            if let PrimeResult::Respond(p) =
-                phases::run_prime(set, &set.global[Phase::Prime], ctx, req, max).await
+            if let Some(p) = phases::run_prime(set, &set.global[Phase::Prime], ctx, req, max).await
             {
                 return self.send(session, ctx, p).await;
             }
@@ -244,7 +219,7 @@ impl ProxyHttp for Kavro {
         let found = {
             let req = session.req_header();
             active
-                .config
+                .services
                 .routes
                 .find(&request_host(req), req.uri.path(), &req.method)
         };
@@ -264,14 +239,12 @@ impl ProxyHttp for Kavro {
         ctx.route = Some(route.index);
         let chains = set.chains(ctx.route);
         if route.cache.is_some() {
-            ctx.cache_status = Some(CacheStatus::Bypass);
+            ctx.cache.status = Some(CacheStatus::Bypass);
         }
 
         if !chains[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
-            if let PrimeResult::Respond(p) =
-                phases::run_prime(set, &chains[Phase::Prime], ctx, req, max).await
-            {
+            if let Some(p) = phases::run_prime(set, &chains[Phase::Prime], ctx, req, max).await {
                 return self.send(session, ctx, p).await;
             }
         }
@@ -279,14 +252,14 @@ impl ProxyHttp for Kavro {
         if let Some(policy) = &route.cache {
             let req = session.req_header();
             let host = request_host(req);
-            if let Some(p) = caching::lookup(&self.cache, ctx, req, &host, policy).await {
+            if let Some(p) = ctx.cache.lookup(&self.cache, req, &host, policy).await {
                 return self.send(session, ctx, p).await;
             }
         }
 
         if !chains[Phase::Prepare].is_empty() {
-            let config = &active.config;
-            let known = |name: &str| config.upstream(name).is_some();
+            let services = &active.services;
+            let known = |name: &str| services.upstream(name).is_some();
             let req = session.req_header_mut();
             match phases::run_prepare(set, &chains[Phase::Prepare], ctx, req, max, &known).await {
                 PrepareResult::Declined => {}
@@ -296,7 +269,7 @@ impl ProxyHttp for Kavro {
                     uri,
                     headers,
                 } => {
-                    ctx.upstream = config.upstream(&upstream).cloned();
+                    ctx.upstream = services.upstream(&upstream).cloned();
                     ctx.forward_uri = uri;
                     ctx.forward_headers = headers;
                     return Ok(false);
@@ -386,20 +359,12 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<()> {
         clean_upstream_response(resp);
-        caching::begin_streamed(&self.cache, ctx, resp);
-        if let Some(status) = ctx.cache_status {
-            let _ = resp.insert_header(X_KAVRO_CACHE, status.as_str());
-        }
-        let _ = resp.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
-        let Some(active) = ctx.active.clone() else {
-            return Ok(());
-        };
-        let set = &active.plugins;
-        let chains = set.chains(ctx.route);
+        ctx.cache.begin_streamed(&self.cache, resp);
+        response::stamp(ctx, resp);
 
         // Present only on bodies of a known length that fits the buffer;
         // larger and streaming bodies pass through untouched.
-        let max = active.config.present_max_bytes;
+        let max = ctx.active.config.present_max_bytes;
         let len = resp
             .headers
             .get(header::CONTENT_LENGTH)
@@ -407,44 +372,33 @@ impl ProxyHttp for Kavro {
             .and_then(|v| v.parse::<usize>().ok());
         let bodiless = session.req_header().method == http::Method::HEAD
             || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
-        if !chains[Phase::Present].is_empty() && !bodiless {
+        let presents = !ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty();
+        if presents && !bodiless {
             if let Some(len) = len.filter(|&l| l <= max) {
                 ctx.present = Some(Box::new(PresentBuffer {
                     body: BytesMut::with_capacity(len),
                     limit: max,
                     head: resp.clone(),
                 }));
-                resp.remove_header(&header::CONTENT_LENGTH);
-                if !session.is_http2() {
-                    let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
-                }
+                chunked(session, resp);
             }
         }
 
-        if !chains[Phase::Package].is_empty() {
-            let req = session.req_header_mut();
-            if let Err(err) =
-                phases::run_package(set, &chains[Phase::Package], ctx, req, resp).await
-            {
-                // The upstream's body is already on its way: the error's
-                // head goes instead of the upstream's, and the body filter
-                // sends the error's body in place of the upstream's. Without
-                // a length, so that an upstream body that never comes
-                // still ends the response cleanly.
-                *resp = *err.head;
-                let _ = resp.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
-                resp.remove_header(&header::CONTENT_LENGTH);
-                if !session.is_http2() {
-                    let _ = resp.insert_header(header::TRANSFER_ENCODING, "chunked");
-                }
-                ctx.present = None;
-                ctx.fill = None;
-                ctx.error = Some("package failed".into());
-                ctx.error_body = match err.body {
-                    Body::Bytes(b) => Some(b),
-                    _ => None,
-                };
-            }
+        if let Err(err) = response::package(ctx, session.req_header_mut(), resp).await {
+            // The upstream's body is already on its way: the error's head
+            // goes instead of the upstream's, and the body filter sends the
+            // error's body in place of the upstream's. Without a length, so
+            // that an upstream body that never comes still ends the
+            // response cleanly.
+            *resp = *err.head;
+            chunked(session, resp);
+            ctx.present = None;
+            ctx.cache.abandon();
+            ctx.error = Some("package failed".into());
+            ctx.error_body = match err.body {
+                Body::Bytes(b) => Some(b),
+                _ => None,
+            };
         }
         Ok(())
     }
@@ -481,21 +435,9 @@ impl ProxyHttp for Kavro {
                 return Ok(None);
             }
             let mut buf = ctx.present.take().expect("checked");
-            let active = ctx.active.clone().expect("set");
-            let chain = &active.plugins.chains(ctx.route)[Phase::Present];
             let input = buf.body.freeze();
             let req = session.req_header_mut();
-            let out = phases::run_present(
-                &active.plugins,
-                chain,
-                ctx,
-                req,
-                &mut buf.head,
-                input,
-                false,
-                buf.limit,
-            )
-            .await;
+            let out = response::present(ctx, req, &mut buf.head, input, false).await;
             *body = Some(match out {
                 Ok(b) => b,
                 Err(err) => {
@@ -510,13 +452,14 @@ impl ProxyHttp for Kavro {
         if let Some(b) = body.as_ref() {
             ctx.bytes_sent += b.len() as u64;
         }
-        if ctx.fill.is_some() {
-            caching::collect_streamed(
+        if ctx.cache.collecting() {
+            let failed = ctx.error.is_some() || ctx.any_failed();
+            ctx.cache.collect_streamed(
                 &self.cache,
-                ctx,
                 session.req_header(),
                 body.as_ref(),
                 end_of_stream,
+                failed,
             );
         }
         Ok(None)
@@ -543,7 +486,7 @@ impl ProxyHttp for Kavro {
         };
         ctx.error = Some(e.to_string());
         // An error the host wrote is never stored; waiters stop waiting.
-        ctx.fill = None;
+        ctx.cache.abandon();
         if code > 0 && session.response_written().is_none() {
             let body = match code {
                 502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
@@ -566,12 +509,10 @@ impl ProxyHttp for Kavro {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         // A response that did not complete is not stored; waiters stop waiting.
-        ctx.fill = None;
+        ctx.cache.abandon();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         crate::metrics::record_request(status, ctx.started.elapsed());
-        let Some(active) = ctx.active.clone() else {
-            return;
-        };
+        let active = ctx.active.clone();
         let set = &active.plugins;
         if set.chains(ctx.route)[Phase::Post].is_empty() {
             phases::release(set, ctx);
@@ -589,7 +530,7 @@ impl ProxyHttp for Kavro {
             .response_written()
             .cloned()
             .unwrap_or_else(|| ResponseHeader::build(status.max(100), Some(0)).expect("valid"));
-        let owned = std::mem::take(ctx);
+        let owned = std::mem::replace(ctx, Ctx::new(active.clone(), None));
         phases::spawn_post(set.clone(), owned, req, resp, done);
     }
 }

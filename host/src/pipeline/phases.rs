@@ -14,7 +14,7 @@ use crate::actions::{Body, Produced};
 use crate::cache::Directive;
 use crate::config::FailurePolicy;
 use crate::plugin::bindings::{prepare, present, prime, types};
-use crate::plugin::{Failure, FailureKind, Instance, Phase, PluginSet};
+use crate::plugin::{Failure, FailureKind, Instance, Phase, Plugin, PluginSet};
 
 /// What a failed plugin does to the request.
 pub enum Verdict {
@@ -53,12 +53,8 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
     }
 }
 
-/// The request's instance of plugin `i`, checked out on first use.
-async fn instance<'c>(
-    set: &PluginSet,
-    ctx: &'c mut Ctx,
-    i: usize,
-) -> Result<&'c mut Instance, Failure> {
+/// Checks out the request's instance of plugin `i` on its first turn.
+async fn check_out(set: &PluginSet, ctx: &mut Ctx, i: usize) -> Result<(), Failure> {
     if ctx.instances.len() < set.plugins.len() {
         ctx.instances.resize_with(set.plugins.len(), || None);
     }
@@ -75,10 +71,7 @@ async fn instance<'c>(
         .stats
         .calls
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Ok(ctx.instances[i]
-        .as_mut()
-        .expect("just checked out")
-        .get_mut())
+    Ok(())
 }
 
 fn header_list(list: Vec<types::Header>) -> Result<Vec<(HeaderName, HeaderValue)>, Failure> {
@@ -118,62 +111,139 @@ pub fn reply_to_produced(reply: types::Reply, max_body: usize) -> Result<Produce
     })
 }
 
-/// What the prime chain decided.
-pub enum PrimeResult {
-    Continue,
-    Respond(Produced),
+/// Walks one phase's chain for one request: skips the plugins that failed
+/// earlier in the request, checks out each plugin's instance, and settles
+/// failures under the plugin's policy. Every phase runs its chain through
+/// it; post, with nothing left to answer, never stops.
+struct Walk<'s> {
+    set: &'s PluginSet,
+    chain: std::slice::Iter<'s, usize>,
+    phase: Phase,
+    /// The plugin whose turn it is.
+    current: usize,
 }
 
+/// A plugin's turn in a chain.
+struct Turn<'s, 'c> {
+    plugin: &'s Plugin,
+    instance: &'c mut Instance,
+}
+
+impl Turn<'_, '_> {
+    fn deadline(&self) -> Duration {
+        self.plugin.settings.limits.deadline
+    }
+
+    /// The plugin's limit on a body it produces: its own, else the server's.
+    fn body_limit(&self, server_max: usize) -> usize {
+        self.plugin
+            .settings
+            .limits
+            .max_body_bytes
+            .unwrap_or(server_max)
+    }
+}
+
+impl<'s> Walk<'s> {
+    fn new(set: &'s PluginSet, chain: &'s [usize], phase: Phase) -> Walk<'s> {
+        Walk {
+            set,
+            chain: chain.iter(),
+            phase,
+            current: 0,
+        }
+    }
+
+    /// The next plugin's turn; `Ok(None)` at the end of the chain, `Err`
+    /// the response a fail-closed plugin that could not start leaves.
+    async fn next<'c>(&mut self, ctx: &'c mut Ctx) -> Result<Option<Turn<'s, 'c>>, Produced> {
+        loop {
+            let Some(&i) = self.chain.next() else {
+                return Ok(None);
+            };
+            if ctx.has_failed(i) {
+                continue;
+            }
+            self.current = i;
+            match check_out(self.set, ctx, i).await {
+                Ok(()) => break,
+                Err(f) => {
+                    if let Some(p) = self.failed(ctx, f) {
+                        return Err(p);
+                    }
+                }
+            }
+        }
+        let i = self.current;
+        let instance = ctx.instances[i]
+            .as_mut()
+            .expect("checked out above")
+            .get_mut();
+        Ok(Some(Turn {
+            plugin: &self.set.plugins[i],
+            instance,
+        }))
+    }
+
+    /// Settles the current plugin's failure: `None` goes on without it,
+    /// `Some` is the error response that ends the chain.
+    fn failed(&self, ctx: &mut Ctx, f: Failure) -> Option<Produced> {
+        match verdict(self.set, self.current, ctx, self.phase, &f) {
+            Verdict::Fail(p) if self.phase != Phase::Post => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// A path-and-query a plugin asked for, refused unless it is one.
+fn plugin_uri(uri: &str, what: &str) -> Result<http::Uri, Failure> {
+    uri.parse::<http::Uri>()
+        .ok()
+        .filter(|u| u.path().starts_with('/') && u.scheme().is_none())
+        .ok_or_else(|| Failure::bad_output(format!("{what} to a malformed URI `{uri}`")))
+}
+
+/// Runs a prime chain; `Some` is the response to send instead of routing.
 pub async fn run_prime(
     set: &PluginSet,
     chain: &[usize],
     ctx: &mut Ctx,
     req: &mut RequestHeader,
     max_body: usize,
-) -> PrimeResult {
-    for &i in chain {
-        if ctx.has_failed(i) {
-            continue;
-        }
-        let plugin = set.plugins[i].clone();
-        let deadline = plugin.settings.limits.deadline;
-        let max_body = plugin.settings.limits.max_body_bytes.unwrap_or(max_body);
-        let seq = ctx.seq;
-        let result = match instance(set, ctx, i).await {
-            Ok(inst) => inst.prime(seq, req, deadline).await,
-            Err(f) => Err(f),
+) -> Option<Produced> {
+    let seq = ctx.seq;
+    let mut walk = Walk::new(set, chain, Phase::Prime);
+    loop {
+        let turn = match walk.next(ctx).await {
+            Ok(Some(turn)) => turn,
+            Ok(None) => return None,
+            Err(p) => return Some(p),
         };
-        let outcome = result.map(|(o, choice)| {
+        let limit = turn.body_limit(max_body);
+        let called = turn.instance.prime(seq, req, turn.deadline()).await;
+        let outcome = called.and_then(|(outcome, choice)| {
             if choice.is_some() {
-                ctx.cache_choice = choice;
+                ctx.cache.choice = choice;
             }
-            o
-        });
-        let outcome = outcome.and_then(|o| match o {
-            prime::Outcome::Continue => Ok(None),
-            prime::Outcome::Rewrite(uri) => {
-                let parsed: http::Uri = uri
-                    .parse()
-                    .ok()
-                    .filter(|u: &http::Uri| u.path().starts_with('/') && u.scheme().is_none())
-                    .ok_or_else(|| {
-                        Failure::bad_output(format!("rewrite to a malformed URI `{uri}`"))
-                    })?;
-                req.set_uri(parsed);
-                Ok(None)
+            match outcome {
+                prime::Outcome::Continue => Ok(None),
+                prime::Outcome::Rewrite(uri) => {
+                    req.set_uri(plugin_uri(&uri, "rewrite")?);
+                    Ok(None)
+                }
+                prime::Outcome::Respond(reply) => reply_to_produced(reply, limit).map(Some),
             }
-            prime::Outcome::Respond(reply) => reply_to_produced(reply, max_body).map(Some),
         });
         match outcome {
             Ok(None) => {}
-            Ok(Some(p)) => return PrimeResult::Respond(p),
-            Err(f) => match verdict(set, i, ctx, Phase::Prime, &f) {
-                Verdict::Skip => {}
-                Verdict::Fail(p) => return PrimeResult::Respond(p),
-            },
+            Ok(Some(p)) => return Some(p),
+            Err(f) => {
+                if let Some(p) = walk.failed(ctx, f) {
+                    return Some(p);
+                }
+            }
         }
     }
-    PrimeResult::Continue
 }
 
 pub enum PrepareResult {
@@ -195,26 +265,24 @@ pub async fn run_prepare(
     max_body: usize,
     upstream_known: &(dyn Fn(&str) -> bool + Sync),
 ) -> PrepareResult {
-    for &i in chain {
-        if ctx.has_failed(i) {
-            continue;
-        }
-        let plugin = set.plugins[i].clone();
-        let deadline = plugin.settings.limits.deadline;
-        let max_body = plugin.settings.limits.max_body_bytes.unwrap_or(max_body);
-        let seq = ctx.seq;
-        let result = match instance(set, ctx, i).await {
-            Ok(inst) => inst.prepare(seq, req, deadline).await,
-            Err(f) => Err(f),
+    let seq = ctx.seq;
+    let mut walk = Walk::new(set, chain, Phase::Prepare);
+    loop {
+        let turn = match walk.next(ctx).await {
+            Ok(Some(turn)) => turn,
+            Ok(None) => return PrepareResult::Declined,
+            Err(p) => return PrepareResult::Respond(p),
         };
-        let outcome = result.and_then(|o| match o {
+        let limit = turn.body_limit(max_body);
+        let called = turn.instance.prepare(seq, req, turn.deadline()).await;
+        let outcome = called.and_then(|o| match o {
             prepare::Outcome::Decline => Ok(None),
             prepare::Outcome::Respond(reply) => {
-                ctx.cache_directive = reply.cache.map(|d| match d {
+                ctx.cache.directive = reply.cache.map(|d| match d {
                     types::CacheDirective::NoStore => Directive::NoStore,
                     types::CacheDirective::TtlMs(ms) => Directive::Ttl(Duration::from_millis(ms)),
                 });
-                reply_to_produced(reply, max_body).map(|p| Some(PrepareResult::Respond(p)))
+                reply_to_produced(reply, limit).map(|p| Some(PrepareResult::Respond(p)))
             }
             prepare::Outcome::Forward(fwd) => {
                 if !upstream_known(&fwd.upstream) {
@@ -223,17 +291,7 @@ pub async fn run_prepare(
                         fwd.upstream
                     )));
                 }
-                let uri = match fwd.uri {
-                    None => None,
-                    Some(u) => Some(
-                        u.parse::<http::Uri>()
-                            .ok()
-                            .filter(|x| x.path().starts_with('/') && x.scheme().is_none())
-                            .ok_or_else(|| {
-                                Failure::bad_output(format!("forward to a malformed URI `{u}`"))
-                            })?,
-                    ),
-                };
+                let uri = fwd.uri.map(|u| plugin_uri(&u, "forward")).transpose()?;
                 Ok(Some(PrepareResult::Forward {
                     upstream: fwd.upstream,
                     uri,
@@ -244,13 +302,13 @@ pub async fn run_prepare(
         match outcome {
             Ok(None) => {}
             Ok(Some(r)) => return r,
-            Err(f) => match verdict(set, i, ctx, Phase::Prepare, &f) {
-                Verdict::Skip => {}
-                Verdict::Fail(p) => return PrepareResult::Respond(p),
-            },
+            Err(f) => {
+                if let Some(p) = walk.failed(ctx, f) {
+                    return PrepareResult::Respond(p);
+                }
+            }
         }
     }
-    PrepareResult::Declined
 }
 
 /// Runs the present chain over a whole body. `head_writable` is false when
@@ -267,38 +325,30 @@ pub async fn run_present(
     head_writable: bool,
     max_body: usize,
 ) -> Result<Bytes, Produced> {
-    for &i in chain {
-        if ctx.has_failed(i) {
-            continue;
-        }
-        let plugin = set.plugins[i].clone();
-        let deadline = plugin.settings.limits.deadline;
-        let max_body = plugin.settings.limits.max_body_bytes.unwrap_or(max_body);
-        let seq = ctx.seq;
-        let result = match instance(set, ctx, i).await {
-            Ok(inst) => {
-                inst.present(seq, req, resp, &body, head_writable, deadline)
-                    .await
-            }
-            Err(f) => Err(f),
-        };
-        let outcome = result.and_then(|o| match o {
+    let seq = ctx.seq;
+    let mut walk = Walk::new(set, chain, Phase::Present);
+    while let Some(turn) = walk.next(ctx).await? {
+        let limit = turn.body_limit(max_body);
+        let called = turn
+            .instance
+            .present(seq, req, resp, &body, head_writable, turn.deadline())
+            .await;
+        let outcome = called.and_then(|o| match o {
             present::Outcome::Keep => Ok(None),
-            present::Outcome::Replace(b) if b.len() > max_body => {
-                Err(Failure::bad_output(format!(
-                    "body of {} bytes is over the {max_body}-byte limit",
-                    b.len()
-                )))
-            }
+            present::Outcome::Replace(b) if b.len() > limit => Err(Failure::bad_output(format!(
+                "body of {} bytes is over the {limit}-byte limit",
+                b.len()
+            ))),
             present::Outcome::Replace(b) => Ok(Some(Bytes::from(b))),
         });
         match outcome {
             Ok(None) => {}
             Ok(Some(b)) => body = b,
-            Err(f) => match verdict(set, i, ctx, Phase::Present, &f) {
-                Verdict::Skip => {}
-                Verdict::Fail(p) => return Err(p),
-            },
+            Err(f) => {
+                if let Some(p) = walk.failed(ctx, f) {
+                    return Err(p);
+                }
+            }
         }
     }
     Ok(body)
@@ -312,21 +362,12 @@ pub async fn run_package(
     req: &mut RequestHeader,
     resp: &mut ResponseHeader,
 ) -> Result<(), Produced> {
-    for &i in chain {
-        if ctx.has_failed(i) {
-            continue;
-        }
-        let plugin = set.plugins[i].clone();
-        let deadline = plugin.settings.limits.deadline;
-        let seq = ctx.seq;
-        let result = match instance(set, ctx, i).await {
-            Ok(inst) => inst.package(seq, req, resp, deadline).await,
-            Err(f) => Err(f),
-        };
-        if let Err(f) = result {
-            if let Verdict::Fail(p) = verdict(set, i, ctx, Phase::Package, &f) {
-                return Err(p);
-            }
+    let seq = ctx.seq;
+    let mut walk = Walk::new(set, chain, Phase::Package);
+    while let Some(turn) = walk.next(ctx).await? {
+        let called = turn.instance.package(seq, req, resp, turn.deadline()).await;
+        if let Some(p) = called.err().and_then(|f| walk.failed(ctx, f)) {
+            return Err(p);
         }
     }
     Ok(())
@@ -342,19 +383,16 @@ pub fn spawn_post(
     done: types::Completion,
 ) {
     tokio::spawn(async move {
-        for &i in &set.chains(ctx.route)[Phase::Post] {
-            if ctx.has_failed(i) {
-                continue;
-            }
-            let plugin = set.plugins[i].clone();
-            let deadline = plugin.settings.limits.deadline;
-            let seq = ctx.seq;
-            let result = match instance(&set, &mut ctx, i).await {
-                Ok(inst) => inst.post(seq, &mut req, &mut resp, &done, deadline).await,
-                Err(f) => Err(f),
-            };
-            if let Err(f) = result {
-                let _ = verdict(&set, i, &mut ctx, Phase::Post, &f);
+        let seq = ctx.seq;
+        let mut walk = Walk::new(&set, &set.chains(ctx.route)[Phase::Post], Phase::Post);
+        // Nothing is left to answer: a failure is counted and logged only.
+        while let Ok(Some(turn)) = walk.next(&mut ctx).await {
+            let called = turn
+                .instance
+                .post(seq, &mut req, &mut resp, &done, turn.deadline())
+                .await;
+            if let Err(f) = called {
+                let _ = walk.failed(&mut ctx, f);
             }
         }
         release(&set, &mut ctx);

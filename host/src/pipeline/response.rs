@@ -1,0 +1,129 @@
+//! The last steps of every response, the same whether Kavro produced it or
+//! proxied it: present over a whole body, the headers Kavro adds, and
+//! package; and the error response that a fail-closed plugin leaves.
+
+use bytes::Bytes;
+use http::{header, HeaderName};
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use tokio::io::AsyncReadExt;
+
+use super::caching::X_KAVRO_CACHE;
+use super::context::Ctx;
+use super::phases;
+use crate::actions::{Body, Produced};
+use crate::plugin::Phase;
+
+/// Parsed once for lookups; an insert takes the `&'static str`, which
+/// Pingora keeps as the header's case without copying it.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Runs the route's present chain over `body`; `head_writable` is false
+/// once the head has gone to the client. On fail-closed, the error response.
+pub async fn present(
+    ctx: &mut Ctx,
+    req: &mut RequestHeader,
+    head: &mut ResponseHeader,
+    body: Bytes,
+    head_writable: bool,
+) -> std::result::Result<Bytes, Produced> {
+    if ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty() {
+        return Ok(body);
+    }
+    // The chain is read from the request's own snapshot, which the chain
+    // driver borrows the context beside.
+    let active = ctx.active.clone();
+    let chain = &active.plugins.chains(ctx.route)[Phase::Present];
+    let max = active.config.present_max_bytes;
+    phases::run_present(
+        &active.plugins,
+        chain,
+        ctx,
+        req,
+        head,
+        body,
+        head_writable,
+        max,
+    )
+    .await
+}
+
+/// Present over a response Kavro produced, if its body is whole and fits:
+/// bytes, or a whole static file (not a range of one), read for it.
+pub async fn present_produced(
+    ctx: &mut Ctx,
+    req: &mut RequestHeader,
+    p: &mut Produced,
+) -> Result<()> {
+    if ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty() {
+        return Ok(());
+    }
+    let max = ctx.active.config.present_max_bytes;
+    if let Body::File { file, len } = &mut p.body {
+        if *len <= max as u64 && p.head.status == http::StatusCode::OK {
+            let mut whole = Vec::with_capacity(*len as usize);
+            file.take(*len)
+                .read_to_end(&mut whole)
+                .await
+                .map_err(|e| Error::because(ErrorType::ReadError, "reading a static file", e))?;
+            p.body = Body::Bytes(Bytes::from(whole));
+        }
+    }
+    let Body::Bytes(body) = &p.body else {
+        return Ok(());
+    };
+    if body.len() > max || p.head.status.as_u16() < 200 {
+        return Ok(());
+    }
+    match present(ctx, req, &mut p.head, body.clone(), true).await {
+        Ok(out) => {
+            let _ = p
+                .head
+                .insert_header(header::CONTENT_LENGTH, out.len().to_string());
+            p.body = Body::Bytes(out);
+        }
+        Err(err) => *p = err,
+    }
+    Ok(())
+}
+
+/// The headers Kavro adds to every response: what the cache did, and the
+/// request id.
+pub fn stamp(ctx: &Ctx, head: &mut ResponseHeader) {
+    if let Some(status) = ctx.cache.status {
+        let _ = head.insert_header(X_KAVRO_CACHE, status.as_str());
+    }
+    let _ = head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
+}
+
+/// Runs the route's package chain on the head. On fail-closed, the error
+/// response to send instead, stamped with the request id.
+pub async fn package(
+    ctx: &mut Ctx,
+    req: &mut RequestHeader,
+    head: &mut ResponseHeader,
+) -> std::result::Result<(), Produced> {
+    if ctx.active.plugins.chains(ctx.route)[Phase::Package].is_empty() {
+        return Ok(());
+    }
+    let active = ctx.active.clone();
+    let chain = &active.plugins.chains(ctx.route)[Phase::Package];
+    phases::run_package(&active.plugins, chain, ctx, req, head)
+        .await
+        .map_err(|mut err| {
+            let _ = err
+                .head
+                .insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
+            err
+        })
+}
+
+/// A produced response's head: stamped, then packaged.
+pub async fn finish_head(
+    ctx: &mut Ctx,
+    req: &mut RequestHeader,
+    head: &mut ResponseHeader,
+) -> std::result::Result<(), Produced> {
+    stamp(ctx, head);
+    package(ctx, req, head).await
+}
