@@ -12,14 +12,16 @@ pub mod plugin;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod services;
 pub mod shutdown;
 
 use std::sync::Arc;
 
-/// What serves requests right now: one config and one plugin set. A request
-/// keeps the `Arc` it started with, so swapping in a new one never changes
-/// a request under way.
+/// What serves requests right now: one config, what it built, and one
+/// plugin set. A request keeps the `Arc` it started with, so swapping in a
+/// new one never changes a request under way.
 pub struct Active {
     pub config: Arc<config::Config>,
+    pub services: Arc<services::Services>,
     pub plugins: Arc<plugin::PluginSet>,
 }

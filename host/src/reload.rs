@@ -16,8 +16,9 @@ use parking_lot::Mutex;
 
 use crate::config::{Config, Diagnostic};
 use crate::plugin::artifacts::Urgency;
-use crate::plugin::caps::Stores;
+use crate::plugin::caps::Shared;
 use crate::plugin::registry;
+use crate::services::Services;
 use crate::Active;
 
 fn absolute(p: &Path) -> PathBuf {
@@ -70,7 +71,7 @@ pub struct Reloader {
     pub config_path: Option<PathBuf>,
     pub plugins_dir: PathBuf,
     pub cache_dir: Option<PathBuf>,
-    pub stores: Stores,
+    pub shared: Arc<Shared>,
     pub active: Arc<ArcSwap<Active>>,
     /// One reload at a time; a second trigger waits and then loads afresh.
     running: tokio::sync::Mutex<()>,
@@ -83,14 +84,14 @@ impl Reloader {
         config_path: Option<PathBuf>,
         plugins_dir: PathBuf,
         cache_dir: Option<PathBuf>,
-        stores: Stores,
+        shared: Arc<Shared>,
         active: Arc<ArcSwap<Active>>,
     ) -> Reloader {
         Reloader {
             config_path,
             plugins_dir,
             cache_dir,
-            stores,
+            shared,
             active,
             running: tokio::sync::Mutex::new(()),
             last: Mutex::new(None),
@@ -153,16 +154,19 @@ impl Reloader {
         config.admin = current.config.admin.clone();
         config.threads = current.config.threads;
         config.work_stealing = current.config.work_stealing;
+        let services = Services::build(&config).map_err(|d| d.0)?;
         let plugins = registry::load(
             &self.plugins_dir,
             &config,
+            &services.upstreams,
             self.cache_dir.as_deref(),
-            &self.stores,
+            &self.shared,
             Urgency::Swap,
         )
         .await?;
         Ok(Active {
             config: Arc::new(config),
+            services: Arc::new(services),
             plugins: Arc::new(plugins),
         })
     }

@@ -147,8 +147,10 @@ pub enum RouteAction {
     FastCgi(Arc<FastCgi>),
 }
 
+/// A route; `A` is its action: as configured ([`crate::config::ActionSpec`])
+/// or built ([`RouteAction`]).
 #[derive(Debug)]
-pub struct Route {
+pub struct Route<A = RouteAction> {
     pub name: String,
     /// Position in the config file; plugin scopes refer to it.
     pub index: usize,
@@ -157,9 +159,25 @@ pub struct Route {
     /// Empty allows every method.
     pub methods: Vec<Method>,
     pub priority: i32,
-    pub action: RouteAction,
+    pub action: A,
     /// Cache settings; `None`: the route is not cached.
     pub cache: Option<Arc<RoutePolicy>>,
+}
+
+impl<A> Route<A> {
+    /// The same route with the action `build` makes of this one's.
+    pub fn build<B, E>(&self, build: impl FnOnce(&A) -> Result<B, E>) -> Result<Route<B>, E> {
+        Ok(Route {
+            name: self.name.clone(),
+            index: self.index,
+            host: self.host.clone(),
+            path: self.path.clone(),
+            methods: self.methods.clone(),
+            priority: self.priority,
+            action: build(&self.action)?,
+            cache: self.cache.clone(),
+        })
+    }
 }
 
 #[derive(Debug)]

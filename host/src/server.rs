@@ -12,9 +12,10 @@ use crate::admin::Admin;
 use crate::cli::{Cli, Command};
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::pipeline::Kavro;
-use crate::plugin::caps::Stores;
+use crate::plugin::caps::Shared;
 use crate::plugin::{artifacts, registry, PluginSet};
 use crate::reload::Reloader;
+use crate::services::Services;
 use crate::Active;
 
 /// What is logged without KAVRO_LOG. Pingora's connector logs, as an
@@ -105,7 +106,14 @@ pub fn main(cli: Cli) -> i32 {
             .clone()
             .unwrap_or_else(artifacts::default_dir)
     });
-    let stores = Stores::new(config.cache_max_bytes, config.cache_max_object_bytes);
+    let shared = Arc::new(Shared::new(&config));
+    let services = match Services::build(&config) {
+        Ok(s) => s,
+        Err(d) => {
+            eprintln!("{d}");
+            return 2;
+        }
+    };
 
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,8 +133,9 @@ pub fn main(cli: Cli) -> i32 {
         rt.block_on(registry::load(
             dir,
             &config,
+            &services.upstreams,
             cache_dir.as_deref(),
-            &stores,
+            &shared,
             artifacts::Urgency::Start,
         ))
     };
@@ -162,7 +171,7 @@ pub fn main(cli: Cli) -> i32 {
         plugins_dir: cli.common.plugins.clone(),
         cache_dir,
     };
-    serve(config, plugins, stores, sources)
+    serve(config, services, plugins, shared, sources)
 }
 
 /// Where config and plugins are read from again on reload.
@@ -172,7 +181,13 @@ struct Sources {
     cache_dir: Option<std::path::PathBuf>,
 }
 
-fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -> ! {
+fn serve(
+    config: Config,
+    services: Services,
+    plugins: PluginSet,
+    shared: Arc<Shared>,
+    sources: Sources,
+) -> ! {
     crate::metrics::mark_start();
     let threads = if config.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -199,6 +214,7 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
     let plugin_count = plugins.plugins.len();
     let active = Arc::new(ArcSwap::from_pointee(Active {
         config: Arc::new(config),
+        services: Arc::new(services),
         plugins: Arc::new(plugins),
     }));
 
@@ -206,7 +222,7 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
         sources.config_path,
         sources.plugins_dir,
         sources.cache_dir,
-        stores.clone(),
+        shared.clone(),
         active.clone(),
     ));
     reloader.reload_when_optimized();
@@ -221,7 +237,7 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
         &server.configuration,
         Kavro {
             active: active.clone(),
-            cache: stores.cache.clone(),
+            cache: shared.cache.clone(),
         },
         "kavro",
     );
@@ -236,10 +252,7 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
         proxy.add_tcp(addr);
     }
     server.add_service(proxy);
-    server.add_service(pingora_core::services::background::background_service(
-        "kavro-kv-sweep",
-        crate::plugin::caps::kv::Sweeper(stores.kv.clone()),
-    ));
+    server.add_services(shared.services());
 
     if let Some(addr) = &admin_addr {
         let mut admin = pingora_core::services::listening::Service::new(
@@ -247,7 +260,7 @@ fn serve(config: Config, plugins: PluginSet, stores: Stores, sources: Sources) -
             Admin {
                 active: active.clone(),
                 reloader,
-                cache: stores.cache.clone(),
+                cache: shared.cache.clone(),
             },
         );
         admin.add_tcp(addr);

@@ -70,6 +70,7 @@ impl std::fmt::Display for Address {
 }
 
 /// A route's FastCGI settings, resolved.
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub address: Address,
     pub root: PathBuf,
@@ -178,12 +179,20 @@ enum Failure {
     TooLarge,
 }
 
-impl FastCgi {
-    pub fn new(mut s: Settings) -> Result<FastCgi, SettingsError> {
-        s.root = usable_dir("document root", &s.root)?;
-        if s.max_connections == 0 {
+impl Settings {
+    /// The settings with the document root resolved, if they are usable.
+    pub fn validated(mut self) -> Result<Settings, SettingsError> {
+        self.root = usable_dir("document root", &self.root)?;
+        if self.max_connections == 0 {
             return Err(SettingsError::NoConnections);
         }
+        Ok(self)
+    }
+}
+
+impl FastCgi {
+    pub fn new(s: Settings) -> Result<FastCgi, SettingsError> {
+        let s = s.validated()?;
         let slots = Semaphore::new(s.max_connections);
         Ok(FastCgi {
             s,

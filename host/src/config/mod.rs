@@ -1,12 +1,13 @@
 //! Configuration: the TOML file (or the embedded default), validated into
-//! the form the request path uses. Every error names the file, the line,
-//! the field path and a hint.
+//! plain data. Every error names the file, the line, the field path and a
+//! hint. Validation reads local files (a static root must be a folder) but
+//! does no network or DNS I/O; [`crate::services`] builds what the config
+//! describes.
 
 mod diagnostic;
 pub mod model;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::ToSocketAddrs;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,21 +15,20 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use model::{FailurePolicy, Isolation};
 
-use crate::actions::fastcgi::{self, FastCgi};
-use crate::actions::proxy::Upstream;
+use crate::actions::fastcgi;
 use crate::actions::respond::{Redirect, Respond};
 use crate::actions::static_files::StaticRoot;
 use crate::cache::RoutePolicy;
-use crate::routing::{HostPattern, PathPattern, Route, RouteAction, RouteTable};
+use crate::plugin::caps::Capability;
+use crate::routing::{HostPattern, PathPattern, Route};
 
 /// The embedded default config, used without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const DEFAULT_SOURCE: &str = "<embedded default>";
 
-/// Capabilities a plugin can be granted.
-pub const CAPABILITIES: &[&str] = &["kv", "metrics", "config", "cache", "http"];
-
-/// A validated config.
+/// A validated config: plain data, read from a file without network I/O.
+/// The upstreams' balancers and the FastCGI pools it describes are built
+/// from it by [`crate::services`].
 #[derive(Debug)]
 pub struct Config {
     pub source: String,
@@ -39,13 +39,37 @@ pub struct Config {
     pub h2c: bool,
     pub shutdown_grace: Duration,
     pub admin: Option<String>,
-    pub upstreams: HashMap<String, Arc<Upstream>>,
-    pub routes: RouteTable,
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// In the order of the file.
+    pub routes: Vec<Route<ActionSpec>>,
     /// Plugin entries from the config file, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
     /// Response cache size; read at start (a reload keeps the running cache).
     pub cache_max_bytes: u64,
     pub cache_max_object_bytes: usize,
+}
+
+/// An upstream as declared: its targets are resolved when its balancer is
+/// built.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// `host:port` pairs.
+    pub targets: Vec<String>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// A route's action as configured.
+#[derive(Debug)]
+pub enum ActionSpec {
+    /// Only the route's prepare plugins answer; 404 otherwise.
+    None,
+    /// To the upstream of this name (declared).
+    Proxy(String),
+    Static(Arc<StaticRoot>),
+    Respond(Arc<Respond>),
+    Redirect(Arc<Redirect>),
+    FastCgi(fastcgi::Settings),
 }
 
 /// How one plugin is applied: from the config file, a sidecar file, or defaults.
@@ -55,7 +79,9 @@ pub struct PluginSettings {
     pub priority: Option<i32>,
     /// Route indices the plugin applies to; `None` is every route.
     pub routes: Option<Vec<usize>>,
-    pub capabilities: HashSet<String>,
+    /// What `capabilities = [...]` grants; env and fs are granted by
+    /// their own settings.
+    pub capabilities: BTreeSet<Capability>,
     pub isolation: Isolation,
     pub failure: FailurePolicy,
     pub limits: Limits,
@@ -64,9 +90,6 @@ pub struct PluginSettings {
     pub env: Vec<(String, String)>,
     /// Read-only directories granted: (host path, guest path).
     pub dirs: Vec<(std::path::PathBuf, String)>,
-    /// The upstreams outbound HTTP may reach (capability "http"); filled
-    /// in from the config the plugin is loaded with.
-    pub upstreams: HashMap<String, Arc<Upstream>>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,14 +130,13 @@ impl Default for PluginSettings {
             file: None,
             priority: None,
             routes: None,
-            capabilities: HashSet::new(),
+            capabilities: BTreeSet::new(),
             isolation: Isolation::Pooled,
             failure: FailurePolicy::FailClosed,
             limits: Limits::default(),
             values: BTreeMap::new(),
             env: Vec::new(),
             dirs: Vec::new(),
-            upstreams: HashMap::new(),
         }
     }
 }
@@ -151,11 +173,6 @@ impl Config {
         } else {
             Err(Diagnostics(r.errors))
         }
-    }
-
-    /// The declared upstream called `name`.
-    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
-        self.upstreams.get(name)
     }
 }
 
@@ -210,7 +227,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         l.into_inner()
     });
 
-    let mut upstreams = HashMap::new();
+    let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
         let field = format!("upstreams.{name}");
         if u.targets.is_empty() {
@@ -226,25 +243,15 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         for (i, t) in u.targets.iter().enumerate() {
             ok &= check_addr(r, t, &format!("{field}.targets[{i}]"));
         }
-        if !ok {
-            continue;
-        }
-        let targets: Vec<String> = u.targets.iter().map(|t| t.get_ref().clone()).collect();
-        match Upstream::new(
-            name,
-            &targets,
-            Duration::from_millis(u.connect_timeout_ms),
-            Duration::from_millis(u.read_timeout_ms),
-        ) {
-            Ok(up) => {
-                upstreams.insert(name.clone(), Arc::new(up));
-            }
-            Err(e) => r.error(
-                u.targets.first().map(|t| t.span()),
-                format!("{field}.targets"),
-                format!("cannot use the targets: {e}"),
-                "targets are host:port pairs that resolve",
-            ),
+        if ok {
+            upstreams.insert(
+                name.clone(),
+                UpstreamSettings {
+                    targets: u.targets.iter().map(|t| t.get_ref().clone()).collect(),
+                    connect_timeout: Duration::from_millis(u.connect_timeout_ms),
+                    read_timeout: Duration::from_millis(u.read_timeout_ms),
+                },
+            );
         }
     }
 
@@ -300,7 +307,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_s),
         admin,
         upstreams,
-        routes: RouteTable::new(routes),
+        routes,
         plugins,
         cache_max_bytes: raw.cache.max_bytes,
         cache_max_object_bytes: raw.cache.max_object_bytes,
@@ -315,8 +322,10 @@ fn base_dir(file: &str) -> std::path::PathBuf {
     }
 }
 
+/// `host:port`, checked by its form only: names are resolved when the
+/// server binds or an upstream's balancer is built, not while validating.
 fn check_addr(r: &mut Reporter<'_>, addr: &toml::Spanned<String>, field: &str) -> bool {
-    if addr.get_ref().to_socket_addrs().is_ok() {
+    if host_port(addr.get_ref()) {
         return true;
     }
     r.error(
@@ -328,15 +337,36 @@ fn check_addr(r: &mut Reporter<'_>, addr: &toml::Spanned<String>, field: &str) -
     false
 }
 
+/// An IP address or a DNS name, then a port.
+fn host_port(addr: &str) -> bool {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    port.parse::<u16>().is_ok_and(|p| p > 0)
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(label)
+}
+
 fn compile_route(
     r: &mut Reporter<'_>,
     field: &str,
     index: usize,
     name: String,
     rs: model::RouteSection,
-    upstreams: &HashMap<String, Arc<Upstream>>,
+    upstreams: &BTreeMap<String, UpstreamSettings>,
     base: &Path,
-) -> Option<Route> {
+) -> Option<Route<ActionSpec>> {
     let host = match &rs.host {
         None => HostPattern::Any,
         Some(h) => match HostPattern::parse(h.get_ref()) {
@@ -383,7 +413,7 @@ fn compile_route(
     let mut actions = Vec::new();
     if let Some(up) = &rs.proxy {
         match upstreams.get(up.get_ref()) {
-            Some(u) => actions.push(RouteAction::Proxy(u.clone())),
+            Some(_) => actions.push(ActionSpec::Proxy(up.get_ref().clone())),
             None => {
                 let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
                 r.error(
@@ -406,7 +436,7 @@ fn compile_route(
     if let Some(s) = rs.static_files {
         let root = base.join(s.root.get_ref());
         match StaticRoot::new(&root, s.index, s.strip_prefix) {
-            Ok(root) => actions.push(RouteAction::Static(Arc::new(root))),
+            Ok(root) => actions.push(ActionSpec::Static(Arc::new(root))),
             Err(e) => {
                 r.error(
                     Some(s.root.span()),
@@ -434,8 +464,8 @@ fn compile_route(
             max_response_bytes: s.max_response_bytes,
             params: s.params.into_iter().collect(),
         };
-        match FastCgi::new(settings) {
-            Ok(f) => actions.push(RouteAction::FastCgi(Arc::new(f))),
+        match settings.validated() {
+            Ok(settings) => actions.push(ActionSpec::FastCgi(settings)),
             Err(e) => {
                 r.error(
                     Some(s.root.span()),
@@ -449,7 +479,7 @@ fn compile_route(
     }
     if let Some(s) = rs.respond {
         match Respond::new(*s.status.get_ref(), &s.headers, s.body) {
-            Ok(resp) => actions.push(RouteAction::Respond(Arc::new(resp))),
+            Ok(resp) => actions.push(ActionSpec::Respond(Arc::new(resp))),
             Err(e) => {
                 r.error(
                     Some(s.status.span()),
@@ -463,7 +493,7 @@ fn compile_route(
     }
     if let Some(s) = rs.redirect {
         match Redirect::new(*s.status.get_ref(), s.to) {
-            Ok(red) => actions.push(RouteAction::Redirect(Arc::new(red))),
+            Ok(red) => actions.push(ActionSpec::Redirect(Arc::new(red))),
             Err(e) => {
                 r.error(
                     Some(s.status.span()),
@@ -512,7 +542,7 @@ fn compile_route(
         path,
         methods,
         priority: rs.priority,
-        action: actions.pop().unwrap_or(RouteAction::None),
+        action: actions.pop().unwrap_or(ActionSpec::None),
         cache,
     })
 }
@@ -547,18 +577,36 @@ pub fn plugin_settings(
         settings.routes = Some(idx);
     }
     for (i, c) in p.capabilities.iter().enumerate() {
-        if CAPABILITIES.contains(&c.get_ref().as_str()) {
-            settings.capabilities.insert(c.get_ref().clone());
-        } else {
-            r.error(
+        match Capability::from_name(c.get_ref()) {
+            Some(cap) if cap.listed() => {
+                settings.capabilities.insert(cap);
+            }
+            Some(cap) => r.error(
+                Some(c.span()),
+                format!("{field}.capabilities[{i}]"),
+                format!("`{cap}` is not granted in capabilities"),
+                format!("grant it with {}", cap.how_to_grant()),
+            ),
+            None => r.error(
                 Some(c.span()),
                 format!("{field}.capabilities[{i}]"),
                 format!("unknown capability `{}`", c.get_ref()),
                 format!(
-                    "capabilities are: {}; environment variables and directories are granted with env = [...] and dirs = {{ ... }}",
-                    CAPABILITIES.join(", ")
+                    "capabilities are: {}; {}",
+                    Capability::ALL
+                        .iter()
+                        .filter(|c| c.listed())
+                        .map(|c| c.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    Capability::ALL
+                        .iter()
+                        .filter(|c| !c.listed())
+                        .map(|c| format!("{c} is granted with {}", c.how_to_grant()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
-            );
+            ),
         }
     }
     for (i, name) in p.env.iter().enumerate() {
@@ -574,9 +622,6 @@ pub fn plugin_settings(
                 "set it where kavro-host starts, or remove it from env",
             ),
         }
-    }
-    if !settings.env.is_empty() {
-        settings.capabilities.insert("env".to_string());
     }
     let base = base_dir(r.file);
     for (guest, host) in &p.dirs {
@@ -598,9 +643,6 @@ pub fn plugin_settings(
         } else {
             settings.dirs.push((path, guest.clone()));
         }
-    }
-    if !settings.dirs.is_empty() {
-        settings.capabilities.insert("fs".to_string());
     }
     let l = &mut settings.limits;
     if let Some(ms) = p.limits.deadline_ms {
@@ -653,6 +695,42 @@ mod tests {
         let c = Config::parse(DEFAULT_SOURCE, DEFAULT_CONFIG).unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:8080"]);
         assert_eq!(c.routes.len(), 2);
+    }
+
+    #[test]
+    fn addresses_are_checked_by_their_form_without_resolving() {
+        for ok in [
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "backend.internal:9000",
+            "localhost:1",
+        ] {
+            assert!(host_port(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "localhost",
+            "host:0",
+            "host:99999",
+            ":80",
+            "a b:80",
+            "-x.com:80",
+        ] {
+            assert!(!host_port(bad), "{bad}");
+        }
+        // A name no resolver knows is still a valid config: it is resolved
+        // when the upstream's balancer is built.
+        let text = "[upstreams.a]\ntargets = [\"surely-not-resolvable.invalid:80\"]\n";
+        let c = Config::parse("k.toml", text).unwrap();
+        assert_eq!(
+            c.upstreams["a"].targets,
+            ["surely-not-resolvable.invalid:80"]
+        );
+        let e = Config::parse("k.toml", "[upstreams.a]\ntargets = [\"no-port\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("upstreams.a.targets[0]"), "{e}");
+        assert!(e.contains("not a usable address"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! What a validated config builds: a balancer for each upstream over its
+//! resolved targets, and the route table with each route's action (a
+//! FastCGI route gets its connection pool). Apart from validation, which
+//! reads a file without network I/O: here target names are resolved, once
+//! per start or reload.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::actions::fastcgi::FastCgi;
+use crate::actions::proxy::Upstream;
+use crate::config::{ActionSpec, Config, Diagnostic, Diagnostics};
+use crate::routing::{RouteAction, RouteTable};
+
+pub struct Services {
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    pub routes: RouteTable,
+}
+
+impl Services {
+    pub fn build(config: &Config) -> Result<Services, Diagnostics> {
+        let mut errors = Vec::new();
+        let mut error = |field: String, message: String, hint: &str| {
+            errors.push(Diagnostic {
+                file: config.source.clone(),
+                position: None,
+                field,
+                message,
+                hint: hint.into(),
+            })
+        };
+        let mut upstreams = HashMap::new();
+        for (name, u) in &config.upstreams {
+            match Upstream::new(name, &u.targets, u.connect_timeout, u.read_timeout) {
+                Ok(up) => {
+                    upstreams.insert(name.clone(), Arc::new(up));
+                }
+                Err(e) => error(
+                    format!("upstreams.{name}.targets"),
+                    format!("cannot resolve the targets: {e}"),
+                    "targets are host:port pairs whose names resolve",
+                ),
+            }
+        }
+        let mut routes = Vec::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let built = route.build(|spec| {
+                Ok::<_, String>(match spec {
+                    ActionSpec::None => RouteAction::None,
+                    // Missing only if its targets did not resolve (reported above).
+                    ActionSpec::Proxy(name) => match upstreams.get(name) {
+                        Some(up) => RouteAction::Proxy(up.clone()),
+                        None => return Err(String::new()),
+                    },
+                    ActionSpec::Static(s) => RouteAction::Static(s.clone()),
+                    ActionSpec::Respond(r) => RouteAction::Respond(r.clone()),
+                    ActionSpec::Redirect(r) => RouteAction::Redirect(r.clone()),
+                    ActionSpec::FastCgi(settings) => match FastCgi::new(settings.clone()) {
+                        Ok(f) => RouteAction::FastCgi(Arc::new(f)),
+                        Err(e) => return Err(e.to_string()),
+                    },
+                })
+            });
+            match built {
+                Ok(r) => routes.push(r),
+                Err(e) if e.is_empty() => {}
+                Err(e) => error(
+                    format!("routes[{i}].fastcgi"),
+                    e,
+                    "root is the PHP document root; max_connections is at least 1",
+                ),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        Ok(Services {
+            upstreams,
+            routes: RouteTable::new(routes),
+        })
+    }
+
+    /// The upstream called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_balancers_and_routes_from_the_config() {
+        let text = "[upstreams.api]\ntargets = [\"127.0.0.1:9001\", \"localhost:9002\"]\n\
+                    [[routes]]\nname = \"api\"\npath = \"/api/*\"\nproxy = \"api\"\n\
+                    [[routes]]\nname = \"hi\"\npath = \"/*\"\nrespond = { body = \"hi\" }\n";
+        let config = Config::parse("k.toml", text).unwrap();
+        let services = Services::build(&config).unwrap();
+        assert!(services.upstream("api").is_some());
+        assert_eq!(services.routes.len(), 2);
+        match services.routes.find("x", "/api/v1", &http::Method::GET) {
+            crate::routing::Match::Found(r) => {
+                assert!(matches!(r.action, RouteAction::Proxy(_)), "{r:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
