@@ -27,6 +27,15 @@ pub(super) async fn connect(address: &Address) -> std::io::Result<Conn> {
 }
 
 /// The connections of one route.
+///
+/// Kavro's own rather than a crate's (see BENCHMARKS.md, crate decisions):
+/// `fastcgi-client` has no pool; `pingora_pool` bounds idle connections
+/// only, reuses the oldest first, so a trickle after a burst keeps every
+/// connection (and its PHP-FPM worker) open, and spawns a timer task per
+/// release; deadpool and bb8 would give the retry after a stale keep-alive
+/// the next idle connection, as stale after a PHP-FPM restart, where
+/// [`connect`] opens a fresh one. None of them prefers a connection opened
+/// on the calling worker's thread.
 pub(super) struct Pool {
     idle: Arc<IdlePool>,
     /// One per request in flight; with the idle pool, bounds open connections.
