@@ -223,6 +223,9 @@ fn new_baseline() -> Option<(Engine, Linker<HostState>)> {
     }
 }
 
+/// A plain thread, not a Pingora background service: the epoch must advance
+/// while every runtime worker is busy running guest code, which is when a
+/// timer task would never get to run.
 fn start_ticker(runtime: Arc<Runtime>) {
     let thread = std::thread::Builder::new()
         .name("kavro-epoch".into())
