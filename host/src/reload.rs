@@ -179,15 +179,21 @@ impl Reloader {
         self.last_refusal.lock().clone()
     }
 
-    /// Reloads when a `.wasm` or `.toml` in the plugins folder, or the
-    /// config file, is added, replaced or removed. Events are debounced, so
-    /// a file still being written is read once it has settled (and a file
-    /// that is still incomplete then is refused like any broken one).
-    pub fn watch_files(self: &Arc<Self>) -> anyhow::Result<()> {
+    /// Watches for a `.wasm` or `.toml` in the plugins folder, or the
+    /// config file, being added, replaced or removed; the returned service
+    /// reloads on each change. Events are debounced, so a file still being
+    /// written is read once it has settled (and a file that is still
+    /// incomplete then is refused like any broken one).
+    pub fn watch_files(self: &Arc<Self>) -> anyhow::Result<FileWatch> {
         use notify_debouncer_mini::notify::{self, PollWatcher, RecursiveMode};
         use notify_debouncer_mini::{new_debouncer, new_debouncer_opt, Config};
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut debouncer = new_debouncer(Duration::from_millis(50), tx.clone())?;
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        let sender = |tx: tokio::sync::mpsc::UnboundedSender<_>| {
+            move |result| {
+                let _ = tx.send(result);
+            }
+        };
+        let mut debouncer = new_debouncer(Duration::from_millis(50), sender(tx.clone()))?;
         let watched_config = self.config_path.as_ref().map(|p| absolute(p));
         if self.plugins_dir.is_dir() {
             debouncer
@@ -208,45 +214,32 @@ impl Reloader {
                 Config::default()
                     .with_timeout(Duration::from_millis(50))
                     .with_notify_config(poll),
-                tx,
+                sender(tx),
             )?;
             d.watcher().watch(config, RecursiveMode::NonRecursive)?;
             config_poll = Some(d);
         }
         let plugins_dir = absolute(&self.plugins_dir);
-        let mut last = watched_state(&plugins_dir, watched_config.as_ref());
-        let me = self.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("kavro-watch".into())
-            .spawn(move || {
-                let _keep = (debouncer, config_poll);
-                for result in rx {
-                    let Ok(events) = result else { continue };
-                    let relevant = events.iter().any(|e| {
-                        let p = absolute(&e.path);
-                        Some(&p) == watched_config.as_ref()
-                            || (p.parent() == Some(plugins_dir.as_path()) && is_plugin_file(&p))
-                    });
-                    if !relevant {
-                        continue;
-                    }
-                    let now = watched_state(&plugins_dir, watched_config.as_ref());
-                    if now != last {
-                        last = now;
-                        let _ = rt.block_on(me.reload("file change"));
-                    }
-                }
-            })?;
-        Ok(())
+        let last = watched_state(&plugins_dir, watched_config.as_ref());
+        Ok(FileWatch {
+            reloader: self.clone(),
+            watching: Mutex::new(Some(Watching {
+                _watchers: (debouncer, config_poll),
+                events,
+                plugins_dir,
+                config: watched_config,
+                last,
+            })),
+        })
     }
 
     /// Reloads when a plugin that was swapped in on baseline code has its
     /// optimized artifact: the reload loads it, like any other change.
     pub fn reload_when_optimized(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
+        // The hook runs on the optimizing compile's own thread, which has
+        // no runtime and nothing else to do: a current-thread runtime there
+        // is cheap beside the seconds the compile took.
         crate::plugin::artifacts::on_optimized(move || {
             let Some(me) = me.upgrade() else { return };
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -261,7 +254,9 @@ impl Reloader {
         });
     }
 
-    /// Reloads on every SIGHUP, from a thread of its own.
+    /// Reloads on every SIGHUP, from a thread of its own: the handler is
+    /// installed on that thread's runtime now, before serving, where a
+    /// background service would start only once Pingora runs.
     pub fn on_sighup(self: &Arc<Self>) -> std::io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -282,5 +277,58 @@ impl Reloader {
                 })
             })?;
         Ok(())
+    }
+}
+
+type Watchers = (
+    notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+    Option<notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::PollWatcher>>,
+);
+
+/// Reloads on file changes, as a Pingora background service: it starts
+/// with the server and stops at shutdown, so no reload begins while the
+/// host drains.
+pub struct FileWatch {
+    reloader: Arc<Reloader>,
+    /// Taken by the service when it starts.
+    watching: Mutex<Option<Watching>>,
+}
+
+struct Watching {
+    /// Dropping them stops the watching.
+    _watchers: Watchers,
+    events: tokio::sync::mpsc::UnboundedReceiver<notify_debouncer_mini::DebounceEventResult>,
+    plugins_dir: PathBuf,
+    config: Option<PathBuf>,
+    last: Vec<FileState>,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::services::background::BackgroundService for FileWatch {
+    async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
+        let Some(mut w) = self.watching.lock().take() else {
+            return;
+        };
+        loop {
+            let result = tokio::select! {
+                _ = shutdown.changed() => return,
+                result = w.events.recv() => result,
+            };
+            let Some(result) = result else { return };
+            let Ok(events) = result else { continue };
+            let relevant = events.iter().any(|e| {
+                let p = absolute(&e.path);
+                Some(&p) == w.config.as_ref()
+                    || (p.parent() == Some(w.plugins_dir.as_path()) && is_plugin_file(&p))
+            });
+            if !relevant {
+                continue;
+            }
+            let now = watched_state(&w.plugins_dir, w.config.as_ref());
+            if now != w.last {
+                w.last = now;
+                let _ = self.reloader.reload("file change").await;
+            }
+        }
     }
 }

@@ -115,6 +115,9 @@ pub fn main(cli: Cli) -> i32 {
         }
     };
 
+    // A runtime of its own, not a Pingora service: the plugins load before
+    // the server exists (a start refuses bad ones before listening), and
+    // `validate` never serves at all.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -229,8 +232,18 @@ fn serve(
     if let Err(e) = reloader.on_sighup() {
         tracing::error!("cannot listen for SIGHUP, reload with POST /reload instead: {e}");
     }
-    if let Err(e) = reloader.watch_files() {
-        tracing::error!("cannot watch for file changes, reload with SIGHUP or POST /reload: {e:#}");
+    match reloader.watch_files() {
+        Ok(watch) => {
+            server.add_service(pingora_core::services::background::background_service(
+                "kavro-watch",
+                watch,
+            ));
+        }
+        Err(e) => {
+            tracing::error!(
+                "cannot watch for file changes, reload with SIGHUP or POST /reload: {e:#}"
+            )
+        }
     }
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(

@@ -75,6 +75,9 @@ impl ShutdownSignalWatch for Signals {
             _ => self.grace,
         };
         let active = self.active.clone();
+        // A thread, not a task or background service: it must exit the
+        // process even when every worker is stuck, and Pingora's services
+        // are stopping by then.
         let spawned = std::thread::Builder::new()
             .name("kavro-shutdown".into())
             .spawn(move || drain(grace, &active));

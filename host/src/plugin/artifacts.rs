@@ -120,6 +120,9 @@ fn optimize_in_background(engine: Engine, bytes: Vec<u8>, hash: String, path: Pa
     {
         return;
     }
+    // A thread, not a task: the compile takes seconds of CPU, and
+    // `compile` moves its thread to SCHED_IDLE for good, which must never
+    // be a runtime's worker.
     let spawned = std::thread::Builder::new()
         .name("kavro-optimize".into())
         .spawn(move || {

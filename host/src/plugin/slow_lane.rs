@@ -155,12 +155,7 @@ impl CpuMeter {
 
 /// CPU time the calling thread has used.
 fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a pointer to a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
@@ -172,8 +167,10 @@ fn lane() -> &'static Handle {
         std::thread::Builder::new()
             .name("kavro-slow-lane".into())
             .spawn(move || {
-                // SAFETY: gettid has no preconditions.
-                LANE_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+                LANE_TID.store(
+                    rustix::thread::gettid().as_raw_nonzero().get(),
+                    Ordering::Relaxed,
+                );
                 background_priority();
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -194,16 +191,28 @@ fn lane() -> &'static Handle {
 /// the lane shares the spare CPU with a compile, rather than starving
 /// while a hot swap compiles a large plugin.
 pub fn background_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: plain syscalls on the calling thread with a valid argument.
-    let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
-    if !idle {
-        // SAFETY: as above.
-        let niced = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, 19) } == 0;
-        tracing::warn!(
-            niced,
-            "could not take SCHED_IDLE ({}); long plugin calls and compiles compete with requests",
-            std::io::Error::last_os_error()
-        );
+    use thread_priority::{NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy};
+    let idle_policy = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    // rustix has no sched_setscheduler. thread-priority also resets the
+    // nice value, which SCHED_IDLE ignores and an unprivileged thread may
+    // not lower: the policy it reads back is what counts.
+    let set = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        ThreadPriority::Min,
+        idle_policy,
+    );
+    let Err(e) = set else { return };
+    if thread_priority::thread_schedule_policy() == Ok(idle_policy) {
+        return;
     }
+    let why = match e {
+        thread_priority::Error::OS(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        e => e.to_string(),
+    };
+    // PRIO_PROCESS with no pid is the calling thread on Linux.
+    let niced = rustix::process::setpriority_process(None, 19).is_ok();
+    tracing::warn!(
+        niced,
+        "could not take SCHED_IDLE ({why}); long plugin calls and compiles compete with requests"
+    );
 }

@@ -1,0 +1,128 @@
+//! Kept-alive connections to the FastCGI server: at most `max_connections`
+//! in use or idle, idle ones closed after `idle_timeout`, because PHP-FPM
+//! ties one worker to each open connection.
+
+use std::sync::{Arc, OnceLock};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use fastcgi_client::conn::KeepAlive;
+use fastcgi_client::io::TokioCompat;
+use fastcgi_client::Client;
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::address::{Address, Stream};
+
+pub(super) type Conn = Client<TokioCompat<Box<dyn Stream>>, KeepAlive>;
+
+/// Opens a kept-alive connection.
+pub(super) async fn connect(address: &Address) -> std::io::Result<Conn> {
+    let stream = address.connect().await?;
+    // The client writes each record header and param separately and
+    // flushes at the end of the request: buffer them into a few writes.
+    let buffered: Box<dyn Stream> =
+        Box::new(tokio::io::BufWriter::with_capacity(16 * 1024, stream));
+    Ok(Client::new_keep_alive_tokio(buffered))
+}
+
+/// The connections of one route.
+///
+/// Kavro's own rather than a crate's (see BENCHMARKS.md, crate decisions):
+/// `fastcgi-client` has no pool; `pingora_pool` bounds idle connections
+/// only, reuses the oldest first, so a trickle after a burst keeps every
+/// connection (and its PHP-FPM worker) open, and spawns a timer task per
+/// release; deadpool and bb8 would give the retry after a stale keep-alive
+/// the next idle connection, as stale after a PHP-FPM restart, where
+/// [`connect`] opens a fresh one. None of them prefers a connection opened
+/// on the calling worker's thread.
+pub(super) struct Pool {
+    idle: Arc<IdlePool>,
+    /// One per request in flight; with the idle pool, bounds open connections.
+    slots: Semaphore,
+    idle_timeout: Duration,
+    sweeper: OnceLock<()>,
+}
+
+impl Pool {
+    pub(super) fn new(max_connections: usize, idle_timeout: Duration) -> Pool {
+        Pool {
+            idle: Arc::default(),
+            slots: Semaphore::new(max_connections),
+            idle_timeout,
+            sweeper: OnceLock::new(),
+        }
+    }
+
+    /// Waits for one of the `max_connections` slots; a connection taken or
+    /// opened while holding it goes back with [`Pool::put`] or is dropped.
+    pub(super) async fn slot(&self) -> SemaphorePermit<'_> {
+        self.start_sweeper();
+        self.slots.acquire().await.expect("never closed")
+    }
+
+    pub(super) fn take(&self) -> Option<Conn> {
+        self.idle.take()
+    }
+
+    pub(super) fn put(&self, conn: Conn) {
+        self.idle.put(conn)
+    }
+
+    /// Closes connections idle past `idle_timeout`, so that idle ones do not
+    /// hold PHP-FPM workers another client needs. It ends with this route.
+    fn start_sweeper(&self) {
+        self.sweeper.get_or_init(|| {
+            let pool = Arc::downgrade(&self.idle);
+            let every = self.idle_timeout;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every / 2).await;
+                    match pool.upgrade() {
+                        Some(p) => p.close_older_than(every),
+                        None => return,
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// Kept-alive connections not in use. Each remembers the worker thread that
+/// opened it: its socket is registered with that thread's reactor, so using
+/// it from another thread costs a cross-thread wake-up per read.
+#[derive(Default)]
+struct IdlePool {
+    conns: Mutex<Vec<Idle>>,
+}
+
+struct Idle {
+    conn: Conn,
+    thread: ThreadId,
+    since: Instant,
+}
+
+impl IdlePool {
+    /// An idle connection, preferring one opened on this thread.
+    fn take(&self) -> Option<Conn> {
+        let me = std::thread::current().id();
+        let mut conns = self.conns.lock();
+        let i = conns
+            .iter()
+            .rposition(|c| c.thread == me)
+            .or_else(|| conns.len().checked_sub(1))?;
+        Some(conns.swap_remove(i).conn)
+    }
+
+    fn put(&self, conn: Conn) {
+        self.conns.lock().push(Idle {
+            conn,
+            thread: std::thread::current().id(),
+            since: Instant::now(),
+        });
+    }
+
+    fn close_older_than(&self, idle: Duration) {
+        self.conns.lock().retain(|c| c.since.elapsed() < idle);
+    }
+}

@@ -1,0 +1,116 @@
+//! The script's CGI output as an HTTP response, and what a client sees when
+//! the FastCGI server fails.
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, StatusCode};
+use pingora_http::ResponseHeader;
+
+use super::super::{Body, Produced};
+use super::{CgiRequest, FastCgi};
+
+pub(super) enum Failure {
+    Unreachable(std::io::Error),
+    Timeout,
+    Protocol(String),
+    TooLarge,
+}
+
+pub(super) fn io_failure(e: fastcgi_client::ClientError) -> Failure {
+    match e {
+        fastcgi_client::ClientError::Io(e) => Failure::Unreachable(e),
+        other => Failure::Protocol(other.to_string()),
+    }
+}
+
+impl FastCgi {
+    pub(super) fn failed(&self, r: &CgiRequest<'_>, f: Failure) -> Produced {
+        let addr = &self.s.address;
+        let (status, what) = match f {
+            Failure::Timeout => (504, format!("FastCGI server {addr} did not answer in time")),
+            Failure::Unreachable(e) => (
+                502,
+                format!("FastCGI server {addr} could not be reached: {e}"),
+            ),
+            Failure::Protocol(e) => (
+                502,
+                format!("FastCGI server {addr} sent a bad response: {e}"),
+            ),
+            Failure::TooLarge => (
+                502,
+                format!(
+                    "FastCGI server {addr} sent more than {} bytes",
+                    self.s.max_response_bytes
+                ),
+            ),
+        };
+        tracing::warn!(request = r.request_id, "{what}");
+        let reason = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        Produced::text(status, format!("{status} {reason}: {what}\n"))
+    }
+}
+
+/// Turns CGI output (header lines, a blank line, the body) into a response.
+pub(super) fn parse_response(stdout: Bytes) -> Option<Produced> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let (offset, parsed) = match httparse::parse_headers(&stdout, &mut headers).ok()? {
+        httparse::Status::Complete(c) => c,
+        httparse::Status::Partial => return None,
+    };
+    let mut status = None;
+    let mut has_location = false;
+    let mut list: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(parsed.len());
+    for h in parsed {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if name == "status" {
+            let code = std::str::from_utf8(h.value).ok()?.trim().get(..3)?;
+            status = Some(StatusCode::from_bytes(code.as_bytes()).ok()?);
+            continue;
+        }
+        // Framing and connection headers are the host's to set.
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        has_location |= name == header::LOCATION;
+        list.push((name, HeaderValue::from_bytes(h.value).ok()?));
+    }
+    let status = status.unwrap_or(if has_location {
+        StatusCode::FOUND
+    } else {
+        StatusCode::OK
+    });
+    let body = stdout.slice(offset..);
+    let mut head = ResponseHeader::build(status, Some(list.len() + 1)).ok()?;
+    for (k, v) in list {
+        let _ = head.append_header(k, v);
+    }
+    let _ = head.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+    Some(Produced {
+        head: Box::new(head),
+        body: Body::Bytes(body),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgi_output_to_response() {
+        let out = Bytes::from_static(
+            b"Status: 404 Not Found\r\nContent-type: text/html\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n<p>gone</p>",
+        );
+        let p = parse_response(out).unwrap();
+        assert_eq!(p.head.status, 404);
+        assert_eq!(p.head.headers.get_all("set-cookie").iter().count(), 2);
+        assert_eq!(p.head.headers["content-length"], "11");
+        let p = parse_response(Bytes::from_static(b"Location: /next\n\n")).unwrap();
+        assert_eq!(p.head.status, 302);
+        assert!(parse_response(Bytes::from_static(b"no header block")).is_none());
+    }
+}
