@@ -2,7 +2,8 @@
 # Kavro's developer entry point. Installs what it needs, idempotently.
 #   ./dev.sh run    build the host and the first-party plugins, serve on 127.0.0.1:8080
 #   ./dev.sh test   build everything and run the whole test suite
-#   ./dev.sh lint   cargo fmt --check and clippy -D warnings over the native crates
+#   ./dev.sh lint   cargo fmt --check, no import cycles in the plugin runtime and the
+#                   pipeline, and clippy -D warnings over the native crates
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
 #   ./dev.sh bench-instr instructions per request, zero plugins against bare Pingora (callgrind)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
@@ -172,6 +173,7 @@ case "${1:-}" in
         rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
         rustup component list --installed | grep -q '^clippy' || rustup component add clippy
         cargo fmt --all --check
+        python3 .ci/module-cycles.py
         cargo clippy --release --all-targets -- -D warnings
         ;;
     test)

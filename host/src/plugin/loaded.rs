@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::{anyhow, bail};
+use anyhow::{bail, Context};
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::Store;
 
@@ -125,7 +125,7 @@ impl Plugin {
             bail!("not a WebAssembly file");
         }
         let component = super::artifacts::load(runtime, cache_dir, bytes, &hash, urgency)
-            .map_err(|e| anyhow!("not a loadable WebAssembly component: {e:#}"))?;
+            .context("not a loadable WebAssembly component")?;
         Ok(Compiled { component, hash })
     }
 
@@ -144,9 +144,9 @@ impl Plugin {
         let baseline = runtime.is_baseline(component.engine());
         let pre = runtime
             .linker_for(component.engine())
-            .instantiate_pre(&component).map_err(|e| {
-            anyhow!("imports something this host does not provide ({e:#}); build it against the kavro:plugin WIT in this host's wit/ folder")
-        })?;
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("imports something this host does not provide; build it against the kavro:plugin WIT in this host's wit/ folder")?;
         let indices = exports::indices(&phases, &pre)?;
         let views = Views::new(
             &Granting {
@@ -182,14 +182,15 @@ impl Plugin {
         let mut first = plugin
             .instantiate()
             .await
-            .map_err(|e| anyhow!("failed to instantiate: {e:#}"))?;
+            .context("failed to instantiate")?;
         let handle = first.instance_handle()?;
         let describe = describe::GuestIndices::new(&plugin.pre)?.load(first.store(), &handle)?;
         first.arm(plugin.settings.limits.deadline);
         let m = describe
             .call_describe(first.store())
             .await
-            .map_err(|e| anyhow!("describe() failed: {e:#}"))?;
+            .map_err(anyhow::Error::from)
+            .context("describe() failed")?;
         plugin.manifest = m;
         plugin.check_needs()?;
         // Describing itself is not a request: pooled without counting a use.
