@@ -165,18 +165,18 @@ pub struct Route<A = RouteAction> {
 }
 
 impl<A> Route<A> {
-    /// The same route with the action `build` makes of this one's.
-    pub fn build<B, E>(&self, build: impl FnOnce(&A) -> Result<B, E>) -> Result<Route<B>, E> {
-        Ok(Route {
+    /// The same route with another action (a configured one, built).
+    pub fn with_action<B>(&self, action: B) -> Route<B> {
+        Route {
             name: self.name.clone(),
             index: self.index,
             host: self.host.clone(),
             path: self.path.clone(),
             methods: self.methods.clone(),
             priority: self.priority,
-            action: build(&self.action)?,
+            action,
             cache: self.cache.clone(),
-        })
+        }
     }
 }
 

@@ -44,32 +44,29 @@ impl Services {
         }
         let mut routes = Vec::new();
         for (i, route) in config.routes.iter().enumerate() {
-            let built = route.build(|spec| {
-                Ok::<_, String>(match spec {
-                    ActionSpec::None => RouteAction::None,
-                    // Missing only if its targets did not resolve (reported above).
-                    ActionSpec::Proxy(name) => match upstreams.get(name) {
-                        Some(up) => RouteAction::Proxy(up.clone()),
-                        None => return Err(String::new()),
-                    },
-                    ActionSpec::Static(s) => RouteAction::Static(s.clone()),
-                    ActionSpec::Respond(r) => RouteAction::Respond(r.clone()),
-                    ActionSpec::Redirect(r) => RouteAction::Redirect(r.clone()),
-                    ActionSpec::FastCgi(settings) => match FastCgi::new(settings.clone()) {
-                        Ok(f) => RouteAction::FastCgi(Arc::new(f)),
-                        Err(e) => return Err(e.to_string()),
-                    },
-                })
-            });
-            match built {
-                Ok(r) => routes.push(r),
-                Err(e) if e.is_empty() => {}
-                Err(e) => error(
-                    format!("routes[{i}].fastcgi"),
-                    e,
-                    "root is the PHP document root; max_connections is at least 1",
-                ),
-            }
+            let action = match &route.action {
+                ActionSpec::None => RouteAction::None,
+                ActionSpec::Proxy(name) => match upstreams.get(name) {
+                    Some(up) => RouteAction::Proxy(up.clone()),
+                    // Its targets did not resolve: reported above.
+                    None => continue,
+                },
+                ActionSpec::Static(s) => RouteAction::Static(s.clone()),
+                ActionSpec::Respond(r) => RouteAction::Respond(r.clone()),
+                ActionSpec::Redirect(r) => RouteAction::Redirect(r.clone()),
+                ActionSpec::FastCgi(settings) => match FastCgi::new(settings.clone()) {
+                    Ok(f) => RouteAction::FastCgi(Arc::new(f)),
+                    Err(e) => {
+                        error(
+                            format!("routes[{i}].fastcgi"),
+                            e.to_string(),
+                            "root is the PHP document root; max_connections is at least 1",
+                        );
+                        continue;
+                    }
+                },
+            };
+            routes.push(route.with_action(action));
         }
         if !errors.is_empty() {
             return Err(Diagnostics(errors));

@@ -45,3 +45,21 @@ impl Unit for Env {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::view;
+    use super::*;
+
+    #[test]
+    fn only_the_variables_granted() {
+        assert!(!Env::granted(&PluginSettings::default()));
+        assert!(view::<Env>(&PluginSettings::default()).is_empty());
+        let settings = PluginSettings {
+            env: vec![("REGION".into(), "eu".into())],
+            ..Default::default()
+        };
+        assert!(Env::granted(&settings));
+        assert_eq!(&*view::<Env>(&settings), [("REGION".into(), "eu".into())]);
+    }
+}

@@ -49,3 +49,31 @@ impl Unit for Fs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::view;
+    use super::*;
+
+    #[test]
+    fn only_the_directories_granted_and_they_must_open() {
+        assert!(!Fs::granted(&PluginSettings::default()));
+        assert!(view::<Fs>(&PluginSettings::default()).is_empty());
+        let dir = std::env::temp_dir();
+        let settings = PluginSettings {
+            dirs: vec![(dir.clone(), "/data".into())],
+            ..Default::default()
+        };
+        assert!(Fs::granted(&settings));
+        let granted = view::<Fs>(&settings);
+        assert_eq!(&*granted, [(dir, "/data".to_string())]);
+        let mut wasi = wasmtime_wasi::WasiCtx::builder();
+        assert!(Fs::wasi(&granted, &mut wasi).is_ok());
+        let gone: Arc<[(PathBuf, String)]> = vec![("/surely/not/here".into(), "/x".into())].into();
+        let e = Fs::wasi(&gone, &mut wasmtime_wasi::WasiCtx::builder()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("cannot open /surely/not/here"),
+            "{e:#}"
+        );
+    }
+}
