@@ -7,6 +7,10 @@
 #
 #   ./dev.sh bench            (builds what it needs first)
 #   BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=64 ./dev.sh bench
+#   BENCH_BEFORE=/path/to/older/kavro-host ./dev.sh bench
+#                             also measures an older build's two kavro
+#                             servers in the same rounds (before and after
+#                             a change)
 # Servers are measured in interleaved rounds and each reports its median
 # round, so a noisy neighbour skews every server alike.
 set -euo pipefail
@@ -25,6 +29,9 @@ KAVRO0=127.0.0.1:18083
 KAVRO2=127.0.0.1:18084
 NGINX=127.0.0.1:18085
 BARE_T=127.0.0.1:18086
+BEFORE0=127.0.0.1:18087
+BEFORE2=127.0.0.1:18088
+BEFORE=${BENCH_BEFORE:-}
 
 source "$ROOT/bench/lib.sh"
 bench_workdir
@@ -80,12 +87,25 @@ EOF
 # The access log goes to a file, as it would in production.
 "$BIN/kavro-host" --config "$WORK/two.toml" --plugins "$WORK/two" >"$WORK/two.log" 2>&1 & PIDS+=($!)
 
-for a in $UP $NGINX $BARE $BARE_T $KAVRO0 $KAVRO2; do wait_port "$a"; done
+KAVROS="$KAVRO0 $KAVRO2"
+NAMES="kavro-0-plugins kavro-headers+access-log"
+if [ -n "$BEFORE" ]; then
+    mkdir -p "$WORK/before0" "$WORK/before2"
+    kavro_config "$BEFORE0" > "$WORK/before0.toml"
+    kavro_config "$BEFORE2" > "$WORK/before2.toml"
+    cp "$WORK/two/"* "$WORK/before2/"
+    "$BEFORE" --config "$WORK/before0.toml" --plugins "$WORK/before0" >"$WORK/before0.log" 2>&1 & PIDS+=($!)
+    "$BEFORE" --config "$WORK/before2.toml" --plugins "$WORK/before2" >"$WORK/before2.log" 2>&1 & PIDS+=($!)
+    KAVROS="$KAVROS $BEFORE0 $BEFORE2"
+    NAMES="$NAMES before-0-plugins before-headers+access-log"
+fi
+
+for a in $UP $NGINX $BARE $BARE_T $KAVROS; do wait_port "$a"; done
 curl -fsS "http://$KAVRO2/" -o /dev/null -D - | grep -qi '^x-served-by: kavro' \
     || { echo "the plugins did not run" >&2; exit 1; }
 
 # Warm every server (connection pools, plugin instances), then measure.
-for a in $NGINX $BARE $BARE_T $KAVRO0 $KAVRO2; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
+for a in $NGINX $BARE $BARE_T $KAVROS; do wrk -t1 -c"$CONNS" -d2s "http://$a/" >/dev/null 2>&1; done
 ROUNDS_FILE=$WORK/rounds
 : > "$ROUNDS_FILE"
 for r in $(seq 1 "$ROUNDS"); do
@@ -94,12 +114,15 @@ for r in $(seq 1 "$ROUNDS"); do
     load bare-pingora+read-timeout "http://$BARE_T/" >> "$ROUNDS_FILE"
     load kavro-0-plugins "http://$KAVRO0/" >> "$ROUNDS_FILE"
     load kavro-headers+access-log "http://$KAVRO2/" >> "$ROUNDS_FILE"
+    if [ -n "$BEFORE" ]; then
+        load before-0-plugins "http://$BEFORE0/" >> "$ROUNDS_FILE"
+        load before-headers+access-log "http://$BEFORE2/" >> "$ROUNDS_FILE"
+    fi
     echo "round $r of $ROUNDS done" >&2
 done
 # Each server's median round by requests/s.
 RESULTS=$WORK/results
-median_rounds "$ROUNDS_FILE" nginx bare-pingora bare-pingora+read-timeout kavro-0-plugins \
-    kavro-headers+access-log > "$RESULTS"
+median_rounds "$ROUNDS_FILE" nginx bare-pingora bare-pingora+read-timeout $NAMES > "$RESULTS"
 
 echo
 echo "proxy benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, 1 KiB upstream body, $(date -u +%F)"
@@ -112,6 +135,10 @@ awk '
         printf "\nkavro, zero plugins / bare pingora:          %.3f  (target >= 0.95)\n", by["kavro-0-plugins"]/by["bare-pingora"]
         printf "kavro, zero plugins / bare + read timeout:   %.3f\n", by["kavro-0-plugins"]/by["bare-pingora+read-timeout"]
         printf "kavro, headers+access-log / zero plugins:    %.3f  (target >= 0.90)\n", by["kavro-headers+access-log"]/by["kavro-0-plugins"]
+        if ("before-0-plugins" in by) {
+            printf "before, zero plugins / bare pingora:         %.3f\n", by["before-0-plugins"]/by["bare-pingora"]
+            printf "before, headers+access-log / zero plugins:   %.3f\n", by["before-headers+access-log"]/by["before-0-plugins"]
+        }
     }' "$RESULTS"
 lines=$(grep -c '"status":200' "$WORK/two.log" || true)
 echo "access-log lines written during the run: $lines"
