@@ -14,10 +14,8 @@
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use pingora_pool::{ConnectionMeta, ConnectionPool};
 
 /// Connections open now.
@@ -39,41 +37,8 @@ impl Drop for FakeConn {
     }
 }
 
-/// Kavro's idle pool (host/src/actions/fastcgi/pool.rs).
-#[derive(Default)]
-struct IdlePool {
-    conns: Mutex<Vec<Idle>>,
-}
-
-struct Idle {
-    conn: FakeConn,
-    thread: ThreadId,
-    since: Instant,
-}
-
-impl IdlePool {
-    fn take(&self) -> Option<FakeConn> {
-        let me = std::thread::current().id();
-        let mut conns = self.conns.lock();
-        let i = conns
-            .iter()
-            .rposition(|c| c.thread == me)
-            .or_else(|| conns.len().checked_sub(1))?;
-        Some(conns.swap_remove(i).conn)
-    }
-
-    fn put(&self, conn: FakeConn) {
-        self.conns.lock().push(Idle {
-            conn,
-            thread: std::thread::current().id(),
-            since: Instant::now(),
-        });
-    }
-
-    fn close_older_than(&self, idle: Duration) {
-        self.conns.lock().retain(|c| c.since.elapsed() < idle);
-    }
-}
+/// Kavro's idle pool, the one its FastCGI routes use.
+type IdlePool = kavro_host::actions::fastcgi::IdlePool<FakeConn>;
 
 /// `pingora_pool` as Pingora's connectors use it: a released connection
 /// goes back with a task that drops it after the idle timeout unless it is

@@ -112,6 +112,23 @@ fn pairs(map: &http::HeaderMap) -> Vec<Header> {
         .collect()
 }
 
+/// Which head a plugin writes.
+#[derive(Clone, Copy)]
+enum Head {
+    Request,
+    Response,
+}
+
+/// How a header is written.
+#[derive(Clone, Copy)]
+enum Edit {
+    /// In place of any of that name.
+    Set,
+    /// Beside them.
+    Append,
+    Remove,
+}
+
 impl Call {
     fn count_added(&mut self) -> Result<(), HostError> {
         self.headers_added += 1;
@@ -121,6 +138,35 @@ impl Call {
                 self.max_headers
             )));
         }
+        Ok(())
+    }
+
+    /// Writes a header of the request or the response, if this phase may
+    /// change that head; an added header counts against the plugin's limit.
+    fn edit(&mut self, head: Head, edit: Edit, name: &str, value: &str) -> Result<(), HostError> {
+        let (writable, what) = match head {
+            Head::Request => (self.access.request_writable, "request"),
+            Head::Response => (self.access.response_writable, "response"),
+        };
+        if !writable {
+            return Err(read_only(what));
+        }
+        if let Edit::Remove = edit {
+            let name = name.to_ascii_lowercase();
+            let _ = match head {
+                Head::Request => self.req.remove_header(name.as_str()),
+                Head::Response => self.resp.remove_header(name.as_str()),
+            };
+            return Ok(());
+        }
+        let (n, v) = header_pair(name, value)?;
+        self.count_added()?;
+        let _ = match (head, edit) {
+            (Head::Request, Edit::Set) => self.req.insert_header(n, v),
+            (Head::Request, _) => self.req.append_header(n, v).map(drop),
+            (Head::Response, Edit::Set) => self.resp.insert_header(n, v),
+            (Head::Response, _) => self.resp.append_header(n, v).map(drop),
+        };
         Ok(())
     }
 }
@@ -174,13 +220,7 @@ impl HostRequest for Call {
         name: String,
         value: String,
     ) -> Result<(), HostError> {
-        if !self.access.request_writable {
-            return Err(read_only("request"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.req.insert_header(n, v);
-        Ok(())
+        self.edit(Head::Request, Edit::Set, &name, &value)
     }
     fn append_header(
         &mut self,
@@ -188,24 +228,14 @@ impl HostRequest for Call {
         name: String,
         value: String,
     ) -> Result<(), HostError> {
-        if !self.access.request_writable {
-            return Err(read_only("request"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.req.append_header(n, v);
-        Ok(())
+        self.edit(Head::Request, Edit::Append, &name, &value)
     }
     fn remove_header(
         &mut self,
         _: Resource<types::Request>,
         name: String,
     ) -> Result<(), HostError> {
-        if !self.access.request_writable {
-            return Err(read_only("request"));
-        }
-        self.req.remove_header(name.to_ascii_lowercase().as_str());
-        Ok(())
+        self.edit(Head::Request, Edit::Remove, &name, "")
     }
     fn drop(&mut self, _: Resource<types::Request>) -> wasmtime::Result<()> {
         Ok(())
@@ -231,13 +261,7 @@ impl HostResponse for Call {
         name: String,
         value: String,
     ) -> Result<(), HostError> {
-        if !self.access.response_writable {
-            return Err(read_only("response"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.resp.insert_header(n, v);
-        Ok(())
+        self.edit(Head::Response, Edit::Set, &name, &value)
     }
     fn append_header(
         &mut self,
@@ -245,24 +269,14 @@ impl HostResponse for Call {
         name: String,
         value: String,
     ) -> Result<(), HostError> {
-        if !self.access.response_writable {
-            return Err(read_only("response"));
-        }
-        let (n, v) = header_pair(&name, &value)?;
-        self.count_added()?;
-        let _ = self.resp.append_header(n, v);
-        Ok(())
+        self.edit(Head::Response, Edit::Append, &name, &value)
     }
     fn remove_header(
         &mut self,
         _: Resource<types::Response>,
         name: String,
     ) -> Result<(), HostError> {
-        if !self.access.response_writable {
-            return Err(read_only("response"));
-        }
-        self.resp.remove_header(name.to_ascii_lowercase().as_str());
-        Ok(())
+        self.edit(Head::Response, Edit::Remove, &name, "")
     }
     fn drop(&mut self, _: Resource<types::Response>) -> wasmtime::Result<()> {
         Ok(())

@@ -24,6 +24,7 @@ use pingora_http::RequestHeader;
 
 use super::{usable_dir, Produced, SettingsError};
 pub use address::Address;
+pub use pool::IdlePool;
 use pool::{Conn, Pool};
 use response::{io_failure, parse_response, Failure};
 use script::Script;

@@ -37,7 +37,7 @@ pub(super) async fn connect(address: &Address) -> std::io::Result<Conn> {
 /// [`connect`] opens a fresh one. None of them prefers a connection opened
 /// on the calling worker's thread.
 pub(super) struct Pool {
-    idle: Arc<IdlePool>,
+    idle: Arc<IdlePool<Conn>>,
     /// One per request in flight; with the idle pool, bounds open connections.
     slots: Semaphore,
     idle_timeout: Duration,
@@ -90,21 +90,29 @@ impl Pool {
 
 /// Kept-alive connections not in use. Each remembers the worker thread that
 /// opened it: its socket is registered with that thread's reactor, so using
-/// it from another thread costs a cross-thread wake-up per read.
-#[derive(Default)]
-struct IdlePool {
-    conns: Mutex<Vec<Idle>>,
+/// it from another thread costs a cross-thread wake-up per read. Generic so
+/// that bench/crate-decisions measures this very pool.
+pub struct IdlePool<C> {
+    conns: Mutex<Vec<Idle<C>>>,
 }
 
-struct Idle {
-    conn: Conn,
+struct Idle<C> {
+    conn: C,
     thread: ThreadId,
     since: Instant,
 }
 
-impl IdlePool {
+impl<C> Default for IdlePool<C> {
+    fn default() -> Self {
+        IdlePool {
+            conns: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<C> IdlePool<C> {
     /// An idle connection, preferring one opened on this thread.
-    fn take(&self) -> Option<Conn> {
+    pub fn take(&self) -> Option<C> {
         let me = std::thread::current().id();
         let mut conns = self.conns.lock();
         let i = conns
@@ -114,7 +122,7 @@ impl IdlePool {
         Some(conns.swap_remove(i).conn)
     }
 
-    fn put(&self, conn: Conn) {
+    pub fn put(&self, conn: C) {
         self.conns.lock().push(Idle {
             conn,
             thread: std::thread::current().id(),
@@ -122,7 +130,7 @@ impl IdlePool {
         });
     }
 
-    fn close_older_than(&self, idle: Duration) {
+    pub fn close_older_than(&self, idle: Duration) {
         self.conns.lock().retain(|c| c.since.elapsed() < idle);
     }
 }
