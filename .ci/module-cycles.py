@@ -31,10 +31,15 @@ def uses(package, mods):
     for module, files in mods.items():
         for f in files:
             source = TESTS.sub("", open(f).read())
+            source = re.sub(r"^\s*//.*$", "", source, flags=re.M)
             depth = os.path.relpath(f, base).count("/") - (1 if f.endswith("/mod.rs") else 0)
-            patterns = [r"crate::%s::(\w+)" % package, re.escape("super::" * (depth + 1)) + r"(\w+)"]
-            if depth == 0:
-                patterns.append(r"super::\{([^}]*)\}")
+            up = re.escape("super::" * (depth + 1))
+            patterns = [
+                r"crate::%s::(\w+)" % package,
+                r"crate::%s::\{([^}]*)\}" % package,
+                up + r"(\w+)",
+                up + r"\{([^}]*)\}",
+            ]
             for pattern in patterns:
                 for match in re.findall(pattern, source):
                     for name in re.split(r"[,\s]+", match):

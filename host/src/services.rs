@@ -1,10 +1,11 @@
 //! What a validated config builds: a balancer for each upstream over its
 //! resolved targets, and the route table with each route's action (a
 //! FastCGI route gets its connection pool). Apart from validation, which
-//! reads a file without network I/O: here target names are resolved, once
-//! per start or reload.
+//! reads a file without network I/O: here names are resolved, once per
+//! start or reload, and `kavro-host validate` runs this step too.
 
 use std::collections::HashMap;
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use crate::actions::fastcgi::FastCgi;
@@ -29,16 +30,44 @@ impl Services {
                 hint: hint.into(),
             })
         };
+        // Pingora resolves these when it binds them, where a failure would
+        // only end that listener's task.
+        let listeners = config.listen.iter().map(|a| ("server.listen", a));
+        for (field, addr) in listeners.chain(config.admin.iter().map(|a| ("admin.listen", a))) {
+            if let Err(e) = addr.to_socket_addrs() {
+                error(
+                    field.to_string(),
+                    format!("cannot listen on `{addr}`: {e}"),
+                    "use an address of this machine, e.g. \"127.0.0.1:8080\"",
+                );
+            }
+        }
         let mut upstreams = HashMap::new();
         for (name, u) in &config.upstreams {
+            let unresolved: Vec<(usize, &String, std::io::Error)> = u
+                .targets
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.to_socket_addrs().err().map(|e| (i, t, e)))
+                .collect();
+            if !unresolved.is_empty() {
+                for (i, target, e) in unresolved {
+                    error(
+                        format!("upstreams.{name}.targets[{i}]"),
+                        format!("`{target}` does not resolve: {e}"),
+                        "targets are host:port pairs whose names resolve from this machine",
+                    );
+                }
+                continue;
+            }
             match Upstream::new(name, &u.targets, u.connect_timeout, u.read_timeout) {
                 Ok(up) => {
                     upstreams.insert(name.clone(), Arc::new(up));
                 }
                 Err(e) => error(
                     format!("upstreams.{name}.targets"),
-                    format!("cannot resolve the targets: {e}"),
-                    "targets are host:port pairs whose names resolve",
+                    format!("cannot use the targets: {e}"),
+                    "targets are host:port pairs whose names resolve from this machine",
                 ),
             }
         }
@@ -57,11 +86,8 @@ impl Services {
                 ActionSpec::FastCgi(settings) => match FastCgi::new(settings.clone()) {
                     Ok(f) => RouteAction::FastCgi(Arc::new(f)),
                     Err(e) => {
-                        error(
-                            format!("routes[{i}].fastcgi"),
-                            e.to_string(),
-                            "root is the PHP document root; max_connections is at least 1",
-                        );
+                        // Validated already; the root may have gone since.
+                        error(format!("routes[{i}].fastcgi"), e.to_string(), "");
                         continue;
                     }
                 },

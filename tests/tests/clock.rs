@@ -71,7 +71,7 @@ fn it_is_granted_in_capabilities_and_env_is_not() {
     let (ok, out) = b.validate();
     assert!(!ok, "{out}");
     assert!(
-        out.contains("`env` is not granted in capabilities"),
+        out.contains("`env` cannot be listed in capabilities"),
         "{out}"
     );
     assert!(

@@ -22,6 +22,28 @@ fn undeclared_upstream_is_refused() {
 }
 
 #[test]
+fn names_that_do_not_resolve_are_refused_naming_each() {
+    // The config's form is fine; its names are resolved when it is built,
+    // which validate does as a start would.
+    let b = Host::builder().config(
+        "[server]\nlisten = [\"no-such-host.invalid:8080\"]\n\
+         [upstreams.api]\ntargets = [\"127.0.0.1:9\", \"gone.invalid:80\"]\n\
+         [[routes]]\npath = \"/*\"\nproxy = \"api\"\n",
+    );
+    let (ok, out) = b.validate();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("server.listen: cannot listen on `no-such-host.invalid:8080`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("upstreams.api.targets[1]: `gone.invalid:80` does not resolve"),
+        "{out}"
+    );
+    assert!(!out.contains("targets[0]"), "{out}");
+}
+
+#[test]
 fn unloadable_wasm_is_refused_with_its_file() {
     let b = Host::builder();
     std::fs::create_dir_all(b.plugins_dir()).unwrap();

@@ -337,7 +337,9 @@ fn check_addr(r: &mut Reporter<'_>, addr: &toml::Spanned<String>, field: &str) -
     false
 }
 
-/// An IP address or a DNS name, then a port.
+/// An IP address or a host name, then a port. Names are taken as they
+/// resolve in practice: underscores (container names) and a final dot
+/// (a fully qualified name) are allowed.
 fn host_port(addr: &str) -> bool {
     if addr.parse::<std::net::SocketAddr>().is_ok() {
         return true;
@@ -345,12 +347,14 @@ fn host_port(addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
+    let host = host.strip_suffix('.').unwrap_or(host);
     let label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
             && !l.starts_with('-')
             && !l.ends_with('-')
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     port.parse::<u16>().is_ok_and(|p| p > 0)
         && !host.is_empty()
@@ -584,7 +588,7 @@ pub fn plugin_settings(
             Some(cap) => r.error(
                 Some(c.span()),
                 format!("{field}.capabilities[{i}]"),
-                format!("`{cap}` is not granted in capabilities"),
+                format!("`{cap}` cannot be listed in capabilities"),
                 format!("grant it with {}", cap.how_to_grant()),
             ),
             None => r.error(
@@ -595,7 +599,7 @@ pub fn plugin_settings(
                     "capabilities are: {}; {}",
                     Capability::ALL
                         .iter()
-                        .filter(|c| c.listed())
+                        .filter(|c| c.listed() && !c.always())
                         .map(|c| c.name())
                         .collect::<Vec<_>>()
                         .join(", "),

@@ -83,6 +83,11 @@ impl Ctx {
         }
     }
 
+    /// Whether request_filter has begun the request (it numbers it).
+    pub fn started(&self) -> bool {
+        self.seq != 0
+    }
+
     pub fn request_id(&self) -> &str {
         self.id.to_str().unwrap_or("-")
     }

@@ -514,7 +514,9 @@ impl ProxyHttp for Kavro {
         crate::metrics::record_request(status, ctx.started.elapsed());
         let active = ctx.active.clone();
         let set = &active.plugins;
-        if set.chains(ctx.route)[Phase::Post].is_empty() {
+        // A request that never reached request_filter (its head did not
+        // parse) has no id and met no plugin: post has nothing to see.
+        if !ctx.started() || set.chains(ctx.route)[Phase::Post].is_empty() {
             phases::release(set, ctx);
             return;
         }

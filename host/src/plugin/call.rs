@@ -69,6 +69,12 @@ impl Call {
         }
     }
 
+    /// What is left of the call's deadline.
+    pub fn time_left(&self) -> Duration {
+        let ticks = self.deadline_tick.saturating_sub(super::epoch::now_tick());
+        super::epoch::TICK * ticks.min(u32::MAX as u64) as u32
+    }
+
     /// The request's id, or "" outside a request.
     pub fn request_id(&self) -> &str {
         self.info.as_ref().map_or("", |i| i.id.as_str())

@@ -15,24 +15,27 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{LazyLock, OnceLock};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use wasmtime::Engine;
 
-/// The engines whose epoch the clock advances; the first one registered
-/// starts the ticker.
-static ENGINES: Mutex<Vec<Engine>> = Mutex::new(Vec::new());
+/// The engines whose epoch the clock advances: the optimizing one and,
+/// once made, the baseline one. Read lock-free by every advance.
+static ENGINES: [OnceLock<Engine>; 2] = [OnceLock::new(), OnceLock::new()];
 
-/// Advances `engine`'s epoch with the clock from now on.
+/// Advances `engine`'s epoch with the clock from now on; the first engine
+/// starts the ticker.
 pub fn drive(engine: &Engine) {
-    let mut engines = ENGINES.lock();
-    if engines.is_empty() {
-        start_ticker();
+    for (i, slot) in ENGINES.iter().enumerate() {
+        if slot.set(engine.clone()).is_ok() {
+            if i == 0 {
+                start_ticker();
+            }
+            return;
+        }
     }
-    engines.push(engine.clone());
 }
 
 fn increment() {
-    for engine in ENGINES.lock().iter() {
+    for engine in ENGINES.iter().filter_map(OnceLock::get) {
         engine.increment_epoch();
     }
 }

@@ -11,7 +11,6 @@ use super::{denied, view_of, CapCtx, Granting, HasView, HostView, Unit};
 use crate::config::Config;
 use crate::plugin::bindings::kavro::plugin::clock::{self as wit, Host};
 use crate::plugin::bindings::types::HostError;
-use crate::plugin::epoch::{now_tick, TICK};
 
 pub struct Clock;
 
@@ -55,8 +54,7 @@ impl Host for CapCtx<'_, Option<Instant>> {
 
     fn remaining_ms(&mut self) -> Result<u64, HostError> {
         self.start()?;
-        let ticks = self.call.deadline_tick.saturating_sub(now_tick());
-        Ok((TICK * ticks.min(u32::MAX as u64) as u32).as_millis() as u64)
+        Ok(self.call.time_left().as_millis() as u64)
     }
 }
 
@@ -82,8 +80,8 @@ mod tests {
     #[test]
     fn time_moves_on_and_the_deadline_counts_down() {
         let mut call = call();
-        call.deadline_tick =
-            now_tick() + crate::plugin::epoch::ticks_for(std::time::Duration::from_millis(50));
+        call.deadline_tick = crate::plugin::epoch::now_tick()
+            + crate::plugin::epoch::ticks_for(std::time::Duration::from_millis(50));
         let mut yes = view::<Clock>(&granting(&[Capability::Clock]));
         let mut ctx = CapCtx {
             view: &mut yes,

@@ -21,7 +21,6 @@ use crate::plugin::bindings::kavro::plugin::http::{
     self as wit, Host, IncomingResponse, OutgoingRequest,
 };
 use crate::plugin::bindings::types::HostError;
-use crate::plugin::epoch::{now_tick, TICK};
 
 pub struct Http;
 
@@ -40,6 +39,7 @@ impl Unit for Http {
         Some(Arc::new(HttpGrant {
             client: client.clone(),
             upstreams: plugin.upstreams.clone(),
+            // The registry fills it in from the server's present_max_bytes.
             max_body: plugin.settings.limits.max_body_bytes.unwrap_or(1 << 20),
         }))
     }
@@ -99,7 +99,7 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
             .body(Full::new(Bytes::from(req.body)))
             .map_err(|e| invalid(format!("bad request: {e}")))?;
 
-        let left = TICK * self.call.deadline_tick.saturating_sub(now_tick()) as u32;
+        let left = self.call.time_left();
         // Four fifths of what is left: the plugin keeps time to handle the error.
         let budget = (left - left / 5).min(upstream.read_timeout);
         let max_body = grant.max_body;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use moka::ops::compute::Op;
+use moka::ops::compute::{CompResult, Op};
 use moka::sync::Cache;
 use pingora_core::services::background::background_service;
 use pingora_core::services::ServiceWithDependents;
@@ -19,8 +19,9 @@ use crate::plugin::bindings::types::HostError;
 
 const MAX_KEY: usize = 1024;
 const MAX_VALUE: usize = 1 << 20;
-/// Entries in the whole store; a plugin that keeps adding keys gets an
-/// error, not the host's memory, and no entry is evicted to make room.
+/// Entries in the whole store (counted as moka counts them, a little
+/// behind the writes); a plugin that keeps adding keys gets an error, not
+/// the host's memory, and no entry is evicted to make room.
 const MAX_ENTRIES: u64 = 1_600_000;
 
 pub struct Kv;
@@ -94,7 +95,8 @@ impl Default for KvStore {
     fn default() -> Self {
         KvStore {
             entries: Cache::builder()
-                // Beyond the limit `set` refuses; this bound is never reached.
+                // Far beyond the limit writes refuse at: only reached if
+                // the count lagged by a million writes.
                 .max_capacity(2 * MAX_ENTRIES)
                 .expire_after(EntryTtl)
                 .build(),
@@ -149,20 +151,28 @@ impl KvStore {
         if !self.has_room_for(&k) {
             return Err(full());
         }
-        self.entries.insert(
-            k,
-            Entry {
-                value: value.into(),
-                ttl: ttl(ttl_ms),
-                keeps_expiry: false,
-            },
-        );
+        let entry = Entry {
+            value: value.into(),
+            ttl: ttl(ttl_ms),
+            keeps_expiry: false,
+        };
+        // Every write is a per-key compute, so that a set or a delete never
+        // interleaves with an increment of the same key.
+        self.entries.entry(k).and_compute_with(|_| Op::Put(entry));
         Ok(())
     }
 
+    /// Whether a live entry was deleted.
     pub fn delete(&self, plugin: &str, key: &str) -> Result<bool, HostError> {
         let k = full_key(plugin, key)?;
-        Ok(self.entries.remove(&k).is_some())
+        let result = self
+            .entries
+            .entry(k)
+            .and_compute_with(|current| match current {
+                Some(_) => Op::Remove,
+                None => Op::Nop,
+            });
+        Ok(matches!(result, CompResult::Removed(_)))
     }
 
     pub fn increment(
@@ -277,6 +287,10 @@ mod tests {
         assert_eq!(kv.get("a", "n").unwrap(), Some(b"5".to_vec()));
         kv.set("a", "t", b"x".to_vec(), Some(0)).unwrap();
         assert_eq!(kv.get("a", "t").unwrap(), None);
+        assert!(
+            !kv.delete("a", "t").unwrap(),
+            "an expired entry is not deleted"
+        );
         kv.set("a", "s", b"text".to_vec(), None).unwrap();
         assert!(kv.increment("a", "s", 1, None).is_err());
         assert_eq!(kv.get("a", "s").unwrap(), Some(b"text".to_vec()));
@@ -284,6 +298,24 @@ mod tests {
         assert_eq!(kv.get("a", "n").unwrap(), None);
         assert!(kv.increment("a", "m", i64::MAX, None).is_ok());
         assert!(kv.increment("a", "m", 1, None).is_err());
+    }
+
+    #[test]
+    fn deletes_and_sets_are_not_lost_to_concurrent_increments() {
+        let kv = Arc::new(KvStore::default());
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let kv = kv.clone();
+                s.spawn(move || {
+                    for _ in 0..2_000 {
+                        kv.increment("a", "n", 1, None).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(kv.get("a", "n").unwrap(), Some(b"8000".to_vec()));
+        assert!(kv.delete("a", "n").unwrap());
+        assert_eq!(kv.get("a", "n").unwrap(), None);
     }
 
     #[test]
