@@ -28,6 +28,17 @@ use crate::config::PluginSettings;
 /// What a plugin says about itself (its `describe` export).
 pub use super::bindings::types::Manifest;
 
+/// A plugin's manifest asks for capabilities its settings do not grant.
+#[derive(Debug, thiserror::Error)]
+pub enum NeedsError {
+    #[error("needs capabilities this host does not have: {unknown}; it has: {known}")]
+    Unknown { unknown: String, known: String },
+    #[error(
+        "needs capabilities it was not granted: {list}; grant them with {how} in the plugin's settings"
+    )]
+    NotGranted { list: String, how: String },
+}
+
 /// A compiled component and the hash of its bytes.
 #[derive(Clone)]
 pub struct Compiled {
@@ -211,24 +222,24 @@ impl Plugin {
             }
         }
         if !unknown.is_empty() {
-            bail!(
-                "needs capabilities this host does not have: {}; it has: {}",
-                unknown.join(", "),
-                Capability::ALL
+            return Err(NeedsError::Unknown {
+                unknown: unknown.join(", "),
+                known: Capability::ALL
                     .iter()
                     .map(|c| c.name())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            );
+                    .join(", "),
+            }
+            .into());
         }
         if !missing.is_empty() {
             let list: Vec<String> = missing.iter().map(|c| format!("\"{c}\"")).collect();
             let how: Vec<String> = missing.iter().map(|c| c.how_to_grant()).collect();
-            bail!(
-                "needs capabilities it was not granted: {}; grant them with {} in the plugin's settings",
-                list.join(", "),
-                how.join(" and ")
-            );
+            return Err(NeedsError::NotGranted {
+                list: list.join(", "),
+                how: how.join(" and "),
+            }
+            .into());
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::artifacts::Urgency;
 use super::caps::Shared;
 use super::engine::Runtime;
-use super::loaded::{Compiled, Plugin};
+use super::loaded::{Compiled, NeedsError, Plugin};
 use super::phase::{PerPhase, Phase};
 use crate::actions::proxy::Upstream;
 use crate::config::{self, Config, Diagnostic, PluginSettings, Reporter};
@@ -252,7 +252,16 @@ pub async fn load(
             Err(e) => errors.push(error(
                 &c.file,
                 format!("plugin `{}` refused: {e:#}", c.name),
-                "rebuild it against this host's wit/ (kavro:plugin) for wasm32-wasip2",
+                match e.downcast_ref::<NeedsError>() {
+                    Some(NeedsError::NotGranted { .. }) => format!(
+                        "a plugin's settings are its [[plugins]] entry named `{0}` in the config, or {0}.toml beside it in the plugins folder",
+                        c.name
+                    ),
+                    Some(NeedsError::Unknown { .. }) => {
+                        "build it against this host's wit/, or run it on a host that has those capabilities".to_string()
+                    }
+                    None => "rebuild it against this host's wit/ (kavro:plugin) for wasm32-wasip2".to_string(),
+                },
             )),
         }
     }
