@@ -21,21 +21,23 @@ pub struct Services {
 impl Services {
     pub fn build(config: &Config) -> Result<Services, Diagnostics> {
         let mut errors = Vec::new();
-        let mut error = |field: String, message: String, hint: &str| {
-            errors.push(Diagnostic {
-                file: config.source.clone(),
-                position: None,
-                field,
-                message,
-                hint: hint.into(),
-            })
-        };
+        let mut error =
+            |position: Option<(usize, usize)>, field: String, message: String, hint: &str| {
+                errors.push(Diagnostic {
+                    file: config.source.clone(),
+                    position,
+                    field,
+                    message,
+                    hint: hint.into(),
+                })
+            };
         // Pingora resolves these when it binds them, where a failure would
         // only end that listener's task.
         let listeners = config.listen.iter().map(|a| ("server.listen", a));
         for (field, addr) in listeners.chain(config.admin.iter().map(|a| ("admin.listen", a))) {
             if let Err(e) = addr.to_socket_addrs() {
                 error(
+                    None,
                     field.to_string(),
                     format!("cannot listen on `{addr}`: {e}"),
                     "use an address of this machine, e.g. \"127.0.0.1:8080\"",
@@ -53,6 +55,7 @@ impl Services {
             if !unresolved.is_empty() {
                 for (i, target, e) in unresolved {
                     error(
+                        u.positions.get(i).copied(),
                         format!("upstreams.{name}.targets[{i}]"),
                         format!("`{target}` does not resolve: {e}"),
                         "targets are host:port pairs whose names resolve from this machine",
@@ -65,6 +68,7 @@ impl Services {
                     upstreams.insert(name.clone(), Arc::new(up));
                 }
                 Err(e) => error(
+                    u.positions.first().copied(),
                     format!("upstreams.{name}.targets"),
                     format!("cannot use the targets: {e}"),
                     "targets are host:port pairs whose names resolve from this machine",
@@ -87,7 +91,7 @@ impl Services {
                     Ok(f) => RouteAction::FastCgi(Arc::new(f)),
                     Err(e) => {
                         // Validated already; the root may have gone since.
-                        error(format!("routes[{i}].fastcgi"), e.to_string(), "");
+                        error(None, format!("routes[{i}].fastcgi"), e.to_string(), "");
                         continue;
                     }
                 },

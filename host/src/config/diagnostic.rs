@@ -48,6 +48,11 @@ impl<'a> Reporter<'a> {
         }
     }
 
+    /// The line and column a span starts at.
+    pub fn position(&self, span: Range<usize>) -> (usize, usize) {
+        line_col(self.text, span.start)
+    }
+
     pub fn error(
         &mut self,
         span: Option<Range<usize>>,

@@ -55,6 +55,9 @@ pub struct Config {
 pub struct UpstreamSettings {
     /// `host:port` pairs.
     pub targets: Vec<String>,
+    /// Where each target is written (line, column), for the errors of the
+    /// step that resolves them.
+    pub positions: Vec<(usize, usize)>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -248,6 +251,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
                 name.clone(),
                 UpstreamSettings {
                     targets: u.targets.iter().map(|t| t.get_ref().clone()).collect(),
+                    positions: u.targets.iter().map(|t| r.position(t.span())).collect(),
                     connect_timeout: Duration::from_millis(u.connect_timeout_ms),
                     read_timeout: Duration::from_millis(u.read_timeout_ms),
                 },
