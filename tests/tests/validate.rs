@@ -37,7 +37,9 @@ fn names_that_do_not_resolve_are_refused_naming_each() {
         "{out}"
     );
     assert!(
-        out.contains("upstreams.api.targets[1]: `gone.invalid:80` does not resolve"),
+        out.contains(
+            "kavro.toml:4:27: upstreams.api.targets[1]: `gone.invalid:80` does not resolve"
+        ),
         "{out}"
     );
     assert!(!out.contains("targets[0]"), "{out}");
