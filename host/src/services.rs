@@ -76,7 +76,7 @@ impl Services {
             }
         }
         let mut routes = Vec::new();
-        for (i, route) in config.routes.iter().enumerate() {
+        for route in &config.routes {
             let action = match &route.action {
                 ActionSpec::None => RouteAction::None,
                 ActionSpec::Proxy(name) => match upstreams.get(name) {
@@ -87,14 +87,9 @@ impl Services {
                 ActionSpec::Static(s) => RouteAction::Static(s.clone()),
                 ActionSpec::Respond(r) => RouteAction::Respond(r.clone()),
                 ActionSpec::Redirect(r) => RouteAction::Redirect(r.clone()),
-                ActionSpec::FastCgi(settings) => match FastCgi::new(settings.clone()) {
-                    Ok(f) => RouteAction::FastCgi(Arc::new(f)),
-                    Err(e) => {
-                        // Validated already; the root may have gone since.
-                        error(None, format!("routes[{i}].fastcgi"), e.to_string(), "");
-                        continue;
-                    }
-                },
+                ActionSpec::FastCgi(settings) => {
+                    RouteAction::FastCgi(Arc::new(FastCgi::new(settings.clone())))
+                }
             };
             routes.push(route.with_action(action));
         }

@@ -93,17 +93,18 @@ impl Settings {
 }
 
 impl FastCgi {
-    pub fn new(s: Settings) -> Result<FastCgi, SettingsError> {
-        let s = s.validated()?;
+    /// The action and its connection pool, for settings that
+    /// [`Settings::validated`] returned.
+    pub fn new(s: Settings) -> FastCgi {
         let pool = Pool::new(s.max_connections, s.idle_timeout);
-        Ok(FastCgi {
+        FastCgi {
             s,
             pool,
             resolved: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(1))
                 .build(),
-        })
+        }
     }
 
     /// The largest request body accepted, for the pipeline to enforce while reading.

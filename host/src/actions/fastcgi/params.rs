@@ -96,7 +96,7 @@ mod tests {
     fn request_headers_become_http_params() {
         let dir = std::env::temp_dir().join(format!("kavro-fcgi-params-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let f = FastCgi::new(test_settings(dir.clone())).unwrap();
+        let f = FastCgi::new(test_settings(dir.clone()).validated().unwrap());
         let mut req = RequestHeader::build("GET", b"/a.php?q=1", None).unwrap();
         req.append_header("cookie", "a=1").unwrap();
         req.append_header("cookie", "b=2").unwrap();

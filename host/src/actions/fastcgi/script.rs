@@ -96,7 +96,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("blog")).unwrap();
         std::fs::write(dir.join("index.php"), "").unwrap();
         std::fs::write(dir.join("blog/post.php"), "").unwrap();
-        let f = FastCgi::new(test_settings(dir.clone())).unwrap();
+        let f = FastCgi::new(test_settings(dir.clone()).validated().unwrap());
         let s = f.script("/blog/post.php/a/b").unwrap();
         assert_eq!(
             (s.name.as_str(), s.path_info.as_str()),
