@@ -24,6 +24,7 @@ pub struct Admin {
     pub active: Arc<ArcSwap<Active>>,
     pub reloader: Arc<Reloader>,
     pub cache: Arc<ResponseCache>,
+    pub acme: Arc<crate::tls::acme::Acme>,
 }
 
 fn outcome_json(o: Option<Outcome>) -> serde_json::Value {
@@ -144,6 +145,7 @@ impl Admin {
             "latency_us": { "p50": micros(metrics::latency(), 0.5), "p99": micros(metrics::latency(), 0.99) },
             "cache": self.cache_figures(),
             "plugins": plugins,
+            "tls": crate::tls::diagnostics(&active, &self.acme),
         })
     }
 
@@ -244,6 +246,9 @@ impl ServeHttp for Admin {
                             .as_bytes(),
                     );
                 }
+                let mut tls = String::new();
+                crate::tls::metrics(&self.active.load(), &self.acme, &mut tls);
+                buf.extend_from_slice(tls.as_bytes());
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4")

@@ -14,6 +14,7 @@ pub mod routing;
 pub mod server;
 pub mod services;
 pub mod shutdown;
+pub mod tls;
 
 use std::sync::Arc;
 

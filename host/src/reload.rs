@@ -115,12 +115,15 @@ impl Reloader {
         match result {
             Ok(next) => {
                 let current = self.active.load();
+                let tls_listen = |a: &Active| a.config.tls.as_ref().map(|t| t.listen.clone());
                 if next.config.listen != current.config.listen
                     || next.config.admin != current.config.admin
+                    || tls_listen(&next) != tls_listen(&current)
                 {
                     tracing::warn!(
                         trigger,
-                        "listen and admin addresses change only on restart; the rest is reloaded"
+                        "listen, tls.listen and admin addresses change only on restart; \
+                         the rest is reloaded"
                     );
                 }
                 let plugins = next.plugins.plugins.len();

@@ -16,6 +16,8 @@ use crate::plugin::caps::Shared;
 use crate::plugin::{artifacts, registry, PluginSet};
 use crate::reload::Reloader;
 use crate::services::Services;
+use crate::tls::acme::{Acme, AcmeService};
+use crate::tls::{AlpnChallenge, CertWatch, Resolver};
 use crate::Active;
 
 /// What is logged without KAVRO_LOG. Pingora's connector logs, as an
@@ -81,6 +83,7 @@ pub fn main(cli: Cli) -> i32 {
     // Dropped on return, which flushes what is queued; a host that serves
     // hands it to `shutdown`, which exits the process itself.
     let log = init_tracing();
+    crate::tls::install_crypto();
     let mut config = match Config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(d) => {
@@ -212,6 +215,12 @@ fn serve(
     server.bootstrap();
 
     let listen = config.listen.clone();
+    let tls_listen = config
+        .tls
+        .as_ref()
+        .map(|t| t.listen.clone())
+        .unwrap_or_default();
+    let acme_at_start = config.tls.as_ref().is_some_and(|t| t.acme.is_some());
     let admin_addr = config.admin.clone();
     let h2c = config.h2c;
     let plugin_count = plugins.plugins.len();
@@ -246,11 +255,13 @@ fn serve(
         }
     }
 
+    let acme = Arc::new(Acme::default());
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Kavro {
             active: active.clone(),
             cache: shared.cache.clone(),
+            acme: acme.clone(),
         },
         "kavro",
     );
@@ -264,6 +275,37 @@ fn serve(
     for addr in &listen {
         proxy.add_tcp(addr);
     }
+    if !tls_listen.is_empty() {
+        let resolver = Arc::new(Resolver::new(active.clone(), acme.clone()));
+        for addr in &tls_listen {
+            match crate::tls::listener_settings(resolver.clone()) {
+                Ok(settings) => proxy.add_tls_with_settings(addr, None, settings),
+                Err(e) => {
+                    eprintln!("error: cannot set up TLS on {addr}: {e}");
+                    crate::shutdown::exit(1)
+                }
+            }
+        }
+        if acme_at_start {
+            proxy
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(AlpnChallenge { acme: acme.clone() }));
+        }
+        server.add_service(pingora_core::services::background::background_service(
+            "kavro-acme",
+            AcmeService {
+                acme: acme.clone(),
+                active: active.clone(),
+            },
+        ));
+        server.add_service(pingora_core::services::background::background_service(
+            "kavro-certs",
+            CertWatch {
+                active: active.clone(),
+                reloader: reloader.clone(),
+            },
+        ));
+    }
     server.add_service(proxy);
     server.add_services(shared.services());
 
@@ -274,6 +316,7 @@ fn serve(
                 active: active.clone(),
                 reloader,
                 cache: shared.cache.clone(),
+                acme,
             },
         );
         admin.add_tcp(addr);
@@ -282,6 +325,7 @@ fn serve(
 
     tracing::info!(
         listen = ?listen,
+        tls = ?tls_listen,
         admin = ?admin_addr,
         threads,
         plugins = plugin_count,

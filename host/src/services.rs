@@ -10,12 +10,20 @@ use std::sync::Arc;
 
 use crate::actions::fastcgi::FastCgi;
 use crate::actions::proxy::Upstream;
+use crate::actions::respond::Redirect;
 use crate::config::{ActionSpec, Config, Diagnostic, Diagnostics};
 use crate::routing::{RouteAction, RouteTable};
+use crate::tls::certs::{CertStore, Certificate};
 
 pub struct Services {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     pub routes: RouteTable,
+    /// The certificates of `[[tls.certificates]]`, read and checked.
+    pub certs: CertStore,
+    /// What plain requests get when TLS redirects them.
+    pub to_https: Option<Redirect>,
+    /// Plain listeners that opted out of the redirect.
+    pub plain_opt_out: Vec<std::net::SocketAddr>,
 }
 
 impl Services {
@@ -33,7 +41,12 @@ impl Services {
             };
         // Pingora resolves these when it binds them, where a failure would
         // only end that listener's task.
-        let listeners = config.listen.iter().map(|a| ("server.listen", a));
+        let tls_listen = config.tls.iter().flat_map(|t| &t.listen);
+        let listeners = config
+            .listen
+            .iter()
+            .map(|a| ("server.listen", a))
+            .chain(tls_listen.map(|a| ("tls.listen", a)));
         for (field, addr) in listeners.chain(config.admin.iter().map(|a| ("admin.listen", a))) {
             if let Err(e) = addr.to_socket_addrs() {
                 error(
@@ -63,7 +76,7 @@ impl Services {
                 }
                 continue;
             }
-            match Upstream::new(name, &u.targets, u.connect_timeout, u.read_timeout) {
+            match Upstream::new(name, u) {
                 Ok(up) => {
                     upstreams.insert(name.clone(), Arc::new(up));
                 }
@@ -93,12 +106,33 @@ impl Services {
             };
             routes.push(route.with_action(action));
         }
+        let mut certs = CertStore::default();
+        for c in config.tls.iter().flat_map(|t| &t.certificates) {
+            match Certificate::load(&c.cert, &c.key) {
+                Ok(cert) => certs.add(cert, c.names.as_deref()),
+                Err((file, reason)) => error(
+                    Some(c.position),
+                    c.field.clone(),
+                    format!("{}: {reason}", file.display()),
+                    "the cert file holds the chain (leaf first) and the key file the leaf's \
+                     private key, both PEM; relative paths start at the config file's folder",
+                ),
+            }
+        }
+        let plain_opt_out = config
+            .no_redirect
+            .iter()
+            .flat_map(|a| a.to_socket_addrs().into_iter().flatten())
+            .collect();
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
         Ok(Services {
             upstreams,
             routes: RouteTable::new(routes),
+            certs,
+            to_https: config.tls.as_ref().and_then(crate::tls::redirect::to_https),
+            plain_opt_out,
         })
     }
 

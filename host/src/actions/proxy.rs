@@ -1,7 +1,9 @@
 //! The `proxy` action: upstreams with round-robin targets, and the header
 //! rules for the request going up and the response coming back.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use http::header::{self, HeaderName};
@@ -11,6 +13,9 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 
+use crate::config::UpstreamSettings;
+use crate::tls::upstream::PeerTls;
+
 pub struct Upstream {
     pub name: String,
     targets: Vec<String>,
@@ -19,6 +24,9 @@ pub struct Upstream {
     single: Option<SocketAddr>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Set when the targets are reached over TLS, with each resolved
+    /// address's host name (the default SNI).
+    tls: Option<(PeerTls, HashMap<SocketAddr, String>)>,
 }
 
 impl fmt::Debug for Upstream {
@@ -26,30 +34,46 @@ impl fmt::Debug for Upstream {
         f.debug_struct("Upstream")
             .field("name", &self.name)
             .field("targets", &self.targets)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
 
 impl Upstream {
-    pub fn new(
-        name: &str,
-        targets: &[String],
-        connect_timeout: Duration,
-        read_timeout: Duration,
-    ) -> std::io::Result<Upstream> {
-        let lb = LoadBalancer::try_from_iter(targets.iter().map(String::as_str))?;
+    /// Resolves the targets and reads the TLS files.
+    pub fn new(name: &str, settings: &UpstreamSettings) -> Result<Upstream, String> {
+        let targets = &settings.targets;
+        let lb = LoadBalancer::try_from_iter(targets.iter().map(String::as_str))
+            .map_err(|e| e.to_string())?;
         let backends = lb.backends().get_backend();
         let single = match backends.len() {
             1 => backends.iter().next().map(|b| b.addr.clone()),
             _ => None,
+        };
+        let tls = match &settings.tls {
+            Some(t) => {
+                let mut hosts = HashMap::new();
+                for target in targets {
+                    let host = target.rsplit_once(':').map_or(target.as_str(), |(h, _)| h);
+                    for addr in target.to_socket_addrs().map_err(|e| e.to_string())? {
+                        hosts.insert(
+                            SocketAddr::Inet(addr),
+                            host.trim_matches(['[', ']']).to_string(),
+                        );
+                    }
+                }
+                Some((PeerTls::load(t)?, hosts))
+            }
+            None => None,
         };
         Ok(Upstream {
             name: name.to_string(),
             targets: targets.to_vec(),
             lb,
             single,
-            connect_timeout,
-            read_timeout,
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            tls,
         })
     }
 
@@ -67,12 +91,23 @@ impl Upstream {
 
     /// The next target, round robin.
     pub fn peer(&self) -> Option<Box<HttpPeer>> {
-        let mut peer = HttpPeer::new(self.next()?, false, String::new());
+        let addr = self.next()?;
+        let mut peer = match &self.tls {
+            None => HttpPeer::new(addr, false, String::new()),
+            Some((tls, hosts)) => {
+                let host = hosts.get(&addr).map_or("", String::as_str);
+                tls.peer(addr, host)
+            }
+        };
         peer.options.connection_timeout = Some(self.connect_timeout);
         // Writes to an upstream that stops reading are bounded by the read
         // timeout of the response that never comes; no timer per write.
         peer.options.read_timeout = Some(self.read_timeout);
         Some(Box::new(peer))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 }
 

@@ -163,11 +163,15 @@ impl ResponseCache {
     }
 
     /// The default key: host, path, and the query unless left out.
-    pub fn key(host: &str, req: &RequestHeader, with_query: bool) -> String {
+    pub fn key(host: &str, req: &RequestHeader, with_query: bool, https: bool) -> String {
         let path = req.uri.path();
+        // HTTPS is marked like a variant, so that a response that differs by
+        // scheme (an origin's redirect to HTTPS) is never served to the
+        // other, and a purge of `host/path` still removes both.
+        let scheme = if https { "\nscheme=https" } else { "" };
         match req.uri.query().filter(|_| with_query) {
-            Some(q) => format!("{host}{path}?{q}"),
-            None => format!("{host}{path}"),
+            Some(q) => format!("{host}{path}?{q}{scheme}"),
+            None => format!("{host}{path}{scheme}"),
         }
     }
 
@@ -336,8 +340,8 @@ mod tests {
     fn keys_and_vary_variants() {
         let c = ResponseCache::new(1 << 20, 1 << 16);
         let r = req("/a?x=1", &[]);
-        assert_eq!(ResponseCache::key("h", &r, true), "h/a?x=1");
-        assert_eq!(ResponseCache::key("h", &r, false), "h/a");
+        assert_eq!(ResponseCache::key("h", &r, true, false), "h/a?x=1");
+        assert_eq!(ResponseCache::key("h", &r, false, false), "h/a");
 
         let gz = req("/v", &[("accept-encoding", "gzip")]);
         let br = req("/v", &[("accept-encoding", "br")]);

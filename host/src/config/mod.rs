@@ -6,6 +6,7 @@
 
 mod diagnostic;
 pub mod model;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -33,6 +34,9 @@ pub const DEFAULT_SOURCE: &str = "<embedded default>";
 pub struct Config {
     pub source: String,
     pub listen: Vec<String>,
+    /// Plain listeners that serve plain HTTP even when TLS redirects the rest.
+    pub no_redirect: Vec<String>,
+    pub tls: Option<tls::TlsConfig>,
     pub threads: usize,
     pub work_stealing: bool,
     pub present_max_bytes: usize,
@@ -60,6 +64,7 @@ pub struct UpstreamSettings {
     pub positions: Vec<(usize, usize)>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    pub tls: Option<tls::UpstreamTls>,
 }
 
 /// A route's action as configured.
@@ -207,14 +212,21 @@ pub fn deserialize<T: serde::de::DeserializeOwned>(r: &mut Reporter<'_>) -> Opti
 }
 
 fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
+    let mut no_redirect = Vec::new();
     let listen: Vec<String> = raw
         .server
         .listen
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            check_addr(r, l, &format!("server.listen[{i}]"));
-            l.get_ref().clone()
+            let addr = toml::Spanned::new(l.span(), l.get_ref().address().to_string());
+            check_addr(r, &addr, &format!("server.listen[{i}]"));
+            if let model::ListenEntry::Table(t) = l.get_ref() {
+                if !t.redirect {
+                    no_redirect.push(t.address.clone());
+                }
+            }
+            addr.into_inner()
         })
         .collect();
     if listen.is_empty() {
@@ -230,6 +242,8 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         l.into_inner()
     });
 
+    let base = base_dir(r.file);
+    let tls = raw.tls.and_then(|t| tls::compile(r, t, &base));
     let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
         let field = format!("upstreams.{name}");
@@ -243,23 +257,31 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             continue;
         }
         let mut ok = true;
+        let targets: Vec<(String, bool)> = u
+            .targets
+            .iter()
+            .map(|t| tls::split_target(t.get_ref()))
+            .collect();
         for (i, t) in u.targets.iter().enumerate() {
-            ok &= check_addr(r, t, &format!("{field}.targets[{i}]"));
+            let addr = toml::Spanned::new(t.span(), targets[i].0.clone());
+            ok &= check_addr(r, &addr, &format!("{field}.targets[{i}]"));
         }
-        if ok {
+        let errors = r.errors.len();
+        let upstream_tls = tls::compile_upstream(r, &field, u, &targets, &base);
+        if ok && r.errors.len() == errors {
             upstreams.insert(
                 name.clone(),
                 UpstreamSettings {
-                    targets: u.targets.iter().map(|t| t.get_ref().clone()).collect(),
+                    targets: targets.into_iter().map(|(t, _)| t).collect(),
                     positions: u.targets.iter().map(|t| r.position(t.span())).collect(),
                     connect_timeout: Duration::from_millis(u.connect_timeout_ms),
                     read_timeout: Duration::from_millis(u.read_timeout_ms),
+                    tls: upstream_tls,
                 },
             );
         }
     }
 
-    let base = base_dir(r.file);
     let mut routes = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, rs) in raw.routes.into_iter().enumerate() {
@@ -304,6 +326,8 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
     Config {
         source: r.file.to_string(),
         listen,
+        no_redirect,
+        tls,
         threads: raw.server.threads,
         work_stealing: raw.server.work_stealing,
         present_max_bytes: raw.server.present_max_bytes,

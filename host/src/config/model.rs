@@ -21,6 +21,7 @@ pub struct ConfigFile {
     pub plugins: Vec<PluginSection>,
     #[serde(default)]
     pub cache: CacheSection,
+    pub tls: Option<TlsSection>,
 }
 
 /// The response cache, shared by every route that has a `cache` table.
@@ -136,7 +137,7 @@ pub struct FastCgiSection {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     #[serde(default = "default_listen")]
-    pub listen: Vec<Spanned<String>>,
+    pub listen: Vec<Spanned<ListenEntry>>,
     /// Worker threads; 0 means one per core.
     #[serde(default)]
     pub threads: usize,
@@ -178,7 +179,19 @@ pub struct AdminSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
+    /// `host:port`, or `https://host[:port]` for a target reached over TLS.
     pub targets: Vec<Spanned<String>>,
+    /// Connect to every target over TLS.
+    #[serde(default)]
+    pub tls: bool,
+    /// The name sent (SNI) and verified; by default the target's host.
+    pub sni: Option<String>,
+    /// Roots the upstream's certificate must chain to; the system's by default.
+    pub ca: Option<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub verify: bool,
+    pub client_cert: Option<Spanned<String>>,
+    pub client_key: Option<Spanned<String>>,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout")]
@@ -309,8 +322,11 @@ pub struct LimitsSection {
     pub worker_cpu_us: Option<u64>,
 }
 
-fn default_listen() -> Vec<Spanned<String>> {
-    vec![Spanned::new(0..0, "127.0.0.1:8080".to_string())]
+fn default_listen() -> Vec<Spanned<ListenEntry>> {
+    vec![Spanned::new(
+        0..0,
+        ListenEntry::Address("127.0.0.1:8080".to_string()),
+    )]
 }
 fn default_shutdown_grace() -> u64 {
     10
@@ -369,4 +385,123 @@ fn default_fastcgi_response() -> usize {
 }
 fn yes() -> bool {
     true
+}
+
+/// A plain listener: its address, or a table for one that keeps serving
+/// plain HTTP when TLS is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ListenEntry {
+    Address(String),
+    Table(ListenTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTable {
+    pub address: String,
+    /// Answer plain requests with a redirect to HTTPS (when TLS is on).
+    #[serde(default = "yes")]
+    pub redirect: bool,
+}
+
+impl ListenEntry {
+    pub fn address(&self) -> &str {
+        match self {
+            ListenEntry::Address(a) => a,
+            ListenEntry::Table(t) => &t.address,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub listen: Vec<Spanned<String>>,
+    #[serde(default = "yes")]
+    pub redirect: bool,
+    pub https_port: Option<u16>,
+    pub hsts: Option<HstsSection>,
+    #[serde(default)]
+    pub unknown_name: UnknownName,
+    #[serde(default)]
+    pub certificates: Vec<CertificateSection>,
+    pub acme: Option<AcmeSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsSection {
+    pub max_age_s: u64,
+    #[serde(default)]
+    pub include_subdomains: bool,
+    #[serde(default)]
+    pub preload: bool,
+}
+
+/// What a handshake for a name no certificate covers gets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownName {
+    /// The first certificate.
+    #[default]
+    Default,
+    /// No certificate: the handshake fails.
+    Refuse,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSection {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
+    pub names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    pub domains: Vec<Spanned<String>>,
+    #[serde(default = "default_acme_directory")]
+    pub directory: Spanned<String>,
+    pub directory_ca: Option<Spanned<String>>,
+    #[serde(default)]
+    pub contact: Vec<String>,
+    #[serde(default)]
+    pub challenge: Challenge,
+    #[serde(default = "default_acme_state")]
+    pub state_dir: String,
+    #[serde(default = "default_renew_before")]
+    pub renew_before: Spanned<DurationValue>,
+    #[serde(default = "default_check_every")]
+    pub check_every: Spanned<DurationValue>,
+}
+
+/// How the CA checks that this host answers for a domain.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Challenge {
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+fn default_acme_directory() -> Spanned<String> {
+    Spanned::new(
+        0..0,
+        "https://acme-v02.api.letsencrypt.org/directory".to_string(),
+    )
+}
+
+fn default_acme_state() -> String {
+    "acme".to_string()
+}
+
+fn default_renew_before() -> Spanned<DurationValue> {
+    Spanned::new(0..0, DurationValue::Text("30days".to_string()))
+}
+
+fn default_check_every() -> Spanned<DurationValue> {
+    Spanned::new(0..0, DurationValue::Text("12h".to_string()))
 }

@@ -78,13 +78,14 @@ impl RequestCache {
         cache: &ResponseCache,
         req: &RequestHeader,
         host: &str,
+        https: bool,
         policy: &Arc<RoutePolicy>,
     ) -> Option<Produced> {
         let key = match self.choice.take() {
             Some(CacheChoice::Bypass) => None,
             _ if !request_eligible(req) => None,
             Some(CacheChoice::Key(k)) => Some(k),
-            None => Some(ResponseCache::key(host, req, policy.query)),
+            None => Some(ResponseCache::key(host, req, policy.query, https)),
         };
         let Some(key) = key else {
             self.status = Some(CacheStatus::Bypass);

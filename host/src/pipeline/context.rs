@@ -29,6 +29,8 @@ pub struct Ctx {
     /// The request's id, kept or generated; sent up and back down.
     pub id: HeaderValue,
     pub client_ip: Option<std::net::IpAddr>,
+    /// The request came over TLS.
+    pub https: bool,
     /// What plugins learn beyond the head; built on first plugin use, so a
     /// request no plugin sees never pays for it.
     info: Option<Arc<RequestInfo>>,
@@ -66,6 +68,7 @@ impl Ctx {
             seq: 0,
             id: HeaderValue::from_static("-"),
             client_ip: None,
+            https: false,
             info: None,
             started: Instant::now(),
             route: None,
@@ -106,13 +109,13 @@ impl Ctx {
     }
 
     pub fn info(&mut self) -> Arc<RequestInfo> {
-        let (id, ip) = (&self.id, self.client_ip);
+        let (id, ip, https) = (&self.id, self.client_ip, self.https);
         self.info
             .get_or_insert_with(|| {
                 Arc::new(RequestInfo {
                     id: id.to_str().unwrap_or_default().to_string(),
                     client_ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                    scheme: "http",
+                    scheme: if https { "https" } else { "http" },
                 })
             })
             .clone()

@@ -64,6 +64,8 @@ use crate::plugin::bindings::types::Completion;
 use crate::plugin::Phase;
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::shutdown::InFlight;
+use crate::tls::acme::Acme;
+use crate::tls::redirect::{opted_out, ACME_CHALLENGE};
 use crate::Active;
 
 use response::X_REQUEST_ID;
@@ -75,6 +77,8 @@ pub struct Kavro {
     pub active: Arc<ArcSwap<Active>>,
     /// Outlives config and plugin swaps.
     pub cache: Arc<ResponseCache>,
+    /// ACME's challenges, answered before routes and plugins.
+    pub acme: Arc<Acme>,
 }
 
 /// A client-supplied request id is kept only if it is short and printable.
@@ -146,6 +150,51 @@ impl Kavro {
     }
 }
 
+impl Kavro {
+    /// What is answered before routes and plugins: an ACME HTTP-01
+    /// challenge, and, when TLS is on, the redirect of plain HTTP.
+    async fn before_routes(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        active: &Active,
+    ) -> Option<Result<bool>> {
+        let path = session.req_header().uri.path();
+        if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
+            let answer = self.acme.http_token(token)?;
+            let mut p = Produced::text(200, answer);
+            response::stamp(ctx, &mut p.head);
+            let written = async {
+                session.write_response_header(p.head, false).await?;
+                if let Body::Bytes(b) = p.body {
+                    session.write_response_body(Some(b), true).await?;
+                }
+                Ok(true)
+            };
+            return Some(written.await);
+        }
+        if ctx.https {
+            return None;
+        }
+        let redirect = active.services.to_https.as_ref()?;
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        if local.is_some_and(|l| opted_out(&active.services.plain_opt_out, l)) {
+            return None;
+        }
+        let req = session.req_header();
+        let host = request_host(req);
+        let p = if host.is_empty() {
+            Produced::text(
+                400,
+                "400 Bad Request: this server redirects to HTTPS, which needs a Host header\n",
+            )
+        } else {
+            redirect.produce(req, &host)
+        };
+        Some(self.send(session, ctx, p).await)
+    }
+}
+
 /// Marks a head whose body length is not known yet (HTTP/1.1 chunked).
 fn chunked(session: &Session, resp: &mut ResponseHeader) {
     resp.remove_header(&header::CONTENT_LENGTH);
@@ -205,6 +254,10 @@ impl ProxyHttp for Kavro {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.https = crate::tls::is_tls(session);
+        if let Some(done) = self.before_routes(session, ctx, &active).await {
+            return done;
+        }
 
         let set = &active.plugins;
         let max = active.config.present_max_bytes;
@@ -252,7 +305,12 @@ impl ProxyHttp for Kavro {
         if let Some(policy) = &route.cache {
             let req = session.req_header();
             let host = request_host(req);
-            if let Some(p) = ctx.cache.lookup(&self.cache, req, &host, policy).await {
+            let https = ctx.https;
+            if let Some(p) = ctx
+                .cache
+                .lookup(&self.cache, req, &host, https, policy)
+                .await
+            {
                 return self.send(session, ctx, p).await;
             }
         }
@@ -309,7 +367,7 @@ impl ProxyHttp for Kavro {
                         host: &host,
                         client: session.client_addr().and_then(|a| a.as_inet()).copied(),
                         server: session.server_addr().and_then(|a| a.as_inet()).copied(),
-                        https: false,
+                        https: ctx.https,
                         http2: session.is_http2(),
                         request_id: ctx.request_id(),
                     })
@@ -342,7 +400,8 @@ impl ProxyHttp for Kavro {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        prepare_upstream_request(upstream_request, ctx.client_ip, "http");
+        let scheme = if ctx.https { "https" } else { "http" };
+        prepare_upstream_request(upstream_request, ctx.client_ip, scheme);
         if let Some(uri) = ctx.forward_uri.take() {
             upstream_request.set_uri(uri);
         }
@@ -485,6 +544,14 @@ impl ProxyHttp for Kavro {
             },
         };
         ctx.error = Some(e.to_string());
+        if matches!(
+            e.etype(),
+            TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError
+        ) {
+            // The reason (unknown issuer, expired, wrong name) is rustls'
+            // words in the error's context.
+            tracing::warn!(upstream = %upstream, "TLS to the upstream failed: {e}");
+        }
         // An error the host wrote is never stored; waiters stop waiting.
         ctx.cache.abandon();
         if code > 0 && session.response_written().is_none() {

@@ -87,13 +87,18 @@ pub async fn present_produced(
     Ok(())
 }
 
-/// The headers Kavro adds to every response: what the cache did, and the
-/// request id.
+/// The headers Kavro adds to every response: what the cache did, the
+/// request id, and HSTS over HTTPS when configured.
 pub fn stamp(ctx: &Ctx, head: &mut ResponseHeader) {
     if let Some(status) = ctx.cache.status {
         let _ = head.insert_header(X_KAVRO_CACHE, status.as_str());
     }
     let _ = head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
+    if ctx.https {
+        if let Some(hsts) = ctx.active.config.tls.as_ref().and_then(|t| t.hsts.as_ref()) {
+            let _ = head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
 }
 
 /// Runs the route's package chain on the head. On fail-closed, the error

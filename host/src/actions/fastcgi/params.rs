@@ -39,7 +39,9 @@ impl FastCgi {
             p = p.server_addr(s.ip().to_string()).server_port(s.port());
         }
         if r.https {
-            p = p.custom("HTTPS", "on");
+            p = p.custom("HTTPS", "on").custom("REQUEST_SCHEME", "https");
+        } else {
+            p = p.custom("REQUEST_SCHEME", "http");
         }
         if let Some(ct) = req.headers.get(header::CONTENT_TYPE) {
             p = p.content_type(String::from_utf8_lossy(ct.as_bytes()).into_owned());
