@@ -178,8 +178,9 @@ case "${1:-}" in
         ;;
     test)
         setup
-        # The FastCGI and cache tests run a real php-fpm.
-        need_apt php-fpm
+        # The FastCGI and cache tests run a real php-fpm, the ACME tests a
+        # real ACME test CA (pebble, with pebble-challtestsrv for DNS).
+        need_apt php-fpm pebble
         build_plugins
         build_test_plugins
         build_native

@@ -1,8 +1,10 @@
 //! Harness for the end-to-end tests: starts the real `kavro-host` binary on
 //! a loopback port with real wasm plugins, and real upstream HTTP servers.
 
+pub mod pebble;
 pub mod php;
 pub mod sites;
+pub mod tls;
 pub mod upstream;
 
 use std::io::{Read, Write};
@@ -108,6 +110,8 @@ impl Host {
             dir: tempfile::tempdir().expect("temp dir"),
             config: None,
             env: Vec::new(),
+            listen_port: None,
+            listen_in_config: false,
         }
     }
 
@@ -213,6 +217,8 @@ pub struct HostBuilder {
     pub dir: tempfile::TempDir,
     config: Option<String>,
     env: Vec<(String, String)>,
+    listen_port: Option<u16>,
+    listen_in_config: bool,
 }
 
 impl HostBuilder {
@@ -249,6 +255,24 @@ impl HostBuilder {
         self
     }
 
+    /// The loopback port of the plain listener (`--listen`), for a test
+    /// that must know it before the host starts (an ACME CA told where to
+    /// send HTTP-01 checks); by default a [`free_port`].
+    pub fn listen_port(mut self, port: u16) -> Self {
+        self.listen_port = Some(port);
+        self
+    }
+
+    /// Leaves the traffic listeners to the config's `[server] listen` (no
+    /// `--listen`), for a test of how they are written there; that list
+    /// must hold `127.0.0.1:PORT` with the port given to
+    /// [`HostBuilder::listen_port`], which `start` waits for and
+    /// [`Host::addr`] names.
+    pub fn listen_in_config(mut self) -> Self {
+        self.listen_in_config = true;
+        self
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         require_build();
         std::fs::create_dir_all(self.plugins_dir()).unwrap();
@@ -281,14 +305,24 @@ impl HostBuilder {
 
     /// Starts the host and waits until it accepts connections.
     pub fn start(self) -> Host {
-        let port = free_port();
+        let port = self.listen_port.unwrap_or_else(free_port);
         let admin_port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
         let log = self.dir.path().join("host.log");
         let log_file = std::fs::File::create(&log).unwrap();
+        let (addr_arg, admin_arg) = (addr.to_string(), admin.to_string());
+        let args: &[&str] = if self.listen_in_config {
+            assert!(
+                self.listen_port.is_some(),
+                "listen_in_config needs listen_port: the port to wait for"
+            );
+            &["--admin", &admin_arg]
+        } else {
+            &["--listen", &addr_arg, "--admin", &admin_arg]
+        };
         let child = self
-            .command(&["--listen", &addr.to_string(), "--admin", &admin.to_string()])
+            .command(args)
             .env("KAVRO_LOG", "info")
             .stdout(Stdio::from(log_file.try_clone().unwrap()))
             .stderr(Stdio::from(log_file))
