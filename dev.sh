@@ -5,6 +5,7 @@
 #   ./dev.sh lint   cargo fmt --check, no import cycles in the plugin runtime and the
 #                   pipeline, and clippy -D warnings over the native crates
 #   ./dev.sh bench  the proxy benchmark against bare Pingora and nginx (see BENCHMARKS.md)
+#   ./dev.sh bench-tls   TLS termination (handshakes, HTTP/1.1, HTTP/2) against bare Pingora and nginx
 #   ./dev.sh bench-instr instructions per request, zero plugins against bare Pingora (callgrind)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
 #   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
@@ -127,6 +128,12 @@ case "${1:-}" in
         build_native
         exec bench/run.sh
         ;;
+    bench-tls)
+        setup
+        need_apt nginx wrk curl nghttp2-client openssl
+        build_native
+        exec bench/tls.sh
+        ;;
     bench-instr)
         setup
         need_apt nginx wrk curl valgrind
@@ -194,7 +201,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins" >&2
         exit 2
         ;;
 esac

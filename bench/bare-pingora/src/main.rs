@@ -2,9 +2,14 @@
 //! forwards every request to one upstream. The benchmark runs it with the
 //! same runtime settings as kavro-host, so the ratio between the two is
 //! what Kavro's own work costs.
+//!
+//! With `--tls-cert` and `--tls-key`, `--listen` speaks TLS instead, with
+//! the settings Kavro's TLS listeners use: rustls (TLS 1.2 and 1.3), one
+//! certificate, HTTP/2 and HTTP/1.1 by ALPN.
 
 use async_trait::async_trait;
 use clap::Parser;
+use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -33,6 +38,13 @@ struct Args {
     /// the bare baseline has no logic at all).
     #[arg(long)]
     read_timeout_ms: Option<u64>,
+    /// Serve `--listen` over TLS with this certificate chain (PEM, leaf
+    /// first); needs `--tls-key`. Without it, `--listen` is plain HTTP.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// The private key of `--tls-cert` (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<String>,
 }
 
 struct Bare {
@@ -76,7 +88,14 @@ fn main() {
             read_timeout: args.read_timeout_ms.map(std::time::Duration::from_millis),
         },
     );
-    proxy.add_tcp(&args.listen);
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let mut tls = TlsSettings::intermediate(cert, key).expect("TLS settings");
+            tls.enable_h2();
+            proxy.add_tls_with_settings(&args.listen, None, tls);
+        }
+        _ => proxy.add_tcp(&args.listen),
+    }
     server.add_service(proxy);
     server.run_forever();
 }
