@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use crate::tls::TestCa;
 
 /// pebble and pebble-challtestsrv; both are killed on drop.
 pub struct Pebble {
@@ -49,33 +46,6 @@ fn binary(name: &str) -> PathBuf {
         })
 }
 
-/// A CA, and a certificate it signs for `localhost` and 127.0.0.1, for
-/// pebble's own HTTPS (the package ships none): `(ca_pem, cert_pem, key_pem)`.
-fn https_certificate() -> (String, String, String) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Kavro e2e pebble HTTPS CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-        .expect("self-signed CA");
-
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .expect("leaf params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().expect("leaf key");
-    let cert = params.signed_by(&key, &ca).expect("leaf signed by the CA");
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
 /// Waits until `ready` holds, failing with `log` if `child` exits or
 /// 20 s pass.
 fn wait_until(
@@ -106,10 +76,12 @@ impl Pebble {
         let pebble_bin = binary("pebble");
         let challtestsrv_bin = binary("pebble-challtestsrv");
         let dir = tempfile::tempdir().expect("temp dir");
-        let (ca_pem, cert_pem, key_pem) = https_certificate();
-        std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert_pem).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key_pem).unwrap();
+        // pebble's own HTTPS certificate (the package ships none).
+        let ca = TestCa::new();
+        let https = ca.leaf(&["localhost", "127.0.0.1"]);
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &https.cert_pem).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &https.key_pem).unwrap();
 
         let acme: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().unwrap();
         let management: SocketAddr = format!("127.0.0.1:{}", crate::free_port()).parse().unwrap();
