@@ -28,6 +28,9 @@ use crate::Active;
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 /// How long the CA may take to validate a challenge or issue.
 const CA_PATIENCE: Duration = Duration::from_secs(90);
+/// A whole attempt, however the CA stalls (a connection that never
+/// answers), so that the other domains get their turn.
+const ATTEMPT_LIMIT: Duration = Duration::from_secs(300);
 
 /// What `/diagnostics` and `/metrics` show of a domain.
 #[derive(Debug, Clone, Default)]
@@ -199,9 +202,15 @@ impl pingora_core::services::background::BackgroundService for AcmeService {
                         });
                         continue;
                     }
+                    let attempt = tokio::time::timeout(
+                        ATTEMPT_LIMIT,
+                        self.obtain(&config, domain, &mut account),
+                    );
                     let result = tokio::select! {
                         _ = shutdown.changed() => return,
-                        r = self.obtain(&config, domain, &mut account) => r,
+                        r = attempt => r.unwrap_or_else(|_| {
+                            Err(format!("no answer from the CA in {} s", ATTEMPT_LIMIT.as_secs()))
+                        }),
                     };
                     match result {
                         Ok(cert) => {
