@@ -172,6 +172,7 @@ impl pingora_core::services::background::BackgroundService for AcmeService {
     async fn start(&self, mut shutdown: pingora_core::server::ShutdownWatch) {
         let mut account: Option<AccountFor> = None;
         let mut due: HashMap<String, Due> = HashMap::new();
+        let mut domains: Vec<String> = Vec::new();
         loop {
             let config = self
                 .active
@@ -181,8 +182,13 @@ impl pingora_core::services::background::BackgroundService for AcmeService {
                 .as_ref()
                 .and_then(|t| t.acme.clone());
             if let Some(config) = config {
-                self.acme.retain(&config.domains);
-                due.retain(|d, _| config.domains.contains(d));
+                if config.domains != domains {
+                    // At start, or a reload changed the list: drop what is
+                    // no longer wanted.
+                    self.acme.retain(&config.domains);
+                    due.retain(|d, _| config.domains.contains(d));
+                    domains.clone_from(&config.domains);
+                }
                 for domain in &config.domains {
                     if !self.acme.status.lock().contains_key(domain) {
                         self.first_sight(&config, domain);
@@ -249,6 +255,11 @@ impl pingora_core::services::background::BackgroundService for AcmeService {
                         }
                     }
                 }
+            } else if !domains.is_empty() {
+                // A reload removed [tls.acme]: its certificates go too.
+                self.acme.retain(&[]);
+                due.clear();
+                domains.clear();
             }
             tokio::select! {
                 _ = shutdown.changed() => return,
