@@ -115,6 +115,7 @@ impl Upstream {
 // Pingora keeps as the header's case without copying it.
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// An IP address as a header value. IPv4, the usual case, is written
 /// digit by digit: `Display` goes through the formatting machinery, which
@@ -208,16 +209,20 @@ pub fn prepare_upstream_request(
         .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
     match client_ip {
         Some(ip) => {
-            let _ = req.insert_header(X_FORWARDED_FOR.as_str(), ip_value(ip));
+            req.insert_parsed_header(&X_FORWARDED_FOR, "x-forwarded-for", ip_value(ip));
         }
         None => {
             req.remove_header(&X_FORWARDED_FOR);
         }
     }
-    let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(scheme));
+    req.insert_parsed_header(
+        &X_FORWARDED_PROTO,
+        "x-forwarded-proto",
+        HeaderValue::from_static(scheme),
+    );
     match host {
         Some(h) => {
-            let _ = req.insert_header(X_FORWARDED_HOST.as_str(), h);
+            req.insert_parsed_header(&X_FORWARDED_HOST, "x-forwarded-host", h);
         }
         None => {
             req.remove_header(&X_FORWARDED_HOST);

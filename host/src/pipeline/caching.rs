@@ -14,7 +14,7 @@ use crate::cache::Directive;
 use crate::cache::{Entry, FillLock, Lookup, ResponseCache, RoutePolicy};
 use crate::plugin::caps::cache::CacheChoice;
 
-pub const X_KAVRO_CACHE: &str = "x-kavro-cache";
+pub static X_KAVRO_CACHE: http::HeaderName = http::HeaderName::from_static("x-kavro-cache");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {

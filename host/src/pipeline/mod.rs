@@ -246,7 +246,7 @@ impl ProxyHttp for Kavro {
             Some(id) => id.clone(),
             None => {
                 let id = new_request_id();
-                let _ = req.insert_header(X_REQUEST_ID.as_str(), id.clone());
+                req.insert_parsed_header(&X_REQUEST_ID, "x-request-id", id.clone());
                 id
             }
         };

@@ -91,9 +91,10 @@ pub async fn present_produced(
 /// request id, and HSTS over HTTPS when configured.
 pub fn stamp(ctx: &Ctx, head: &mut ResponseHeader) {
     if let Some(status) = ctx.cache.status {
-        let _ = head.insert_header(X_KAVRO_CACHE, status.as_str());
+        let status = http::HeaderValue::from_static(status.as_str());
+        head.insert_parsed_header(&X_KAVRO_CACHE, "x-kavro-cache", status);
     }
-    let _ = head.insert_header(X_REQUEST_ID.as_str(), ctx.id.clone());
+    head.insert_parsed_header(&X_REQUEST_ID, "x-request-id", ctx.id.clone());
     if ctx.https {
         if let Some(hsts) = ctx.active.config.tls.as_ref().and_then(|t| t.hsts.as_ref()) {
             let _ = head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
