@@ -59,24 +59,28 @@ impl Services {
         }
         let mut upstreams = HashMap::new();
         for (name, u) in &config.upstreams {
-            let unresolved: Vec<(usize, &String, std::io::Error)> = u
-                .targets
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.to_socket_addrs().err().map(|e| (i, t, e)))
-                .collect();
-            if !unresolved.is_empty() {
-                for (i, target, e) in unresolved {
-                    error(
-                        u.positions.get(i).copied(),
-                        format!("upstreams.{name}.targets[{i}]"),
-                        format!("`{target}` does not resolve: {e}"),
-                        "targets are host:port pairs whose names resolve from this machine",
-                    );
+            // Each target resolved once, here: errors name the target, and
+            // the balancer is built from what resolved.
+            let mut resolved = Vec::with_capacity(u.targets.len());
+            let mut unresolved = false;
+            for (i, target) in u.targets.iter().enumerate() {
+                match target.to_socket_addrs() {
+                    Ok(addrs) => resolved.push((target.as_str(), addrs.collect::<Vec<_>>())),
+                    Err(e) => {
+                        unresolved = true;
+                        error(
+                            u.positions.get(i).copied(),
+                            format!("upstreams.{name}.targets[{i}]"),
+                            format!("`{target}` does not resolve: {e}"),
+                            "targets are host:port pairs whose names resolve from this machine",
+                        );
+                    }
                 }
+            }
+            if unresolved {
                 continue;
             }
-            match Upstream::new(name, u) {
+            match Upstream::new(name, u, &resolved) {
                 Ok(up) => {
                     upstreams.insert(name.clone(), Arc::new(up));
                 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use http::header::{self, HeaderName};
@@ -40,11 +39,16 @@ impl fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Resolves the targets and reads the TLS files.
-    pub fn new(name: &str, settings: &UpstreamSettings) -> Result<Upstream, String> {
+    /// Builds the balancer over the targets' resolved addresses (each
+    /// target with what it resolved to) and reads the TLS files.
+    pub fn new(
+        name: &str,
+        settings: &UpstreamSettings,
+        resolved: &[(&str, Vec<std::net::SocketAddr>)],
+    ) -> Result<Upstream, String> {
         let targets = &settings.targets;
-        let lb = LoadBalancer::try_from_iter(targets.iter().map(String::as_str))
-            .map_err(|e| e.to_string())?;
+        let addrs = resolved.iter().flat_map(|(_, addrs)| addrs.iter().copied());
+        let lb = LoadBalancer::try_from_iter(addrs).map_err(|e| e.to_string())?;
         let backends = lb.backends().get_backend();
         let single = match backends.len() {
             1 => backends.iter().next().map(|b| b.addr.clone()),
@@ -53,13 +57,11 @@ impl Upstream {
         let tls = match &settings.tls {
             Some(t) => {
                 let mut hosts = HashMap::new();
-                for target in targets {
-                    let host = target.rsplit_once(':').map_or(target.as_str(), |(h, _)| h);
-                    for addr in target.to_socket_addrs().map_err(|e| e.to_string())? {
-                        hosts.insert(
-                            SocketAddr::Inet(addr),
-                            host.trim_matches(['[', ']']).to_string(),
-                        );
+                for (target, addrs) in resolved {
+                    let host = target.rsplit_once(':').map_or(*target, |(h, _)| h);
+                    let host = host.trim_matches(['[', ']']);
+                    for addr in addrs {
+                        hosts.insert(SocketAddr::Inet(*addr), host.to_string());
                     }
                 }
                 Some((PeerTls::load(t)?, hosts))
