@@ -62,11 +62,10 @@ async fn read_hello(stream: &mut L4Stream, buf: &mut Vec<u8>) -> Hello {
         match acceptor.accept() {
             Ok(Some(accepted)) => {
                 let hello = accepted.client_hello();
-                let only_acme = hello
-                    .alpn()
-                    .map(|mut protocols| protocols.all(|p| p == ACME_TLS_ALPN))
-                    .unwrap_or(false)
-                    && hello.alpn().is_some_and(|mut p| p.next().is_some());
+                // At least one protocol offered, and all of them acme-tls/1.
+                let mut offered = hello.alpn().into_iter().flatten();
+                let only_acme =
+                    offered.next() == Some(ACME_TLS_ALPN) && offered.all(|p| p == ACME_TLS_ALPN);
                 return match (only_acme, hello.server_name()) {
                     (true, Some(name)) => Hello::Challenge(name.to_ascii_lowercase()),
                     _ => Hello::Other,

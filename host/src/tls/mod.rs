@@ -164,14 +164,13 @@ pub fn metrics(active: &Active, acme: &acme::Acme, out: &mut String) {
             );
         }
     }
-    for (metric, help, value) in [
-        (
-            "renewals",
-            "Certificates obtained over ACME.",
-            (|s: &acme::DomainStatus| s.renewals) as fn(&acme::DomainStatus) -> u64,
-        ),
+    let counters: [(&str, &str, fn(&acme::DomainStatus) -> u64); 2] = [
+        ("renewals", "Certificates obtained over ACME.", |s| {
+            s.renewals
+        }),
         ("failures", "ACME attempts that failed.", |s| s.failures),
-    ] {
+    ];
+    for (metric, help, value) in counters {
         let _ = writeln!(out, "# HELP kavro_acme_{metric}_total {help}");
         let _ = writeln!(out, "# TYPE kavro_acme_{metric}_total counter");
         for (domain, s) in &status {
