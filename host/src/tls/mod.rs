@@ -164,21 +164,38 @@ pub fn metrics(active: &Active, acme: &acme::Acme, out: &mut String) {
             );
         }
     }
-    let counters: [(&str, &str, fn(&acme::DomainStatus) -> u64); 2] = [
-        ("renewals", "Certificates obtained over ACME.", |s| {
-            s.renewals
-        }),
-        ("failures", "ACME attempts that failed.", |s| s.failures),
-    ];
-    for (metric, help, value) in counters {
-        let _ = writeln!(out, "# HELP kavro_acme_{metric}_total {help}");
-        let _ = writeln!(out, "# TYPE kavro_acme_{metric}_total counter");
-        for (domain, s) in &status {
-            let _ = writeln!(
-                out,
-                "kavro_acme_{metric}_total{{domain=\"{domain}\"}} {}",
-                value(s)
-            );
-        }
+    acme_counter(
+        out,
+        "renewals",
+        "Certificates obtained over ACME.",
+        &status,
+        |s| s.renewals,
+    );
+    acme_counter(
+        out,
+        "failures",
+        "ACME attempts that failed.",
+        &status,
+        |s| s.failures,
+    );
+}
+
+/// One ACME counter, a line per domain.
+fn acme_counter(
+    out: &mut String,
+    metric: &str,
+    help: &str,
+    status: &std::collections::BTreeMap<String, acme::DomainStatus>,
+    value: fn(&acme::DomainStatus) -> u64,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP kavro_acme_{metric}_total {help}");
+    let _ = writeln!(out, "# TYPE kavro_acme_{metric}_total counter");
+    for (domain, s) in status {
+        let _ = writeln!(
+            out,
+            "kavro_acme_{metric}_total{{domain=\"{domain}\"}} {}",
+            value(s)
+        );
     }
 }
