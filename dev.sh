@@ -65,6 +65,11 @@ build_native() {
     cargo build --release
 }
 
+# The Rust plugin of the benchmarks' header work (bench/plugins/header-work).
+build_bench_plugins() {
+    cargo build --profile plugin --target wasm32-wasip2 -p header-work
+}
+
 build_test_plugins() {
     local args=()
     for p in "$TEST_PLUGINS_DIR"/*/; do
@@ -123,8 +128,9 @@ case "${1:-}" in
         ;;
     bench)
         setup
-        need_apt nginx wrk curl
+        need_apt nginx libnginx-mod-http-lua wrk curl
         build_plugins
+        build_bench_plugins
         build_native
         exec bench/run.sh
         ;;
@@ -137,6 +143,7 @@ case "${1:-}" in
     bench-instr)
         setup
         need_apt nginx wrk curl valgrind
+        build_bench_plugins
         build_native
         exec bench/instructions.sh
         ;;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per proxied request, counted by callgrind: bare Pingora
-# against kavro-host with zero plugins. Unlike requests/s, the count does
+# against kavro-host with zero plugins, then the benchmark's header work
+# natively in Pingora against the same work in a Rust plugin under Kavro
+# (bench/plugins/header-work). Unlike requests/s, the count does
 # not move with what else the machine runs, so a change of a few hundred
 # instructions a request shows. User space only: the kernel's share (the
 # sockets) is the same for both.
@@ -12,20 +14,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${CARGO_TARGET_DIR:?run through ./dev.sh bench-instr}/release"
 SECONDS_EACH=${INSTR_SECONDS:-10}
-CONNS=16
+# 8: kavro under valgrind can reserve about 12 instance slots, and each
+# request in flight holds one.
+CONNS=8
 UP=127.0.0.1:18091
 BARE=127.0.0.1:18092
 KAVRO=127.0.0.1:18093
+BARE_HW=127.0.0.1:18097
+KAVRO_HW=127.0.0.1:18098
+WASM="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
 
 source bench/lib.sh
 bench_workdir
 
 fixed_upstream "$UP"
-mkdir -p "$WORK/none"
+mkdir -p "$WORK/none" "$WORK/hw"
+cp "$WASM/header_work.wasm" "$WORK/hw/"
 wait_port "$UP"
-cat > "$WORK/none.toml" <<CONF
+kavro_config() {
+    cat <<CONF
 [server]
-listen = ["$KAVRO"]
+listen = ["$1"]
 threads = 1
 [upstreams.app]
 targets = ["$UP"]
@@ -33,6 +42,9 @@ targets = ["$UP"]
 path = "/*"
 proxy = "app"
 CONF
+}
+kavro_config "$KAVRO" > "$WORK/none.toml"
+kavro_config "$KAVRO_HW" > "$WORK/hw.toml"
 
 # count NAME ADDR CMD...: prints "NAME requests instructions per-request".
 count() {
@@ -42,10 +54,17 @@ count() {
     local pid=$!
     PIDS+=($pid)
     for _ in $(seq 1 600); do curl -fs -o /dev/null "http://$addr/" && break; sleep 0.2; done
-    wrk -t1 -c$CONNS -d3s "http://$addr/" >/dev/null
+    wrk -t1 -c$CONNS -d3s -H "x-user: alice" "http://$addr/" >/dev/null
     callgrind_control -z "$pid" >/dev/null
     local n
-    n=$(wrk -t1 -c$CONNS -d"${SECONDS_EACH}s" "http://$addr/" | awk '/requests in/ {print $1}')
+    local report n
+    report=$(wrk -t1 -c$CONNS -d"${SECONDS_EACH}s" -H "x-user: alice" "http://$addr/")
+    n=$(awk '/requests in/ {print $1}' <<<"$report")
+    if grep -q "Non-2xx" <<<"$report"; then
+        echo "$name answered errors under load:" >&2
+        echo "$report" >&2
+        exit 1
+    fi
     callgrind_control -d "$pid" >/dev/null
     kill "$pid"
     wait "$pid" 2>/dev/null || true
@@ -57,6 +76,11 @@ count() {
 {
     count bare-pingora "$BARE" "$BIN/bare-pingora" --listen "$BARE" --upstream "$UP" --threads 1 --read-timeout-ms 30000
     count kavro-0-plugins "$KAVRO" "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/none"
+    count pingora-native-header-work "$BARE_HW" "$BIN/bare-pingora" --listen "$BARE_HW" --upstream "$UP" \
+        --threads 1 --read-timeout-ms 30000 --header-work
+    # valgrind cannot reserve the address space of a thousand instance slots.
+    KAVRO_INSTANCE_SLOTS=12 count kavro-plugin-header-work "$KAVRO_HW" "$BIN/kavro-host" \
+        --config "$WORK/hw.toml" --plugins "$WORK/hw"
 } > "$WORK/counts"
 
 echo
@@ -66,5 +90,7 @@ awk '
     END {
         printf "%-20s %10s %14s\n", "server", "requests", "instr/request"
         for (i = 1; i <= NR; i++) printf "%-20s %10d %14d\n", name[i], req[i], per[i]
-        printf "\nkavro, zero plugins / bare pingora: %.3f (instructions; lower is better)\n", by["kavro-0-plugins"]/by["bare-pingora"]
+        printf "\nkavro, zero plugins / bare pingora:               %.3f (instructions; lower is better)\n", by["kavro-0-plugins"]/by["bare-pingora"]
+        printf "header work, kavro plugin / pingora native:       %.3f\n", by["kavro-plugin-header-work"]/by["pingora-native-header-work"]
+        printf "header work plugin over zero plugins:             %d instructions\n", by["kavro-plugin-header-work"]-by["kavro-0-plugins"]
     }' "$WORK/counts"

@@ -38,20 +38,31 @@ median_rounds() {
     done
 }
 
-# Sets WORK, a temp folder removed at exit, and PIDS, whose processes are
-# stopped at exit.
+# Sets WORK, a temp folder removed at exit (kept, and named, with
+# BENCH_KEEP=1: logs, configs, callgrind files), and PIDS, whose processes
+# are stopped at exit.
 bench_workdir() {
     WORK=$(mktemp -d)
     chmod 755 "$WORK"
     PIDS=()
-    trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+    trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; bench_cleanup' EXIT
 }
 
-# nginx_config FILE WORKERS SERVERS: an nginx config, in the foreground,
-# without access logs, keeping client connections, around SERVERS (the
-# server and upstream blocks).
+bench_cleanup() {
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        echo "kept: $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+
+# nginx_config FILE WORKERS SERVERS [MAIN]: an nginx config, in the
+# foreground, without access logs, keeping client connections, around
+# SERVERS (the server and upstream blocks), with MAIN (load_module lines)
+# at the top.
 nginx_config() {
     cat > "$1" <<CONF
+${4:-}
 worker_processes $2;
 daemon off;
 pid $1.pid;

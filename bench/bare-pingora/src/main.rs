@@ -6,6 +6,11 @@
 //! With `--tls-cert` and `--tls-key`, `--listen` speaks TLS instead, with
 //! the settings Kavro's TLS listeners use: rustls (TLS 1.2 and 1.3), one
 //! certificate, HTTP/2 and HTTP/1.1 by ALPN.
+//!
+//! With `--header-work`, it does natively the header work the benchmark
+//! also gives Kavro (as a plugin) and nginx (in Lua): `x-user-checked` set
+//! on the upstream request when the client sent `x-user`, and
+//! `x-frame-options` and `x-powered-by-plugin` set on every response.
 
 use async_trait::async_trait;
 use clap::Parser;
@@ -14,6 +19,7 @@ use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
 
 #[global_allocator]
@@ -45,11 +51,15 @@ struct Args {
     /// The private key of `--tls-cert` (PEM).
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<String>,
+    /// Do the benchmark's header work natively (see the module docs).
+    #[arg(long)]
+    header_work: bool,
 }
 
 struct Bare {
     upstream: String,
     read_timeout: Option<std::time::Duration>,
+    header_work: bool,
 }
 
 #[async_trait]
@@ -62,6 +72,31 @@ impl ProxyHttp for Bare {
         let mut peer = HttpPeer::new(self.upstream.as_str(), false, String::new());
         peer.options.read_timeout = self.read_timeout;
         Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        _: &mut (),
+    ) -> Result<()> {
+        if self.header_work && session.req_header().headers.contains_key("x-user") {
+            upstream.insert_header("x-user-checked", "true")?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _: &mut Session,
+        response: &mut ResponseHeader,
+        _: &mut (),
+    ) -> Result<()> {
+        if self.header_work {
+            response.insert_header("x-frame-options", "DENY")?;
+            response.insert_header("x-powered-by-plugin", "native")?;
+        }
+        Ok(())
     }
 }
 
@@ -86,6 +121,7 @@ fn main() {
         Bare {
             upstream: args.upstream,
             read_timeout: args.read_timeout_ms.map(std::time::Duration::from_millis),
+            header_work: args.header_work,
         },
     );
     match (&args.tls_cert, &args.tls_key) {

@@ -78,11 +78,12 @@ impl Runtime {
         cfg.epoch_interruption(true);
         cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
 
+        let slots = instance_slots();
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(1000)
-            .total_core_instances(4000)
-            .total_memories(1000)
-            .total_tables(2000)
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 4)
+            .total_memories(slots)
+            .total_tables(slots * 2)
             .max_memories_per_component(16)
             .max_tables_per_component(16)
             .max_core_instances_per_component(64)
@@ -100,6 +101,26 @@ impl Runtime {
             linker,
             baseline: OnceLock::new(),
         })
+    }
+}
+
+/// Instances alive at once across all plugins: the pooling allocator
+/// reserves address space for each up front (a few GiB of it, never
+/// touched), which a tight `ulimit -v` or valgrind cannot give a thousand
+/// of. `KAVRO_INSTANCE_SLOTS` lowers it.
+fn instance_slots() -> u32 {
+    const DEFAULT: u32 = 1000;
+    match std::env::var("KAVRO_INSTANCE_SLOTS") {
+        Err(_) => DEFAULT,
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n >= 4 => n,
+            _ => {
+                tracing::warn!(
+                    "KAVRO_INSTANCE_SLOTS={v:?} is not a number of at least 4; using {DEFAULT}"
+                );
+                DEFAULT
+            }
+        },
     }
 }
 
