@@ -109,18 +109,22 @@ impl Runtime {
 /// touched), which a tight `ulimit -v` or valgrind cannot give a thousand
 /// of. `KAVRO_INSTANCE_SLOTS` lowers it.
 fn instance_slots() -> u32 {
+    instance_slots_from(std::env::var("KAVRO_INSTANCE_SLOTS").ok().as_deref())
+}
+
+fn instance_slots_from(setting: Option<&str>) -> u32 {
     const DEFAULT: u32 = 1000;
-    match std::env::var("KAVRO_INSTANCE_SLOTS") {
-        Err(_) => DEFAULT,
-        Ok(v) => match v.trim().parse::<u32>() {
-            Ok(n) if n >= 4 => n,
-            _ => {
-                tracing::warn!(
-                    "KAVRO_INSTANCE_SLOTS={v:?} is not a number of at least 4; using {DEFAULT}"
-                );
-                DEFAULT
-            }
-        },
+    let Some(v) = setting else {
+        return DEFAULT;
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if n >= 4 => n,
+        _ => {
+            tracing::warn!(
+                "KAVRO_INSTANCE_SLOTS={v:?} is not a number of at least 4; using {DEFAULT}"
+            );
+            DEFAULT
+        }
     }
 }
 
@@ -146,5 +150,18 @@ fn new_baseline() -> Option<(Engine, Linker<HostState>)> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_slots_from;
+
+    #[test]
+    fn instance_slots_default_and_bounds() {
+        assert_eq!(instance_slots_from(None), 1000);
+        assert_eq!(instance_slots_from(Some(" 12 ")), 12);
+        assert_eq!(instance_slots_from(Some("3")), 1000);
+        assert_eq!(instance_slots_from(Some("many")), 1000);
     }
 }
