@@ -56,7 +56,6 @@ count() {
     for _ in $(seq 1 600); do curl -fs -o /dev/null "http://$addr/" && break; sleep 0.2; done
     wrk -t1 -c$CONNS -d3s -H "x-user: alice" "http://$addr/" >/dev/null
     callgrind_control -z "$pid" >/dev/null
-    local n
     local report n
     report=$(wrk -t1 -c$CONNS -d"${SECONDS_EACH}s" -H "x-user: alice" "http://$addr/")
     n=$(awk '/requests in/ {print $1}' <<<"$report")
