@@ -327,7 +327,12 @@ impl TransportConnector {
         let idle_meta = IdleConnection::new(meta);
         let pool = self.connection_pool.clone(); //clone the arc
         let keepalive_pool_callback = self.keepalive_pool_callback.clone();
-        let rt = pingora_runtime::current_handle();
+        // The idle watcher runs on the releasing thread: spawning it on another
+        // worker (as `current_handle` picks one under the no-steal runtime)
+        // wakes that worker for every released connection, and a request on
+        // this thread that takes the connection back would wake it again.
+        let rt = tokio::runtime::Handle::try_current()
+            .unwrap_or_else(|_| pingora_runtime::current_handle());
         rt.spawn(async move {
             if pool
                 .idle_poll(
