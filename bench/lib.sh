@@ -76,6 +76,12 @@ $3
 CONF
 }
 
+# The directives every nginx proxy peer forwards with: HTTP/1.1 to the
+# upstream block named `app`, keeping its connections alive, as Pingora does.
+NGINX_PROXY_TO_APP='proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";'
+
 # fixed_upstream ADDR: starts, under $WORK/up, the upstream the proxy
 # benchmarks share: nginx answering a fixed 1 KiB body from memory.
 fixed_upstream() {

@@ -51,9 +51,7 @@ nginx_config "$WORK/px.conf" $NGINX_WORKERS "$(cat <<EOF
     server {
         listen $NGINX;
         location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            $NGINX_PROXY_TO_APP
         }
     }
 EOF
@@ -76,9 +74,7 @@ nginx_config "$WORK/lua.conf" $NGINX_WORKERS "$(cat <<EOF
                 ngx.header["x-frame-options"] = "DENY"
                 ngx.header["x-powered-by-plugin"] = "lua"
             }
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            $NGINX_PROXY_TO_APP
         }
     }
 EOF

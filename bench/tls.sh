@@ -96,9 +96,7 @@ nginx_config "$WORK/px.conf" $NGINX_WORKERS "$(cat <<EOF
         ssl_session_cache shared:SSL:10m;
         ssl_session_timeout 1h;
         location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            $NGINX_PROXY_TO_APP
         }
     }
 EOF
