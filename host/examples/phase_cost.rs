@@ -7,6 +7,9 @@
 //!   cargo run --release --example phase_cost -- PLUGIN.wasm [ITERATIONS] [key=value ...]
 //!
 //! `KAVRO_CACHE_DIR` keeps compiled artifacts between runs.
+//! `PHASE_COST_ONLY=pooled` (or `request`) measures one of the two, for
+//! counting instructions (`perf stat -e instructions:u`) at two iteration
+//! counts: the difference is the cost per request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,7 +58,7 @@ async fn one_request(
     }
     if p[Phase::Present] {
         let body = bytes::Bytes::from_static(b"<html><body>hello</body></html>");
-        inst.present(seq, req, resp, &body, true, deadline)
+        inst.present(seq, req, resp, &body, &[], true, deadline)
             .await
             .expect("present");
     }
@@ -134,7 +137,12 @@ fn main() -> anyhow::Result<()> {
     let compiled = Plugin::compile(&runtime, &bytes, cache.as_deref(), Urgency::Start)?;
     let config = Config::load(None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let shared = Shared::new(&config);
+    let only = std::env::var("PHASE_COST_ONLY").ok();
     for isolation in [Isolation::Pooled, Isolation::Request] {
+        let name = format!("{isolation:?}").to_ascii_lowercase();
+        if only.as_ref().is_some_and(|o| *o != name) {
+            continue;
+        }
         let settings = PluginSettings {
             isolation,
             capabilities: [Capability::Kv, Capability::Metrics].into(),

@@ -83,6 +83,7 @@ impl Admin {
                     "code": if p.baseline { "baseline" } else { "optimized" },
                     "calls": p.stats.calls.load(Ordering::Relaxed),
                     "failures": p.stats.failures_total(),
+                    "last_error": p.stats.last_error(),
                     "instances_live": p.stats.instances_live.load(Ordering::Relaxed),
                     "instances_created": p.stats.instances_created.load(Ordering::Relaxed),
                     "instances_pooled": p.pooled(),

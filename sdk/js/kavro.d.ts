@@ -2,12 +2,16 @@
 // response and completion types are generated from the WIT into types/
 // (`sdk/js/kavro-js types sdk/js/types` regenerates them).
 declare module "kavro" {
-  import type {
-    Request,
-    Response,
-    Completion,
-  } from "./types/interfaces/kavro-plugin-types.js";
-  export type { Request, Response, Completion };
+  // (A relative `import` is not allowed in an ambient module; `import()` types are.)
+  /**
+   * The request's handle; writable in prime and prepare. A header change the
+   * host refuses (this phase, a bad name or value) throws an Error whose
+   * `payload` is the WIT host-error and `message` its text; so for the response.
+   */
+  export type Request = import("./types/interfaces/kavro-plugin-types.js").Request;
+  /** The response head's handle; writable in package, and in present until the head has gone. */
+  export type Response = import("./types/interfaces/kavro-plugin-types.js").Response;
+  export type Completion = import("./types/interfaces/kavro-plugin-types.js").Completion;
 
   export interface Reply {
     readonly status: number;

@@ -17,15 +17,16 @@
 //   post(state, req, resp, done)      nothing
 //
 // `state` is a fresh object for every request, the same in all of its
-// phases. Build with `sdk/js/kavro-js build plugin.ts -o plugin.wasm`.
+// phases, post included. `req` and `resp` are the host's handles. Build
+// with `sdk/js/kavro-js build plugin.ts -o plugin.wasm`.
 
-import { log as hostLog } from "kavro:plugin/log@0.1.0";
-import * as hostConfig from "kavro:plugin/config@0.1.0";
-import * as hostKv from "kavro:plugin/kv@0.1.0";
-import * as hostMetrics from "kavro:plugin/metrics@0.1.0";
-import * as hostCache from "kavro:plugin/cache@0.1.0";
-import * as hostHttp from "kavro:plugin/http@0.1.0";
-import * as hostClock from "kavro:plugin/clock@0.1.0";
+import { log as hostLog, fail as hostFail } from "kavro:plugin/log@0.2.0";
+import * as hostConfig from "kavro:plugin/config@0.2.0";
+import * as hostKv from "kavro:plugin/kv@0.2.0";
+import * as hostMetrics from "kavro:plugin/metrics@0.2.0";
+import * as hostCache from "kavro:plugin/cache@0.2.0";
+import * as hostHttp from "kavro:plugin/http@0.2.0";
+import * as hostClock from "kavro:plugin/clock@0.2.0";
 
 const encoder = new TextEncoder();
 const bytes = (b) => (typeof b === "string" ? encoder.encode(b) : b ?? new Uint8Array());
@@ -121,60 +122,130 @@ export const http = {
   },
 };
 
+// An exception for the operator: the error, then its stack (SpiderMonkey's
+// `stack` lists the frames only).
+function describe(e) {
+  let s;
+  try {
+    s = String(e);
+  } catch {
+    s = Object.prototype.toString.call(e);
+  }
+  const stack = e instanceof Error && e.stack;
+  return stack ? (stack.startsWith(s) ? stack : `${s}\n${stack}`).trimEnd() : s;
+}
+const dispose = Symbol.dispose || Symbol.for("dispose");
+// States kept for requests whose post has not run yet.
+const MAX_STATES = 4096;
+
 /** The component's exports for a plugin object (used by the build). */
 export function exportsFor(p) {
+  // With post, a request's state lives until its post ran, which may come
+  // in a batch after later requests' phases: a map by seq (insertion
+  // order, so the oldest goes first). Without, one slot.
+  const states = p.post ? new Map() : null;
   let current;
   let state;
   const stateFor = (seq) => {
-    if (seq !== current) {
-      current = seq;
+    if (seq === current) return state;
+    current = seq;
+    state = states?.get(seq);
+    if (state === undefined) {
       state = {};
+      if (states) {
+        states.set(seq, state);
+        if (states.size > MAX_STATES) states.delete(states.keys().next().value);
+      }
     }
     return state;
+  };
+  // The host shows the failure and its stack and applies the plugin's
+  // failure policy whatever the phase returns; returning keeps the
+  // instance, which an exception leaves sound.
+  const failed = (seq, e) => {
+    hostFail(seq, describe(e));
   };
   const wrong = (phase, v) => {
     throw new TypeError(`${phase} returned ${v}, which it cannot return`);
   };
   return {
     plugin: {
-      describe: () => ({ name: p.name, version: p.version, capabilities: p.capabilities ?? [] }),
+      describe: () => ({
+        name: p.name,
+        version: p.version,
+        capabilities: p.capabilities ?? [],
+        directives: [],
+      }),
     },
     prime: {
       onRequest(seq, req) {
-        const out = p.prime(stateFor(seq), req);
-        if (out === undefined || out === null) return { tag: "continue" };
-        if (out instanceof Rewrite) return { tag: "rewrite", val: out.uri };
-        if (out instanceof Reply) return { tag: "respond", val: out.wit() };
-        wrong("prime", out);
+        try {
+          const out = p.prime(stateFor(seq), req);
+          if (out === undefined || out === null) return { tag: "continue" };
+          if (out instanceof Rewrite) return { tag: "rewrite", val: out.uri };
+          if (out instanceof Reply) return { tag: "respond", val: out.wit() };
+          wrong("prime", out);
+        } catch (e) {
+          failed(seq, e);
+          return { tag: "continue" };
+        }
       },
     },
     prepare: {
       onPrepare(seq, req) {
-        const out = p.prepare(stateFor(seq), req);
-        if (out === undefined || out === null) return { tag: "decline" };
-        if (out instanceof Reply) return { tag: "respond", val: out.wit() };
-        if (out instanceof Forward) {
-          const headers = Object.entries(out.opts.headers ?? {});
-          return { tag: "forward", val: { upstream: out.upstream, uri: out.opts.uri, headers } };
+        try {
+          const out = p.prepare(stateFor(seq), req);
+          if (out === undefined || out === null) return { tag: "decline" };
+          if (out instanceof Reply) return { tag: "respond", val: out.wit() };
+          if (out instanceof Forward) {
+            const headers = Object.entries(out.opts.headers ?? {});
+            return { tag: "forward", val: { upstream: out.upstream, uri: out.opts.uri, headers } };
+          }
+          wrong("prepare", out);
+        } catch (e) {
+          failed(seq, e);
+          return { tag: "decline" };
         }
-        wrong("prepare", out);
       },
     },
     present: {
-      onBody(seq, req, resp, body) {
-        const out = p.present(stateFor(seq), req, resp, body);
-        if (out === undefined || out === null) return { tag: "keep" };
-        return { tag: "replace", val: bytes(out) };
+      // `args` (the `!>` directive's) is not exposed yet.
+      onBody(seq, req, resp, body, _args) {
+        try {
+          const out = p.present(stateFor(seq), req, resp, body);
+          if (out === undefined || out === null) return { tag: "keep" };
+          return { tag: "replace", val: bytes(out) };
+        } catch (e) {
+          failed(seq, e);
+          return { tag: "keep" };
+        }
       },
     },
     package: {
       onResponse(seq, req, resp) {
-        p.package(stateFor(seq), req, resp);
+        try {
+          p.package(stateFor(seq), req, resp);
+        } catch (e) {
+          failed(seq, e);
+        }
       },
     },
     post: {
-      onComplete(seq, req, resp, done) {
-        p.post(stateFor(seq), req, resp, done);
+      // Each completion on its own: an exception is reported and the rest
+      // of the batch still runs; the owned handles are dropped as we go.
+      onComplete(batch) {
+        for (const { seq, req, resp, done } of batch) {
+          try {
+            p.post(states.get(seq) ?? {}, req, resp, done);
+          } catch (e) {
+            failed(seq, e);
+          } finally {
+            states.delete(seq);
+            if (seq === current) current = undefined;
+            req[dispose]();
+            resp[dispose]();
+          }
+        }
       },
     },
   };

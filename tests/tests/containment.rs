@@ -211,9 +211,20 @@ fn traps_memory_bombs_and_stack_overflows_discard_the_instance() {
         });
         assert_eq!(dropped, before + 1, "{mode}");
         assert!(failures(&host, kind) >= 1, "{mode} not counted as {kind}");
+        let plugins: serde_json::Value = host.admin_json("/plugins");
+        let last = &plugins["plugins"][0]["last_error"];
+        assert_eq!(last["kind"], kind, "{last}");
+        assert_eq!(last["phase"], "prime", "{last}");
+        if mode == "trap" {
+            let detail = last["detail"].as_str().unwrap();
+            assert!(detail.contains("hostile: trap on purpose"), "{detail}");
+        }
     }
     assert_eq!(failures(&host, "memory"), 1);
     assert_eq!(failures(&host, "trap"), 2);
+    // The panic's own message and location, through the SDK's panic hook.
+    host.assert_logged("the plugin reported: panicked at");
+    host.assert_logged("hostile: trap on purpose");
 
     // The same, per plugin and kind, in /diagnostics, beside host-wide figures.
     let d: serde_json::Value = host.admin_json("/diagnostics");

@@ -134,7 +134,7 @@ fn a_component_built_for_another_wit_version_is_refused_naming_both() {
     assert!(!ok, "{out}");
     assert!(out.contains("old.wasm"), "{out}");
     assert!(out.contains("kavro:plugin/prime@0.0.9"), "found: {out}");
-    assert!(out.contains("kavro:plugin/prime@0.1.0"), "expected: {out}");
+    assert!(out.contains("kavro:plugin/prime@0.2.0"), "expected: {out}");
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub enum Verdict {
 fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) -> Verdict {
     let plugin = &set.plugins[i];
     ctx.mark_failed(i);
-    plugin.stats.failed(f.kind);
+    plugin.stats.failed(phase, f, ctx.request_id());
     crate::metrics::record_failure(&plugin.name, f.kind);
     tracing::warn!(
         plugin = %plugin.name,
@@ -38,7 +38,8 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
         kind = f.kind.as_str(),
         request = ctx.request_id(),
         "plugin failed: {}",
-        f.detail
+        // A traceback's lines stay one log line.
+        crate::plugin::caps::log::escape_controls(&f.detail)
     );
     match plugin.settings.failure {
         FailurePolicy::FailOpen => Verdict::Skip,
@@ -331,7 +332,7 @@ pub async fn run_present(
         let limit = turn.body_limit(max_body);
         let called = turn
             .instance
-            .present(seq, req, resp, &body, head_writable, turn.deadline())
+            .present(seq, req, resp, &body, &[], head_writable, turn.deadline())
             .await;
         let outcome = called.and_then(|o| match o {
             present::Outcome::Keep => Ok(None),

@@ -16,7 +16,7 @@ pub use kavro::plugin::types;
 
 /// The WIT package version this host speaks.
 pub const PACKAGE: &str = "kavro:plugin";
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.2.0";
 
 /// Fully qualified export names, as found in a component's type.
 pub fn export_name(interface: &str) -> String {

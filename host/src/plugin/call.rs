@@ -50,6 +50,9 @@ pub struct Call {
     /// Headers added during the call, bounded by `max_headers`.
     pub headers_added: usize,
     max_headers: usize,
+    /// What the plugin reported through `log.fail` during the call: the
+    /// request's seq and the message.
+    pub reported: Option<(u64, String)>,
 }
 
 impl Call {
@@ -66,6 +69,7 @@ impl Call {
             worker_cpu: limits.worker_cpu,
             headers_added: 0,
             max_headers: limits.max_headers,
+            reported: None,
         }
     }
 

@@ -8,15 +8,19 @@ pub enum FailureKind {
     Memory,
     BadOutput,
     Instantiate,
+    /// The plugin's own code failed and its SDK reported it (an exception
+    /// caught), without a trap.
+    Reported,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 5] = [
+    pub const ALL: [FailureKind; 6] = [
         FailureKind::Trap,
         FailureKind::Deadline,
         FailureKind::Memory,
         FailureKind::BadOutput,
         FailureKind::Instantiate,
+        FailureKind::Reported,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -26,6 +30,7 @@ impl FailureKind {
             FailureKind::Memory => "memory",
             FailureKind::BadOutput => "bad-output",
             FailureKind::Instantiate => "instantiate",
+            FailureKind::Reported => "reported",
         }
     }
 }

@@ -190,12 +190,16 @@ impl Instance {
         self.leave(r)
     }
 
+    /// Calls present with the body and, when a `!>` directive named the
+    /// plugin, the directive's arguments (empty otherwise).
+    #[allow(clippy::too_many_arguments)]
     pub async fn present(
         &mut self,
         seq: u64,
         req: &mut RequestHeader,
         resp: &mut ResponseHeader,
         body: &Bytes,
+        args: &[String],
         head_writable: bool,
         deadline: std::time::Duration,
     ) -> Result<present::Outcome, Failure> {
@@ -206,6 +210,7 @@ impl Instance {
         };
         self.enter(access, deadline);
         let body = body.clone();
+        let args = args.to_vec();
         let r = self
             .call_lent(req, Some(resp), move |mut l| async move {
                 let g = exported::<present::Guest>(&l.guests);
@@ -216,6 +221,7 @@ impl Instance {
                         Resource::new_borrow(0),
                         Resource::new_borrow(0),
                         &body,
+                        &args,
                     )
                     .await;
                 (l, r)
@@ -254,6 +260,8 @@ impl Instance {
         self.leave(r)
     }
 
+    /// Hands post one finished request, as a batch of one: its heads are
+    /// the call's, behind the handles the batch carries.
     pub async fn post(
         &mut self,
         seq: u64,
@@ -263,35 +271,49 @@ impl Instance {
         deadline: std::time::Duration,
     ) -> Result<(), Failure> {
         self.enter(Access::default(), deadline);
-        let done = done.clone();
+        let batch = vec![post::Completed {
+            seq,
+            req: Resource::new_own(0),
+            resp: Resource::new_own(0),
+            done: done.clone(),
+        }];
         let r = self
             .call_lent(req, Some(resp), move |mut l| async move {
                 let g = exported::<post::Guest>(&l.guests);
-                let r = g
-                    .call_on_complete(
-                        &mut l.store,
-                        seq,
-                        Resource::new_borrow(0),
-                        Resource::new_borrow(0),
-                        &done,
-                    )
-                    .await;
+                let r = g.call_on_complete(&mut l.store, &batch).await;
                 (l, r)
             })
             .await;
         self.leave(r)
     }
 
+    /// Ends a call: a trap, a deadline or a limit fails it and the instance
+    /// is not reused; a failure the plugin's code reported (an exception its
+    /// SDK caught) fails it too, but the instance is sound and kept.
     fn leave<T>(&mut self, r: wasmtime::Result<T>) -> Result<T, Failure> {
         self.stats
             .call_seconds
             .observe(self.call_started.elapsed().as_secs_f64());
-        match r {
-            Ok(v) => {
+        let reported = self.store().data_mut().call.reported.take();
+        match (r, reported) {
+            (Ok(v), None) => {
                 self.broken = false;
                 Ok(v)
             }
-            Err(e) => Err(self.failed(e)),
+            (Ok(_), Some((_, message))) => {
+                self.broken = false;
+                Err(Failure {
+                    kind: FailureKind::Reported,
+                    detail: message,
+                })
+            }
+            (Err(e), reported) => {
+                let mut f = self.failed(e);
+                if let Some((_, message)) = reported {
+                    f.detail = format!("{}; the plugin reported: {message}", f.detail);
+                }
+                Err(f)
+            }
         }
     }
 }
@@ -330,6 +352,7 @@ impl Instance {
         call.call_tick = call_tick;
         call.deadline_tick = call_tick + ticks_for(deadline);
         call.headers_added = 0;
+        call.reported = None;
         call.cpu = Default::default();
         store.set_epoch_deadline(1);
     }

@@ -177,6 +177,7 @@ impl Plugin {
                 name: String::new(),
                 version: String::new(),
                 capabilities: vec![],
+                directives: vec![],
             },
             phases,
             settings,

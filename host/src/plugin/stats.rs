@@ -2,11 +2,12 @@
 //! instances. Lock-free counters, read by the admin API.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use prometheus::core::Metric;
 use prometheus::{Histogram, HistogramOpts};
 
-use super::FailureKind;
+use super::{Failure, FailureKind, Phase};
 
 /// Call-time buckets in seconds: 1 µs to 1 s.
 const CALL_BUCKETS: &[f64] = &[
@@ -29,6 +30,21 @@ pub struct PluginStats {
     /// Wall time of each phase call; not registered with Prometheus (a
     /// plugin version comes and goes), read for /diagnostics.
     pub call_seconds: Histogram,
+    /// The latest failure, as the operator reads it on `GET /plugins`.
+    last_error: Mutex<Option<LastError>>,
+}
+
+/// A plugin's latest failure.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LastError {
+    pub phase: &'static str,
+    pub kind: &'static str,
+    /// What went wrong: the trap, or what the plugin reported (a panic's
+    /// message, an exception's traceback).
+    pub detail: String,
+    pub request: String,
+    /// Seconds since the Unix epoch.
+    pub at: u64,
 }
 
 impl Default for PluginStats {
@@ -46,13 +62,32 @@ impl Default for PluginStats {
                     .buckets(CALL_BUCKETS.to_vec()),
             )
             .expect("valid buckets"),
+            last_error: Mutex::new(None),
         }
     }
 }
 
 impl PluginStats {
-    pub fn failed(&self, kind: FailureKind) {
-        self.failures[kind as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn failed(&self, phase: Phase, f: &Failure, request: &str) {
+        self.failures[f.kind as usize].fetch_add(1, Ordering::Relaxed);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = LastError {
+            phase: phase.name(),
+            kind: f.kind.as_str(),
+            detail: f.detail.clone(),
+            request: request.to_string(),
+            at,
+        };
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+    }
+
+    pub fn last_error(&self) -> Option<LastError> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn failures(&self, kind: FailureKind) -> u64 {
@@ -107,10 +142,21 @@ mod tests {
         assert!((2e-6..=5e-6).contains(&p50), "{p50}");
         let p99 = quantile(&s.call_seconds, 0.99).unwrap();
         assert!((0.2..=0.5).contains(&p99), "{p99}");
-        s.failed(FailureKind::Deadline);
-        s.failed(FailureKind::Trap);
-        s.failed(FailureKind::Trap);
+        let failure = |kind, detail: &str| Failure {
+            kind,
+            detail: detail.into(),
+        };
+        assert!(s.last_error().is_none());
+        s.failed(Phase::Prime, &failure(FailureKind::Deadline, "slow"), "r1");
+        s.failed(Phase::Post, &failure(FailureKind::Trap, "first"), "r2");
+        s.failed(Phase::Package, &failure(FailureKind::Trap, "second"), "r3");
         assert_eq!(s.failures(FailureKind::Trap), 2);
         assert_eq!(s.failures_total(), 3);
+        let last = s.last_error().unwrap();
+        assert_eq!((last.phase, last.kind), ("package", "trap"));
+        assert_eq!(
+            (last.detail.as_str(), last.request.as_str()),
+            ("second", "r3")
+        );
     }
 }

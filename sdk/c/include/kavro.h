@@ -12,9 +12,10 @@
  *   }
  *
  * Strings the SDK hands out (header values, config values, ...) are
- * NUL-terminated and live until the request ends: never free them.
- * `kavro_state(size)` gives the request a zeroed block that every phase of
- * that request sees, and the next request gets afresh.
+ * NUL-terminated and live until the request ends (its post phase, if the
+ * plugin has one): never free them. `kavro_state(size)` gives the request a
+ * zeroed block that every phase of that request sees, and the next request
+ * gets afresh.
  */
 #ifndef KAVRO_H
 #define KAVRO_H
@@ -95,5 +96,11 @@ const char *kavro_config(const char *key);      /* NULL: not set */
 const char *kavro_kv_get(const char *key);      /* NULL: absent or refused */
 bool kavro_kv_set(const char *key, const char *value, uint64_t ttl_ms); /* 0: no ttl */
 bool kavro_kv_increment(const char *key, int64_t delta, uint64_t ttl_ms, int64_t *value);
+
+/* Reports a failure of the plugin's code on the current request (in post,
+ * the completion being handled): the host logs `message`, shows it on
+ * GET /plugins and counts a failure; then aborts, so the call traps and the
+ * host applies the plugin's failure policy. */
+_Noreturn void kavro_fail(const char *message);
 
 #endif

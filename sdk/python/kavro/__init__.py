@@ -28,6 +28,8 @@ the instance, across requests. The class is instantiated on the instance's
 first call, not at build time, so `__init__` may read config and the KV store.
 """
 
+import importlib
+import traceback
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -116,13 +118,18 @@ def forward(upstream: str, uri: Optional[str] = None, headers=None) -> _Forward:
 
 _class = None
 _instance = None
-_state = (None, None)
+_slot = (None, None)
+# With a post phase: seq -> state for every request whose post has not run
+# yet, since post comes in batches after later requests' phases ran here.
+_states = None
+_KEEP = 4096
 
 
 def export(cls):
     """Registers the plugin class; call once, at the end of the module."""
-    global _class
+    global _class, _states
     _class = cls
+    _states = {} if callable(getattr(cls, "post", None)) else None
     return cls
 
 
@@ -138,11 +145,18 @@ def _plugin():
 
 
 def _for(seq):
-    """The request's state: fresh when `seq` (the request) changes."""
-    global _state
-    if _state[0] != seq:
-        _state = (seq, _plugin().State())
-    return _state[1]
+    """The request's state, fresh for a new `seq` (request)."""
+    global _slot
+    if _states is None:
+        if _slot[0] != seq:
+            _slot = (seq, _plugin().State())
+        return _slot[1]
+    state = _states.get(seq)
+    if state is None:
+        if len(_states) >= _KEEP:
+            del _states[next(iter(_states))]  # the oldest
+        state = _states[seq] = _plugin().State()
+    return state
 
 
 def _wrong(phase, value):
@@ -154,16 +168,43 @@ def implemented(cls) -> List[str]:
     return [p for p in PHASES if callable(getattr(cls, p, None))]
 
 
+def _neutral(phase):
+    """What a phase returns after reporting an exception: the host applies
+    the plugin's failure policy whatever it is."""
+    outcome = {"prime": "Outcome_Continue", "prepare": "Outcome_Decline", "present": "Outcome_Keep"}
+    if phase not in outcome:
+        return None
+    # Only the phases the plugin implements are in its world.
+    module = importlib.import_module(f"wit_world.exports.{phase}")
+    return getattr(module, outcome[phase])()
+
+
+def _reported(phase):
+    """Reports an exception from the plugin (log.fail with its traceback,
+    which the host logs, counts and answers with the failure policy) and
+    returns, so that the instance, sound after an exception, is kept."""
+    def wrap(phase_call):
+        def call(self, seq, *args):
+            try:
+                return phase_call(self, seq, *args)
+            except Exception:
+                log.fail(seq, traceback.format_exc())
+                return _neutral(phase)
+        return call
+    return wrap
+
+
 # The classes componentize-py looks for, one per exported interface. The
 # build's generated entry module re-exports the ones the plugin implements.
 
 class PluginExport:
     def describe(self) -> types.Manifest:
         p = _plugin()
-        return types.Manifest(p.name, p.version, list(p.capabilities))
+        return types.Manifest(p.name, p.version, list(p.capabilities), [])
 
 
 class PrimeExport:
+    @_reported("prime")
     def on_request(self, seq, req):
         from wit_world.exports import prime as w
         out = _plugin().prime(_for(seq), req)
@@ -177,6 +218,7 @@ class PrimeExport:
 
 
 class PrepareExport:
+    @_reported("prepare")
     def on_prepare(self, seq, req):
         from wit_world.exports import prepare as w
         out = _plugin().prepare(_for(seq), req)
@@ -190,7 +232,9 @@ class PrepareExport:
 
 
 class PresentExport:
-    def on_body(self, seq, req, resp, body):
+    @_reported("present")
+    def on_body(self, seq, req, resp, body, args):
+        # `args` (a `!>` directive's arguments) are not exposed yet.
         from wit_world.exports import present as w
         out = _plugin().present(_for(seq), req, resp, body)
         if out is None:
@@ -201,10 +245,21 @@ class PresentExport:
 
 
 class PackageExport:
+    @_reported("package")
     def on_response(self, seq, req, resp):
         _plugin().package(_for(seq), req, resp)
 
 
 class PostExport:
-    def on_complete(self, seq, req, resp, done):
-        _plugin().post(_for(seq), req, resp, done)
+    def on_complete(self, batch):
+        for c in batch:
+            # The handles are owned: drop each request's as soon as it is done.
+            with c.req, c.resp:
+                try:
+                    state = _states.pop(c.seq, None)  # a dict: post is implemented
+                    if state is None:
+                        state = _plugin().State()
+                    _plugin().post(state, c.req, c.resp, c.done)
+                except Exception:
+                    # One request's failure does not cost the rest of the batch.
+                    log.fail(c.seq, traceback.format_exc())

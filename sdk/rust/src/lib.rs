@@ -27,8 +27,10 @@
 //! ```
 //!
 //! Per-request state: `Plugin::State` starts as `Default` for every request
-//! and lives through all of that request's phases. The plugin value itself
-//! (`&self`) lives as long as the instance, across requests.
+//! and lives through all of that request's phases, post included. The
+//! plugin value itself (`&self`) lives as long as the instance, across
+//! requests. A panic's message and location reach the host's log and
+//! `GET /plugins`.
 
 #[doc(hidden)]
 pub mod bindings {
@@ -53,7 +55,7 @@ macro_rules! phase_bindings {
                 pub_export_macro: true,
                 export_macro_name: $macro_name,
                 with: {
-                    "kavro:plugin/types@0.1.0": crate::bindings::kavro::plugin::types,
+                    "kavro:plugin/types@0.2.0": crate::bindings::kavro::plugin::types,
                 },
             });
         }
@@ -105,6 +107,7 @@ impl Manifest {
             name: name.to_string(),
             version: version.to_string(),
             capabilities: Vec::new(),
+            directives: Vec::new(),
         }
     }
 
@@ -226,6 +229,8 @@ pub trait Package: Plugin {
 }
 
 pub trait Post: Plugin {
+    /// Called once per finished request, in order, even when the host hands
+    /// several over in one call; `state` is that request's.
     fn on_complete(
         &self,
         state: &mut Self::State,
@@ -308,16 +313,33 @@ pub mod metrics {
 #[doc(hidden)]
 pub mod __private {
     use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::VecDeque;
     use std::marker::PhantomData;
 
     /// Where a plugin type keeps its value and its per-request state; the
     /// `export!` macro implements it in the plugin's crate.
     pub trait Slot: Plugin {
+        /// Whether the plugin exports post: per-request state then waits
+        /// for it.
+        const POST: bool;
         fn with<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R;
+        /// Runs `f` with request `seq`'s state for the last time.
+        fn finish<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R;
     }
 
-    /// Per-request state keyed by the host's request number.
-    pub struct StateCell<S>(std::cell::RefCell<Option<(u64, S)>>);
+    /// Requests whose post has not run yet, at most: the host hands post
+    /// over within a few requests, so this bound is only reached if it
+    /// never does.
+    const PARKED_MAX: usize = 4096;
+
+    /// Per-request state keyed by the host's request number: the current
+    /// request's, and, for a plugin with post, those of earlier requests
+    /// whose post is still to come.
+    pub struct StateCell<S> {
+        current: RefCell<Option<(u64, S)>>,
+        parked: RefCell<VecDeque<(u64, S)>>,
+    }
 
     impl<S: Default> Default for StateCell<S> {
         fn default() -> Self {
@@ -327,22 +349,70 @@ pub mod __private {
 
     impl<S: Default> StateCell<S> {
         pub const fn new() -> Self {
-            StateCell(std::cell::RefCell::new(None))
+            StateCell {
+                current: RefCell::new(None),
+                parked: RefCell::new(VecDeque::new()),
+            }
         }
 
-        pub fn with<R>(&self, seq: u64, f: impl FnOnce(&mut S) -> R) -> R {
-            let mut slot = self.0.borrow_mut();
+        pub fn with<R>(&self, seq: u64, keep: bool, f: impl FnOnce(&mut S) -> R) -> R {
+            let mut slot = self.current.borrow_mut();
             if slot.as_ref().is_none_or(|(s, _)| *s != seq) {
-                *slot = Some((seq, S::default()));
+                let earlier = slot.replace((seq, self.take_parked(seq).unwrap_or_default()));
+                if let (true, Some(earlier)) = (keep, earlier) {
+                    let mut parked = self.parked.borrow_mut();
+                    if parked.len() == PARKED_MAX {
+                        parked.pop_front();
+                    }
+                    parked.push_back(earlier);
+                }
             }
             f(&mut slot.as_mut().expect("just set").1)
         }
+
+        pub fn finish<R>(&self, seq: u64, f: impl FnOnce(&mut S) -> R) -> R {
+            let mut state = {
+                let mut slot = self.current.borrow_mut();
+                match slot.take() {
+                    Some((s, state)) if s == seq => state,
+                    other => {
+                        *slot = other;
+                        self.take_parked(seq).unwrap_or_default()
+                    }
+                }
+            };
+            f(&mut state)
+        }
+
+        fn take_parked(&self, seq: u64) -> Option<S> {
+            let mut parked = self.parked.borrow_mut();
+            let at = parked.iter().position(|(s, _)| *s == seq)?;
+            parked.remove(at).map(|(_, state)| state)
+        }
+    }
+
+    thread_local! {
+        /// The request the plugin's code is running for, for the panic hook.
+        static CURRENT_SEQ: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Marks the request whose code runs next, and makes sure a panic in it
+    /// reaches the host's log with its message and location.
+    fn running(seq: u64) {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                bindings::kavro::plugin::log::fail(CURRENT_SEQ.get(), &info.to_string());
+            }))
+        });
+        CURRENT_SEQ.set(seq);
     }
 
     pub struct Adapter<T>(PhantomData<T>);
 
     impl<T: Slot> bindings::exports::kavro::plugin::plugin::Guest for Adapter<T> {
         fn describe() -> Manifest {
+            running(0);
             T::with(0, |p, _| p.manifest())
         }
     }
@@ -354,6 +424,7 @@ pub mod __private {
             req: &Request,
         ) -> crate::prime_bindings::exports::kavro::plugin::prime::Outcome {
             use crate::prime_bindings::exports::kavro::plugin::prime::Outcome;
+            running(seq);
             match T::with(seq, |p, s| p.on_request(s, req)) {
                 PrimeOutcome::Continue => Outcome::Continue,
                 PrimeOutcome::Rewrite(u) => Outcome::Rewrite(u),
@@ -371,6 +442,7 @@ pub mod __private {
             req: &Request,
         ) -> crate::prepare_bindings::exports::kavro::plugin::prepare::Outcome {
             use crate::prepare_bindings::exports::kavro::plugin::prepare::Outcome;
+            running(seq);
             match T::with(seq, |p, s| p.on_prepare(s, req)) {
                 PrepareOutcome::Respond(r) => Outcome::Respond(r),
                 PrepareOutcome::Forward(f) => Outcome::Forward(f),
@@ -388,8 +460,10 @@ pub mod __private {
             req: &Request,
             resp: &Response,
             body: Vec<u8>,
+            _args: Vec<String>,
         ) -> crate::present_bindings::exports::kavro::plugin::present::Outcome {
             use crate::present_bindings::exports::kavro::plugin::present::Outcome;
+            running(seq);
             match T::with(seq, |p, s| p.on_body(s, req, resp, body)) {
                 PresentOutcome::Keep => Outcome::Keep,
                 PresentOutcome::Replace(b) => Outcome::Replace(b),
@@ -402,14 +476,18 @@ pub mod __private {
         for Adapter<T>
     {
         fn on_response(seq: u64, req: &Request, resp: &Response) {
+            running(seq);
             T::with(seq, |p, s| p.on_response(s, req, resp))
         }
     }
 
     #[cfg(feature = "post")]
     impl<T: Slot + Post> crate::post_bindings::exports::kavro::plugin::post::Guest for Adapter<T> {
-        fn on_complete(seq: u64, req: &Request, resp: &Response, done: Completion) {
-            T::with(seq, |p, s| p.on_complete(s, req, resp, &done))
+        fn on_complete(batch: Vec<crate::post_bindings::exports::kavro::plugin::post::Completed>) {
+            for c in batch {
+                running(c.seq);
+                T::finish(c.seq, |p, s| p.on_complete(s, &c.req, &c.resp, &c.done));
+            }
         }
     }
 }
@@ -427,14 +505,31 @@ macro_rules! export {
                     const { $crate::__private::StateCell::new() };
             }
             impl $crate::__private::Slot for $ty {
+                const POST: bool = false $(|| $crate::__is_post!($phase))+;
                 fn with<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R {
-                    __KAVRO_PLUGIN.with(|p| __KAVRO_STATE.with(|s| s.with(seq, |st| f(p, st))))
+                    __KAVRO_PLUGIN.with(|p| {
+                        __KAVRO_STATE.with(|s| s.with(seq, Self::POST, |st| f(p, st)))
+                    })
+                }
+                fn finish<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R {
+                    __KAVRO_PLUGIN.with(|p| __KAVRO_STATE.with(|s| s.finish(seq, |st| f(p, st))))
                 }
             }
             type __KavroAdapter = $crate::__private::Adapter<$ty>;
             $crate::bindings::export_base!(__KavroAdapter with_types_in $crate::bindings);
             $( $crate::__export_phase!($phase, __KavroAdapter); )+
         };
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __is_post {
+    (post) => {
+        true
+    };
+    ($other:ident) => {
+        false
     };
 }
 

@@ -36,15 +36,26 @@ impl Unit for Log {
     }
 }
 
-impl Host for CapCtx<'_, ()> {
-    fn log(&mut self, level: Level, mut message: String) {
-        if message.len() > MAX_MESSAGE {
-            let mut cut = MAX_MESSAGE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
+/// Cuts a message to [`MAX_MESSAGE`] bytes, on a character boundary.
+fn bounded(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut cut = MAX_MESSAGE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
         }
+        message.truncate(cut);
+    }
+    message
+}
+
+impl Host for CapCtx<'_, ()> {
+    /// Kept with the call: the host shows it with the failure it ends in.
+    fn fail(&mut self, seq: u64, message: String) {
+        self.call.reported = Some((seq, bounded(message)));
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        let message = bounded(message);
         let message = escape_controls(&message);
         let plugin = &*self.call.plugin;
         let request = self.call.request_id();
@@ -61,7 +72,7 @@ impl Host for CapCtx<'_, ()> {
 /// A plugin's message with control characters written as escapes: no
 /// terminal escape sequences, and no line breaks that would forge a log
 /// line of their own. Tabs stay.
-fn escape_controls(message: &str) -> Cow<'_, str> {
+pub fn escape_controls(message: &str) -> Cow<'_, str> {
     let is_control = |c: char| c.is_control() && c != '\t';
     // C0, DEL and C1 (U+0080..U+009F, 0xC2 0x80..0x9F in UTF-8): all start
     // with a byte below 0x20, 0x7F or 0xC2.

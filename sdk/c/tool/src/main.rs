@@ -56,18 +56,28 @@ fn world(tmp: &Path, phases: &[&str]) -> Result<PathBuf> {
     let wit = tmp.join("wit");
     let deps = wit.join("deps").join("kavro-plugin");
     std::fs::create_dir_all(&deps)?;
+    // The version is the WIT's own, not one built into this tool: a tool
+    // built from another clone of a shared target dir still works.
+    let mut version = None;
     for entry in std::fs::read_dir(sdk_dir().join("../../wit"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "wit") {
-            std::fs::copy(&path, deps.join(path.file_name().expect("file")))?;
+            let text = std::fs::read_to_string(&path)?;
+            version = version.or_else(|| {
+                text.lines()
+                    .find_map(|l| l.trim().strip_prefix("package kavro:plugin@"))
+                    .map(|v| v.trim_end_matches(';').trim().to_string())
+            });
+            std::fs::write(deps.join(path.file_name().expect("file")), text)?;
         }
     }
-    let mut text = String::from(
-        "package kavro:c-plugin;\n\nworld plugin {\n    include kavro:plugin/base@0.1.0;\n",
+    let version = version.context("no `package kavro:plugin@VERSION;` in wit/")?;
+    let mut text = format!(
+        "package kavro:c-plugin;\n\nworld plugin {{\n    include kavro:plugin/base@{version};\n",
     );
     for p in phases {
         let name = if *p == "package" { "%package" } else { p };
-        text += &format!("    export kavro:plugin/{name}@0.1.0;\n");
+        text += &format!("    export kavro:plugin/{name}@{version};\n");
     }
     text += "}\n";
     std::fs::write(wit.join("world.wit"), text)?;

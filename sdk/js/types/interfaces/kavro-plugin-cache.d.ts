@@ -1,4 +1,4 @@
-/** @module Interface kavro:plugin/cache@0.1.0 **/
+/** @module Interface kavro:plugin/cache@0.2.0 **/
 /**
  * In prime: look this request up, and store its response, under `key`
  * instead of the default (host + path + query).

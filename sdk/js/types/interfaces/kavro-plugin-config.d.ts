@@ -1,3 +1,3 @@
-/** @module Interface kavro:plugin/config@0.1.0 **/
+/** @module Interface kavro:plugin/config@0.2.0 **/
 export function get(key: string): string | undefined;
 export function entries(): Array<[string, string]>;

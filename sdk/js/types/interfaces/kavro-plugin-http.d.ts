@@ -1,4 +1,4 @@
-/** @module Interface kavro:plugin/http@0.1.0 **/
+/** @module Interface kavro:plugin/http@0.2.0 **/
 /**
  * Sends the request and returns the whole response. Bounded by the
  * upstream's timeouts and by what is left of the plugin's deadline.

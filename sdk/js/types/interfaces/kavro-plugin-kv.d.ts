@@ -1,4 +1,4 @@
-/** @module Interface kavro:plugin/kv@0.1.0 **/
+/** @module Interface kavro:plugin/kv@0.2.0 **/
 export function get(key: string): Uint8Array | undefined;
 /**
  * `ttl-ms`: none keeps the entry until deleted.

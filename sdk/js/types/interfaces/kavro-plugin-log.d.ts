@@ -1,3 +1,13 @@
-/** @module Interface kavro:plugin/log@0.1.0 **/
+/** @module Interface kavro:plugin/log@0.2.0 **/
 export function log(level: Level, message: string): void;
+/**
+ * Reports a failure of the plugin's code on request `seq` (the phase
+ * call's, or in post the completion's): a panic's message and
+ * location, an exception and its traceback. The host shows it in its
+ * log and on `GET /plugins`, and counts a failure. A phase call that
+ * then traps fails with this message; in post, the SDKs report an
+ * exception and go on with the rest of the batch. The SDKs call it;
+ * plugins rarely need to.
+ */
+export function fail(seq: bigint, message: string): void;
 export type Level = import('./kavro-plugin-types.js').Level;

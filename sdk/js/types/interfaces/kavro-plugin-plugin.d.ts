@@ -1,3 +1,3 @@
-/** @module Interface kavro:plugin/plugin@0.1.0 **/
+/** @module Interface kavro:plugin/plugin@0.2.0 **/
 export function describe(): Manifest;
 export type Manifest = import('./kavro-plugin-types.js').Manifest;

@@ -1,4 +1,4 @@
-/** @module Interface kavro:plugin/prepare@0.1.0 **/
+/** @module Interface kavro:plugin/prepare@0.2.0 **/
 export function onPrepare(seq: bigint, req: Request): Outcome;
 export type Request = import('./kavro-plugin-types.js').Request;
 export type Reply = import('./kavro-plugin-types.js').Reply;

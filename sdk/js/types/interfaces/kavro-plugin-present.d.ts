@@ -1,5 +1,9 @@
-/** @module Interface kavro:plugin/present@0.1.0 **/
-export function onBody(seq: bigint, req: Request, resp: Response, body: Uint8Array): Outcome;
+/** @module Interface kavro:plugin/present@0.2.0 **/
+/**
+ * `args`: the arguments of the `!>` directive that named this plugin,
+ * empty when it runs as an ordinary present plugin.
+ */
+export function onBody(seq: bigint, req: Request, resp: Response, body: Uint8Array, args: Array<string>): Outcome;
 export type Request = import('./kavro-plugin-types.js').Request;
 export type Response = import('./kavro-plugin-types.js').Response;
 export type Outcome = OutcomeKeep | OutcomeReplace;

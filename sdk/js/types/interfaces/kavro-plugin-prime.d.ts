@@ -1,4 +1,4 @@
-/** @module Interface kavro:plugin/prime@0.1.0 **/
+/** @module Interface kavro:plugin/prime@0.2.0 **/
 export function onRequest(seq: bigint, req: Request): Outcome;
 export type Request = import('./kavro-plugin-types.js').Request;
 export type Reply = import('./kavro-plugin-types.js').Reply;

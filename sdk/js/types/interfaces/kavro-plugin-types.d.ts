@@ -1,4 +1,4 @@
-/** @module Interface kavro:plugin/types@0.1.0 **/
+/** @module Interface kavro:plugin/types@0.2.0 **/
 /**
  * A header as (name, value). Names are lower-case on the way in.
  */
@@ -107,6 +107,11 @@ export interface Manifest {
    * "env", "fs".
    */
   capabilities: Array<string>,
+  /**
+   * The `!>` file directives it answers in present (empty for most
+   * plugins).
+   */
+  directives: Array<string>,
 }
 
 export class Request {

@@ -8,6 +8,8 @@
 //! - present: with `x-shout`, the body is upper-cased;
 //! - package: `x-probe-phases` lists the phases this request went through
 //!   (per-request state: it must never carry over from another request);
+//!   `x-probe-edits` shows header changes read back: prime's own, as
+//!   prepare saw them, package's own, and a request change refused there;
 //! - post: records `STATUS BYTES PATH` in the KV store (not for `/kv/*`).
 
 use kavro_sdk::{
@@ -24,6 +26,9 @@ struct State {
     path: String,
     /// One letter per phase: r(prime) p(prepare) b(present) k(package).
     phases: String,
+    /// `x-probe-mark` as prime read it back after changing it, then as
+    /// prepare found it.
+    marks: Vec<String>,
 }
 
 impl Plugin for Probe {
@@ -43,6 +48,11 @@ impl Prime for Probe {
     fn on_request(&self, s: &mut State, req: &Request) -> PrimeOutcome {
         s.phases.push('r');
         s.path = req.path();
+        // Changes are read back before the host has applied them.
+        let _ = req.set_header("x-probe-mark", "stale");
+        let _ = req.set_header("X-Probe-Mark", "1");
+        let _ = req.append_header("x-probe-mark", "2");
+        s.marks.push(req.header_all("x-probe-mark").join(","));
         match s.path.as_str() {
             "/kv/incr" => match kv::increment("hits", 1, None) {
                 Ok(n) => PrimeOutcome::Respond(text(200, &n.to_string())),
@@ -66,6 +76,7 @@ impl Prime for Probe {
 impl Prepare for Probe {
     fn on_prepare(&self, s: &mut State, req: &Request) -> PrepareOutcome {
         s.phases.push('p');
+        s.marks.push(req.header_all("x-probe-mark").join(","));
         if req.path() == "/prepared" {
             return PrepareOutcome::Respond(text(200, "prepared by probe\n"));
         }
@@ -98,8 +109,14 @@ impl Present for Probe {
 }
 
 impl Package for Probe {
-    fn on_response(&self, s: &mut State, _req: &Request, resp: &Response) {
+    fn on_response(&self, s: &mut State, req: &Request, resp: &Response) {
         s.phases.push('k');
+        let _ = resp.set_header("x-probe-gone", "1");
+        let _ = resp.remove_header("x-probe-gone");
+        let gone = resp.header("x-probe-gone").is_none();
+        let refused = req.set_header("x-late", "1").is_err();
+        let edits = format!("{}|gone={gone}|refused={refused}", s.marks.join("|"));
+        let _ = resp.set_header("x-probe-edits", &edits);
         let _ = resp.set_header("x-probe-phases", &s.phases);
         let _ = resp.set_header("x-probe-path", &s.path);
     }
