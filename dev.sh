@@ -87,15 +87,15 @@ language_toolchains() {
 }
 
 # build_examples LANGUAGE EXT SDK_DIR BUILD...: every examples/LANGUAGE/NAME/
-# into the test plugin folder as NAME_LANGUAGE.wasm, rebuilt only when its
-# sources, the SDK or the WIT changed. The SDK's build installs its
-# toolchain on first use.
+# and tests/lang/LANGUAGE/NAME/ (plugins only the tests use) into the test
+# plugin folder as NAME_LANGUAGE.wasm, rebuilt only when its sources, the
+# SDK or the WIT changed. The SDK's build installs its toolchain on first use.
 build_examples() {
     local lang=$1 ext=$2 sdk=$3
     shift 3
     local out="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
     mkdir -p "$out"
-    for dir in examples/"$lang"/*/; do
+    for dir in examples/"$lang"/*/ tests/lang/"$lang"/*/; do
         [ -d "$dir" ] || continue
         local name; name=$(basename "$dir")
         local wasm="$out/${name//-/_}_$lang.wasm"

@@ -2,7 +2,7 @@
 //! SDK's one build command (./dev.sh test runs it), through kavro-host.
 
 use kavro_e2e::upstream::Upstream;
-use kavro_e2e::{client, proxy_to_upstreams, Host};
+use kavro_e2e::{client, eventually, proxy_to_upstreams, Host};
 
 /// C: the token-bucket rate limiter (prime + package, KV + config).
 #[test]
@@ -134,4 +134,72 @@ fn python_ab_test() {
     let p = &plugins["plugins"][0];
     assert_eq!(p["name"], "ab-test");
     assert_eq!(p["phases"], serde_json::json!(["prime", "package"]));
+}
+
+/// A plugin's own failure, as each SDK reports it through `log.fail`: the
+/// `failing` test plugin fails in prime on `/raise` and in post on
+/// `/raise-post`. The operator sees the language's own message (and, where
+/// the language has one, the traceback naming the plugin's file) in the
+/// log and on `GET /plugins`; the failure policy applies. An exception
+/// leaves the instance sound, so Python and JavaScript keep it, where a C
+/// abort traps and the instance is replaced.
+fn failures_reach_the_operator(wasm: &str, kind: &str, traceback: &str) {
+    let config = format!(
+        "{}\n[[plugins]]\nname = \"failing\"\n# A fresh Python or JS instance takes a while on a busy machine.\nlimits = {{ deadline_ms = 5000 }}\n",
+        kavro_e2e::respond_route("all", "/*", "ok")
+    );
+    let host = Host::builder()
+        .plugin(wasm, "failing")
+        .config(&config)
+        .start();
+    let c = client();
+    let get = |path: &str| c.get(host.url(path)).send().unwrap().status().as_u16();
+    let plugin = || host.admin_json("/plugins")["plugins"][0].clone();
+    assert_eq!(get("/ok"), 200);
+    let created = plugin()["instances_created"].as_u64().unwrap();
+
+    // Prime: the plugin's failure policy (fail-closed) answers.
+    for _ in 0..3 {
+        assert_eq!(get("/raise"), 500);
+    }
+    host.assert_logged("failing on purpose in prime");
+    let last = &plugin()["last_error"];
+    assert_eq!(last["phase"], "prime", "{last}");
+    assert_eq!(last["kind"], kind, "{last}");
+    let detail = last["detail"].as_str().unwrap();
+    assert!(detail.contains("failing on purpose in prime"), "{detail}");
+    assert!(detail.contains(traceback), "{detail}");
+    assert!(last["at"].as_u64().unwrap() > 0, "{last}");
+
+    // Post: counted and shown; the response has gone already.
+    assert_eq!(get("/raise-post"), 200);
+    host.assert_logged("failing on purpose in post");
+    let last = eventually("post's failure on /plugins", || {
+        let p = plugin();
+        (p["last_error"]["phase"] == "post").then_some(p)
+    });
+    assert_eq!(last["failures"], 4, "{last}");
+    assert_eq!(get("/ok"), 200);
+
+    let replaced = plugin()["instances_created"].as_u64().unwrap() - created;
+    if kind == "reported" {
+        assert_eq!(replaced, 0, "an exception must not cost the instance");
+    } else {
+        assert!(replaced >= 3, "a trapped instance is never reused");
+    }
+}
+
+#[test]
+fn python_exceptions_reach_the_operator() {
+    failures_reach_the_operator("failing-python", "reported", "failing.py\", line");
+}
+
+#[test]
+fn javascript_exceptions_reach_the_operator() {
+    failures_reach_the_operator("failing-typescript", "reported", "RangeError");
+}
+
+#[test]
+fn c_failures_reach_the_operator() {
+    failures_reach_the_operator("failing-c", "trap", "the plugin reported");
 }
