@@ -84,6 +84,7 @@ impl Admin {
                     "calls": p.stats.calls.load(Ordering::Relaxed),
                     "failures": p.stats.failures_total(),
                     "last_error": p.stats.last_error(),
+                    "backoff": p.backoff.snapshot(),
                     "instances_live": p.stats.instances_live.load(Ordering::Relaxed),
                     "instances_created": p.stats.instances_created.load(Ordering::Relaxed),
                     "instances_pooled": p.pooled(),

@@ -442,3 +442,35 @@ fn outbound_http_only_to_declared_upstreams_and_only_when_granted() {
     let (_, body) = ask(&host, "/fetch/backend/slow?ms=2000");
     assert!(body.contains("did not answer within"), "{body}");
 }
+
+#[test]
+fn a_plugin_that_fails_every_request_is_backed_off_then_tried_again() {
+    let host = hostile_host("");
+    let plugin = || host.admin_json("/plugins")["plugins"][0].clone();
+    assert_eq!(ask(&host, "none").0, 200);
+    let created = plugin()["instances_created"].as_u64().unwrap();
+    // Every request traps and loses its instance: past five in a row, the
+    // failure policy answers without making new instances for a while.
+    for _ in 0..40 {
+        assert_eq!(ask(&host, "trap").0, 500);
+    }
+    host.assert_logged("keeps failing and losing its instance");
+    let p = plugin();
+    let made = p["instances_created"].as_u64().unwrap() - created;
+    // The first trap takes the warm instance; four more are made.
+    assert!(
+        (4..20).contains(&made),
+        "{made} instances made for 40 traps: {p}"
+    );
+    assert!(p["backoff"]["engaged"].as_u64().unwrap() >= 1, "{p}");
+    assert!(failures(&host, "backoff") >= 20, "{p}");
+    // What the operator reads is the plugin's error, not the back-off.
+    assert_eq!(p["last_error"]["kind"], "trap", "{p}");
+    // Once it is over, the next request tries the plugin again; a success
+    // ends it.
+    eventually("the back-off to run out", || {
+        plugin()["backoff"]["remaining_ms"].is_null().then_some(())
+    });
+    assert_eq!(ask(&host, "none"), (200, "ok\n".to_string()));
+    assert_eq!(plugin()["backoff"]["consecutive_failures"], 0);
+}

@@ -32,15 +32,18 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
     ctx.mark_failed(i);
     plugin.stats.failed(phase, f, ctx.request_id());
     crate::metrics::record_failure(&plugin.name, f.kind);
-    tracing::warn!(
-        plugin = %plugin.name,
-        phase = phase.name(),
-        kind = f.kind.as_str(),
-        request = ctx.request_id(),
-        "plugin failed: {}",
-        // A traceback's lines stay one log line.
-        crate::plugin::caps::log::escape_controls(&f.detail)
-    );
+    // A back-off was logged once as it began, with the failures before it.
+    if f.kind != FailureKind::Backoff {
+        tracing::warn!(
+            plugin = %plugin.name,
+            phase = phase.name(),
+            kind = f.kind.as_str(),
+            request = ctx.request_id(),
+            "plugin failed: {}",
+            // A traceback's lines stay one log line.
+            crate::plugin::caps::log::escape_controls(&f.detail)
+        );
+    }
     match plugin.settings.failure {
         FailurePolicy::FailOpen => Verdict::Skip,
         FailurePolicy::FailClosed => Verdict::Fail(Produced::text(
@@ -60,10 +63,7 @@ async fn check_out(set: &PluginSet, ctx: &mut Ctx, i: usize) -> Result<(), Failu
         ctx.instances.resize_with(set.plugins.len(), || None);
     }
     if ctx.instances[i].is_none() {
-        let mut inst = set.plugins[i].checkout().await.map_err(|e| Failure {
-            kind: FailureKind::Instantiate,
-            detail: format!("{e:#}"),
-        })?;
+        let mut inst = set.plugins[i].checkout().await?;
         inst.set_request_info(Some(ctx.info()));
         ctx.instances[i] = Some(SyncWrapper::new(inst));
     }

@@ -11,16 +11,20 @@ pub enum FailureKind {
     /// The plugin's own code failed and its SDK reported it (an exception
     /// caught), without a trap.
     Reported,
+    /// Not called: the plugin keeps failing, and no new instance is made
+    /// for it for a while (see `backoff`).
+    Backoff,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::Trap,
         FailureKind::Deadline,
         FailureKind::Memory,
         FailureKind::BadOutput,
         FailureKind::Instantiate,
         FailureKind::Reported,
+        FailureKind::Backoff,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -31,6 +35,7 @@ impl FailureKind {
             FailureKind::BadOutput => "bad-output",
             FailureKind::Instantiate => "instantiate",
             FailureKind::Reported => "reported",
+            FailureKind::Backoff => "backoff",
         }
     }
 }

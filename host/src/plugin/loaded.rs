@@ -11,12 +11,14 @@ use anyhow::{bail, Context};
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::Store;
 
+use super::backoff::Backoff;
 use super::bindings::{self, describe};
 use super::call::Call;
 use super::caps::{Capability, Granting, Shared, Views};
 use super::engine::Runtime;
 use super::epoch::{now_tick, ticks_for};
 use super::exports::{self, Guests, PhaseIndices};
+use super::failure::{Failure, FailureKind};
 use super::instance::{Instance, Live};
 use super::phase::Phases;
 use super::pool::Pool;
@@ -64,6 +66,8 @@ pub struct Plugin {
     call_name: Arc<str>,
     pool: Pool,
     pub stats: Arc<PluginStats>,
+    /// Holds off new instances while the plugin keeps failing.
+    pub backoff: Backoff,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -189,6 +193,7 @@ impl Plugin {
             call_name: name.into(),
             pool,
             stats,
+            backoff: Backoff::default(),
         };
 
         let mut first = plugin
@@ -287,15 +292,38 @@ impl Plugin {
     }
 
     /// An instance for one request: warm from the pool, or fresh.
-    pub async fn checkout(&self) -> anyhow::Result<Instance> {
-        match self.pool.take() {
-            Some(i) => Ok(i),
-            None => self.instantiate().await,
+    pub async fn checkout(&self) -> Result<Instance, Failure> {
+        if let Some(i) = self.pool.take() {
+            return Ok(i);
         }
+        if let Err(left) = self.backoff.admit() {
+            return Err(Failure {
+                kind: FailureKind::Backoff,
+                detail: format!(
+                    "not instantiated: it failed {} times in a row, each time losing its \
+                     instance; the next try is in {} ms",
+                    self.backoff.snapshot().consecutive_failures,
+                    left.as_millis()
+                ),
+            });
+        }
+        self.instantiate().await.map_err(|e| {
+            self.backoff.failed(&self.name);
+            Failure {
+                kind: FailureKind::Instantiate,
+                detail: format!("{e:#}"),
+            }
+        })
     }
 
-    /// Returns an instance after its request (see [`Pool::give_back`]).
+    /// Returns an instance after its request (see [`Pool::give_back`]); a
+    /// broken one counts towards a back-off, a sound one ends it.
     pub fn give_back(&self, instance: Instance) {
+        if instance.broken {
+            self.backoff.failed(&self.name);
+        } else {
+            self.backoff.succeeded();
+        }
         self.pool.give_back(instance);
     }
 

@@ -2,6 +2,7 @@
 //! instance pool, phase calls with deadlines (long ones on a slow lane), and the capabilities.
 
 pub mod artifacts;
+pub mod backoff;
 pub mod bindings;
 pub mod call;
 pub mod caps;

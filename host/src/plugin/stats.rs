@@ -68,8 +68,13 @@ impl Default for PluginStats {
 }
 
 impl PluginStats {
+    /// Counts a failure; the latest one that says what went wrong (not a
+    /// back-off) is kept for the operator.
     pub fn failed(&self, phase: Phase, f: &Failure, request: &str) {
         self.failures[f.kind as usize].fetch_add(1, Ordering::Relaxed);
+        if f.kind == FailureKind::Backoff {
+            return;
+        }
         let at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -1,0 +1,136 @@
+//! A plugin that fails on every request must not melt the host. Each
+//! failure that costs an instance (a trap, a deadline, a memory limit, an
+//! instantiation that fails) means a new instance for the next request,
+//! which for a Python or JavaScript plugin is a millisecond or more of CPU.
+//! After [`THRESHOLD`] such failures in a row, requests that would need a
+//! new instance get the plugin's failure policy at once, for a period that
+//! starts at [`FIRST`] and doubles, up to [`LONGEST`], each time the plugin
+//! fails again right after it. One success ends it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Failures in a row, each costing the instance, that start a back-off.
+pub const THRESHOLD: u32 = 5;
+pub const FIRST: Duration = Duration::from_millis(100);
+pub const LONGEST: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default)]
+pub struct Backoff {
+    /// Failures in a row that cost an instance; read on every release.
+    consecutive: AtomicU32,
+    /// Times a back-off started, for the operator.
+    engaged: AtomicU64,
+    /// The current period and its end, once one started.
+    state: Mutex<Option<(Duration, Instant)>>,
+}
+
+/// What the operator reads on `GET /plugins`.
+#[derive(Debug, serde::Serialize)]
+pub struct Snapshot {
+    pub consecutive_failures: u32,
+    /// Milliseconds left in the current back-off, if one is under way.
+    pub remaining_ms: Option<u64>,
+    pub engaged: u64,
+}
+
+impl Backoff {
+    /// Whether a request may have a new instance now; otherwise how long
+    /// the back-off still runs.
+    pub fn admit(&self) -> Result<(), Duration> {
+        if self.consecutive.load(Ordering::Relaxed) < THRESHOLD {
+            return Ok(());
+        }
+        match *self.state.lock() {
+            Some((_, until)) => match until.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Err(left),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// A call or an instantiation failed and the instance is lost.
+    pub fn failed(&self, plugin: &str) {
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < THRESHOLD {
+            return;
+        }
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        // Failures of requests already under way when it started do not
+        // lengthen it.
+        if state.is_some_and(|(_, until)| until > now) {
+            return;
+        }
+        let period = state.map_or(FIRST, |(p, _)| (p * 2).min(LONGEST));
+        *state = Some((period, now + period));
+        self.engaged.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            plugin,
+            failures_in_a_row = n,
+            "plugin keeps failing and losing its instance: its failure policy answers \
+             without a new instance for {} ms (doubling while it keeps failing; one \
+             success ends it)",
+            period.as_millis()
+        );
+    }
+
+    /// A call succeeded: the plugin works again.
+    pub fn succeeded(&self) {
+        // One load on the common path: nothing to reset.
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+            *self.state.lock() = None;
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let remaining_ms = self
+            .state
+            .lock()
+            .and_then(|(_, until)| until.checked_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+            .map(|d| d.as_millis() as u64);
+        Snapshot {
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            remaining_ms,
+            engaged: self.engaged.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_after_the_threshold_doubles_and_ends_on_success() {
+        let b = Backoff::default();
+        for _ in 0..THRESHOLD - 1 {
+            b.failed("p");
+        }
+        assert!(b.admit().is_ok());
+        b.failed("p");
+        let left = b.admit().unwrap_err();
+        assert!(left <= FIRST && left > FIRST / 2, "{left:?}");
+        // More failures during it do not lengthen it.
+        b.failed("p");
+        assert!(b.admit().unwrap_err() <= FIRST);
+        assert_eq!(b.snapshot().engaged, 1);
+
+        // Over: one try; failing again doubles the period.
+        *b.state.lock() = Some((FIRST, Instant::now()));
+        assert!(b.admit().is_ok());
+        b.failed("p");
+        assert!(b.admit().unwrap_err() > FIRST);
+        assert_eq!(b.snapshot().engaged, 2);
+
+        b.succeeded();
+        assert!(b.admit().is_ok());
+        let s = b.snapshot();
+        assert_eq!((s.consecutive_failures, s.remaining_ms), (0, None));
+    }
+}
