@@ -4,9 +4,10 @@ export function log(level: Level, message: string): void;
  * Reports a failure of the plugin's code on request `seq` (the phase
  * call's, or in post the completion's): a panic's message and
  * location, an exception and its traceback. The host shows it in its
- * log and on `GET /plugins`, and counts a failure. A phase call that
- * then traps fails with this message; in post, the SDKs report an
- * exception and go on with the rest of the batch. The SDKs call it;
+ * log and on `GET /plugins`. The call then fails under the plugin's
+ * failure policy, whatever it returns or if it traps. A call that
+ * returns keeps its instance: the SDKs report an exception and return,
+ * and in post go on with the rest of the batch. The SDKs call it;
  * plugins rarely need to.
  */
 export function fail(seq: bigint, message: string): void;
