@@ -18,74 +18,55 @@ enum { K_CONTINUE, K_REWRITE, K_RESPOND, K_DECLINE, K_FORWARD, K_KEEP, K_REPLACE
 
 /* ---- per-request memory: an arena and the state block ---- */
 
-typedef struct {
-    uint64_t seq;
-    void **arena;
-    size_t arena_len, arena_cap;
-    void *state;
-    size_t state_size;
-} request_mem;
-
-/* Post may come in a batch after later requests' phases ran here, so with a
- * post phase every request waiting for its post keeps its memory (the oldest
- * goes beyond MAX_WAITING); without one, only the current request's. One
- * more slot: post of a request already dropped runs on a fresh one, without
- * dropping another. */
-#ifdef KAVRO_PHASE_POST
-#define MAX_WAITING 4096
-#else
-#define MAX_WAITING 1
-#endif
-static request_mem *waiting[MAX_WAITING + 1]; /* oldest first */
-static size_t waiting_len;
-static request_mem *cur;  /* the request of the running phase */
-static uint64_t current_seq;
+/* One request at a time: the host keeps an instance for a request from its
+ * first phase to its post, and runs post before the instance serves another
+ * request. So one slot: the memory of the request whose seq is `slot_seq`. */
+static bool slot_used;
+static uint64_t slot_seq;
+static void **arena;
+static size_t arena_len, arena_cap;
+static void *state;
+static size_t state_size;
+static uint64_t current_seq; /* the request of the running phase (kavro_fail) */
 
 static void *keep(void *p) {
-    if (cur->arena_len == cur->arena_cap) {
-        cur->arena_cap = cur->arena_cap ? cur->arena_cap * 2 : 16;
-        cur->arena = realloc(cur->arena, cur->arena_cap * sizeof *cur->arena);
+    if (arena_len == arena_cap) {
+        arena_cap = arena_cap ? arena_cap * 2 : 16;
+        arena = realloc(arena, arena_cap * sizeof *arena);
     }
-    cur->arena[cur->arena_len++] = p;
+    arena[arena_len++] = p;
     return p;
 }
 
-/* Frees the request's memory and forgets it. */
-static void forget(size_t i) {
-    request_mem *m = waiting[i];
-    for (size_t j = 0; j < m->arena_len; j++) free(m->arena[j]);
-    free(m->arena);
-    free(m->state);
-    free(m);
-    memmove(&waiting[i], &waiting[i + 1], (--waiting_len - i) * sizeof *waiting);
-    if (m == cur) cur = NULL;
+/* Frees the slot's strings and state: the slot is empty afterwards. */
+static void reset(void) {
+    for (size_t i = 0; i < arena_len; i++) free(arena[i]);
+    arena_len = 0;
+    free(state);
+    state = NULL;
+    state_size = 0;
+    slot_used = false;
 }
 
-/* Makes `seq`'s memory current, creating it for a new request (`lasting`:
- * kept after this call, so it may drop the oldest). */
-static void enter(uint64_t seq, bool lasting) {
+/* Called at the start of every phase (and of each completion in post): a
+ * new seq is a new request, which gets the slot afresh. */
+static void begin(uint64_t seq) {
     current_seq = seq;
-    if (cur && cur->seq == seq) return;
-    for (size_t i = waiting_len; i-- > 0;) /* newest first: usually the one */
-        if (waiting[i]->seq == seq) {
-            cur = waiting[i];
-            return;
-        }
-    if (lasting && waiting_len >= MAX_WAITING) forget(0);
-    cur = calloc(1, sizeof *cur);
-    cur->seq = seq;
-    waiting[waiting_len++] = cur;
+    if (slot_used && slot_seq == seq) return;
+    reset();
+    slot_used = true;
+    slot_seq = seq;
 }
 
 void *kavro_state(size_t size) {
-    if (cur->state == NULL || cur->state_size < size) {
+    if (state == NULL || state_size < size) {
         void *bigger = calloc(1, size);
-        if (cur->state) memcpy(bigger, cur->state, cur->state_size);
-        free(cur->state);
-        cur->state = bigger;
-        cur->state_size = size;
+        if (state) memcpy(bigger, state, state_size);
+        free(state);
+        state = bigger;
+        state_size = size;
     }
-    return cur->state;
+    return state;
 }
 
 /* A host string as a NUL-terminated C string that lives until the request ends. */
@@ -207,7 +188,7 @@ void exports_kavro_plugin_plugin_describe(exports_kavro_plugin_plugin_manifest_t
 #ifdef KAVRO_PHASE_PRIME
 void exports_kavro_plugin_prime_on_request(uint64_t seq, exports_kavro_plugin_prime_borrow_request_t req,
                                            exports_kavro_plugin_prime_outcome_t *ret) {
-    enter(seq, true);
+    begin(seq);
     kavro_outcome o = kavro_prime(req);
     done_with(req);
     switch (o.kind) {
@@ -228,7 +209,7 @@ void exports_kavro_plugin_prime_on_request(uint64_t seq, exports_kavro_plugin_pr
 #ifdef KAVRO_PHASE_PREPARE
 void exports_kavro_plugin_prepare_on_prepare(uint64_t seq, exports_kavro_plugin_prepare_borrow_request_t req,
                                              exports_kavro_plugin_prepare_outcome_t *ret) {
-    enter(seq, true);
+    begin(seq);
     kavro_outcome o = kavro_prepare(req);
     done_with(req);
     switch (o.kind) {
@@ -256,7 +237,7 @@ void exports_kavro_plugin_present_on_body(uint64_t seq, exports_kavro_plugin_pre
                                           exports_kavro_plugin_present_borrow_response_t resp,
                                           plugin_list_u8_t *body, plugin_list_string_t *args,
                                           exports_kavro_plugin_present_outcome_t *ret) {
-    enter(seq, true);
+    begin(seq);
     kavro_outcome o = kavro_present(req, resp, body->ptr, body->len);
     done_with_both(req, resp);
     if (o.kind == K_REPLACE) {
@@ -275,24 +256,24 @@ void exports_kavro_plugin_present_on_body(uint64_t seq, exports_kavro_plugin_pre
 #ifdef KAVRO_PHASE_PACKAGE
 void exports_kavro_plugin_package_on_response(uint64_t seq, exports_kavro_plugin_package_borrow_request_t req,
                                               exports_kavro_plugin_package_borrow_response_t resp) {
-    enter(seq, true);
+    begin(seq);
     kavro_package(req, resp);
     done_with_both(req, resp);
 }
 #endif
 
 #ifdef KAVRO_PHASE_POST
-/* Each completion runs with its own request's state, which goes afterwards. */
+/* Each completion runs with its request's state if the slot holds it (its
+ * earlier phases ran here), else a fresh one; the state goes afterwards. */
 void exports_kavro_plugin_post_on_complete(exports_kavro_plugin_post_list_completed_t *batch) {
     for (size_t i = 0; i < batch->len; i++) {
         exports_kavro_plugin_post_completed_t *c = &batch->ptr[i];
-        enter(c->seq, false);
+        begin(c->seq);
         kavro_completion done = {c->done.status, c->done.duration_us, c->done.bytes_sent};
         kavro_post(kavro_plugin_types_borrow_request(c->req), kavro_plugin_types_borrow_response(c->resp), &done);
         kavro_plugin_types_request_drop_own(c->req);
         kavro_plugin_types_response_drop_own(c->resp);
-        for (size_t j = waiting_len; j-- > 0;)
-            if (waiting[j] == cur) forget(j);
+        reset();
     }
     exports_kavro_plugin_post_list_completed_free(batch);
 }

@@ -79,7 +79,7 @@ declare module "kavro" {
     readonly upstream: string;
     readonly opts: ForwardOptions;
   }
-  /** The per-request state: a fresh `{}` for every request, the same in all of its phases. */
+  /** The per-request state: a fresh `{}` for every request, living through all of its phases, post included. */
   export type State = Record<string, unknown>;
   /** A capability a plugin may ask for; the operator grants it in the host's config. */
   export type Capability = "kv" | "metrics" | "config" | "cache" | "http" | "clock" | "env" | "fs";

@@ -135,27 +135,18 @@ function describe(e) {
   return stack ? (stack.startsWith(s) ? stack : `${s}\n${stack}`).trimEnd() : s;
 }
 const dispose = Symbol.dispose || Symbol.for("dispose");
-// States kept for requests whose post has not run yet.
-const MAX_STATES = 4096;
 
 /** The component's exports for a plugin object (used by the build). */
 export function exportsFor(p) {
-  // With post, a request's state lives until its post ran, which may come
-  // in a batch after later requests' phases: a map by seq (insertion
-  // order, so the oldest goes first). Without, one slot.
-  const states = p.post ? new Map() : null;
+  // One slot: the host keeps an instance for a request from its first
+  // phase to its post, and runs post before the instance serves another
+  // request. A new seq is a new request, with a fresh state.
   let current;
   let state;
   const stateFor = (seq) => {
-    if (seq === current) return state;
-    current = seq;
-    state = states?.get(seq);
-    if (state === undefined) {
+    if (seq !== current) {
+      current = seq;
       state = {};
-      if (states) {
-        states.set(seq, state);
-        if (states.size > MAX_STATES) states.delete(states.keys().next().value);
-      }
     }
     return state;
   };
@@ -231,17 +222,19 @@ export function exportsFor(p) {
       },
     },
     post: {
-      // Each completion on its own: an exception is reported and the rest
-      // of the batch still runs; the owned handles are dropped as we go.
+      // Each completion on its own, with its request's state if the slot
+      // holds it, else a fresh one; the slot is emptied after it. An
+      // exception is reported and the rest of the batch still runs; the
+      // owned handles are dropped as we go.
       onComplete(batch) {
         for (const { seq, req, resp, done } of batch) {
           try {
-            p.post(states.get(seq) ?? {}, req, resp, done);
+            p.post(stateFor(seq), req, resp, done);
           } catch (e) {
             failed(seq, e);
           } finally {
-            states.delete(seq);
-            if (seq === current) current = undefined;
+            current = undefined;
+            state = undefined;
             req[dispose]();
             resp[dispose]();
           }

@@ -15,8 +15,8 @@
  * NUL-terminated and live until the request ends: until its post phase has
  * returned, if the plugin has one, or else until a phase of another request
  * runs on this instance. Never free them. `kavro_state(size)` gives the
- * request a zeroed block that every phase of that request sees, and the
- * next request gets afresh.
+ * request a zeroed block that lives through all of the request's phases,
+ * post included, and the next request gets afresh.
  *
  * Every function here must be called from within a phase. The calls that
  * the host may refuse return false (or NULL) and drop the host's message;
@@ -110,9 +110,10 @@ typedef struct kavro_completion {
 void kavro_post(kavro_request req, kavro_response resp, const kavro_completion *done);
 
 /* This request's state: at least `size` zeroed bytes, the same block in
- * every phase of the request, freed when the request ends (see above).
- * Asking for more than before grows it (kept, the rest zeroed) and moves
- * it: a pointer from an earlier call is then stale. Use one size. */
+ * every phase of the request, post included, freed when the request ends
+ * (see above). Asking for more than before grows it (kept, the rest
+ * zeroed) and moves it: a pointer from an earlier call is then stale. Use
+ * one size. */
 void *kavro_state(size_t size);
 
 /* The request and response heads. Strings live until the request ends. */

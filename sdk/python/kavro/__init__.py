@@ -118,18 +118,15 @@ def forward(upstream: str, uri: Optional[str] = None, headers=None) -> _Forward:
 
 _class = None
 _instance = None
+# (seq, state): an instance serves one request from its first phase to its
+# post before it serves another.
 _slot = (None, None)
-# With a post phase: seq -> state for every request whose post has not run
-# yet, since post comes in batches after later requests' phases ran here.
-_states = None
-_KEEP = 4096
 
 
 def export(cls):
     """Registers the plugin class; call once, at the end of the module."""
-    global _class, _states
+    global _class
     _class = cls
-    _states = {} if callable(getattr(cls, "post", None)) else None
     return cls
 
 
@@ -147,16 +144,9 @@ def _plugin():
 def _for(seq):
     """The request's state, fresh for a new `seq` (request)."""
     global _slot
-    if _states is None:
-        if _slot[0] != seq:
-            _slot = (seq, _plugin().State())
-        return _slot[1]
-    state = _states.get(seq)
-    if state is None:
-        if len(_states) >= _KEEP:
-            del _states[next(iter(_states))]  # the oldest
-        state = _states[seq] = _plugin().State()
-    return state
+    if _slot[0] != seq:
+        _slot = (seq, _plugin().State())
+    return _slot[1]
 
 
 def _wrong(phase, value):
@@ -256,10 +246,7 @@ class PostExport:
             # The handles are owned: drop each request's as soon as it is done.
             with c.req, c.resp:
                 try:
-                    state = _states.pop(c.seq, None)  # a dict: post is implemented
-                    if state is None:
-                        state = _plugin().State()
-                    _plugin().post(state, c.req, c.resp, c.done)
+                    _plugin().post(_for(c.seq), c.req, c.resp, c.done)
                 except Exception:
                     # One request's failure does not cost the rest of the batch.
                     log.fail(c.seq, traceback.format_exc())

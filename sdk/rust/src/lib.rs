@@ -314,32 +314,20 @@ pub mod metrics {
 pub mod __private {
     use super::*;
     use std::cell::{Cell, RefCell};
-    use std::collections::VecDeque;
     use std::marker::PhantomData;
 
     /// Where a plugin type keeps its value and its per-request state; the
     /// `export!` macro implements it in the plugin's crate.
     pub trait Slot: Plugin {
-        /// Whether the plugin exports post: per-request state then waits
-        /// for it.
-        const POST: bool;
         fn with<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R;
         /// Runs `f` with request `seq`'s state for the last time.
         fn finish<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R;
     }
 
-    /// Requests whose post has not run yet, at most: the host hands post
-    /// over within a few requests, so this bound is only reached if it
-    /// never does.
-    const PARKED_MAX: usize = 4096;
-
-    /// Per-request state keyed by the host's request number: the current
-    /// request's, and, for a plugin with post, those of earlier requests
-    /// whose post is still to come.
-    pub struct StateCell<S> {
-        current: RefCell<Option<(u64, S)>>,
-        parked: RefCell<VecDeque<(u64, S)>>,
-    }
+    /// Per-request state keyed by the host's request number. One slot: an
+    /// instance serves one request from its first phase to its post before
+    /// it serves another.
+    pub struct StateCell<S>(RefCell<Option<(u64, S)>>);
 
     impl<S: Default> Default for StateCell<S> {
         fn default() -> Self {
@@ -349,45 +337,26 @@ pub mod __private {
 
     impl<S: Default> StateCell<S> {
         pub const fn new() -> Self {
-            StateCell {
-                current: RefCell::new(None),
-                parked: RefCell::new(VecDeque::new()),
-            }
+            StateCell(RefCell::new(None))
         }
 
-        pub fn with<R>(&self, seq: u64, keep: bool, f: impl FnOnce(&mut S) -> R) -> R {
-            let mut slot = self.current.borrow_mut();
+        pub fn with<R>(&self, seq: u64, f: impl FnOnce(&mut S) -> R) -> R {
+            let mut slot = self.0.borrow_mut();
             if slot.as_ref().is_none_or(|(s, _)| *s != seq) {
-                let earlier = slot.replace((seq, self.take_parked(seq).unwrap_or_default()));
-                if let (true, Some(earlier)) = (keep, earlier) {
-                    let mut parked = self.parked.borrow_mut();
-                    if parked.len() == PARKED_MAX {
-                        parked.pop_front();
-                    }
-                    parked.push_back(earlier);
-                }
+                *slot = Some((seq, S::default()));
             }
             f(&mut slot.as_mut().expect("just set").1)
         }
 
+        /// Post: the request's state (a fresh one if another request's is
+        /// here), dropped afterwards.
         pub fn finish<R>(&self, seq: u64, f: impl FnOnce(&mut S) -> R) -> R {
-            let mut state = {
-                let mut slot = self.current.borrow_mut();
-                match slot.take() {
-                    Some((s, state)) if s == seq => state,
-                    other => {
-                        *slot = other;
-                        self.take_parked(seq).unwrap_or_default()
-                    }
-                }
+            let taken = self.0.borrow_mut().take();
+            let mut state = match taken {
+                Some((s, state)) if s == seq => state,
+                _ => S::default(),
             };
             f(&mut state)
-        }
-
-        fn take_parked(&self, seq: u64) -> Option<S> {
-            let mut parked = self.parked.borrow_mut();
-            let at = parked.iter().position(|(s, _)| *s == seq)?;
-            parked.remove(at).map(|(_, state)| state)
         }
     }
 
@@ -505,10 +474,9 @@ macro_rules! export {
                     const { $crate::__private::StateCell::new() };
             }
             impl $crate::__private::Slot for $ty {
-                const POST: bool = false $(|| $crate::__is_post!($phase))+;
                 fn with<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R {
                     __KAVRO_PLUGIN.with(|p| {
-                        __KAVRO_STATE.with(|s| s.with(seq, Self::POST, |st| f(p, st)))
+                        __KAVRO_STATE.with(|s| s.with(seq, |st| f(p, st)))
                     })
                 }
                 fn finish<R>(seq: u64, f: impl FnOnce(&Self, &mut Self::State) -> R) -> R {
@@ -519,17 +487,6 @@ macro_rules! export {
             $crate::bindings::export_base!(__KavroAdapter with_types_in $crate::bindings);
             $( $crate::__export_phase!($phase, __KavroAdapter); )+
         };
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __is_post {
-    (post) => {
-        true
-    };
-    ($other:ident) => {
-        false
     };
 }
 
