@@ -4,8 +4,9 @@
 //! which for a Python or JavaScript plugin is a millisecond or more of CPU.
 //! After [`THRESHOLD`] such failures in a row, requests that would need a
 //! new instance get the plugin's failure policy at once, for a period that
-//! starts at [`FIRST`] and doubles, up to [`LONGEST`], each time the plugin
-//! fails again right after it. One success ends it.
+//! starts at [`FIRST`]. When it is over, one request tries the plugin while
+//! the others are still refused for another period; if the try fails, the
+//! period doubles, up to [`LONGEST`]. One success ends it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -23,8 +24,16 @@ pub struct Backoff {
     consecutive: AtomicU32,
     /// Times a back-off started, for the operator.
     engaged: AtomicU64,
-    /// The current period and its end, once one started.
-    state: Mutex<Option<(Duration, Instant)>>,
+    /// Once one started: the current period, its end, and whether a try
+    /// was let through since.
+    state: Mutex<Option<Period>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Period {
+    length: Duration,
+    until: Instant,
+    trying: bool,
 }
 
 /// What the operator reads on `GET /plugins`.
@@ -37,17 +46,22 @@ pub struct Snapshot {
 }
 
 impl Backoff {
-    /// Whether a request may have a new instance now; otherwise how long
-    /// the back-off still runs.
-    pub fn admit(&self) -> Result<(), Duration> {
+    /// Whether a request may have a new instance now. Once a period is
+    /// over, one request is let through to try, and the others wait out
+    /// another period (so a busy host does not build an instance for each
+    /// of them, and a try that never returns does not hold the plugin off).
+    pub fn admit(&self) -> Result<(), ()> {
         if self.consecutive.load(Ordering::Relaxed) < THRESHOLD {
             return Ok(());
         }
-        match *self.state.lock() {
-            Some((_, until)) => match until.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Err(left),
-                _ => Ok(()),
-            },
+        let mut state = self.state.lock();
+        match state.as_mut() {
+            Some(p) if p.until > Instant::now() => Err(()),
+            Some(p) => {
+                p.until = Instant::now() + p.length;
+                p.trying = true;
+                Ok(())
+            }
             None => Ok(()),
         }
     }
@@ -60,13 +74,18 @@ impl Backoff {
         }
         let mut state = self.state.lock();
         let now = Instant::now();
-        // Failures of requests already under way when it started do not
-        // lengthen it.
-        if state.is_some_and(|(_, until)| until > now) {
-            return;
-        }
-        let period = state.map_or(FIRST, |(p, _)| (p * 2).min(LONGEST));
-        *state = Some((period, now + period));
+        let length = match *state {
+            None => FIRST,
+            // A failed try doubles it; failures of requests that were under
+            // way when it started do not.
+            Some(p) if p.trying || p.until <= now => (p.length * 2).min(LONGEST),
+            Some(_) => return,
+        };
+        *state = Some(Period {
+            length,
+            until: now + length,
+            trying: false,
+        });
         self.engaged.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             plugin,
@@ -74,7 +93,7 @@ impl Backoff {
             "plugin keeps failing and losing its instance: its failure policy answers \
              without a new instance for {} ms (doubling while it keeps failing; one \
              success ends it)",
-            period.as_millis()
+            length.as_millis()
         );
     }
 
@@ -91,7 +110,7 @@ impl Backoff {
         let remaining_ms = self
             .state
             .lock()
-            .and_then(|(_, until)| until.checked_duration_since(Instant::now()))
+            .and_then(|p| p.until.checked_duration_since(Instant::now()))
             .filter(|d| !d.is_zero())
             .map(|d| d.as_millis() as u64);
         Snapshot {
@@ -114,18 +133,21 @@ mod tests {
         }
         assert!(b.admit().is_ok());
         b.failed("p");
-        let left = b.admit().unwrap_err();
-        assert!(left <= FIRST && left > FIRST / 2, "{left:?}");
+        assert!(b.admit().is_err());
+        let left = b.snapshot().remaining_ms.unwrap();
+        assert!(left <= 100 && left > 50, "{left}");
         // More failures during it do not lengthen it.
         b.failed("p");
-        assert!(b.admit().unwrap_err() <= FIRST);
+        assert!(b.snapshot().remaining_ms.unwrap() <= 100);
         assert_eq!(b.snapshot().engaged, 1);
 
-        // Over: one try; failing again doubles the period.
-        *b.state.lock() = Some((FIRST, Instant::now()));
+        // Over: one try, the others still refused; the try failing doubles
+        // the period.
+        b.state.lock().as_mut().unwrap().until = Instant::now();
         assert!(b.admit().is_ok());
+        assert!(b.admit().is_err());
         b.failed("p");
-        assert!(b.admit().unwrap_err() > FIRST);
+        assert!(b.snapshot().remaining_ms.unwrap() > 100);
         assert_eq!(b.snapshot().engaged, 2);
 
         b.succeeded();

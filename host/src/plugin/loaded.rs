@@ -296,15 +296,12 @@ impl Plugin {
         if let Some(i) = self.pool.take() {
             return Ok(i);
         }
-        if let Err(left) = self.backoff.admit() {
+        if self.backoff.admit().is_err() {
+            // Neither logged nor kept as the last error: the failures that
+            // started the back-off were.
             return Err(Failure {
                 kind: FailureKind::Backoff,
-                detail: format!(
-                    "not instantiated: it failed {} times in a row, each time losing its \
-                     instance; the next try is in {} ms",
-                    self.backoff.snapshot().consecutive_failures,
-                    left.as_millis()
-                ),
+                detail: String::new(),
             });
         }
         self.instantiate().await.map_err(|e| {
