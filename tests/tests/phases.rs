@@ -49,9 +49,9 @@ fn per_request_state_lives_from_prime_to_package_and_starts_empty() {
         // carried over from the request before on the same warm instance.
         assert_eq!(r.headers()["x-probe-phases"], "rpbk");
         assert_eq!(r.headers()["x-probe-path"], "/hello");
-        // Header changes come back with the phase's outcome: the plugin
-        // reads its own at once, the next phase finds them applied, and a
-        // phase that may not change the request is refused.
+        // Header changes: the plugin reads its own at once, the next phase
+        // finds them, and a phase that may not change the request is
+        // refused.
         assert_eq!(
             r.headers()["x-probe-edits"],
             "1,2|1,2|gone=true|refused=true"

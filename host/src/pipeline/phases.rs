@@ -25,8 +25,7 @@ pub enum Verdict {
 }
 
 /// Applies plugin `i`'s policy to a failure. The plugin is then left out of
-/// the rest of this request: its instance is broken, and a second failure
-/// would only repeat the first.
+/// the rest of this request: a second failure would only repeat the first.
 fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) -> Verdict {
     let plugin = &set.plugins[i];
     ctx.mark_failed(i);

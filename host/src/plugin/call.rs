@@ -50,9 +50,8 @@ pub struct Call {
     /// Headers added during the call, bounded by `max_headers`.
     pub headers_added: usize,
     max_headers: usize,
-    /// What the plugin reported through `log.fail` during the call: the
-    /// request's seq and the message.
-    pub reported: Option<(u64, String)>,
+    /// What the plugin reported through `log.fail` during the call.
+    pub reported: Option<String>,
 }
 
 impl Call {

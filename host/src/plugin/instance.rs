@@ -300,7 +300,7 @@ impl Instance {
                 self.broken = false;
                 Ok(v)
             }
-            (Ok(_), Some((_, message))) => {
+            (Ok(_), Some(message)) => {
                 self.broken = false;
                 Err(Failure {
                     kind: FailureKind::Reported,
@@ -309,7 +309,7 @@ impl Instance {
             }
             (Err(e), reported) => {
                 let mut f = self.failed(e);
-                if let Some((_, message)) = reported {
+                if let Some(message) = reported {
                     f.detail = format!("{}; the plugin reported: {message}", f.detail);
                 }
                 Err(f)

@@ -2,8 +2,8 @@
 //! instances. Lock-free counters, read by the admin API.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use prometheus::core::Metric;
 use prometheus::{Histogram, HistogramOpts};
 
@@ -85,14 +85,11 @@ impl PluginStats {
             request: request.to_string(),
             at,
         };
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(last);
+        *self.last_error.lock() = Some(last);
     }
 
     pub fn last_error(&self) -> Option<LastError> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.last_error.lock().clone()
     }
 
     pub fn failures(&self, kind: FailureKind) -> u64 {

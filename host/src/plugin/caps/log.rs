@@ -50,8 +50,9 @@ fn bounded(mut message: String) -> String {
 
 impl Host for CapCtx<'_, ()> {
     /// Kept with the call: the host shows it with the failure it ends in.
-    fn fail(&mut self, seq: u64, message: String) {
-        self.call.reported = Some((seq, bounded(message)));
+    /// One completion per post call, so the call's request is `seq`'s.
+    fn fail(&mut self, _seq: u64, message: String) {
+        self.call.reported = Some(bounded(message));
     }
 
     fn log(&mut self, level: Level, message: String) {

@@ -48,7 +48,7 @@ impl Prime for Probe {
     fn on_request(&self, s: &mut State, req: &Request) -> PrimeOutcome {
         s.phases.push('r');
         s.path = req.path();
-        // Changes are read back before the host has applied them.
+        // Changes read back in the same call.
         let _ = req.set_header("x-probe-mark", "stale");
         let _ = req.set_header("X-Probe-Mark", "1");
         let _ = req.append_header("x-probe-mark", "2");
