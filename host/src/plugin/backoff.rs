@@ -50,19 +50,19 @@ impl Backoff {
     /// over, one request is let through to try, and the others wait out
     /// another period (so a busy host does not build an instance for each
     /// of them, and a try that never returns does not hold the plugin off).
-    pub fn admit(&self) -> Result<(), ()> {
+    pub fn admits(&self) -> bool {
         if self.consecutive.load(Ordering::Relaxed) < THRESHOLD {
-            return Ok(());
+            return true;
         }
         let mut state = self.state.lock();
         match state.as_mut() {
-            Some(p) if p.until > Instant::now() => Err(()),
+            Some(p) if p.until > Instant::now() => false,
             Some(p) => {
                 p.until = Instant::now() + p.length;
                 p.trying = true;
-                Ok(())
+                true
             }
-            None => Ok(()),
+            None => true,
         }
     }
 
@@ -131,9 +131,9 @@ mod tests {
         for _ in 0..THRESHOLD - 1 {
             b.failed("p");
         }
-        assert!(b.admit().is_ok());
+        assert!(b.admits());
         b.failed("p");
-        assert!(b.admit().is_err());
+        assert!(!b.admits());
         let left = b.snapshot().remaining_ms.unwrap();
         assert!(left <= 100 && left > 50, "{left}");
         // More failures during it do not lengthen it.
@@ -144,14 +144,14 @@ mod tests {
         // Over: one try, the others still refused; the try failing doubles
         // the period.
         b.state.lock().as_mut().unwrap().until = Instant::now();
-        assert!(b.admit().is_ok());
-        assert!(b.admit().is_err());
+        assert!(b.admits());
+        assert!(!b.admits());
         b.failed("p");
         assert!(b.snapshot().remaining_ms.unwrap() > 100);
         assert_eq!(b.snapshot().engaged, 2);
 
         b.succeeded();
-        assert!(b.admit().is_ok());
+        assert!(b.admits());
         let s = b.snapshot();
         assert_eq!((s.consecutive_failures, s.remaining_ms), (0, None));
     }

@@ -296,7 +296,7 @@ impl Plugin {
         if let Some(i) = self.pool.take() {
             return Ok(i);
         }
-        if self.backoff.admit().is_err() {
+        if !self.backoff.admits() {
             // Neither logged nor kept as the last error: the failures that
             // started the back-off were.
             return Err(Failure {
