@@ -1,8 +1,8 @@
 //! Command-line interface.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,24 +36,155 @@ pub struct Cli {
     pub work_stealing: Option<bool>,
 }
 
-#[derive(Debug, Args)]
+/// Where the config and the plugins come from: taken before or after `validate`.
+#[derive(Debug, Args, Default, Clone)]
 pub struct Common {
-    /// Folder whose *.wasm components are loaded as plugins.
-    #[arg(long, value_name = "DIR", default_value = "./plugins", global = true)]
-    pub plugins: PathBuf,
+    /// Folder whose *.wasm components are loaded as plugins [default: ./plugins].
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// Config file (TOML); without it the embedded default is used.
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+impl Common {
+    /// The folder named, else `./plugins`.
+    pub fn plugins_dir(&self) -> &Path {
+        self.plugins.as_deref().unwrap_or(Path::new("./plugins"))
+    }
+
+    /// What this one names, else what `outer` (the flags before the subcommand) names.
+    pub fn or(self, outer: &Common) -> Common {
+        Common {
+            plugins: self.plugins.or_else(|| outer.plugins.clone()),
+            config: self.config.or_else(|| outer.config.clone()),
+            cache: CacheArgs {
+                cache_dir: self
+                    .cache
+                    .cache_dir
+                    .or_else(|| outer.cache.cache_dir.clone()),
+                no_cache: self.cache.no_cache || outer.cache.no_cache,
+            },
+        }
+    }
+}
+
+/// The compiled-plugin cache.
+#[derive(Debug, Args, Default, Clone)]
+pub struct CacheArgs {
     /// Where compiled plugins are cached [default: $KAVRO_CACHE_DIR, $XDG_CACHE_HOME/kavro or ~/.cache/kavro].
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Do not read or write the compiled-plugin cache.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub no_cache: bool,
+}
+
+impl CacheArgs {
+    /// The cache folder to use, or `None` with `--no-cache`.
+    pub fn dir(&self) -> Option<PathBuf> {
+        (!self.no_cache).then(|| {
+            self.cache_dir
+                .clone()
+                .unwrap_or_else(crate::plugin::artifacts::default_dir)
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a config and the plugins folder without serving; exits non-zero on errors.
-    Validate,
+    Validate(Common),
+    /// Write a new plugin, or try one on a request without a server.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Write a ready-to-build plugin folder NAME/ from the SDK's templates.
+    New(NewArgs),
+    /// Run one request through a plugin's phases and print what each did.
+    Try(TryArgs),
+}
+
+/// The languages `plugin new` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    /// TypeScript, built by the JS SDK.
+    #[value(alias = "typescript")]
+    Ts,
+    /// Plain JavaScript, built by the JS SDK.
+    #[value(alias = "javascript")]
+    Js,
+    C,
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The plugin's name: lower-case letters, digits and `-`; also its folder and NAME.wasm.
+    pub name: String,
+    /// The language of the source.
+    #[arg(long, value_enum)]
+    pub lang: Lang,
+    /// The phases to export, comma-separated.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "prime,package"
+    )]
+    pub phases: Vec<String>,
+    /// The folder to create NAME/ in.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Write into NAME/ even if it exists, replacing the files the template has.
+    #[arg(long)]
+    pub force: bool,
+    /// This checkout's sdk/ folder [default: $KAVRO_SDK, else the sdk/ of the checkout kavro-host was built from].
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TryArgs {
+    /// The plugin component; its settings are read from NAME.toml beside it, if there.
+    pub plugin: PathBuf,
+    /// The request's method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// The request's path and query.
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    /// A request header, `name: value` (repeatable).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// The request body (prepare sees its length only).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// The status of the response the route gives when no plugin answers.
+    #[arg(long, default_value_t = 200)]
+    pub status: u16,
+    /// The body of that response, which present sees.
+    #[arg(
+        long,
+        value_name = "BODY",
+        default_value = "<!doctype html><p>hello</p>\n"
+    )]
+    pub response_body: String,
+    /// Its content type.
+    #[arg(long, value_name = "TYPE", default_value = "text/html; charset=utf-8")]
+    pub content_type: String,
+    /// A value of the plugin's config, `key=value` (repeatable); over NAME.toml's.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub values: Vec<String>,
+    /// Run only these phases (comma-separated); the plugin must export each.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub phases: Vec<String>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod authoring;
 pub mod cache;
 pub mod cli;
 pub mod config;

@@ -1,6 +1,5 @@
 //! Start-up: config, plugins, then Pingora services for traffic and admin.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -79,7 +78,15 @@ fn print_errors(errors: &[Diagnostic]) {
 }
 
 /// Runs the CLI; returns the exit code.
-pub fn main(cli: Cli) -> i32 {
+pub fn main(mut cli: Cli) -> i32 {
+    let validate = match cli.command.take() {
+        Some(Command::Plugin(command)) => return crate::authoring::main(command),
+        Some(Command::Validate(common)) => {
+            cli.common = common.or(&cli.common);
+            true
+        }
+        None => false,
+    };
     // Dropped on return, which flushes what is queued; a host that serves
     // hands it to `shutdown`, which exits the process itself.
     let log = init_tracing();
@@ -103,12 +110,7 @@ pub fn main(cli: Cli) -> i32 {
     if let Some(w) = cli.work_stealing {
         config.work_stealing = w;
     }
-    let cache_dir = (!cli.common.no_cache).then(|| {
-        cli.common
-            .cache_dir
-            .clone()
-            .unwrap_or_else(artifacts::default_dir)
-    });
+    let cache_dir = cli.common.cache.dir();
     let shared = Arc::new(Shared::new(&config));
     let services = match Services::build(&config) {
         Ok(s) => s,
@@ -131,8 +133,8 @@ pub fn main(cli: Cli) -> i32 {
             return 1;
         }
     };
-    let dir = cli.common.plugins.as_path();
-    let plugins = if !dir.exists() && cli.common.plugins == Path::new("./plugins") {
+    let dir = cli.common.plugins_dir();
+    let plugins = if !dir.exists() && cli.common.plugins.is_none() {
         tracing::warn!("no ./plugins folder: serving without plugins");
         Ok(PluginSet::default())
     } else {
@@ -153,7 +155,7 @@ pub fn main(cli: Cli) -> i32 {
         }
     };
 
-    if let Some(Command::Validate) = cli.command {
+    if validate {
         let names: Vec<String> = plugins
             .plugins
             .iter()
@@ -174,7 +176,7 @@ pub fn main(cli: Cli) -> i32 {
     crate::shutdown::hold_log(log);
     let sources = Sources {
         config_path: cli.common.config.clone(),
-        plugins_dir: cli.common.plugins.clone(),
+        plugins_dir: cli.common.plugins_dir().to_path_buf(),
         cache_dir,
     };
     serve(config, services, plugins, shared, sources)

@@ -34,7 +34,7 @@
 
 mod caching;
 mod context;
-mod phases;
+pub(crate) mod phases;
 mod response;
 
 use std::borrow::Cow;

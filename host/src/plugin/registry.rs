@@ -91,7 +91,7 @@ fn error(file: &Path, message: impl Into<String>, hint: impl Into<String>) -> Di
 }
 
 /// Settings from `<stem>.toml` beside the component, if any.
-fn sidecar(
+pub fn sidecar(
     path: &Path,
     route_names: &HashMap<String, usize>,
 ) -> Result<Option<PluginSettings>, Vec<Diagnostic>> {

@@ -212,6 +212,20 @@ impl KvStore {
         outcome
     }
 
+    /// One plugin's live entries, by key, for a report of what it wrote
+    /// (`plugin try`); a scan of the whole store.
+    pub fn entries_of(&self, plugin: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+        let mut prefix = plugin.as_bytes().to_vec();
+        prefix.push(0);
+        self.entries
+            .iter()
+            .filter_map(|(k, e)| {
+                let key = k.strip_prefix(prefix.as_slice())?;
+                Some((String::from_utf8_lossy(key).into_owned(), e.value.to_vec()))
+            })
+            .collect()
+    }
+
     /// Drops expired entries now rather than at the next writes.
     pub fn sweep(&self) {
         self.entries.run_pending_tasks();
