@@ -13,6 +13,8 @@
 #   ./dev.sh bench-lang  one plugin's cost in Rust, C, Python and TypeScript
 #   ./dev.sh bench-phase a present-only plugin under rising load, then SIGTERM
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
+#   ./dev.sh plugin new|try ...  kavro-host's plugin commands: write a plugin from
+#                   a template, or run one request through a built plugin
 set -euo pipefail
 CALLER=$PWD
 cd "$(dirname "$0")"
@@ -62,7 +64,7 @@ build_plugins() {
 # test and bench share one feature resolution and never rebuild each other's
 # dependencies.
 build_native() {
-    cargo build --release
+    cargo build --release "$@"
 }
 
 # The Rust plugin of the benchmarks' header work (bench/plugins/header-work).
@@ -182,6 +184,13 @@ case "${1:-}" in
         setup
         build_plugins
         ;;
+    plugin)
+        shift
+        setup
+        build_native --quiet
+        cd "$CALLER"
+        exec "$CARGO_TARGET_DIR/release/kavro-host" plugin "$@"
+        ;;
     lint)
         setup
         rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
@@ -208,7 +217,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins | plugin new|try" >&2
         exit 2
         ;;
 esac

@@ -59,7 +59,7 @@ pub fn wasm(name: &str) -> PathBuf {
 /// These tests run the release host with wasm plugins that `./dev.sh test`
 /// builds first; a plain `cargo test` has neither, and stops here with one
 /// line instead of a failure per test.
-fn require_build() {
+pub fn require_build() {
     static CHECKED: std::sync::Once = std::sync::Once::new();
     CHECKED.call_once(|| {
         let host = bin_dir().join("kavro-host");
