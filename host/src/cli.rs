@@ -60,13 +60,7 @@ impl Common {
         Common {
             plugins: self.plugins.or_else(|| outer.plugins.clone()),
             config: self.config.or_else(|| outer.config.clone()),
-            cache: CacheArgs {
-                cache_dir: self
-                    .cache
-                    .cache_dir
-                    .or_else(|| outer.cache.cache_dir.clone()),
-                no_cache: self.cache.no_cache || outer.cache.no_cache,
-            },
+            cache: self.cache.or(&outer.cache),
         }
     }
 }
@@ -83,6 +77,14 @@ pub struct CacheArgs {
 }
 
 impl CacheArgs {
+    /// What this one names, else what `outer` names.
+    pub fn or(self, outer: &CacheArgs) -> CacheArgs {
+        CacheArgs {
+            cache_dir: self.cache_dir.or_else(|| outer.cache_dir.clone()),
+            no_cache: self.no_cache || outer.no_cache,
+        }
+    }
+
     /// The cache folder to use, or `None` with `--no-cache`.
     pub fn dir(&self) -> Option<PathBuf> {
         (!self.no_cache).then(|| {

@@ -80,7 +80,7 @@ fn print_errors(errors: &[Diagnostic]) {
 /// Runs the CLI; returns the exit code.
 pub fn main(mut cli: Cli) -> i32 {
     let validate = match cli.command.take() {
-        Some(Command::Plugin(command)) => return crate::authoring::main(command),
+        Some(Command::Plugin(command)) => return crate::authoring::main(command, &cli),
         Some(Command::Validate(common)) => {
             cli.common = common.or(&cli.common);
             true

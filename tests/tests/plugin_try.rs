@@ -62,9 +62,11 @@ fn every_phase_of_a_plugin_is_shown() {
             "request header set      x-probe-mark: 1, 2",
             "prepare   forward to upstream `app` as /forwarded?from=probe",
             "upstream header  x-via: probe",
-            "present   replace the body (9 bytes)",
+            // A proxied head is sent before its body: package, then present.
+            "package runs before present",
             "package   done",
-            "response header set      x-probe-phases: rpbk",
+            "response header set      x-probe-phases: rpk",
+            "present   replace the body (9 bytes)",
             "post      done",
             "kv set   last-post = \"200 9 /x\"",
             "response  200 OK",
@@ -77,6 +79,55 @@ fn every_phase_of_a_plugin_is_shown() {
     assert_eq!(code, 0, "{out}");
     assert_has(&out, &["prime     respond 200", "kv set   hits = \"1\""]);
     assert!(!out.contains("package   done"), "{out}");
+
+    // Not proxied: present before package, and present may set headers.
+    let (code, out) = try_plugin(&plugin, &["-H", "x-shout: yes"]);
+    assert_eq!(code, 0, "{out}");
+    assert_has(
+        &out,
+        &[
+            "response header set      x-presented: upper",
+            "response header set      x-probe-phases: rpbk",
+        ],
+    );
+    let present = out.find("present   ").unwrap();
+    assert!(present < out.find("package   ").unwrap(), "{out}");
+}
+
+/// Settings beside the plugin that name routes are read as they are (a try
+/// has no routes); the cache flags may come before `plugin`; the server's
+/// flags may not.
+#[test]
+fn settings_and_flags_around_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("only-package.wasm");
+    std::fs::copy(kavro_e2e::wasm("only-package"), &plugin).unwrap();
+    std::fs::write(
+        dir.path().join("only-package.toml"),
+        "routes = [\"api\", \"home\"]\nfailure = \"fail-open\"\n",
+    )
+    .unwrap();
+    let (code, out) = try_plugin(&plugin, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_has(&out, &["package   done"]);
+
+    let bin = kavro_e2e::bin_dir().join("kavro-host");
+    let out = Command::new(&bin)
+        .args(["--no-cache", "plugin", "try"])
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = Command::new(&bin)
+        .args(["--listen", "127.0.0.1:1", "plugin", "try"])
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_has(
+        &String::from_utf8_lossy(&out.stderr),
+        &["--listen is a flag of the server, not of `plugin`"],
+    );
 }
 
 /// Each single-phase plugin alone, as a new author's first plugin is.
@@ -129,9 +180,19 @@ fn a_failure_shows_the_guests_error_and_the_policy() {
             "hostile: trap on purpose",
         ],
     );
-    let (code, out) = try_plugin(&hostile, &["-H", "x-hostile: loop-package"]);
-    assert_eq!(code, 1, "{out}");
-    assert_has(&out, &["package   FAILED, deadline after", "response  500"]);
+    for (mode, line) in [
+        ("loop-package", "package   FAILED, deadline after"),
+        ("loop-present", "present   FAILED, deadline after"),
+        ("bad-uri", "prime     FAILED, bad-output"),
+        ("bad-status", "FAILED, bad-output"),
+    ] {
+        let (code, out) = try_plugin(&hostile, &["-H", &format!("x-hostile: {mode}")]);
+        assert_eq!(code, 1, "{mode}: {out}");
+        assert_has(
+            &out,
+            &[line, "fail-closed: the host answers 500", "response  500"],
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("failing.wasm");
@@ -203,6 +264,11 @@ fn what_is_not_a_plugin_is_named() {
             kavro_e2e::wasm("only-prime"),
             &["--phases", "prim"][..],
             "`prim` is not a phase",
+        ),
+        (
+            kavro_e2e::wasm("only-prime"),
+            &["--config", "kavro.toml"][..],
+            "`kavro.toml` is not a config value",
         ),
         (
             kavro_e2e::wasm("only-prime"),

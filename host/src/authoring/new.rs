@@ -8,9 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Lang, NewArgs};
+use crate::plugin::{Phase, Phases};
 
-/// The phases, in the order templates and generated files list them.
-const PHASES: [&str; 5] = ["prime", "prepare", "present", "package", "post"];
+/// The phases' names, in the order templates and generated files list them.
+const PHASES: [&str; 5] = {
+    let [a, b, c, d, e] = Phase::ALL;
+    [a.name(), b.name(), c.name(), d.name(), e.name()]
+};
 
 /// The longest plugin name accepted.
 const MAX_NAME: usize = 64;
@@ -385,27 +389,20 @@ fn suggest(name: &str) -> Option<String> {
 
 /// The phases named, each once, in the order of [`PHASES`].
 fn parse_phases(list: &[String]) -> Result<Vec<&'static str>, Failure> {
-    let mut chosen = [false; PHASES.len()];
-    for item in list {
-        let item = item.trim();
-        if item.is_empty() {
-            continue;
-        }
-        match PHASES.iter().position(|p| p.eq_ignore_ascii_case(item)) {
-            Some(i) => chosen[i] = true,
-            None => {
-                return Err(Failure::usage(
-                    format!("unknown phase `{item}`"),
-                    format!("the phases are {}", PHASES.join(", ")),
-                ))
-            }
-        }
+    let mut chosen = Phases::default();
+    for item in list.iter().filter(|i| !i.trim().is_empty()) {
+        let phase: Phase = item.parse().map_err(|e: String| {
+            Failure::usage(
+                e,
+                format!(
+                    "--phases takes one or more of {}, comma-separated",
+                    PHASES.join(", ")
+                ),
+            )
+        })?;
+        chosen[phase] = true;
     }
-    let phases: Vec<&str> = PHASES
-        .iter()
-        .zip(chosen)
-        .filter_map(|(p, c)| c.then_some(*p))
-        .collect();
+    let phases = chosen.names();
     if phases.is_empty() {
         return Err(Failure::usage(
             "no phase chosen".into(),

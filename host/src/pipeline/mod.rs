@@ -93,6 +93,23 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(id).expect("hex digits")
 }
 
+/// The request's id: the client's, if usable, else a new one, set on the
+/// request so that plugins and the upstream see it.
+pub(crate) fn request_id(req: &mut RequestHeader) -> HeaderValue {
+    match req
+        .headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| usable_request_id(v))
+    {
+        Some(id) => id.clone(),
+        None => {
+            let id = new_request_id();
+            req.insert_parsed_header(&X_REQUEST_ID, "x-request-id", id.clone());
+            id
+        }
+    }
+}
+
 fn request_host(req: &RequestHeader) -> Cow<'_, str> {
     req.headers
         .get(header::HOST)
@@ -237,19 +254,7 @@ impl ProxyHttp for Kavro {
         let active = ctx.active.clone();
         ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
 
-        let req = session.req_header_mut();
-        ctx.id = match req
-            .headers
-            .get(&X_REQUEST_ID)
-            .filter(|v| usable_request_id(v))
-        {
-            Some(id) => id.clone(),
-            None => {
-                let id = new_request_id();
-                req.insert_parsed_header(&X_REQUEST_ID, "x-request-id", id.clone());
-                id
-            }
-        };
+        ctx.id = request_id(session.req_header_mut());
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -45,15 +45,16 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
     }
     match plugin.settings.failure {
         FailurePolicy::FailOpen => Verdict::Skip,
-        FailurePolicy::FailClosed => Verdict::Fail(Produced::text(
-            500,
-            format!(
-                "500 Internal Server Error: plugin `{}` failed (request id {})\n",
-                plugin.name,
-                ctx.request_id()
-            ),
-        )),
+        FailurePolicy::FailClosed => Verdict::Fail(failed_closed(&plugin.name, ctx.request_id())),
     }
+}
+
+/// The response a fail-closed plugin's failure leaves.
+pub(crate) fn failed_closed(plugin: &str, request_id: &str) -> Produced {
+    Produced::text(
+        500,
+        format!("500 Internal Server Error: plugin `{plugin}` failed (request id {request_id})\n"),
+    )
 }
 
 /// Checks out the request's instance of plugin `i` on its first turn.
@@ -74,7 +75,9 @@ async fn check_out(set: &PluginSet, ctx: &mut Ctx, i: usize) -> Result<(), Failu
     Ok(())
 }
 
-fn header_list(list: Vec<types::Header>) -> Result<Vec<(HeaderName, HeaderValue)>, Failure> {
+pub(crate) fn header_list(
+    list: Vec<types::Header>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, Failure> {
     list.into_iter()
         .map(|(k, v)| {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -196,7 +199,7 @@ impl<'s> Walk<'s> {
 }
 
 /// A path-and-query a plugin asked for, refused unless it is one.
-fn plugin_uri(uri: &str, what: &str) -> Result<http::Uri, Failure> {
+pub(crate) fn plugin_uri(uri: &str, what: &str) -> Result<http::Uri, Failure> {
     uri.parse::<http::Uri>()
         .ok()
         .filter(|u| u.path().starts_with('/') && u.scheme().is_none())
@@ -333,14 +336,7 @@ pub async fn run_present(
             .instance
             .present(seq, req, resp, &body, &[], head_writable, turn.deadline())
             .await;
-        let outcome = called.and_then(|o| match o {
-            present::Outcome::Keep => Ok(None),
-            present::Outcome::Replace(b) if b.len() > limit => Err(Failure::bad_output(format!(
-                "body of {} bytes is over the {limit}-byte limit",
-                b.len()
-            ))),
-            present::Outcome::Replace(b) => Ok(Some(Bytes::from(b))),
-        });
+        let outcome = called.and_then(|o| presented(o, limit));
         match outcome {
             Ok(None) => {}
             Ok(Some(b)) => body = b,
@@ -352,6 +348,19 @@ pub async fn run_present(
         }
     }
     Ok(body)
+}
+
+/// The body present left: `None` keeps the one it was given; a body over
+/// the plugin's limit fails the call.
+pub(crate) fn presented(outcome: present::Outcome, limit: usize) -> Result<Option<Bytes>, Failure> {
+    match outcome {
+        present::Outcome::Keep => Ok(None),
+        present::Outcome::Replace(b) if b.len() > limit => Err(Failure::bad_output(format!(
+            "body of {} bytes is over the {limit}-byte limit",
+            b.len()
+        ))),
+        present::Outcome::Replace(b) => Ok(Some(Bytes::from(b))),
+    }
 }
 
 /// Runs the package chain on a response head. On fail-closed, returns the error response.

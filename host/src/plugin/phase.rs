@@ -25,7 +25,7 @@ impl Phase {
     ];
 
     /// The phase's name, which is also its WIT interface's.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Phase::Prime => "prime",
             Phase::Prepare => "prepare",
@@ -33,6 +33,23 @@ impl Phase {
             Phase::Package => "package",
             Phase::Post => "post",
         }
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+
+    /// A phase by its name, as the command line writes it.
+    fn from_str(name: &str) -> Result<Phase, String> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.name() == name.trim())
+            .ok_or_else(|| {
+                format!(
+                    "`{}` is not a phase; the phases are prime, prepare, present, package and post",
+                    name.trim()
+                )
+            })
     }
 }
 
@@ -98,5 +115,10 @@ mod tests {
         assert!(exported.any());
         assert!(!Phases::default().any());
         assert_eq!(Phase::Package.to_string(), "package");
+        assert_eq!(" post".parse::<Phase>(), Ok(Phase::Post));
+        assert!("Prime"
+            .parse::<Phase>()
+            .unwrap_err()
+            .contains("`Prime` is not a phase"));
     }
 }

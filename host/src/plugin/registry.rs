@@ -191,6 +191,15 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
     }
 }
 
+/// What a plugin's settings take from the server's when they say nothing:
+/// the body limit outbound HTTP shares with prepare and present.
+pub fn settle(settings: &mut PluginSettings, config: &Config) {
+    settings
+        .limits
+        .max_body_bytes
+        .get_or_insert(config.present_max_bytes);
+}
+
 /// Loads every plugin for `config` from `dir`: compiled in parallel (or from
 /// the artifact cache), then linked and described. Any error refuses the set.
 pub async fn load(
@@ -233,11 +242,7 @@ pub async fn load(
     let mut errors = Vec::new();
     let mut plugins = Vec::new();
     for (mut c, compiled) in candidates.into_iter().zip(compiled) {
-        // The body limit outbound HTTP shares with prepare and present.
-        c.settings
-            .limits
-            .max_body_bytes
-            .get_or_insert(config.present_max_bytes);
+        settle(&mut c.settings, config);
         let result = match compiled {
             Ok(compiled) => {
                 Plugin::link(

@@ -9,6 +9,7 @@ mod report;
 
 use std::collections::HashMap;
 use std::fmt::Display;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +20,12 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use crate::actions::{Body, Produced};
 use crate::cli::TryArgs;
 use crate::config::{Config, FailurePolicy};
-use crate::pipeline::phases::reply_to_produced;
+use crate::pipeline::phases::{
+    failed_closed, header_list, plugin_uri, presented, reply_to_produced,
+};
 use crate::plugin::artifacts::Urgency;
 use crate::plugin::bindings::types::{CacheDirective, Completion};
-use crate::plugin::bindings::{prepare, present, prime};
+use crate::plugin::bindings::{prepare, prime};
 use crate::plugin::caps::cache::CacheChoice;
 use crate::plugin::caps::Shared;
 use crate::plugin::engine::Runtime;
@@ -57,7 +60,7 @@ pub fn run(args: &TryArgs) -> i32 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start a runtime: {e}");
-            return 1;
+            return 2;
         }
     };
     rt.block_on(async {
@@ -79,6 +82,24 @@ struct Session {
     req: RequestHeader,
     /// The response the route gives when no phase answers.
     route_response: Produced,
+    /// The largest body present runs on (the server's default).
+    present_max: usize,
+}
+
+/// The route names a settings file beside the plugin lists: a try has no
+/// routes, so each is taken as known.
+fn routes_named(file: &Path) -> HashMap<String, usize> {
+    let text = std::fs::read_to_string(file.with_extension("toml")).unwrap_or_default();
+    let listed = toml::from_str::<toml::Table>(&text)
+        .ok()
+        .and_then(|t| t.get("routes").and_then(|r| r.as_array()).cloned())
+        .unwrap_or_default();
+    listed
+        .iter()
+        .filter_map(|r| r.as_str())
+        .enumerate()
+        .map(|(i, r)| (r.to_string(), i))
+        .collect()
 }
 
 /// `name: value`, as curl takes it.
@@ -118,6 +139,7 @@ fn request(args: &TryArgs) -> Result<RequestHeader, Refusal> {
         let (name, value) = header_arg(h)?;
         let _ = req.append_header(name, value);
     }
+    crate::pipeline::request_id(&mut req);
     if !req.headers.contains_key(http::header::HOST) {
         let _ = req.insert_header(http::header::HOST, "localhost");
     }
@@ -169,7 +191,7 @@ impl Session {
         let req = request(args)?;
         let route_response = route_response(args)?;
 
-        let mut settings = match crate::plugin::registry::sidecar(file, &HashMap::new()) {
+        let mut settings = match crate::plugin::registry::sidecar(file, &routes_named(file)) {
             Ok(s) => s.unwrap_or_default(),
             Err(errors) => {
                 let text: Vec<String> = errors.iter().map(|d| d.to_string()).collect();
@@ -183,16 +205,13 @@ impl Session {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 refuse(
                     format!("`{kv}` is not a config value"),
-                    "write them as --config key=value",
+                    "write them as --config key=value (a try reads no config file: the plugin runs alone)",
                 )
             })?;
             settings.values.insert(k.to_string(), v.to_string());
         }
         let config = Config::load(None).map_err(|e| refuse(e, "this is a bug in kavro-host"))?;
-        settings
-            .limits
-            .max_body_bytes
-            .get_or_insert(config.present_max_bytes);
+        crate::plugin::registry::settle(&mut settings, &config);
         let shared = Shared::new(&config);
 
         let runtime = Runtime::get().map_err(|e| {
@@ -236,16 +255,10 @@ impl Session {
             [] => plugin.phases,
             asked => {
                 let mut run = Phases::default();
-                for name in asked {
-                    let phase = Phase::ALL
-                        .into_iter()
-                        .find(|p| p.name() == name.trim())
-                        .ok_or_else(|| {
-                            refuse(
-                                format!("`{name}` is not a phase"),
-                                "the phases are prime, prepare, present, package and post",
-                            )
-                        })?;
+                for name in asked.iter().filter(|n| !n.trim().is_empty()) {
+                    let phase: Phase = name.parse().map_err(|e: String| {
+                        refuse(e, "--phases takes the phases to run, comma-separated")
+                    })?;
                     if !plugin.phases[phase] {
                         return Err(refuse(
                             format!(
@@ -267,6 +280,7 @@ impl Session {
             run,
             req,
             route_response,
+            present_max: config.present_max_bytes,
         })
     }
 
@@ -289,15 +303,36 @@ impl Session {
             println!("granted   {}", granted.join(", "));
         }
         println!("request   {} {}", self.req.method, self.req.uri);
+        let request_id = self
+            .req
+            .headers
+            .get("x-request-id")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
         let mut inst = match plugin.checkout().await {
             Ok(inst) => inst,
             Err(f) => {
-                println!("no instance: {}", f);
+                // As the host does: the plugin's policy decides the response.
+                println!("instance  FAILED, {}", f.kind.as_str());
+                for l in report::detail_lines(&f.detail) {
+                    println!("  {l}");
+                }
+                let response = match plugin.settings.failure {
+                    FailurePolicy::FailOpen => {
+                        println!("          fail-open: the host goes on without the plugin");
+                        self.route_response
+                    }
+                    FailurePolicy::FailClosed => {
+                        println!("          fail-closed: the host answers 500");
+                        failed_closed(&plugin.name, &request_id)
+                    }
+                };
+                print_response(&response);
                 return 1;
             }
         };
         let info = Arc::new(RequestInfo {
-            id: format!("{:016x}", std::process::id() as u64 ^ 0x6b61_7672_6f00_0000),
+            id: request_id.clone(),
             client_ip: "127.0.0.1".into(),
             scheme: "http",
         });
@@ -313,7 +348,9 @@ impl Session {
             seq: 1,
             started: Instant::now(),
         };
-        let response = walk.request(self.req, self.route_response, &info.id).await;
+        let response = walk
+            .request(self.req, self.route_response, &request_id, self.present_max)
+            .await;
         let failed = walk.any_failed;
         plugin.give_back(walk.inst);
         print_response(&response);
@@ -453,13 +490,7 @@ impl Walk<'_> {
             }
             FailurePolicy::FailClosed => {
                 println!("          fail-closed: the host answers 500");
-                Some(Produced::text(
-                    500,
-                    format!(
-                        "500 Internal Server Error: plugin `{}` failed (request id {request_id})\n",
-                        self.plugin.name
-                    ),
-                ))
+                Some(failed_closed(&self.plugin.name, request_id))
             }
         }
     }
@@ -477,6 +508,7 @@ impl Walk<'_> {
         mut req: RequestHeader,
         route: Produced,
         request_id: &str,
+        present_max: usize,
     ) -> Produced {
         let deadline = self.plugin.settings.limits.deadline;
         let seq = self.seq;
@@ -502,12 +534,7 @@ impl Walk<'_> {
                         Ok(match outcome {
                             prime::Outcome::Continue => (None, format!("continue{cache}")),
                             prime::Outcome::Rewrite(uri) => {
-                                let parsed = uri.parse::<http::Uri>().map_err(|_| {
-                                    Failure::bad_output(format!(
-                                        "rewrite to a malformed URI `{uri}`"
-                                    ))
-                                })?;
-                                req.set_uri(parsed);
+                                req.set_uri(plugin_uri(&uri, "rewrite")?);
                                 (None, format!("rewrite to {uri}{cache}"))
                             }
                             prime::Outcome::Respond(reply) => {
@@ -543,12 +570,18 @@ impl Walk<'_> {
                             (Prepared::Answered(p), format!("respond {status}{cache}"))
                         }
                         prepare::Outcome::Forward(fwd) => {
+                            if let Some(uri) = &fwd.uri {
+                                plugin_uri(uri, "forward")?;
+                            }
                             let mut text = format!("forward to upstream `{}`", fwd.upstream);
                             if let Some(uri) = &fwd.uri {
                                 text.push_str(&format!(" as {uri}"));
                             }
-                            for (k, v) in &fwd.headers {
-                                text.push_str(&format!("\n  upstream header  {k}: {v}"));
+                            for (k, v) in header_list(fwd.headers)? {
+                                text.push_str(&format!(
+                                    "\n  upstream header  {k}: {}",
+                                    String::from_utf8_lossy(v.as_bytes())
+                                ));
                             }
                             text.push_str(
                                 "\n  (no upstreams here: the route's response stands in for the upstream's)",
@@ -567,35 +600,39 @@ impl Walk<'_> {
         }
 
         let mut response = answered.unwrap_or(route);
+        let _ = response
+            .head
+            .insert_header("x-request-id", request_id.to_string());
+        // A proxied head goes to the client before its body is whole: the
+        // host runs package first, and present may no longer change the head.
+        let proxied = upstream.is_some();
+        if proxied {
+            println!("          (proxied: the head is sent before the body, so package runs before present)");
+            self.package(&mut req, &mut response, request_id).await;
+        }
         let body = match &response.body {
-            Body::Bytes(b) if response.head.status.as_u16() >= 200 => Some(b.clone()),
+            Body::Bytes(b) if response.head.status.as_u16() >= 200 && b.len() <= present_max => {
+                Some(b.clone())
+            }
             _ => None,
         };
         if let Some(body) = body.filter(|_| self.runs(Phase::Present)) {
+            let head_writable = !proxied;
             let r = self
                 .phase(
                     Phase::Present,
                     &mut req,
                     &mut response.head,
                     async |inst, req, resp| {
-                        Ok(
-                            match inst
-                                .present(seq, req, resp, &body, &[], true, deadline)
-                                .await?
-                            {
-                                present::Outcome::Keep => (None, "keep the body".to_string()),
-                                present::Outcome::Replace(b) if b.len() > limit => {
-                                    return Err(Failure::bad_output(format!(
-                                        "body of {} bytes is over the {limit}-byte limit",
-                                        b.len()
-                                    )))
-                                }
-                                present::Outcome::Replace(b) => {
-                                    let text = format!("replace the body ({} bytes)", b.len());
-                                    (Some(Bytes::from(b)), text)
-                                }
-                            },
-                        )
+                        let outcome = inst
+                            .present(seq, req, resp, &body, &[], head_writable, deadline)
+                            .await?;
+                        let body = presented(outcome, limit)?;
+                        let text = match &body {
+                            None => "keep the body".to_string(),
+                            Some(b) => format!("replace the body ({} bytes)", b.len()),
+                        };
+                        Ok((body, text))
                     },
                 )
                 .await;
@@ -614,28 +651,8 @@ impl Walk<'_> {
                 }
             }
         }
-
-        let _ = response
-            .head
-            .insert_header("x-request-id", request_id.to_string());
-        if self.runs(Phase::Package) {
-            let r = self
-                .phase(
-                    Phase::Package,
-                    &mut req,
-                    &mut response.head,
-                    async |inst, req, resp| {
-                        inst.package(seq, req, resp, deadline).await?;
-                        Ok(((), "done".to_string()))
-                    },
-                )
-                .await;
-            if r.is_none() {
-                if let Some(mut p) = self.policy(request_id) {
-                    let _ = p.head.insert_header("x-request-id", request_id.to_string());
-                    response = p;
-                }
-            }
+        if !proxied {
+            self.package(&mut req, &mut response, request_id).await;
         }
 
         if self.runs(Phase::Post) {
@@ -661,6 +678,37 @@ impl Walk<'_> {
             }
         }
         response
+    }
+
+    /// Package on the response's head; a fail-closed failure replaces the response.
+    async fn package(
+        &mut self,
+        req: &mut RequestHeader,
+        response: &mut Produced,
+        request_id: &str,
+    ) {
+        if !self.runs(Phase::Package) {
+            return;
+        }
+        let deadline = self.plugin.settings.limits.deadline;
+        let seq = self.seq;
+        let r = self
+            .phase(
+                Phase::Package,
+                req,
+                &mut response.head,
+                async |inst, req, resp| {
+                    inst.package(seq, req, resp, deadline).await?;
+                    Ok(((), "done".to_string()))
+                },
+            )
+            .await;
+        if r.is_none() {
+            if let Some(mut p) = self.policy(request_id) {
+                let _ = p.head.insert_header("x-request-id", request_id.to_string());
+                *response = p;
+            }
+        }
     }
 }
 
