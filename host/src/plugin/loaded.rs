@@ -127,6 +127,16 @@ fn exported_phases(component: &Component) -> anyhow::Result<Phases> {
     Ok(phases)
 }
 
+/// The time a plugin's first instance and `describe` get at load: no
+/// request waits on them, and a machine busy compiling other plugins must
+/// not refuse one that instantiates in time when it serves.
+fn load_deadline(settings: &PluginSettings) -> std::time::Duration {
+    settings
+        .limits
+        .deadline
+        .max(std::time::Duration::from_secs(10))
+}
+
 impl Plugin {
     /// Compiles (or loads the cached artifact of) a component; CPU-bound.
     pub fn compile(
@@ -197,12 +207,12 @@ impl Plugin {
         };
 
         let mut first = plugin
-            .instantiate()
+            .instantiate(load_deadline(&plugin.settings))
             .await
             .context("failed to instantiate")?;
         let handle = first.instance_handle()?;
         let describe = describe::GuestIndices::new(&plugin.pre)?.load(first.store(), &handle)?;
-        first.arm(plugin.settings.limits.deadline);
+        first.arm(load_deadline(&plugin.settings));
         let m = describe
             .call_describe(first.store())
             .await
@@ -250,7 +260,8 @@ impl Plugin {
         Ok(())
     }
 
-    async fn instantiate(&self) -> anyhow::Result<Instance> {
+    /// A new instance, its initialisers run under `deadline`.
+    async fn instantiate(&self, deadline: std::time::Duration) -> anyhow::Result<Instance> {
         let limits = &self.settings.limits;
         let mut store = Store::new(
             self.pre.engine(),
@@ -266,7 +277,7 @@ impl Plugin {
         // full-speed allowance as a call.
         let call = &mut store.data_mut().call;
         call.call_tick = now_tick();
-        call.deadline_tick = call.call_tick + ticks_for(limits.deadline);
+        call.deadline_tick = call.call_tick + ticks_for(deadline);
         store.set_epoch_deadline(1);
         self.stats.instances_live.fetch_add(1, Ordering::Relaxed);
         self.stats.instances_created.fetch_add(1, Ordering::Relaxed);
@@ -304,13 +315,15 @@ impl Plugin {
                 detail: String::new(),
             });
         }
-        self.instantiate().await.map_err(|e| {
-            self.backoff.failed(&self.name);
-            Failure {
-                kind: FailureKind::Instantiate,
-                detail: format!("{e:#}"),
-            }
-        })
+        self.instantiate(self.settings.limits.deadline)
+            .await
+            .map_err(|e| {
+                self.backoff.failed(&self.name);
+                Failure {
+                    kind: FailureKind::Instantiate,
+                    detail: format!("{e:#}"),
+                }
+            })
     }
 
     /// Returns an instance after its request (see [`Pool::give_back`]); a
