@@ -146,6 +146,12 @@ impl Admin {
             "responses": classes,
             "latency_us": { "p50": micros(metrics::latency(), 0.5), "p99": micros(metrics::latency(), 0.99) },
             "cache": self.cache_figures(),
+            "upstreams": active
+                .services
+                .upstreams
+                .iter()
+                .map(|(name, u)| (name.clone(), serde_json::json!({ "targets": u.health_report() })))
+                .collect::<serde_json::Map<_, _>>(),
             "plugins": plugins,
             "tls": crate::tls::diagnostics(&active, &self.acme),
         })

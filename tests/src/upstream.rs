@@ -25,15 +25,20 @@ impl Upstream {
     /// JSON echo of the request (method, uri, headers, body) with
     /// `x-upstream: <name>`. Query parameters `cc`, `vary` and `cookie` set
     /// the response's Cache-Control, Vary and Set-Cookie (`%3D`, `%2C` and
-    /// `%20` decoded).
+    /// `%20` decoded); `status` its status.
     pub fn start(name: &str) -> Upstream {
+        Upstream::start_at(name, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// The same, on `addr` (a target brought back where it was).
+    pub fn start_at(name: &str, addr: SocketAddr) -> Upstream {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(addr))
             .expect("bind upstream");
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -120,6 +125,9 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Response<Full<By
         if let Some(v) = query.get(param) {
             resp = resp.header(header, v.as_str());
         }
+    }
+    if let Some(code) = query.get("status").and_then(|c| c.parse::<u16>().ok()) {
+        resp = resp.status(code);
     }
     Ok(resp
         .header("content-type", "application/json")

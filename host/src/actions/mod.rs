@@ -1,6 +1,7 @@
 //! Built-in route actions: native, no sandbox crossing.
 
 pub mod fastcgi;
+pub mod health;
 pub mod proxy;
 pub mod respond;
 pub mod static_files;

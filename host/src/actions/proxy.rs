@@ -1,8 +1,10 @@
-//! The `proxy` action: upstreams with round-robin targets, and the header
-//! rules for the request going up and the response coming back.
+//! The `proxy` action: upstreams with round-robin targets that skip the
+//! ejected ones (see `health`), and the header rules for the request going
+//! up and the response coming back.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderName};
@@ -12,7 +14,8 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::{selection::RoundRobin, LoadBalancer};
 
-use crate::config::UpstreamSettings;
+use super::health::TargetHealth;
+use crate::config::{Eject, UpstreamSettings};
 use crate::tls::upstream::PeerTls;
 
 pub struct Upstream {
@@ -26,6 +29,16 @@ pub struct Upstream {
     /// Set when the targets are reached over TLS, with each resolved
     /// address's host name (the default SNI).
     tls: Option<(PeerTls, HashMap<SocketAddr, String>)>,
+    /// Each resolved address's health, by address.
+    health: HashMap<SocketAddr, Arc<TargetHealth>>,
+    pub eject: Eject,
+}
+
+/// A target chosen for a request: where to connect, and whose health its
+/// outcome counts for.
+pub struct Chosen {
+    pub peer: Box<HttpPeer>,
+    pub health: Arc<TargetHealth>,
 }
 
 impl fmt::Debug for Upstream {
@@ -68,6 +81,10 @@ impl Upstream {
             }
             None => None,
         };
+        let health = backends
+            .iter()
+            .map(|b| (b.addr.clone(), TargetHealth::of(name, &b.addr.to_string())))
+            .collect();
         Ok(Upstream {
             name: name.to_string(),
             targets: targets.to_vec(),
@@ -76,24 +93,59 @@ impl Upstream {
             connect_timeout: settings.connect_timeout,
             read_timeout: settings.read_timeout,
             tls,
+            health,
+            eject: settings.eject,
         })
     }
 
-    /// The next target's address, round robin.
+    /// The next available target's address, round robin.
     pub fn next_addr(&self) -> Option<String> {
         Some(self.next()?.to_string())
     }
 
+    fn available(&self, addr: &SocketAddr) -> bool {
+        self.health.get(addr).is_none_or(|h| h.available())
+    }
+
+    /// The next target not ejected, round robin; `None` when every one is.
     fn next(&self) -> Option<SocketAddr> {
         match &self.single {
-            Some(addr) => Some(addr.clone()),
-            None => Some(self.lb.select(b"", 256)?.addr),
+            Some(addr) => self.available(addr).then(|| addr.clone()),
+            None => {
+                // Round robin visits every target within twice their number.
+                let tries = 2 * self.health.len();
+                self.lb
+                    .select_with(b"", tries, |b, _| self.available(&b.addr))
+                    .map(|b| b.addr)
+            }
         }
     }
 
-    /// The next target, round robin.
-    pub fn peer(&self) -> Option<Box<HttpPeer>> {
+    /// The targets it spreads over (resolved addresses).
+    pub fn target_count(&self) -> usize {
+        self.health.len()
+    }
+
+    /// How long until the first ejected target is tried again, for a 503's `Retry-After`.
+    pub fn retry_after(&self) -> Duration {
+        self.health
+            .values()
+            .map(|h| h.ejected_for())
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The targets' health, for /diagnostics.
+    pub fn health_report(&self) -> Vec<serde_json::Value> {
+        let mut all: Vec<_> = self.health.values().map(|h| h.report()).collect();
+        all.sort_by(|a, b| a["target"].as_str().cmp(&b["target"].as_str()));
+        all
+    }
+
+    /// The next available target, round robin; `None` when every target is ejected.
+    pub fn peer(&self) -> Option<Chosen> {
         let addr = self.next()?;
+        let health = self.health.get(&addr)?.clone();
         let mut peer = match &self.tls {
             None => HttpPeer::new(addr, false, String::new()),
             Some((tls, hosts)) => {
@@ -105,7 +157,10 @@ impl Upstream {
         // Writes to an upstream that stops reading are bounded by the read
         // timeout of the response that never comes; no timer per write.
         peer.options.read_timeout = Some(self.read_timeout);
-        Some(Box::new(peer))
+        Some(Chosen {
+            peer: Box::new(peer),
+            health,
+        })
     }
 
     pub fn is_tls(&self) -> bool {

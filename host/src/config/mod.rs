@@ -65,6 +65,17 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub tls: Option<tls::UpstreamTls>,
+    pub eject: Eject,
+}
+
+/// When a failing target is taken out of rotation, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eject {
+    /// Consecutive failures that eject a target; 0 never ejects.
+    pub failures: u32,
+    pub on_5xx: bool,
+    pub base: Duration,
+    pub max: Duration,
 }
 
 /// A route's action as configured.
@@ -266,6 +277,17 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             let addr = toml::Spanned::new(t.span(), targets[i].0.clone());
             ok &= check_addr(r, &addr, &format!("{field}.targets[{i}]"));
         }
+        if u.eject.max_ms < u.eject.base_ms {
+            r.error(
+                None,
+                format!("{field}.eject.max_ms"),
+                format!(
+                    "max_ms ({}) is shorter than base_ms ({})",
+                    u.eject.max_ms, u.eject.base_ms
+                ),
+                "an ejection grows from base_ms up to max_ms",
+            );
+        }
         let errors = r.errors.len();
         let upstream_tls = tls::compile_upstream(r, &field, u, &targets, &base);
         if ok && r.errors.len() == errors {
@@ -277,6 +299,12 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
                     connect_timeout: Duration::from_millis(u.connect_timeout_ms),
                     read_timeout: Duration::from_millis(u.read_timeout_ms),
                     tls: upstream_tls,
+                    eject: Eject {
+                        failures: u.eject.failures,
+                        on_5xx: u.eject.on_5xx,
+                        base: Duration::from_millis(u.eject.base_ms),
+                        max: Duration::from_millis(u.eject.max_ms),
+                    },
                 },
             );
         }

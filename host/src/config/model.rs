@@ -196,6 +196,49 @@ pub struct UpstreamSection {
     pub connect_timeout_ms: u64,
     #[serde(default = "default_read_timeout")]
     pub read_timeout_ms: u64,
+    /// Passive health: when a target is taken out of rotation.
+    #[serde(default)]
+    pub eject: EjectSection,
+}
+
+/// A target that keeps failing is ejected for a period that doubles while
+/// it goes on failing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EjectSection {
+    /// Consecutive failures that eject a target; 0 never ejects.
+    #[serde(default = "default_eject_failures")]
+    pub failures: u32,
+    /// A 5xx answer counts as a failure, as a refused connection does.
+    #[serde(default)]
+    pub on_5xx: bool,
+    /// The first ejection's length.
+    #[serde(default = "default_eject_ms")]
+    pub base_ms: u64,
+    /// The longest an ejection grows to.
+    #[serde(default = "default_eject_max_ms")]
+    pub max_ms: u64,
+}
+
+impl Default for EjectSection {
+    fn default() -> Self {
+        EjectSection {
+            failures: default_eject_failures(),
+            on_5xx: false,
+            base_ms: default_eject_ms(),
+            max_ms: default_eject_max_ms(),
+        }
+    }
+}
+
+fn default_eject_failures() -> u32 {
+    3
+}
+fn default_eject_ms() -> u64 {
+    10_000
+}
+fn default_eject_max_ms() -> u64 {
+    300_000
 }
 
 #[derive(Debug, Default, Deserialize)]

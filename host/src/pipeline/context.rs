@@ -44,6 +44,10 @@ pub struct Ctx {
     /// for the rest of it.
     failed: Vec<usize>,
     pub upstream: Option<Arc<Upstream>>,
+    /// The target of the attempt in progress, whose health its outcome counts for.
+    pub target: Option<Arc<crate::actions::health::TargetHealth>>,
+    /// Targets tried so far.
+    pub connect_tries: u8,
     /// A prepare plugin's forward: new URI and headers for the upstream request.
     pub forward_uri: Option<http::Uri>,
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
@@ -75,6 +79,8 @@ impl Ctx {
             instances: Vec::new(),
             failed: Vec::new(),
             upstream: None,
+            target: None,
+            connect_tries: 0,
             forward_uri: None,
             forward_headers: Vec::new(),
             present: None,

@@ -391,12 +391,52 @@ impl ProxyHttp for Kavro {
             .upstream
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
-        up.peer().ok_or_else(|| {
+        let chosen = up.peer().ok_or_else(|| {
             Error::explain(
-                ErrorType::ConnectNoRoute,
-                format!("upstream `{}` has no target", up.name),
+                ErrorType::HTTPStatus(503),
+                format!("every target of upstream `{}` is ejected", up.name),
             )
-        })
+        })?;
+        ctx.target = Some(chosen.health);
+        ctx.connect_tries += 1;
+        Ok(chosen.peer)
+    }
+
+    /// A target that refused or dropped the connection counts a failure;
+    /// the request goes to another target while there is one left to try
+    /// (nothing was sent yet).
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
+            target.failed(&up.eject);
+            if usize::from(ctx.connect_tries) < up.target_count() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    /// The target answered: a success for its health, or a failure for a
+    /// 5xx where its upstream counts those.
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
+            if up.eject.on_5xx && upstream_response.status.is_server_error() {
+                target.failed(&up.eject);
+            } else {
+                target.succeeded();
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -566,12 +606,26 @@ impl ProxyHttp for Kavro {
                     format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n")
                 }
                 400 => "400 Bad Request\n".to_string(),
+                503 => format!(
+                    "503 Service Unavailable: every target of upstream `{upstream}` is failing; retry later\n"
+                ),
                 c => format!("{c} error\n"),
             };
             // This connection is not reused; the response must say so, or
             // a client may send its next request into a closing socket.
             session.set_keepalive(None);
-            let _ = self.send(session, ctx, Produced::text(code, body)).await;
+            let mut p = Produced::text(code, body);
+            if let Some(wait) = ctx
+                .upstream
+                .as_ref()
+                .filter(|_| code == 503)
+                .map(|u| u.retry_after())
+            {
+                let _ = p
+                    .head
+                    .insert_header(http::header::RETRY_AFTER, wait.as_secs().max(1).to_string());
+            }
+            let _ = self.send(session, ctx, p).await;
         }
         FailToProxy {
             error_code: code,
