@@ -123,15 +123,8 @@ pub fn main(mut cli: Cli) -> i32 {
     // A runtime of its own, not a Pingora service: the plugins load before
     // the server exists (a start refuses bad ones before listening), and
     // `validate` never serves at all.
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return 1;
-        }
+    let Some(rt) = current_thread_runtime() else {
+        return 1;
     };
     let dir = cli.common.plugins_dir();
     let plugins = if !dir.exists() && cli.common.plugins.is_none() {
@@ -180,6 +173,16 @@ pub fn main(mut cli: Cli) -> i32 {
         cache_dir,
     };
     serve(config, services, plugins, shared, sources)
+}
+
+/// A runtime on this thread for work before serving (or instead of it);
+/// `None`, with the error printed, if there is none to be had.
+pub(crate) fn current_thread_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("error: cannot start a runtime: {e}"))
+        .ok()
 }
 
 /// Where config and plugins are read from again on reload.

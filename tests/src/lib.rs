@@ -56,6 +56,15 @@ pub fn wasm(name: &str) -> PathBuf {
     p
 }
 
+/// What a finished command printed: its stdout, then its stderr.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// These tests run the release host with wasm plugins that `./dev.sh test`
 /// builds first; a plain `cargo test` has neither, and stops here with one
 /// line instead of a failure per test.
@@ -295,12 +304,7 @@ impl HostBuilder {
             .command(&["validate"])
             .output()
             .expect("run kavro-host");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        (out.status.success(), output_text(&out))
     }
 
     /// Starts the host and waits until it accepts connections.

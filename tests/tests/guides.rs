@@ -66,11 +66,7 @@ fn run_guides(file: &str, count: usize) {
             .env("KAVRO", repo())
             .output()
             .expect("run bash");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = kavro_e2e::output_text(&out);
         assert!(
             out.status.success(),
             "{file}: guide `{}` failed ({}):\n{text}",

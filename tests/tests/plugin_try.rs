@@ -16,11 +16,7 @@ fn try_plugin(plugin: &Path, args: &[&str]) -> (i32, String) {
         .arg(cache.path())
         .output()
         .expect("run kavro-host");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = kavro_e2e::output_text(&out);
     (out.status.code().unwrap_or(-1), text)
 }
 

@@ -92,11 +92,7 @@ fn the_example_site_validates_with_the_first_party_plugins() {
         .arg("--no-cache")
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = kavro_e2e::output_text(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains("5 route(s), 2 upstream(s), 5 plugin(s)"),

@@ -53,15 +53,8 @@ pub fn run(args: &TryArgs) -> i32 {
     }
     let lines = capture::install();
     crate::tls::install_crypto();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start a runtime: {e}");
-            return 2;
-        }
+    let Some(rt) = crate::server::current_thread_runtime() else {
+        return 2;
     };
     rt.block_on(async {
         match Session::open(args).await {
