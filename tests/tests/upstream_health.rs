@@ -129,3 +129,21 @@ fn server_errors_eject_only_where_counted() {
         assert_eq!(target_state(&host, &a.addr.to_string()), state, "{eject}");
     }
 }
+
+/// Ejection settings that cannot work are refused with the field and a hint.
+#[test]
+fn impossible_ejection_settings_are_refused() {
+    for (eject, field) in [
+        ("base_ms = 0", "upstreams.app.eject.base_ms"),
+        (
+            "base_ms = 5000, max_ms = 1000",
+            "upstreams.app.eject.max_ms",
+        ),
+    ] {
+        let (ok, text) = Host::builder()
+            .config(&config(&["127.0.0.1:9".to_string()], eject))
+            .validate();
+        assert!(!ok, "{eject}: {text}");
+        assert!(text.contains(field) && text.contains("hint:"), "{text}");
+    }
+}

@@ -28,8 +28,10 @@ struct Ejection {
     /// Ejections in a row, each twice as long as the one before.
     count: u32,
     until: Option<Instant>,
-    /// A request is trying the target after its ejection ended.
-    probing: bool,
+    /// Until when the request trying the target after its ejection has
+    /// it to itself: one that never reports back (cancelled, or lost to a
+    /// read error) does not keep the target out for good.
+    trial: Option<Instant>,
 }
 
 /// Targets by (upstream, target).
@@ -60,21 +62,29 @@ impl TargetHealth {
 
     /// Whether a request may go to this target now. When an ejection has
     /// ended, one request is let through to try it; the others keep away
-    /// until that one succeeds or fails.
-    pub fn available(&self) -> bool {
+    /// until that one succeeds or fails, or until `trial` has passed.
+    pub fn available(&self, trial: Duration) -> bool {
         if self.consecutive.load(Ordering::Relaxed) == 0 {
             return true;
         }
         let mut s = self.state.lock();
+        let now = Instant::now();
         match s.until {
             None => true,
-            Some(until) if Instant::now() < until => false,
-            Some(_) if s.probing => false,
+            Some(until) if now < until => false,
+            Some(_) if s.trial.is_some_and(|t| now < t) => false,
             Some(_) => {
-                s.probing = true;
+                s.trial = Some(now + trial);
                 true
             }
         }
+    }
+
+    /// Whether the target is in rotation, without taking a trial: for
+    /// callers that do not report how their request went.
+    pub fn in_rotation(&self) -> bool {
+        self.consecutive.load(Ordering::Relaxed) == 0
+            || self.state.lock().until.is_none_or(|u| Instant::now() >= u)
     }
 
     /// A request to the target went well.
@@ -83,26 +93,27 @@ impl TargetHealth {
             return;
         }
         self.consecutive.store(0, Ordering::Relaxed);
-        let mut s = self.state.lock();
-        if s.until.take().is_some() {
+        let was_out = std::mem::take(&mut *self.state.lock()).until.is_some();
+        if was_out {
             tracing::info!(
                 upstream = %self.upstream,
                 target = %self.target,
                 "upstream target is back in rotation"
             );
         }
-        *s = Ejection::default();
     }
 
     /// A request to the target failed; past `eject.failures` in a row (or
     /// when its trial after an ejection fails) the target is ejected.
     pub fn failed(&self, eject: &Eject) {
         let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut s = self.state.lock();
         if eject.failures == 0 {
+            // Ejection turned off (by a reload, say): nothing stays out.
+            *s = Ejection::default();
             return;
         }
-        let mut s = self.state.lock();
-        let trial_failed = s.probing;
+        let trial_failed = s.trial.is_some();
         if n < eject.failures && !trial_failed {
             return;
         }
@@ -114,9 +125,10 @@ impl TargetHealth {
             .base
             .saturating_mul(1u32 << s.count.min(20))
             .min(eject.max);
-        s.count += 1;
+        s.count = s.count.saturating_add(1);
         s.until = Some(Instant::now() + period);
-        s.probing = false;
+        s.trial = None;
+        drop(s);
         tracing::warn!(
             upstream = %self.upstream,
             target = %self.target,
@@ -159,6 +171,8 @@ impl TargetHealth {
 mod tests {
     use super::*;
 
+    const TRIAL: Duration = Duration::from_secs(60);
+
     fn eject(failures: u32) -> Eject {
         Eject {
             failures,
@@ -173,24 +187,40 @@ mod tests {
         let h = TargetHealth::of("unit", "a:1");
         let e = eject(2);
         h.failed(&e);
-        assert!(h.available(), "one failure is not enough");
+        assert!(h.available(TRIAL), "one failure is not enough");
         h.succeeded();
         h.failed(&e);
-        assert!(h.available(), "a success resets the count");
+        assert!(h.available(TRIAL), "a success resets the count");
         h.failed(&e);
-        assert!(!h.available());
+        assert!(!h.available(TRIAL));
         std::thread::sleep(Duration::from_millis(50));
-        assert!(h.available(), "the period ended: one trial");
-        assert!(!h.available(), "only one");
+        assert!(h.available(TRIAL), "the period ended: one trial");
+        assert!(!h.available(TRIAL), "only one");
         h.failed(&e);
-        assert!(!h.available(), "a failed trial ejects again, for longer");
+        assert!(
+            !h.available(TRIAL),
+            "a failed trial ejects again, for longer"
+        );
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!h.available(), "the second ejection is twice as long");
+        assert!(!h.available(TRIAL), "the second ejection is twice as long");
         std::thread::sleep(Duration::from_millis(40));
-        assert!(h.available());
+        assert!(h.available(TRIAL));
         h.succeeded();
-        assert!(h.available() && h.available());
+        assert!(h.available(TRIAL) && h.available(TRIAL));
         assert_eq!(h.report()["state"], "up");
+    }
+
+    #[test]
+    fn a_trial_that_never_reports_back_lapses() {
+        let h = TargetHealth::of("unit3", "c:1");
+        let e = eject(1);
+        h.failed(&e);
+        std::thread::sleep(Duration::from_millis(45));
+        let short = Duration::from_millis(20);
+        assert!(h.available(short), "the trial");
+        assert!(!h.available(short), "while it runs");
+        std::thread::sleep(Duration::from_millis(25));
+        assert!(h.available(short), "another trial once it lapsed");
     }
 
     #[test]
@@ -201,6 +231,6 @@ mod tests {
         for _ in 0..10 {
             a.failed(&e);
         }
-        assert!(a.available());
+        assert!(a.available(TRIAL));
     }
 }

@@ -98,26 +98,22 @@ impl Upstream {
         })
     }
 
-    /// The next available target's address, round robin.
+    /// The next target in rotation, round robin, for a caller that does
+    /// not report how its request went (a plugin's outbound HTTP).
     pub fn next_addr(&self) -> Option<String> {
-        Some(self.next()?.to_string())
+        let in_rotation = |a: &SocketAddr| self.health.get(a).is_none_or(|h| h.in_rotation());
+        Some(self.next(in_rotation)?.to_string())
     }
 
-    fn available(&self, addr: &SocketAddr) -> bool {
-        self.health.get(addr).is_none_or(|h| h.available())
-    }
-
-    /// The next target not ejected, round robin; `None` when every one is.
-    fn next(&self) -> Option<SocketAddr> {
+    /// The next target that `accept` takes, round robin.
+    fn next(&self, accept: impl Fn(&SocketAddr) -> bool) -> Option<SocketAddr> {
         match &self.single {
-            Some(addr) => self.available(addr).then(|| addr.clone()),
-            None => {
-                // Round robin visits every target within twice their number.
-                let tries = 2 * self.health.len();
-                self.lb
-                    .select_with(b"", tries, |b, _| self.available(&b.addr))
-                    .map(|b| b.addr)
-            }
+            Some(addr) => accept(addr).then(|| addr.clone()),
+            // Round robin visits every target within twice their number.
+            None => self
+                .lb
+                .select_with(b"", 2 * self.health.len(), |b, _| accept(&b.addr))
+                .map(|b| b.addr),
         }
     }
 
@@ -142,9 +138,16 @@ impl Upstream {
         all
     }
 
-    /// The next available target, round robin; `None` when every target is ejected.
-    pub fn peer(&self) -> Option<Chosen> {
-        let addr = self.next()?;
+    /// The next target not ejected and not in `tried` (this request's
+    /// earlier attempts), round robin; `None` when there is none.
+    pub fn peer(&self, tried: &[Arc<TargetHealth>]) -> Option<Chosen> {
+        // A trial request has the target for as long as it may take.
+        let trial = self.connect_timeout + self.read_timeout;
+        let addr = self.next(|a| {
+            self.health
+                .get(a)
+                .is_none_or(|h| !tried.iter().any(|t| Arc::ptr_eq(t, h)) && h.available(trial))
+        })?;
         let health = self.health.get(&addr)?.clone();
         let mut peer = match &self.tls {
             None => HttpPeer::new(addr, false, String::new()),

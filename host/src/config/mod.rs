@@ -277,6 +277,14 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             let addr = toml::Spanned::new(t.span(), targets[i].0.clone());
             ok &= check_addr(r, &addr, &format!("{field}.targets[{i}]"));
         }
+        if u.eject.failures > 0 && u.eject.base_ms == 0 {
+            r.error(
+                None,
+                format!("{field}.eject.base_ms"),
+                "an ejection of 0 ms takes nothing out of rotation",
+                "give base_ms a length (default 10000), or set failures = 0 to never eject",
+            );
+        }
         if u.eject.max_ms < u.eject.base_ms {
             r.error(
                 None,

@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
 use super::caching::RequestCache;
+use crate::actions::health::TargetHealth;
 use crate::actions::proxy::Upstream;
 use crate::plugin::{Instance, RequestInfo};
 use crate::shutdown::InFlight;
@@ -45,9 +46,9 @@ pub struct Ctx {
     failed: Vec<usize>,
     pub upstream: Option<Arc<Upstream>>,
     /// The target of the attempt in progress, whose health its outcome counts for.
-    pub target: Option<Arc<crate::actions::health::TargetHealth>>,
-    /// Targets tried so far.
-    pub connect_tries: u8,
+    pub target: Option<Arc<TargetHealth>>,
+    /// The targets this request tried and could not connect to.
+    pub tried: Vec<Arc<TargetHealth>>,
     /// A prepare plugin's forward: new URI and headers for the upstream request.
     pub forward_uri: Option<http::Uri>,
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
@@ -80,7 +81,7 @@ impl Ctx {
             failed: Vec::new(),
             upstream: None,
             target: None,
-            connect_tries: 0,
+            tried: Vec::new(),
             forward_uri: None,
             forward_headers: Vec::new(),
             present: None,

@@ -391,14 +391,13 @@ impl ProxyHttp for Kavro {
             .upstream
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
-        let chosen = up.peer().ok_or_else(|| {
+        let chosen = up.peer(&ctx.tried).ok_or_else(|| {
             Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("every target of upstream `{}` is ejected", up.name),
             )
         })?;
         ctx.target = Some(chosen.health);
-        ctx.connect_tries += 1;
         Ok(chosen.peer)
     }
 
@@ -414,9 +413,37 @@ impl ProxyHttp for Kavro {
     ) -> Box<Error> {
         if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
             target.failed(&up.eject);
-            if usize::from(ctx.connect_tries) < up.target_count() {
+            ctx.tried.push(target);
+            if ctx.tried.len() < up.target_count() {
                 e.set_retry(true);
             }
+        }
+        e
+    }
+
+    /// A connection that failed after it was made (reset, closed, timed
+    /// out) counts against the target, unless it was the client's doing.
+    /// Whether to retry is Pingora's rule: idempotent requests on a reused
+    /// connection, with their body still at hand.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if e.esource() == &pingora_core::ErrorSource::Upstream {
+            if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
+                target.failed(&up.eject);
+            }
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
         }
         e
     }
@@ -429,6 +456,9 @@ impl ProxyHttp for Kavro {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if upstream_response.status.is_informational() {
+            return Ok(());
+        }
         if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
             if up.eject.on_5xx && upstream_response.status.is_server_error() {
                 target.failed(&up.eject);
@@ -621,9 +651,12 @@ impl ProxyHttp for Kavro {
                 .filter(|_| code == 503)
                 .map(|u| u.retry_after())
             {
+                // Whole seconds, rounded up: a client that waits that long
+                // finds a target on trial.
+                let secs = wait.as_millis().div_ceil(1000).max(1);
                 let _ = p
                     .head
-                    .insert_header(http::header::RETRY_AFTER, wait.as_secs().max(1).to_string());
+                    .insert_header(http::header::RETRY_AFTER, secs.to_string());
             }
             let _ = self.send(session, ctx, p).await;
         }
