@@ -15,6 +15,7 @@ pub mod routing;
 pub mod server;
 pub mod services;
 pub mod shutdown;
+pub mod streak;
 pub mod tls;
 
 use std::sync::Arc;

@@ -8,33 +8,23 @@
 //! the others are still refused for another period; if the try fails, the
 //! period doubles, up to [`LONGEST`]. One success ends it.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::streak::{Lease, Schedule, Streak};
 
 /// Failures in a row, each costing the instance, that start a back-off.
 pub const THRESHOLD: u32 = 5;
 pub const FIRST: Duration = Duration::from_millis(100);
 pub const LONGEST: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Default)]
-pub struct Backoff {
-    /// Failures in a row that cost an instance; read on every release.
-    consecutive: AtomicU32,
-    /// Times a back-off started, for the operator.
-    engaged: AtomicU64,
-    /// Once one started: the current period, its end, and whether a try
-    /// was let through since.
-    state: Mutex<Option<Period>>,
-}
+const SCHEDULE: Schedule = Schedule {
+    threshold: THRESHOLD,
+    first: FIRST,
+    longest: LONGEST,
+};
 
-#[derive(Debug, Clone, Copy)]
-struct Period {
-    length: Duration,
-    until: Instant,
-    trying: bool,
-}
+#[derive(Debug, Default)]
+pub struct Backoff(Streak);
 
 /// What the operator reads on `GET /plugins`.
 #[derive(Debug, serde::Serialize)]
@@ -51,72 +41,33 @@ impl Backoff {
     /// another period (so a busy host does not build an instance for each
     /// of them, and a try that never returns does not hold the plugin off).
     pub fn admits(&self) -> bool {
-        if self.consecutive.load(Ordering::Relaxed) < THRESHOLD {
-            return true;
-        }
-        let mut state = self.state.lock();
-        match state.as_mut() {
-            Some(p) if p.until > Instant::now() => false,
-            Some(p) => {
-                p.until = Instant::now() + p.length;
-                p.trying = true;
-                true
-            }
-            None => true,
-        }
+        self.0.admits(Lease::Period)
     }
 
     /// A call or an instantiation failed and the instance is lost.
     pub fn failed(&self, plugin: &str) {
-        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < THRESHOLD {
-            return;
+        if let Some(started) = self.0.failed(&SCHEDULE) {
+            tracing::warn!(
+                plugin,
+                failures_in_a_row = started.failures,
+                "plugin keeps failing and losing its instance: its failure policy answers \
+                 without a new instance for {} ms (doubling while it keeps failing; one \
+                 success ends it)",
+                started.length.as_millis()
+            );
         }
-        let mut state = self.state.lock();
-        let now = Instant::now();
-        let length = match *state {
-            None => FIRST,
-            // A failed try doubles it; failures of requests that were under
-            // way when it started do not.
-            Some(p) if p.trying || p.until <= now => (p.length * 2).min(LONGEST),
-            Some(_) => return,
-        };
-        *state = Some(Period {
-            length,
-            until: now + length,
-            trying: false,
-        });
-        self.engaged.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            plugin,
-            failures_in_a_row = n,
-            "plugin keeps failing and losing its instance: its failure policy answers \
-             without a new instance for {} ms (doubling while it keeps failing; one \
-             success ends it)",
-            length.as_millis()
-        );
     }
 
     /// A call succeeded: the plugin works again.
     pub fn succeeded(&self) {
-        // One load on the common path: nothing to reset.
-        if self.consecutive.load(Ordering::Relaxed) != 0 {
-            self.consecutive.store(0, Ordering::Relaxed);
-            *self.state.lock() = None;
-        }
+        self.0.succeeded();
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let remaining_ms = self
-            .state
-            .lock()
-            .and_then(|p| p.until.checked_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
-            .map(|d| d.as_millis() as u64);
         Snapshot {
-            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
-            remaining_ms,
-            engaged: self.engaged.load(Ordering::Relaxed),
+            consecutive_failures: self.0.consecutive(),
+            remaining_ms: self.0.remaining().map(|d| d.as_millis() as u64),
+            engaged: self.0.engaged(),
         }
     }
 }
@@ -143,7 +94,7 @@ mod tests {
 
         // Over: one try, the others still refused; the try failing doubles
         // the period.
-        b.state.lock().as_mut().unwrap().until = Instant::now();
+        b.0.end_period();
         assert!(b.admits());
         assert!(!b.admits());
         b.failed("p");
