@@ -150,7 +150,7 @@ impl Admin {
                 .services
                 .upstreams
                 .iter()
-                .map(|(name, u)| (name.clone(), serde_json::json!({ "targets": u.health_report() })))
+                .map(|(name, u)| (name.clone(), u.report()))
                 .collect::<serde_json::Map<_, _>>(),
             "plugins": plugins,
             "tls": crate::tls::diagnostics(&active, &self.acme),
@@ -254,9 +254,11 @@ impl ServeHttp for Admin {
                             .as_bytes(),
                     );
                 }
-                let mut tls = String::new();
-                crate::tls::metrics(&self.active.load(), &self.acme, &mut tls);
-                buf.extend_from_slice(tls.as_bytes());
+                let mut more = String::new();
+                let active = self.active.load();
+                crate::tls::metrics(&active, &self.acme, &mut more);
+                crate::upstream::metrics(&active.services.upstreams, &mut more);
+                buf.extend_from_slice(more.as_bytes());
                 Response::builder()
                     .status(200)
                     .header("content-type", "text/plain; version=0.0.4")

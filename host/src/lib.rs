@@ -17,6 +17,7 @@ pub mod services;
 pub mod shutdown;
 pub mod streak;
 pub mod tls;
+pub mod upstream;
 
 use std::sync::Arc;
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::actions::fastcgi::FastCgi;
-use crate::actions::proxy::Upstream;
 use crate::actions::respond::{Redirect, Respond};
 use crate::actions::static_files::StaticRoot;
 use crate::cache::RoutePolicy;
+use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPattern {

@@ -260,6 +260,13 @@ fn serve(
         }
     }
 
+    server.add_service(pingora_core::services::background::background_service(
+        "kavro-checks",
+        crate::upstream::probe::Prober {
+            active: active.clone(),
+        },
+    ));
+
     let acme = Arc::new(Acme::default());
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,

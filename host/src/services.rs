@@ -9,11 +9,11 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use crate::actions::fastcgi::FastCgi;
-use crate::actions::proxy::Upstream;
 use crate::actions::respond::Redirect;
 use crate::config::{ActionSpec, Config, Diagnostic, Diagnostics};
 use crate::routing::{RouteAction, RouteTable};
 use crate::tls::certs::{CertStore, Certificate};
+use crate::upstream::Upstream;
 
 pub struct Services {
     pub upstreams: HashMap<String, Arc<Upstream>>,

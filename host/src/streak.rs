@@ -4,7 +4,7 @@
 //! while the others stay out until the trial reports or its lease lapses;
 //! one success ends it. A plugin that keeps losing its instances
 //! (`plugin::backoff`) and an upstream target that keeps failing
-//! (`actions::health`) both follow it.
+//! (`upstream::target`) both follow it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

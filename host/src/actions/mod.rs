@@ -1,7 +1,6 @@
 //! Built-in route actions: native, no sandbox crossing.
 
 pub mod fastcgi;
-pub mod health;
 pub mod proxy;
 pub mod respond;
 pub mod static_files;

@@ -7,6 +7,7 @@
 mod diagnostic;
 pub mod model;
 pub mod tls;
+mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use model::{FailurePolicy, Isolation};
+pub use upstream::{Admission, Balance, Check, Eject, HashKey, HostHeader, UpstreamSettings};
 
 use crate::actions::fastcgi;
 use crate::actions::respond::{Redirect, Respond};
@@ -51,31 +53,6 @@ pub struct Config {
     /// Response cache size; read at start (a reload keeps the running cache).
     pub cache_max_bytes: u64,
     pub cache_max_object_bytes: usize,
-}
-
-/// An upstream as declared: its targets are resolved when its balancer is
-/// built.
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// `host:port` pairs.
-    pub targets: Vec<String>,
-    /// Where each target is written (line, column), for the errors of the
-    /// step that resolves them.
-    pub positions: Vec<(usize, usize)>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub tls: Option<tls::UpstreamTls>,
-    pub eject: Eject,
-}
-
-/// When a failing target is taken out of rotation, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Eject {
-    /// Consecutive failures that eject a target; 0 never ejects.
-    pub failures: u32,
-    pub on_5xx: bool,
-    pub base: Duration,
-    pub max: Duration,
 }
 
 /// A route's action as configured.
@@ -257,64 +234,8 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
     let tls = raw.tls.and_then(|t| tls::compile(r, t, &base));
     let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
-        let field = format!("upstreams.{name}");
-        if u.targets.is_empty() {
-            r.error(
-                None,
-                format!("{field}.targets"),
-                "an upstream needs at least one target",
-                "add targets = [\"host:port\"]",
-            );
-            continue;
-        }
-        let mut ok = true;
-        let targets: Vec<(String, bool)> = u
-            .targets
-            .iter()
-            .map(|t| tls::split_target(t.get_ref()))
-            .collect();
-        for (i, t) in u.targets.iter().enumerate() {
-            let addr = toml::Spanned::new(t.span(), targets[i].0.clone());
-            ok &= check_addr(r, &addr, &format!("{field}.targets[{i}]"));
-        }
-        if u.eject.failures > 0 && u.eject.base_ms == 0 {
-            r.error(
-                None,
-                format!("{field}.eject.base_ms"),
-                "an ejection of 0 ms takes nothing out of rotation",
-                "give base_ms a length (default 10000), or set failures = 0 to never eject",
-            );
-        }
-        if u.eject.max_ms < u.eject.base_ms {
-            r.error(
-                None,
-                format!("{field}.eject.max_ms"),
-                format!(
-                    "max_ms ({}) is shorter than base_ms ({})",
-                    u.eject.max_ms, u.eject.base_ms
-                ),
-                "an ejection grows from base_ms up to max_ms",
-            );
-        }
-        let errors = r.errors.len();
-        let upstream_tls = tls::compile_upstream(r, &field, u, &targets, &base);
-        if ok && r.errors.len() == errors {
-            upstreams.insert(
-                name.clone(),
-                UpstreamSettings {
-                    targets: targets.into_iter().map(|(t, _)| t).collect(),
-                    positions: u.targets.iter().map(|t| r.position(t.span())).collect(),
-                    connect_timeout: Duration::from_millis(u.connect_timeout_ms),
-                    read_timeout: Duration::from_millis(u.read_timeout_ms),
-                    tls: upstream_tls,
-                    eject: Eject {
-                        failures: u.eject.failures,
-                        on_5xx: u.eject.on_5xx,
-                        base: Duration::from_millis(u.eject.base_ms),
-                        max: Duration::from_millis(u.eject.max_ms),
-                    },
-                },
-            );
+        if let Some(settings) = upstream::compile(r, name, u, &base) {
+            upstreams.insert(name.clone(), settings);
         }
     }
 

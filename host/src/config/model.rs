@@ -179,8 +179,24 @@ pub struct AdminSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
-    /// `host:port`, or `https://host[:port]` for a target reached over TLS.
-    pub targets: Vec<Spanned<String>>,
+    /// `host:port`, or `https://host[:port]` for a target reached over TLS;
+    /// or `{ target = "...", weight = N }`.
+    pub targets: Vec<Spanned<TargetEntry>>,
+    /// How a request's target is chosen: "round_robin", "least_inflight"
+    /// or "hash" (with `hash_on`).
+    pub balance: Option<Spanned<String>>,
+    /// What "hash" hashes: "client_ip", "header:NAME" or "cookie:NAME".
+    pub hash_on: Option<Spanned<String>>,
+    /// Requests sent to the upstream at once; the rest queue.
+    pub max_inflight: Option<Spanned<u32>>,
+    /// Requests that may wait for a slot; beyond, 503.
+    pub max_queue: Option<Spanned<u32>>,
+    /// How long a request may wait for a slot before a 503.
+    pub queue_timeout_ms: Option<u64>,
+    /// Active health checks.
+    pub check: Option<CheckSection>,
+    /// The Host header sent: "client", "target", or `{ fixed = "name" }`.
+    pub host_header: Option<Spanned<HostHeaderEntry>>,
     /// Connect to every target over TLS.
     #[serde(default)]
     pub tls: bool,
@@ -199,6 +215,77 @@ pub struct UpstreamSection {
     /// Passive health: when a target is taken out of rotation.
     #[serde(default)]
     pub eject: EjectSection,
+}
+
+/// One target: its address alone, or with a weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TargetEntry {
+    Address(String),
+    Weighted {
+        target: String,
+        #[serde(default = "one")]
+        weight: u32,
+    },
+}
+
+impl TargetEntry {
+    pub fn address(&self) -> &str {
+        match self {
+            TargetEntry::Address(a) | TargetEntry::Weighted { target: a, .. } => a,
+        }
+    }
+
+    pub fn weight(&self) -> u32 {
+        match self {
+            TargetEntry::Address(_) => 1,
+            TargetEntry::Weighted { weight, .. } => *weight,
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HostHeaderEntry {
+    Keyword(String),
+    Fixed { fixed: String },
+}
+
+/// A request the host sends to each target on its own, to learn whether
+/// it is up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSection {
+    pub path: Spanned<String>,
+    #[serde(default = "default_check_interval")]
+    pub interval_ms: u64,
+    #[serde(default = "default_check_timeout")]
+    pub timeout_ms: u64,
+    /// The status a healthy target answers; any 2xx when absent.
+    pub status: Option<u16>,
+    /// Failed checks in a row that take a target down.
+    #[serde(default = "default_check_fall")]
+    pub fall: u32,
+    /// Passed checks in a row that bring it back.
+    #[serde(default = "default_check_rise")]
+    pub rise: u32,
+}
+
+fn default_check_interval() -> u64 {
+    5_000
+}
+fn default_check_timeout() -> u64 {
+    2_000
+}
+fn default_check_fall() -> u32 {
+    3
+}
+fn default_check_rise() -> u32 {
+    2
 }
 
 /// A target that keeps failing is ejected for a period that doubles while

@@ -8,10 +8,11 @@ use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
 use super::caching::RequestCache;
-use crate::actions::health::TargetHealth;
-use crate::actions::proxy::Upstream;
 use crate::plugin::{Instance, RequestInfo};
 use crate::shutdown::InFlight;
+use crate::upstream::admission::{Refused, Slot};
+use crate::upstream::target::{Busy, Target};
+use crate::upstream::Upstream;
 use crate::Active;
 
 /// A body held back for the present chain.
@@ -46,9 +47,17 @@ pub struct Ctx {
     failed: Vec<usize>,
     pub upstream: Option<Arc<Upstream>>,
     /// The target of the attempt in progress, whose health its outcome counts for.
-    pub target: Option<Arc<TargetHealth>>,
+    pub target: Option<Arc<Target>>,
     /// The targets this request tried and could not connect to.
-    pub tried: Vec<Arc<TargetHealth>>,
+    pub tried: Vec<Arc<Target>>,
+    /// Counts the attempt under way on its target, for least-inflight.
+    pub busy: Option<Busy>,
+    /// The request's place among the upstream's `max_inflight`.
+    pub slot: Option<Slot>,
+    /// Why the upstream turned the request away, for the 503.
+    pub refused: Option<Refusal>,
+    /// The Host header the upstream sends instead of the client's.
+    pub upstream_host: Option<HeaderValue>,
     /// A prepare plugin's forward: new URI and headers for the upstream request.
     pub forward_uri: Option<http::Uri>,
     pub forward_headers: Vec<(HeaderName, HeaderValue)>,
@@ -64,6 +73,14 @@ pub struct Ctx {
     /// Counts the request as under way until its post phase is done (the
     /// context moves into post); a shutdown waits for it.
     pub in_flight: Option<InFlight>,
+}
+
+/// Why a proxied request was answered 503 without a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Every target is ejected or down.
+    NoTarget,
+    Admission(Refused),
 }
 
 impl Ctx {
@@ -82,6 +99,10 @@ impl Ctx {
             upstream: None,
             target: None,
             tried: Vec::new(),
+            busy: None,
+            slot: None,
+            refused: None,
+            upstream_host: None,
             forward_uri: None,
             forward_headers: Vec::new(),
             present: None,
@@ -96,6 +117,13 @@ impl Ctx {
     /// Whether request_filter has begun the request (it numbers it).
     pub fn started(&self) -> bool {
         self.seq != 0
+    }
+
+    /// Ends the request's hold on its upstream: its slot and its count on
+    /// the target. Post runs after this.
+    pub fn leave_upstream(&mut self) {
+        self.busy = None;
+        self.slot = None;
     }
 
     pub fn request_id(&self) -> &str {

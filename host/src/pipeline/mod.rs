@@ -53,7 +53,7 @@ use tokio::io::AsyncReadExt;
 
 use caching::CacheStatus;
 pub use context::Ctx;
-use context::PresentBuffer;
+use context::{PresentBuffer, Refusal};
 use phases::PrepareResult;
 
 use crate::actions::fastcgi::CgiRequest;
@@ -66,6 +66,7 @@ use crate::routing::{normalize_host, Match, RouteAction};
 use crate::shutdown::InFlight;
 use crate::tls::acme::Acme;
 use crate::tls::redirect::{opted_out, ACME_CHALLENGE};
+use crate::upstream::admission::Refused;
 use crate::Active;
 
 use response::X_REQUEST_ID;
@@ -386,18 +387,37 @@ impl ProxyHttp for Kavro {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    /// Waits for a slot when the upstream limits requests at once (once per
+    /// request, kept across retries), then picks a target in rotation
+    /// that this request has not tried.
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let up = ctx
             .upstream
-            .as_ref()
+            .clone()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no upstream chosen"))?;
-        let chosen = up.peer(&ctx.tried).ok_or_else(|| {
-            Error::explain(
+        if let (Some(gate), None) = (&up.gate, &ctx.slot) {
+            match gate.enter(&up.counters).await {
+                Ok(slot) => ctx.slot = Some(slot),
+                Err(why) => {
+                    ctx.refused = Some(Refusal::Admission(why));
+                    return Err(Error::explain(
+                        ErrorType::HTTPStatus(503),
+                        format!("upstream `{}` is at max_inflight: {why:?}", up.name),
+                    ));
+                }
+            }
+        }
+        let key = up.hash_key(session.req_header(), ctx.client_ip);
+        let Some(chosen) = up.peer(&ctx.tried, key.as_deref()) else {
+            ctx.refused = Some(Refusal::NoTarget);
+            return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
-                format!("every target of upstream `{}` is ejected", up.name),
-            )
-        })?;
-        ctx.target = Some(chosen.health);
+                format!("every target of upstream `{}` is out of rotation", up.name),
+            ));
+        };
+        ctx.busy = Some(chosen.target.busy());
+        ctx.target = Some(chosen.target);
+        ctx.upstream_host = chosen.host;
         Ok(chosen.peer)
     }
 
@@ -411,11 +431,13 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.busy = None;
         if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
             target.failed(&up.eject);
             ctx.tried.push(target);
             if ctx.tried.len() < up.target_count() {
                 e.set_retry(true);
+                up.counters.retries.fetch_add(1, Ordering::Relaxed);
             }
         }
         e
@@ -438,12 +460,16 @@ impl ProxyHttp for Kavro {
                 target.failed(&up.eject);
             }
         }
+        ctx.busy = None;
         let mut e = e.more_context(format!("Peer: {peer}"));
         if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
         {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
+        }
+        if let (true, Some(up)) = (e.retry(), ctx.upstream.as_ref()) {
+            up.counters.retries.fetch_add(1, Ordering::Relaxed);
         }
         e
     }
@@ -477,6 +503,9 @@ impl ProxyHttp for Kavro {
     ) -> Result<()> {
         let scheme = if ctx.https { "https" } else { "http" };
         prepare_upstream_request(upstream_request, ctx.client_ip, scheme);
+        if let Some(host) = ctx.upstream_host.clone() {
+            upstream_request.insert_header(header::HOST, host)?;
+        }
         if let Some(uri) = ctx.forward_uri.take() {
             upstream_request.set_uri(uri);
         }
@@ -636,21 +665,32 @@ impl ProxyHttp for Kavro {
                     format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n")
                 }
                 400 => "400 Bad Request\n".to_string(),
-                503 => format!(
-                    "503 Service Unavailable: every target of upstream `{upstream}` is failing; retry later\n"
-                ),
+                503 => match ctx.refused {
+                    Some(Refusal::Admission(Refused::QueueFull)) => format!(
+                        "503 Service Unavailable: upstream `{upstream}` is at its limit and its queue is full; retry later\n"
+                    ),
+                    Some(Refusal::Admission(Refused::QueueTimeout)) => format!(
+                        "503 Service Unavailable: upstream `{upstream}` is at its limit and the wait ran out; retry later\n"
+                    ),
+                    _ => format!(
+                        "503 Service Unavailable: every target of upstream `{upstream}` is failing; retry later\n"
+                    ),
+                },
                 c => format!("{c} error\n"),
             };
             // This connection is not reused; the response must say so, or
             // a client may send its next request into a closing socket.
             session.set_keepalive(None);
             let mut p = Produced::text(code, body);
-            if let Some(wait) = ctx
-                .upstream
-                .as_ref()
-                .filter(|_| code == 503)
-                .map(|u| u.retry_after())
-            {
+            let wait = match (&ctx.upstream, ctx.refused) {
+                (Some(u), Some(Refusal::NoTarget)) => Some(u.retry_after()),
+                // A queue drains within its timeout, or sheds again.
+                (Some(u), Some(Refusal::Admission(_))) => {
+                    u.gate.as_ref().map(|g| g.limits().queue_timeout)
+                }
+                _ => None,
+            };
+            if let Some(wait) = wait.filter(|_| code == 503) {
                 // Whole seconds, rounded up: a client that waits that long
                 // finds a target on trial.
                 let secs = wait.as_millis().div_ceil(1000).max(1);
@@ -667,6 +707,7 @@ impl ProxyHttp for Kavro {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        ctx.leave_upstream();
         // A response that did not complete is not stored; waiters stop waiting.
         ctx.cache.abandon();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());

@@ -24,8 +24,8 @@ use super::phase::Phases;
 use super::pool::Pool;
 use super::state::HostState;
 use super::stats::PluginStats;
-use crate::actions::proxy::Upstream;
 use crate::config::PluginSettings;
+use crate::upstream::Upstream;
 
 /// What a plugin says about itself (its `describe` export).
 pub use super::bindings::types::Manifest;

@@ -12,8 +12,8 @@ use super::caps::Shared;
 use super::engine::Runtime;
 use super::loaded::{Compiled, NeedsError, Plugin};
 use super::phase::{PerPhase, Phase};
-use crate::actions::proxy::Upstream;
 use crate::config::{self, Config, Diagnostic, PluginSettings, Reporter};
+use crate::upstream::Upstream;
 
 /// Plugin indices, in run order, for each phase.
 pub type Chains = PerPhase<Vec<usize>>;

@@ -15,12 +15,12 @@ use hyper_util::rt::TokioExecutor;
 use wasmtime::component::Linker;
 
 use super::{denied, view_of, CapCtx, Granting, HasView, HostView, Unit};
-use crate::actions::proxy::Upstream;
 use crate::config::Config;
 use crate::plugin::bindings::kavro::plugin::http::{
     self as wit, Host, IncomingResponse, OutgoingRequest,
 };
 use crate::plugin::bindings::types::HostError;
+use crate::upstream::Upstream;
 
 pub struct Http;
 

@@ -31,8 +31,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiView};
 
 use super::bindings::types::HostError;
 use super::call::Call;
-use crate::actions::proxy::Upstream;
 use crate::config::{Config, PluginSettings};
+use crate::upstream::Upstream;
 
 /// One host capability. Its view is what a plugin instance reads through
 /// the capability's imports; a plugin not granted it gets the default

@@ -1,0 +1,559 @@
+//! Upstreams: the targets a proxy route sends to, how one is chosen for a
+//! request (round robin, least in flight or a hash, each by weight), which
+//! are in rotation (`target`: passive ejection and active checks, `probe`),
+//! and how many requests go at once (`admission`).
+
+pub mod admission;
+pub mod probe;
+pub mod target;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use pingora_load_balancing::discovery::Static;
+use pingora_load_balancing::health_check::HttpHealthCheck;
+use pingora_load_balancing::selection::{Consistent, RoundRobin};
+use pingora_load_balancing::{Backend, Backends, LoadBalancer};
+
+use crate::config::{Balance, Check, Eject, HashKey, HostHeader, UpstreamSettings};
+use crate::tls::upstream::PeerTls;
+use admission::{Counters, Gate};
+use target::Target;
+
+pub struct Upstream {
+    pub name: String,
+    members: Vec<Member>,
+    /// Round robin by weight: the `round_robin` choice, and the choice of
+    /// a hashed upstream for a request without the key.
+    rotation: LoadBalancer<RoundRobin>,
+    /// Set for `balance = "hash"`.
+    ring: Option<(LoadBalancer<Consistent>, HashKey)>,
+    least_inflight: bool,
+    /// Where the least-inflight scan starts, so ties take turns.
+    next_start: AtomicUsize,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    tls: Option<PeerTls>,
+    pub eject: Eject,
+    pub check: Option<Check>,
+    host_header: HostHeader,
+    /// `max_inflight` and its queue, when set.
+    pub gate: Option<Arc<Gate>>,
+    pub counters: Arc<Counters>,
+}
+
+/// One resolved address of a target.
+struct Member {
+    addr: SocketAddr,
+    weight: usize,
+    /// The target as written, without a default port: the Host header of
+    /// `host_header = "target"` and the default SNI.
+    authority: String,
+    target: Arc<Target>,
+    /// The active check of this address, when the upstream has checks.
+    probe: Option<HttpHealthCheck>,
+}
+
+/// A target chosen for a request: where to connect, whose health its
+/// outcome counts for, and the Host header to send when the upstream sets it.
+pub struct Chosen {
+    pub peer: Box<HttpPeer>,
+    pub target: Arc<Target>,
+    pub host: Option<HeaderValue>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("targets", &self.members.len())
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+fn balancer<S>(backends: &std::collections::BTreeSet<Backend>) -> LoadBalancer<S>
+where
+    S: pingora_load_balancing::selection::BackendSelection + 'static,
+    S::Iter: pingora_load_balancing::selection::BackendIter,
+{
+    let lb = LoadBalancer::from_backends(Backends::new(Static::new(backends.clone())));
+    // Static discovery completes in its first poll and cannot fail.
+    {
+        let mut update = std::pin::pin!(lb.update());
+        let polled = update
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+        debug_assert!(polled.is_ready());
+    }
+    lb
+}
+
+/// `host:port` without the scheme's default port.
+fn authority(target: &str, tls: bool) -> String {
+    let default = if tls { ":443" } else { ":80" };
+    target.strip_suffix(default).unwrap_or(target).to_string()
+}
+
+impl Upstream {
+    /// Builds the balancers over the targets' resolved addresses (each
+    /// target with what it resolved to) and reads the TLS files.
+    pub fn new(
+        name: &str,
+        settings: &UpstreamSettings,
+        resolved: &[(&str, Vec<std::net::SocketAddr>)],
+    ) -> Result<Upstream, String> {
+        let tls = settings.tls.as_ref().map(PeerTls::load).transpose()?;
+        let mut members: Vec<Member> = Vec::new();
+        for (i, (written, addrs)) in resolved.iter().enumerate() {
+            let weight = settings.weights.get(i).copied().unwrap_or(1).max(1) as usize;
+            for addr in addrs {
+                let addr = SocketAddr::Inet(*addr);
+                // A name written twice, or two names for one address: one member.
+                if members.iter().any(|m| m.addr == addr) {
+                    continue;
+                }
+                members.push(Member {
+                    target: Target::of(name, &addr.to_string()),
+                    authority: authority(written, tls.is_some()),
+                    addr,
+                    weight,
+                    probe: None,
+                });
+            }
+        }
+        if members.is_empty() {
+            return Err("no target resolved to an address".into());
+        }
+        let backends = members
+            .iter()
+            .map(|m| Backend {
+                addr: m.addr.clone(),
+                weight: m.weight,
+                ext: Default::default(),
+            })
+            .collect();
+        let mut up = Upstream {
+            name: name.to_string(),
+            rotation: balancer(&backends),
+            ring: match &settings.balance {
+                Balance::Hash(key) => Some((balancer(&backends), key.clone())),
+                _ => None,
+            },
+            least_inflight: settings.balance == Balance::LeastInflight,
+            next_start: AtomicUsize::new(0),
+            members: Vec::new(),
+            connect_timeout: settings.connect_timeout,
+            read_timeout: settings.read_timeout,
+            tls,
+            eject: settings.eject,
+            check: settings.check.clone(),
+            host_header: settings.host_header.clone(),
+            gate: settings.admission.map(|a| admission::gate(name, a)),
+            counters: admission::counters(name),
+        };
+        if let Some(check) = &settings.check {
+            for m in &mut members {
+                m.probe = Some(up.probe_of(m, check));
+            }
+        }
+        up.members = members;
+        Ok(up)
+    }
+
+    fn probe_of(&self, m: &Member, check: &Check) -> HttpHealthCheck {
+        let host = match &self.host_header {
+            HostHeader::Fixed(h) => h.as_str(),
+            _ => m.authority.as_str(),
+        };
+        let mut probe = HttpHealthCheck::new(host, false);
+        probe.peer_template = self.peer_of(m);
+        probe.peer_template.options.connection_timeout = Some(check.timeout);
+        probe.peer_template.options.read_timeout = Some(check.timeout);
+        probe.peer_template.options.write_timeout = Some(check.timeout);
+        if let Ok(req) = RequestHeader::build("GET", check.path.as_bytes(), None) {
+            let mut req = req;
+            let _ = req.insert_header(http::header::HOST, host);
+            let _ = req.insert_header(http::header::USER_AGENT, "kavro-check");
+            probe.req = req;
+        }
+        let expected = check.status;
+        probe.validator = Some(Box::new(move |resp| {
+            let ok = match expected {
+                Some(s) => resp.status.as_u16() == s,
+                None => resp.status.is_success(),
+            };
+            if ok {
+                Ok(())
+            } else {
+                pingora_core::Error::e_explain(
+                    pingora_core::ErrorType::CustomCode("unexpected status", resp.status.as_u16()),
+                    format!("the check answered {}", resp.status.as_u16()),
+                )
+            }
+        }));
+        probe
+    }
+
+    fn peer_of(&self, m: &Member) -> HttpPeer {
+        let mut peer = match &self.tls {
+            None => HttpPeer::new(m.addr.clone(), false, String::new()),
+            Some(tls) => {
+                let host = m
+                    .authority
+                    .rsplit_once(':')
+                    .map_or(&*m.authority, |(h, _)| h);
+                tls.peer(m.addr.clone(), host.trim_matches(['[', ']']))
+            }
+        };
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        // Writes to an upstream that stops reading are bounded by the read
+        // timeout of the response that never comes; no timer per write.
+        peer.options.read_timeout = Some(self.read_timeout);
+        peer
+    }
+
+    fn member(&self, addr: &SocketAddr) -> Option<&Member> {
+        self.members.iter().find(|m| &m.addr == addr)
+    }
+
+    /// The next target in rotation, for a caller that does not report how
+    /// its request went (a plugin's outbound HTTP): it takes no trials.
+    pub fn next_addr(&self) -> Option<String> {
+        let in_rotation = |m: &Member| m.target.in_rotation();
+        Some(self.select(None, in_rotation)?.addr.to_string())
+    }
+
+    /// The member the balance picks among those `accept` takes.
+    fn select(&self, key: Option<&[u8]>, accept: impl Fn(&Member) -> bool) -> Option<&Member> {
+        if let [only] = self.members.as_slice() {
+            return accept(only).then_some(only);
+        }
+        let accept_backend = |b: &Backend, _: bool| self.member(&b.addr).is_some_and(&accept);
+        // Round robin visits every target within twice their total weight;
+        // the hash ring walks on from the key's point.
+        let steps = 2 * self.members.iter().map(|m| m.weight).sum::<usize>();
+        if let (Some((ring, _)), Some(key)) = (&self.ring, key) {
+            let b = ring.select_with(key, steps.max(256), accept_backend)?;
+            return self.member(&b.addr);
+        }
+        if self.least_inflight {
+            return self.least_loaded(accept);
+        }
+        let b = self.rotation.select_with(b"", steps, accept_backend)?;
+        self.member(&b.addr)
+    }
+
+    /// The accepted member with the fewest requests under way for its
+    /// weight; ties go round.
+    fn least_loaded(&self, accept: impl Fn(&Member) -> bool) -> Option<&Member> {
+        let n = self.members.len();
+        let start = self.next_start.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best: Option<(&Member, usize)> = None;
+        for i in 0..n {
+            let m = &self.members[(start + i) % n];
+            if !accept(m) {
+                continue;
+            }
+            let load = m.target.inflight();
+            // load/weight < best_load/best_weight, without division.
+            let better = best.is_none_or(|(b, b_load)| load * b.weight < b_load * m.weight);
+            if better {
+                best = Some((m, load));
+            }
+        }
+        best.map(|(m, _)| m)
+    }
+
+    /// What a hashed upstream hashes for this request: `None` when the
+    /// request has no such key (it goes round robin) or the upstream does
+    /// not hash.
+    pub fn hash_key(
+        &self,
+        req: &RequestHeader,
+        client_ip: Option<std::net::IpAddr>,
+    ) -> Option<Vec<u8>> {
+        let (_, key) = self.ring.as_ref()?;
+        match key {
+            HashKey::ClientIp => client_ip.map(|ip| ip.to_string().into_bytes()),
+            HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()),
+            HashKey::Cookie(name) => req
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_bytes().to_vec()),
+        }
+    }
+
+    /// The targets it spreads over (resolved addresses).
+    pub fn target_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// How long until the first target out of rotation is tried again,
+    /// for a 503's `Retry-After`.
+    pub fn retry_after(&self) -> Duration {
+        self.members
+            .iter()
+            .map(|m| m.target.ejected_for())
+            .min()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The upstream and its targets, for /diagnostics.
+    pub fn report(&self) -> serde_json::Value {
+        let mut targets: Vec<_> = self.members.iter().map(|m| m.target.report()).collect();
+        targets.sort_by(|a, b| a["target"].as_str().cmp(&b["target"].as_str()));
+        let c = &self.counters;
+        let mut report = serde_json::json!({
+            "balance": match (&self.ring, self.least_inflight) {
+                (Some(_), _) => "hash",
+                (None, true) => "least_inflight",
+                (None, false) => "round_robin",
+            },
+            "inflight": self.members.iter().map(|m| m.target.inflight()).sum::<usize>(),
+            "shed": c.shed.load(Ordering::Relaxed),
+            "queue_timeouts": c.queue_timeouts.load(Ordering::Relaxed),
+            "retries": c.retries.load(Ordering::Relaxed),
+            "targets": targets,
+        });
+        if let Some(g) = &self.gate {
+            let limits = g.limits();
+            report["max_inflight"] = limits.max_inflight.into();
+            report["max_queue"] = limits.max_queue.into();
+            report["queued"] = g.queued().into();
+        }
+        report
+    }
+
+    /// The next target in rotation and not in `tried` (this request's
+    /// earlier attempts); `None` when there is none.
+    pub fn peer(&self, tried: &[Arc<Target>], key: Option<&[u8]>) -> Option<Chosen> {
+        // A trial request has the target for as long as it may take.
+        let trial = self.connect_timeout + self.read_timeout;
+        let m = self.select(key, |m| {
+            !tried.iter().any(|t| Arc::ptr_eq(t, &m.target)) && m.target.available(trial)
+        })?;
+        let host = match &self.host_header {
+            HostHeader::Client => None,
+            HostHeader::Target => HeaderValue::from_str(&m.authority).ok(),
+            HostHeader::Fixed(h) => HeaderValue::from_str(h).ok(),
+        };
+        Some(Chosen {
+            peer: Box::new(self.peer_of(m)),
+            target: m.target.clone(),
+            host,
+        })
+    }
+
+    /// Each target with its active check, for the prober.
+    pub fn probes(&self) -> impl Iterator<Item = (&Arc<Target>, &HttpHealthCheck, Backend)> {
+        self.members.iter().filter_map(|m| {
+            let probe = m.probe.as_ref()?;
+            let backend = Backend {
+                addr: m.addr.clone(),
+                weight: m.weight,
+                ext: Default::default(),
+            };
+            Some((&m.target, probe, backend))
+        })
+    }
+
+    /// Each target, for callers that reset what they know (checks removed).
+    pub fn targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.members.iter().map(|m| &m.target)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// Prometheus lines for every upstream of the config in use.
+pub fn metrics(upstreams: &HashMap<String, Arc<Upstream>>, out: &mut String) {
+    use std::fmt::Write;
+    let mut sorted: Vec<_> = upstreams.values().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    type Figure = fn(&Upstream) -> u64;
+    let per_upstream: [(&str, &str, &str, Figure); 5] = [
+        (
+            "shed_total",
+            "counter",
+            "Requests refused because the queue was full.",
+            |u| u.counters.shed.load(Ordering::Relaxed),
+        ),
+        (
+            "queue_timeouts_total",
+            "counter",
+            "Requests whose wait in the queue ran out.",
+            |u| u.counters.queue_timeouts.load(Ordering::Relaxed),
+        ),
+        (
+            "retries_total",
+            "counter",
+            "Attempts made again on another or the same target.",
+            |u| u.counters.retries.load(Ordering::Relaxed),
+        ),
+        ("queued", "gauge", "Requests waiting for a slot.", |u| {
+            u.gate.as_ref().map_or(0, |g| g.queued() as u64)
+        }),
+        ("inflight", "gauge", "Requests under way.", |u| {
+            u.members.iter().map(|m| m.target.inflight() as u64).sum()
+        }),
+    ];
+    for (name, kind, help, figure) in per_upstream {
+        let _ = writeln!(
+            out,
+            "# HELP kavro_upstream_{name} {help}\n# TYPE kavro_upstream_{name} {kind}"
+        );
+        for u in &sorted {
+            let _ = writeln!(
+                out,
+                "kavro_upstream_{name}{{upstream=\"{}\"}} {}",
+                u.name,
+                figure(u)
+            );
+        }
+    }
+    let per_target: [(&str, &str, &str, fn(&Target) -> u64); 5] = [
+        ("up", "gauge", "1 while the target is in rotation.", |t| {
+            u64::from(t.in_rotation())
+        }),
+        (
+            "inflight",
+            "gauge",
+            "Requests under way on the target.",
+            |t| t.inflight() as u64,
+        ),
+        (
+            "requests_total",
+            "counter",
+            "Attempts sent to the target.",
+            |t| t.requests.load(Ordering::Relaxed),
+        ),
+        (
+            "failures_total",
+            "counter",
+            "Attempts that failed on the target.",
+            |t| t.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "ejections_total",
+            "counter",
+            "Times the target was ejected.",
+            |t| t.ejections(),
+        ),
+    ];
+    for (name, kind, help, figure) in per_target {
+        let _ = writeln!(out, "# HELP kavro_upstream_target_{name} {help}\n# TYPE kavro_upstream_target_{name} {kind}");
+        for u in &sorted {
+            for m in &u.members {
+                let _ = writeln!(
+                    out,
+                    "kavro_upstream_target_{name}{{upstream=\"{}\",target=\"{}\"}} {}",
+                    u.name,
+                    m.target.target,
+                    figure(&m.target)
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn upstream(section: &str) -> Upstream {
+        let text = format!("[upstreams.u]\n{section}\n");
+        let c = Config::parse("k.toml", &text).unwrap();
+        let s = &c.upstreams["u"];
+        let resolved: Vec<(&str, Vec<std::net::SocketAddr>)> = s
+            .targets
+            .iter()
+            .map(|t| (t.as_str(), vec![t.parse().unwrap()]))
+            .collect();
+        Upstream::new("u", s, &resolved).unwrap()
+    }
+
+    fn picks(up: &Upstream, n: usize, key: Option<&[u8]>) -> HashMap<String, usize> {
+        let mut seen = HashMap::new();
+        for _ in 0..n {
+            let c = up.peer(&[], key).unwrap();
+            *seen.entry(c.target.target.clone()).or_default() += 1;
+        }
+        seen
+    }
+
+    #[test]
+    fn weights_share_the_rotation() {
+        let up =
+            upstream("targets = [\"127.0.0.1:9101\", { target = \"127.0.0.1:9102\", weight = 3 }]");
+        let seen = picks(&up, 400, None);
+        assert_eq!(seen["127.0.0.1:9101"], 100, "{seen:?}");
+        assert_eq!(seen["127.0.0.1:9102"], 300, "{seen:?}");
+    }
+
+    #[test]
+    fn least_inflight_avoids_the_busy_target() {
+        let up = upstream(
+            "targets = [\"127.0.0.1:9111\", \"127.0.0.1:9112\"]\nbalance = \"least_inflight\"",
+        );
+        let busy = up.peer(&[], None).unwrap();
+        let _held: Vec<_> = (0..3).map(|_| busy.target.busy()).collect();
+        let seen = picks(&up, 10, None);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(!seen.contains_key(&busy.target.target), "{seen:?}");
+    }
+
+    #[test]
+    fn a_hash_key_stays_on_its_target() {
+        let up = upstream(
+            "targets = [\"127.0.0.1:9121\", \"127.0.0.1:9122\", \"127.0.0.1:9123\"]\nhash_on = \"header:x-user\"",
+        );
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("x-user", "ada").unwrap();
+        let key = up.hash_key(&req, None).unwrap();
+        assert_eq!(picks(&up, 20, Some(&key)).len(), 1);
+        let spread = (0..50)
+            .map(|i| {
+                up.peer(&[], Some(format!("user{i}").as_bytes()))
+                    .unwrap()
+                    .target
+                    .target
+                    .clone()
+            })
+            .collect::<std::collections::HashSet<_>>();
+        assert_eq!(spread.len(), 3, "keys spread over every target");
+        // Without the key: round robin.
+        assert_eq!(picks(&up, 30, None).len(), 3);
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let up = upstream("targets = [\"127.0.0.1:9131\"]\nhash_on = \"cookie:sid\"");
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("cookie", "a=1; sid=xyz; b=2").unwrap();
+        assert_eq!(up.hash_key(&req, None).unwrap(), b"xyz");
+    }
+
+    #[test]
+    fn host_header_of_the_target_drops_the_default_port() {
+        assert_eq!(authority("example.com:80", false), "example.com");
+        assert_eq!(authority("example.com:443", true), "example.com");
+        assert_eq!(authority("example.com:8080", false), "example.com:8080");
+    }
+}
