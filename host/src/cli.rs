@@ -34,6 +34,15 @@ pub struct Cli {
     /// Let idle worker threads steal work from busy ones (true/false); overrides `server.work_stealing`.
     #[arg(long, value_name = "BOOL")]
     pub work_stealing: Option<bool>,
+    /// Take over the listening sockets of the kavro-host running now
+    /// instead of binding them: start this one with --upgrade, then send
+    /// the running one SIGQUIT; it hands its sockets over and drains.
+    #[arg(long)]
+    pub upgrade: bool,
+    /// The Unix socket the listening sockets are handed over on; the same
+    /// for the old process and the new.
+    #[arg(long, value_name = "PATH", default_value = "/tmp/kavro-upgrade.sock")]
+    pub upgrade_socket: PathBuf,
 }
 
 /// Where the config and the plugins come from: taken before or after `validate`.

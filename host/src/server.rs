@@ -172,7 +172,11 @@ pub fn main(mut cli: Cli) -> i32 {
         plugins_dir: cli.common.plugins_dir().to_path_buf(),
         cache_dir,
     };
-    serve(config, services, plugins, shared, sources)
+    let handover = Handover {
+        take_over: cli.upgrade,
+        socket: cli.upgrade_socket.to_string_lossy().into_owned(),
+    };
+    serve(config, services, plugins, shared, sources, handover)
 }
 
 /// A runtime on this thread for work before serving (or instead of it);
@@ -192,12 +196,20 @@ struct Sources {
     cache_dir: Option<std::path::PathBuf>,
 }
 
+/// A zero-downtime upgrade: the new process takes the listening sockets
+/// over a Unix socket from the old one, which sends them on SIGQUIT.
+struct Handover {
+    take_over: bool,
+    socket: String,
+}
+
 fn serve(
     config: Config,
     services: Services,
     plugins: PluginSet,
     shared: Arc<Shared>,
     sources: Sources,
+    handover: Handover,
 ) -> ! {
     crate::metrics::mark_start();
     let threads = if config.threads == 0 {
@@ -214,9 +226,23 @@ fn serve(
         work_stealing: config.work_stealing,
         grace_period_seconds: Some(grace.as_secs() + 2),
         graceful_shutdown_timeout_seconds: Some(1),
+        upgrade_sock: handover.socket,
+        // Seconds the new process waits for the old one's sockets: time for
+        // an operator to send SIGQUIT after it says it is waiting.
+        upgrade_sock_connect_accept_max_retries: Some(30),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
+    let opt = Opt {
+        upgrade: handover.take_over,
+        ..Opt::default()
+    };
+    if opt.upgrade {
+        tracing::info!(
+            socket = %conf.upgrade_sock,
+            "waiting for the running kavro-host's listening sockets: send it SIGQUIT"
+        );
+    }
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
     let listen = config.listen.clone();

@@ -6,9 +6,10 @@
 //! from its first hook to the end of its post phase), or, at the end of the
 //! grace period, logs what it cuts short and exits anyway: a stuck worker
 //! thread or plugin call cannot keep the process alive. Ctrl-C (SIGINT)
-//! has no grace period.
+//! has no grace period. SIGQUIT hands the listening sockets to a new
+//! kavro-host started with `--upgrade`, then drains the same way.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,10 @@ use tracing_appender::non_blocking::WorkerGuard;
 use crate::Active;
 
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// After an upgrade hands its sockets over, Pingora goes on accepting on
+/// them for 5 s before it stops listening; the drain starts after that.
+const HANDOVER: Duration = Duration::from_secs(6);
 
 /// The log writer's guard: dropping it writes out what is queued.
 static LOG: Mutex<Option<WorkerGuard>> = Mutex::new(None);
@@ -40,6 +45,14 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         IN_FLIGHT.fetch_sub(1, Ordering::Release);
     }
+}
+
+/// Set once a SIGTERM or SIGQUIT has come.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process is on its way out: connections are not kept alive.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
 }
 
 /// Requests under way now.
@@ -70,17 +83,26 @@ pub struct Signals {
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
         let signal = UnixShutdownSignalWatch.recv().await;
-        let grace = match signal {
-            ShutdownSignal::FastShutdown => Duration::ZERO,
-            _ => self.grace,
+        let (grace, handing_over) = match signal {
+            ShutdownSignal::FastShutdown => (Duration::ZERO, Duration::ZERO),
+            ShutdownSignal::GracefulUpgrade => {
+                tracing::info!("upgrade: handing the listening sockets to the new kavro-host");
+                (self.grace, HANDOVER)
+            }
+            _ => (self.grace, Duration::ZERO),
         };
+        DRAINING.store(true, Ordering::Relaxed);
         let active = self.active.clone();
         // A thread, not a task or background service: it must exit the
         // process even when every worker is stuck, and Pingora's services
         // are stopping by then.
         let spawned = std::thread::Builder::new()
             .name("kavro-shutdown".into())
-            .spawn(move || drain(grace, &active));
+            .spawn(move || {
+                // Requests accepted while both processes listen are ours to finish.
+                std::thread::sleep(handing_over);
+                drain(grace, &active)
+            });
         if let Err(e) = spawned {
             tracing::error!("cannot watch the shutdown ({e}); exiting now");
             exit(1);

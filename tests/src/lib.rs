@@ -121,6 +121,7 @@ impl Host {
             env: Vec::new(),
             listen_port: None,
             listen_in_config: false,
+            args: Vec::new(),
         }
     }
 
@@ -184,12 +185,22 @@ impl Host {
     /// Sends SIGTERM and waits up to `within` for the host to exit; fails
     /// the test, with the log, if it is still running then.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.wait_exit(within)
+    }
+
+    /// Sends a signal (`TERM`, `QUIT`, `HUP`…) to the host process.
+    pub fn signal(&self, name: &str) {
         let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .expect("run kill")
             .success();
-        assert!(ok, "kill -TERM failed");
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for kavro-host") {
@@ -197,7 +208,7 @@ impl Host {
             }
             assert!(
                 Instant::now() < deadline,
-                "kavro-host still runs {within:?} after SIGTERM:\n{}",
+                "kavro-host still runs {within:?} after the signal:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -228,6 +239,7 @@ pub struct HostBuilder {
     env: Vec<(String, String)>,
     listen_port: Option<u16>,
     listen_in_config: bool,
+    args: Vec<String>,
 }
 
 impl HostBuilder {
@@ -256,6 +268,12 @@ impl HostBuilder {
     /// An environment variable for kavro-host.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A command-line argument for kavro-host, after the harness's own.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
         self
     }
 
@@ -294,6 +312,7 @@ impl HostBuilder {
             cmd.arg("--config").arg(path);
         }
         cmd.args(args);
+        cmd.args(&self.args);
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }

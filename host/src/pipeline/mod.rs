@@ -261,6 +261,12 @@ impl ProxyHttp for Kavro {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.https = crate::tls::is_tls(session);
+        if crate::shutdown::draining() {
+            // The answer says `Connection: close`: a client's next request
+            // goes on a new connection, to the process that keeps serving,
+            // not into one this process is about to close.
+            session.set_keepalive(None);
+        }
         if let Some(done) = self.before_routes(session, ctx, &active).await {
             return done;
         }
