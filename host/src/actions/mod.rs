@@ -66,6 +66,15 @@ pub struct Produced {
 }
 
 impl Produced {
+    /// Tells the client when to come back: whole seconds, rounded up, so a
+    /// client that waits that long finds what it waited for.
+    pub fn retry_after(&mut self, wait: std::time::Duration) {
+        let secs = wait.as_millis().div_ceil(1000).max(1);
+        let _ = self
+            .head
+            .insert_header(http::header::RETRY_AFTER, secs.to_string());
+    }
+
     /// A response with a short text body.
     pub fn text(status: u16, body: impl Into<Bytes>) -> Produced {
         let body = body.into();

@@ -16,7 +16,9 @@ use std::time::Duration;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use model::{FailurePolicy, Isolation};
-pub use upstream::{Admission, Balance, Check, Eject, HashKey, HostHeader, UpstreamSettings};
+pub use upstream::{
+    Admission, Balance, Check, Eject, HashKey, HostHeader, Retries, UpstreamSettings,
+};
 
 use crate::actions::fastcgi;
 use crate::actions::respond::{Redirect, Respond};
@@ -449,6 +451,8 @@ fn compile_route(
             timeout: Duration::from_millis(s.timeout_ms),
             max_connections: s.max_connections,
             idle_timeout: Duration::from_millis(s.idle_timeout_ms.max(10)),
+            max_queue: s.max_queue,
+            queue_timeout: Duration::from_millis(s.queue_timeout_ms),
             max_request_bytes: s.max_request_bytes,
             max_response_bytes: s.max_response_bytes,
             params: s.params.into_iter().collect(),

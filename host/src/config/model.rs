@@ -124,6 +124,12 @@ pub struct FastCgiSection {
     /// php-fpm workers.
     #[serde(default = "default_fastcgi_idle")]
     pub idle_timeout_ms: u64,
+    /// Requests that may wait for a connection while all are in use; beyond, 503.
+    #[serde(default = "default_fastcgi_queue")]
+    pub max_queue: u32,
+    /// How long a request may wait for a connection before a 503.
+    #[serde(default = "default_fastcgi_queue_timeout")]
+    pub queue_timeout_ms: u64,
     #[serde(default = "default_fastcgi_request")]
     pub max_request_bytes: usize,
     #[serde(default = "default_fastcgi_response")]
@@ -197,6 +203,9 @@ pub struct UpstreamSection {
     pub check: Option<CheckSection>,
     /// The Host header sent: "client", "target", or `{ fixed = "name" }`.
     pub host_header: Option<Spanned<HostHeaderEntry>>,
+    /// When a failed attempt is made again.
+    #[serde(default)]
+    pub retries: RetrySection,
     /// Connect to every target over TLS.
     #[serde(default)]
     pub tls: bool,
@@ -253,6 +262,39 @@ fn one() -> u32 {
 pub enum HostHeaderEntry {
     Keyword(String),
     Fixed { fixed: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts a request may make in all, the first included.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Retries under way at once, as a percentage of the requests under
+    /// way on the upstream (at least 3 are always allowed).
+    #[serde(default = "default_budget_percent")]
+    pub budget_percent: u32,
+    /// Idempotent requests are also retried after a read error or timeout
+    /// on a new connection (before any of the answer was sent).
+    #[serde(default)]
+    pub reads: bool,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            attempts: default_attempts(),
+            budget_percent: default_budget_percent(),
+            reads: false,
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_budget_percent() -> u32 {
+    20
 }
 
 /// A request the host sends to each target on its own, to learn whether
@@ -503,6 +545,12 @@ fn default_fastcgi_timeout() -> u64 {
 }
 fn default_fastcgi_connections() -> usize {
     4
+}
+fn default_fastcgi_queue() -> u32 {
+    1000
+}
+fn default_fastcgi_queue_timeout() -> u64 {
+    5000
 }
 fn default_fastcgi_idle() -> u64 {
     2_000

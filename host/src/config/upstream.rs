@@ -29,6 +29,17 @@ pub struct UpstreamSettings {
     pub admission: Option<Admission>,
     pub check: Option<Check>,
     pub host_header: HostHeader,
+    pub retries: Retries,
+}
+
+/// When a failed attempt is made again: a refused connection always (on
+/// another target), a failed read if `reads` (idempotent requests only),
+/// within `attempts` per request and a budget of retries under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    pub attempts: u32,
+    pub budget_percent: u32,
+    pub reads: bool,
 }
 
 /// When a failing target is taken out of rotation, and for how long.
@@ -148,6 +159,14 @@ pub(super) fn compile(
             "an ejection grows from base_ms up to max_ms",
         );
     }
+    if u.retries.attempts == 0 {
+        r.error(
+            None,
+            format!("{field}.retries.attempts"),
+            "0 attempts sends nothing",
+            "count the first attempt too: 1 never retries, 3 is the default",
+        );
+    }
     let balance = balance(r, &field, u);
     let admission = admission(r, &field, u);
     let check = check(r, &field, u);
@@ -173,6 +192,11 @@ pub(super) fn compile(
         admission,
         check,
         host_header: host_header?,
+        retries: Retries {
+            attempts: u.retries.attempts,
+            budget_percent: u.retries.budget_percent,
+            reads: u.retries.reads,
+        },
     })
 }
 

@@ -10,7 +10,7 @@ use sync_wrapper::SyncWrapper;
 use super::caching::RequestCache;
 use crate::plugin::{Instance, RequestInfo};
 use crate::shutdown::InFlight;
-use crate::upstream::admission::{Refused, Slot};
+use crate::upstream::admission::{Refused, Retrying, Slot};
 use crate::upstream::target::{Busy, Target};
 use crate::upstream::Upstream;
 use crate::Active;
@@ -54,6 +54,10 @@ pub struct Ctx {
     pub busy: Option<Busy>,
     /// The request's place among the upstream's `max_inflight`.
     pub slot: Option<Slot>,
+    /// Attempts made on the upstream, the first included.
+    pub attempts: u32,
+    /// Set once the request retried: its place in the retry budget.
+    pub retrying: Option<Retrying>,
     /// Why the upstream turned the request away, for the 503.
     pub refused: Option<Refusal>,
     /// The Host header the upstream sends instead of the client's.
@@ -101,6 +105,8 @@ impl Ctx {
             tried: Vec::new(),
             busy: None,
             slot: None,
+            attempts: 0,
+            retrying: None,
             refused: None,
             upstream_host: None,
             forward_uri: None,
@@ -124,6 +130,7 @@ impl Ctx {
     pub fn leave_upstream(&mut self) {
         self.busy = None;
         self.slot = None;
+        self.retrying = None;
     }
 
     pub fn request_id(&self) -> &str {

@@ -421,6 +421,7 @@ impl ProxyHttp for Kavro {
                 format!("every target of upstream `{}` is out of rotation", up.name),
             ));
         };
+        ctx.attempts += 1;
         ctx.busy = Some(chosen.target.busy());
         ctx.target = Some(chosen.target);
         ctx.upstream_host = chosen.host;
@@ -429,7 +430,7 @@ impl ProxyHttp for Kavro {
 
     /// A target that refused or dropped the connection counts a failure;
     /// the request goes to another target while there is one left to try
-    /// (nothing was sent yet).
+    /// (nothing was sent yet), within the attempts and the retry budget.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -438,21 +439,22 @@ impl ProxyHttp for Kavro {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.busy = None;
-        if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
+        if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.clone()) {
             target.failed(&up.eject);
             ctx.tried.push(target);
-            if ctx.tried.len() < up.target_count() {
-                e.set_retry(true);
-                up.counters.retries.fetch_add(1, Ordering::Relaxed);
-            }
+            let retry = ctx.tried.len() < up.target_count()
+                && up.may_retry(ctx.attempts, &mut ctx.retrying);
+            e.set_retry(retry);
         }
         e
     }
 
     /// A connection that failed after it was made (reset, closed, timed
     /// out) counts against the target, unless it was the client's doing.
-    /// Whether to retry is Pingora's rule: idempotent requests on a reused
-    /// connection, with their body still at hand.
+    /// Only an idempotent request whose body is still at hand and whose
+    /// answer has not begun is retried: on a reused connection (Pingora's
+    /// rule), or on a new one when the upstream retries reads; always
+    /// within the upstream's attempts and retry budget.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -461,21 +463,35 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
-        if e.esource() == &pingora_core::ErrorSource::Upstream {
+        let upstream_side = e.esource() == &pingora_core::ErrorSource::Upstream;
+        let mut failed_target = None;
+        if upstream_side {
             if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
                 target.failed(&up.eject);
+                failed_target = Some(target);
             }
         }
         ctx.busy = None;
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
-        {
+        let repeatable = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none();
+        let Some(up) = ctx.upstream.clone().filter(|_| repeatable) else {
             e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
+            return e;
+        };
+        // Pingora's rule: a connection taken from the pool may have been
+        // closed by the target meanwhile; the same request on a new one is safe.
+        e.retry.decide_reuse(client_reused);
+        if !e.retry() && up.retries.reads && upstream_side {
+            // A read that failed on a new connection: another target, if
+            // one is left that this request has not tried.
+            ctx.tried.extend(failed_target);
+            e.set_retry(ctx.tried.len() < up.target_count());
         }
-        if let (true, Some(up)) = (e.retry(), ctx.upstream.as_ref()) {
-            up.counters.retries.fetch_add(1, Ordering::Relaxed);
+        if e.retry() {
+            let retry = up.may_retry(ctx.attempts, &mut ctx.retrying);
+            e.set_retry(retry);
         }
         e
     }
@@ -697,12 +713,7 @@ impl ProxyHttp for Kavro {
                 _ => None,
             };
             if let Some(wait) = wait.filter(|_| code == 503) {
-                // Whole seconds, rounded up: a client that waits that long
-                // finds a target on trial.
-                let secs = wait.as_millis().div_ceil(1000).max(1);
-                let _ = p
-                    .head
-                    .insert_header(http::header::RETRY_AFTER, secs.to_string());
+                p.retry_after(wait);
             }
             let _ = self.send(session, ctx, p).await;
         }

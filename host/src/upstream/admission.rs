@@ -20,7 +20,52 @@ pub struct Counters {
     pub shed: AtomicU64,
     pub queue_timeouts: AtomicU64,
     pub retries: AtomicU64,
+    /// Retries the budget refused.
     pub retries_refused: AtomicU64,
+    /// Requests under way that have retried: what the budget bounds.
+    retrying: AtomicUsize,
+}
+
+/// Retries under way at once that a budget always allows, however few
+/// requests are under way.
+const MIN_RETRYING: usize = 3;
+
+/// A request that retried, counted against the budget until it drops.
+#[derive(Debug)]
+pub struct Retrying(Arc<Counters>);
+
+impl Drop for Retrying {
+    fn drop(&mut self) {
+        self.0.retrying.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Counters {
+    /// Whether one more request may retry while `inflight` are under way
+    /// and at most `percent` of them may be retrying; a request that
+    /// retried before keeps its place (`held`).
+    pub fn may_retry(
+        self: &Arc<Self>,
+        inflight: usize,
+        percent: u32,
+        held: &mut Option<Retrying>,
+    ) -> bool {
+        if held.is_none() {
+            let allowed = (inflight * percent as usize / 100).max(MIN_RETRYING);
+            if self.retrying.fetch_add(1, Ordering::Relaxed) >= allowed {
+                self.retrying.fetch_sub(1, Ordering::Relaxed);
+                self.retries_refused.fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            *held = Some(Retrying(self.clone()));
+        }
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    pub fn retrying(&self) -> usize {
+        self.retrying.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -51,6 +96,14 @@ impl Drop for Waiting<'_> {
 }
 
 impl Gate {
+    pub fn new(limits: Admission) -> Gate {
+        Gate {
+            limits,
+            slots: Arc::new(Semaphore::new(limits.max_inflight as usize)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
     /// Waits for a slot, in turn, or refuses at once when the queue is full.
     pub async fn enter(&self, counters: &Counters) -> Result<Slot, Refused> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
@@ -109,11 +162,7 @@ pub fn gate(name: &str, limits: Admission) -> Arc<Gate> {
             return g;
         }
     }
-    let g = Arc::new(Gate {
-        limits,
-        slots: Arc::new(Semaphore::new(limits.max_inflight as usize)),
-        waiting: AtomicUsize::new(0),
-    });
+    let g = Arc::new(Gate::new(limits));
     book.gates.insert(name.to_string(), Arc::downgrade(&g));
     g
 }
@@ -160,6 +209,22 @@ mod tests {
         drop(first);
         assert!(g.enter(&c).await.is_ok());
         assert_eq!(g.queued(), 0);
+    }
+
+    #[test]
+    fn the_budget_bounds_requests_retrying_at_once() {
+        let c = Arc::new(Counters::default());
+        let mut held: Vec<Option<Retrying>> = (0..5).map(|_| None).collect();
+        // 10 under way at 20%: 2, but 3 are always allowed.
+        let granted = held.iter_mut().filter(|h| c.may_retry(10, 20, h)).count();
+        assert_eq!(granted, 3);
+        assert_eq!(c.retries_refused.load(Ordering::Relaxed), 2);
+        // A request that retried before may retry again.
+        assert!(c.may_retry(10, 20, &mut held[0]));
+        held.clear();
+        assert_eq!(c.retrying(), 0);
+        let mut one = None;
+        assert!(c.may_retry(100, 20, &mut one));
     }
 
     #[test]

@@ -23,9 +23,9 @@ use pingora_load_balancing::health_check::HttpHealthCheck;
 use pingora_load_balancing::selection::{Consistent, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
-use crate::config::{Balance, Check, Eject, HashKey, HostHeader, UpstreamSettings};
+use crate::config::{Balance, Check, Eject, HashKey, HostHeader, Retries, UpstreamSettings};
 use crate::tls::upstream::PeerTls;
-use admission::{Counters, Gate};
+use admission::{Counters, Gate, Retrying};
 use target::Target;
 
 pub struct Upstream {
@@ -45,6 +45,7 @@ pub struct Upstream {
     pub eject: Eject,
     pub check: Option<Check>,
     host_header: HostHeader,
+    pub retries: Retries,
     /// `max_inflight` and its queue, when set.
     pub gate: Option<Arc<Gate>>,
     pub counters: Arc<Counters>,
@@ -157,6 +158,7 @@ impl Upstream {
             eject: settings.eject,
             check: settings.check.clone(),
             host_header: settings.host_header.clone(),
+            retries: settings.retries,
             gate: settings.admission.map(|a| admission::gate(name, a)),
             counters: admission::counters(name),
         };
@@ -297,6 +299,20 @@ impl Upstream {
         }
     }
 
+    /// Whether a request that made `attempts` may make another: within
+    /// the upstream's attempts and its budget of requests retrying at once.
+    pub fn may_retry(&self, attempts: u32, held: &mut Option<Retrying>) -> bool {
+        attempts < self.retries.attempts
+            && self
+                .counters
+                .may_retry(self.inflight(), self.retries.budget_percent, held)
+    }
+
+    /// Requests under way on its targets.
+    pub fn inflight(&self) -> usize {
+        self.members.iter().map(|m| m.target.inflight()).sum()
+    }
+
     /// The targets it spreads over (resolved addresses).
     pub fn target_count(&self) -> usize {
         self.members.len()
@@ -323,10 +339,11 @@ impl Upstream {
                 (None, true) => "least_inflight",
                 (None, false) => "round_robin",
             },
-            "inflight": self.members.iter().map(|m| m.target.inflight()).sum::<usize>(),
+            "inflight": self.inflight(),
             "shed": c.shed.load(Ordering::Relaxed),
             "queue_timeouts": c.queue_timeouts.load(Ordering::Relaxed),
             "retries": c.retries.load(Ordering::Relaxed),
+            "retries_refused": c.retries_refused.load(Ordering::Relaxed),
             "targets": targets,
         });
         if let Some(g) = &self.gate {
@@ -387,7 +404,7 @@ pub fn metrics(upstreams: &HashMap<String, Arc<Upstream>>, out: &mut String) {
     let mut sorted: Vec<_> = upstreams.values().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     type Figure = fn(&Upstream) -> u64;
-    let per_upstream: [(&str, &str, &str, Figure); 5] = [
+    let per_upstream: [(&str, &str, &str, Figure); 6] = [
         (
             "shed_total",
             "counter",
@@ -406,11 +423,17 @@ pub fn metrics(upstreams: &HashMap<String, Arc<Upstream>>, out: &mut String) {
             "Attempts made again on another or the same target.",
             |u| u.counters.retries.load(Ordering::Relaxed),
         ),
+        (
+            "retries_refused_total",
+            "counter",
+            "Retries that the budget refused.",
+            |u| u.counters.retries_refused.load(Ordering::Relaxed),
+        ),
         ("queued", "gauge", "Requests waiting for a slot.", |u| {
             u.gate.as_ref().map_or(0, |g| g.queued() as u64)
         }),
         ("inflight", "gauge", "Requests under way.", |u| {
-            u.members.iter().map(|m| m.target.inflight() as u64).sum()
+            u.inflight() as u64
         }),
     ];
     for (name, kind, help, figure) in per_upstream {

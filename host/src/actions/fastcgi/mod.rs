@@ -23,6 +23,7 @@ use fastcgi_client::{Request, StreamExt};
 use pingora_http::RequestHeader;
 
 use super::{usable_dir, Produced, SettingsError};
+use crate::config::Admission;
 pub use address::Address;
 pub use pool::IdlePool;
 use pool::{Conn, Pool};
@@ -46,6 +47,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Idle connections are closed after this long.
     pub idle_timeout: Duration,
+    /// Requests that may wait for a connection, and for how long.
+    pub max_queue: u32,
+    pub queue_timeout: Duration,
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
     /// Extra params sent with every request.
@@ -96,7 +100,14 @@ impl FastCgi {
     /// The action and its connection pool, for settings that
     /// [`Settings::validated`] returned.
     pub fn new(s: Settings) -> FastCgi {
-        let pool = Pool::new(s.max_connections, s.idle_timeout);
+        let pool = Pool::new(
+            Admission {
+                max_inflight: s.max_connections as u32,
+                max_queue: s.max_queue,
+                queue_timeout: s.queue_timeout,
+            },
+            s.idle_timeout,
+        );
         FastCgi {
             s,
             pool,
@@ -144,7 +155,7 @@ impl FastCgi {
     /// Sends the request on a pooled (or new) connection; a pooled one
     /// that turns out closed is replaced once.
     async fn run(&self, r: &CgiRequest<'_>, script: &Script) -> Result<(Bytes, Bytes), Failure> {
-        let _slot = self.pool.slot().await;
+        let _slot = self.pool.slot().await.map_err(Failure::Busy)?;
         let pooled = self.pool.take();
         let reused = pooled.is_some();
         let mut conn = match pooled {
@@ -221,6 +232,8 @@ fn test_settings(root: PathBuf) -> Settings {
         timeout: Duration::from_secs(1),
         max_connections: 1,
         idle_timeout: Duration::from_secs(1),
+        max_queue: 10,
+        queue_timeout: Duration::from_secs(1),
         max_request_bytes: 1 << 20,
         max_response_bytes: 1 << 20,
         params: vec![],

@@ -10,7 +10,9 @@ use fastcgi_client::conn::KeepAlive;
 use fastcgi_client::io::TokioCompat;
 use fastcgi_client::Client;
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::config::Admission;
+use crate::upstream::admission::{Counters, Gate, Refused, Slot};
 
 use super::address::{Address, Stream};
 
@@ -38,27 +40,31 @@ pub(super) async fn connect(address: &Address) -> std::io::Result<Conn> {
 /// on the calling worker's thread.
 pub(super) struct Pool {
     idle: Arc<IdlePool<Conn>>,
-    /// One per request in flight; with the idle pool, bounds open connections.
-    slots: Semaphore,
+    /// One slot per request in flight, with a bounded queue; with the idle
+    /// pool, bounds open connections.
+    slots: Gate,
+    counters: Counters,
     idle_timeout: Duration,
     sweeper: OnceLock<()>,
 }
 
 impl Pool {
-    pub(super) fn new(max_connections: usize, idle_timeout: Duration) -> Pool {
+    pub(super) fn new(limits: Admission, idle_timeout: Duration) -> Pool {
         Pool {
             idle: Arc::default(),
-            slots: Semaphore::new(max_connections),
+            slots: Gate::new(limits),
+            counters: Counters::default(),
             idle_timeout,
             sweeper: OnceLock::new(),
         }
     }
 
-    /// Waits for one of the `max_connections` slots; a connection taken or
+    /// Waits in turn for one of the `max_connections` slots, or is refused
+    /// when the queue is full or the wait runs out; a connection taken or
     /// opened while holding it goes back with [`Pool::put`] or is dropped.
-    pub(super) async fn slot(&self) -> SemaphorePermit<'_> {
+    pub(super) async fn slot(&self) -> Result<Slot, Refused> {
         self.start_sweeper();
-        self.slots.acquire().await.expect("never closed")
+        self.slots.enter(&self.counters).await
     }
 
     pub(super) fn take(&self) -> Option<Conn> {

@@ -7,12 +7,15 @@ use pingora_http::ResponseHeader;
 
 use super::super::{Body, Produced};
 use super::{CgiRequest, FastCgi};
+use crate::upstream::admission::Refused;
 
 pub(super) enum Failure {
     Unreachable(std::io::Error),
     Timeout,
     Protocol(String),
     TooLarge,
+    /// Every connection is in use and the queue refused the request.
+    Busy(Refused),
 }
 
 pub(super) fn io_failure(e: fastcgi_client::ClientError) -> Failure {
@@ -25,7 +28,16 @@ pub(super) fn io_failure(e: fastcgi_client::ClientError) -> Failure {
 impl FastCgi {
     pub(super) fn failed(&self, r: &CgiRequest<'_>, f: Failure) -> Produced {
         let addr = &self.s.address;
+        let retry_after = matches!(f, Failure::Busy(_));
         let (status, what) = match f {
+            Failure::Busy(Refused::QueueFull) => (
+                503,
+                format!("FastCGI server {addr}: every connection is in use and the queue is full"),
+            ),
+            Failure::Busy(Refused::QueueTimeout) => (
+                503,
+                format!("FastCGI server {addr}: every connection stayed in use for the whole wait"),
+            ),
             Failure::Timeout => (504, format!("FastCGI server {addr} did not answer in time")),
             Failure::Unreachable(e) => (
                 502,
@@ -48,7 +60,12 @@ impl FastCgi {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        Produced::text(status, format!("{status} {reason}: {what}\n"))
+        let mut p = Produced::text(status, format!("{status} {reason}: {what}\n"));
+        if retry_after {
+            // A queue drains within its timeout, or sheds again.
+            p.retry_after(self.s.queue_timeout);
+        }
+        p
     }
 }
 
