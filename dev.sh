@@ -12,6 +12,7 @@
 #   ./dev.sh bench-cache cache hits against Varnish, FastCGI against nginx
 #   ./dev.sh bench-lang  one plugin's cost in Rust, C, Python and TypeScript
 #   ./dev.sh bench-phase a present-only plugin under rising load, then SIGTERM
+#   ./dev.sh bench-upstreams least in flight against round robin with one slow target
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 #   ./dev.sh plugin new|try ...  kavro-host's plugin commands: write a plugin from
 #                   a template, or run one request through a built plugin
@@ -172,6 +173,12 @@ case "${1:-}" in
         build_native
         exec bench/cache_fastcgi.sh
         ;;
+    bench-upstreams)
+        setup
+        need_apt nginx libnginx-mod-http-lua wrk curl
+        build_native
+        exec bench/upstreams.sh
+        ;;
     bench-swap|bench-loop)
         setup
         build_plugins
@@ -217,7 +224,7 @@ case "${1:-}" in
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | plugins | plugin new|try" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-upstreams | plugins | plugin new|try" >&2
         exit 2
         ;;
 esac

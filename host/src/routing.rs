@@ -11,6 +11,7 @@ use crate::actions::fastcgi::FastCgi;
 use crate::actions::respond::{Redirect, Respond};
 use crate::actions::static_files::StaticRoot;
 use crate::cache::RoutePolicy;
+use crate::config::TimeoutOverrides;
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +163,8 @@ pub struct Route<A = RouteAction> {
     pub action: A,
     /// Cache settings; `None`: the route is not cached.
     pub cache: Option<Arc<RoutePolicy>>,
+    /// Timeouts towards the upstream, where the route sets its own.
+    pub timeouts: Option<TimeoutOverrides>,
 }
 
 impl<A> Route<A> {
@@ -176,6 +179,7 @@ impl<A> Route<A> {
             priority: self.priority,
             action,
             cache: self.cache.clone(),
+            timeouts: self.timeouts,
         }
     }
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use model::{FailurePolicy, Isolation};
 pub use upstream::{
-    Admission, Balance, Check, Eject, HashKey, HostHeader, Retries, UpstreamSettings,
+    Admission, Balance, Check, Eject, HashKey, HostHeader, Retries, TimeoutOverrides, Timeouts,
+    UpstreamSettings,
 };
 
 use crate::actions::fastcgi;
@@ -234,9 +235,10 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
 
     let base = base_dir(r.file);
     let tls = raw.tls.and_then(|t| tls::compile(r, t, &base));
+    upstream::check_timeouts(r, "timeouts", &raw.timeouts);
     let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
-        if let Some(settings) = upstream::compile(r, name, u, &base) {
+        if let Some(settings) = upstream::compile(r, name, u, &raw.timeouts, &base) {
             upstreams.insert(name.clone(), settings);
         }
     }
@@ -507,6 +509,10 @@ fn compile_route(
         );
         return None;
     }
+    let timeouts = rs.timeouts.as_ref().map(|t| {
+        upstream::check_timeouts(r, &format!("{field}.timeouts"), t);
+        TimeoutOverrides::of(t)
+    });
     let cache = match rs.cache {
         None => None,
         Some(c) => match c.ttl.get_ref().parse() {
@@ -537,6 +543,7 @@ fn compile_route(
         priority: rs.priority,
         action: actions.pop().unwrap_or(ActionSpec::None),
         cache,
+        timeouts,
     })
 }
 

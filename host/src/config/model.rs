@@ -22,6 +22,20 @@ pub struct ConfigFile {
     #[serde(default)]
     pub cache: CacheSection,
     pub tls: Option<TlsSection>,
+    /// Every upstream's timeouts, unless it or a route sets its own.
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+}
+
+/// Timeouts towards an upstream; what is not set here comes from the
+/// level above (route, then upstream, then `[timeouts]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub connect_ms: Option<u64>,
+    pub read_ms: Option<u64>,
+    pub write_ms: Option<u64>,
+    pub total_ms: Option<u64>,
 }
 
 /// The response cache, shared by every route that has a `cache` table.
@@ -217,10 +231,10 @@ pub struct UpstreamSection {
     pub verify: bool,
     pub client_cert: Option<Spanned<String>>,
     pub client_key: Option<Spanned<String>>,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout_ms: u64,
-    #[serde(default = "default_read_timeout")]
-    pub read_timeout_ms: u64,
+    pub connect_timeout_ms: Option<u64>,
+    pub read_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
+    pub total_timeout_ms: Option<u64>,
     /// Passive health: when a target is taken out of rotation.
     #[serde(default)]
     pub eject: EjectSection,
@@ -391,6 +405,8 @@ pub struct RouteSection {
     pub fastcgi: Option<FastCgiSection>,
     /// Cache this route's responses.
     pub cache: Option<RouteCacheSection>,
+    /// Timeouts towards the upstream this route's requests go to.
+    pub timeouts: Option<TimeoutsSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -507,10 +523,10 @@ fn default_shutdown_grace() -> u64 {
 fn default_present_max() -> usize {
     1 << 20
 }
-fn default_connect_timeout() -> u64 {
+pub(super) fn default_connect_timeout() -> u64 {
     2_000
 }
-fn default_read_timeout() -> u64 {
+pub(super) fn default_read_timeout() -> u64 {
     30_000
 }
 fn default_index() -> Vec<String> {

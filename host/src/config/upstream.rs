@@ -7,7 +7,10 @@ use std::time::Duration;
 use http::HeaderName;
 use toml::Spanned;
 
-use super::model::{HostHeaderEntry, UpstreamSection};
+use super::model::{
+    default_connect_timeout, default_read_timeout, HostHeaderEntry, TimeoutsSection,
+    UpstreamSection,
+};
 use super::{check_addr, tls, Reporter};
 
 /// An upstream as declared: its targets are resolved when its balancer is
@@ -21,8 +24,7 @@ pub struct UpstreamSettings {
     /// Where each target is written (line, column), for the errors of the
     /// step that resolves them.
     pub positions: Vec<(usize, usize)>,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
+    pub timeouts: Timeouts,
     pub tls: Option<tls::UpstreamTls>,
     pub eject: Eject,
     pub balance: Balance,
@@ -40,6 +42,75 @@ pub struct Retries {
     pub attempts: u32,
     pub budget_percent: u32,
     pub reads: bool,
+}
+
+/// Timeouts towards an upstream's targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Each read of the answer.
+    pub read: Duration,
+    /// Each write of the request; unset, a target that stops reading is
+    /// caught by the read timeout of the answer that never comes.
+    pub write: Option<Duration>,
+    /// The request's whole time with the upstream, retries included.
+    pub total: Option<Duration>,
+}
+
+/// A route's timeouts: what it sets replaces the upstream's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeoutOverrides {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
+    pub total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// These timeouts with a route's overrides applied.
+    pub fn with(self, route: &TimeoutOverrides) -> Timeouts {
+        Timeouts {
+            connect: route.connect.unwrap_or(self.connect),
+            read: route.read.unwrap_or(self.read),
+            write: route.write.or(self.write),
+            total: route.total.or(self.total),
+        }
+    }
+}
+
+fn ms(v: Option<u64>) -> Option<Duration> {
+    v.map(Duration::from_millis)
+}
+
+impl TimeoutOverrides {
+    pub(super) fn of(t: &TimeoutsSection) -> TimeoutOverrides {
+        TimeoutOverrides {
+            connect: ms(t.connect_ms),
+            read: ms(t.read_ms),
+            write: ms(t.write_ms),
+            total: ms(t.total_ms),
+        }
+    }
+}
+
+/// Refuses zero timeouts: 0 ms would fail every request.
+pub(super) fn check_timeouts(r: &mut Reporter<'_>, field: &str, t: &TimeoutsSection) {
+    let all = [
+        ("connect_ms", t.connect_ms),
+        ("read_ms", t.read_ms),
+        ("write_ms", t.write_ms),
+        ("total_ms", t.total_ms),
+    ];
+    for (key, v) in all {
+        if v == Some(0) {
+            r.error(
+                None,
+                format!("{field}.{key}"),
+                "a timeout of 0 ms fails every request",
+                "give a length in milliseconds, or leave it out to inherit it",
+            );
+        }
+    }
 }
 
 /// When a failing target is taken out of rotation, and for how long.
@@ -110,6 +181,7 @@ pub(super) fn compile(
     r: &mut Reporter<'_>,
     name: &str,
     u: &UpstreamSection,
+    defaults: &TimeoutsSection,
     base: &Path,
 ) -> Option<UpstreamSettings> {
     let field = format!("upstreams.{name}");
@@ -167,6 +239,27 @@ pub(super) fn compile(
             "count the first attempt too: 1 never retries, 3 is the default",
         );
     }
+    let own = TimeoutsSection {
+        connect_ms: u.connect_timeout_ms,
+        read_ms: u.read_timeout_ms,
+        write_ms: u.write_timeout_ms,
+        total_ms: u.total_timeout_ms,
+    };
+    check_timeouts(r, &field, &own);
+    let own = TimeoutOverrides::of(&own);
+    let inherited = TimeoutOverrides::of(defaults);
+    let timeouts = Timeouts {
+        connect: own
+            .connect
+            .or(inherited.connect)
+            .unwrap_or(Duration::from_millis(default_connect_timeout())),
+        read: own
+            .read
+            .or(inherited.read)
+            .unwrap_or(Duration::from_millis(default_read_timeout())),
+        write: own.write.or(inherited.write),
+        total: own.total.or(inherited.total),
+    };
     let balance = balance(r, &field, u);
     let admission = admission(r, &field, u);
     let check = check(r, &field, u);
@@ -179,8 +272,7 @@ pub(super) fn compile(
         targets: targets.into_iter().map(|(t, _)| t).collect(),
         weights: u.targets.iter().map(|t| t.get_ref().weight()).collect(),
         positions: u.targets.iter().map(|t| r.position(t.span())).collect(),
-        connect_timeout: Duration::from_millis(u.connect_timeout_ms),
-        read_timeout: Duration::from_millis(u.read_timeout_ms),
+        timeouts,
         tls: upstream_tls,
         eject: Eject {
             failures: u.eject.failures,
@@ -464,6 +556,28 @@ mod tests {
             "{e}"
         );
         assert!(error_of("check = { path = \"/r\", fall = 0 }").contains("check.fall"));
+    }
+
+    #[test]
+    fn timeouts_inherit_from_the_defaults_then_the_upstream_then_the_route() {
+        use std::time::Duration;
+        let text = "[timeouts]\nconnect_ms = 500\ntotal_ms = 9000\n\
+                    [upstreams.a]\ntargets = [\"127.0.0.1:1\"]\nread_timeout_ms = 700\n\
+                    [upstreams.b]\ntargets = [\"127.0.0.1:2\"]\nconnect_timeout_ms = 100\n\
+                    [[routes]]\nproxy = \"a\"\ntimeouts = { read_ms = 50 }\n";
+        let c = Config::parse("k.toml", text).unwrap();
+        let a = c.upstreams["a"].timeouts;
+        let ms = Duration::from_millis;
+        assert_eq!(
+            (a.connect, a.read, a.write, a.total),
+            (ms(500), ms(700), None, Some(ms(9000)))
+        );
+        assert_eq!(c.upstreams["b"].timeouts.connect, ms(100));
+        assert_eq!(c.upstreams["b"].timeouts.read, ms(30_000));
+        let route = c.routes[0].timeouts.unwrap();
+        assert_eq!(a.with(&route).read, ms(50));
+        assert_eq!(a.with(&route).connect, ms(500));
+        assert!(error_of("write_timeout_ms = 0").contains("upstreams.a.write_ms"));
     }
 
     #[test]

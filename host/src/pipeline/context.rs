@@ -8,6 +8,7 @@ use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
 use super::caching::RequestCache;
+use crate::config::TimeoutOverrides;
 use crate::plugin::{Instance, RequestInfo};
 use crate::shutdown::InFlight;
 use crate::upstream::admission::{Refused, Retrying, Slot};
@@ -54,6 +55,8 @@ pub struct Ctx {
     pub busy: Option<Busy>,
     /// The request's place among the upstream's `max_inflight`.
     pub slot: Option<Slot>,
+    /// The matched route's own timeouts towards the upstream.
+    pub route_timeouts: Option<TimeoutOverrides>,
     /// Attempts made on the upstream, the first included.
     pub attempts: u32,
     /// Set once the request retried: its place in the retry budget.
@@ -105,6 +108,7 @@ impl Ctx {
             tried: Vec::new(),
             busy: None,
             slot: None,
+            route_timeouts: None,
             attempts: 0,
             retrying: None,
             refused: None,

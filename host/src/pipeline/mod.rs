@@ -327,6 +327,7 @@ impl ProxyHttp for Kavro {
             }
         }
 
+        ctx.route_timeouts = route.timeouts;
         if !chains[Phase::Prepare].is_empty() {
             let services = &active.services;
             let known = |name: &str| services.upstream(name).is_some();
@@ -421,11 +422,25 @@ impl ProxyHttp for Kavro {
                 format!("every target of upstream `{}` is out of rotation", up.name),
             ));
         };
+        let mut peer = chosen.peer;
+        match up.attempt_timeouts(ctx.route_timeouts.as_ref(), ctx.started.elapsed()) {
+            Ok(None) => {}
+            Ok(Some(t)) => crate::upstream::apply_timeouts(&t, &mut peer),
+            Err(total) => {
+                return Err(Error::explain(
+                    ErrorType::ConnectTimedout,
+                    format!(
+                        "the request's total time with upstream `{}` ({total:?}) is spent",
+                        up.name
+                    ),
+                ))
+            }
+        }
         ctx.attempts += 1;
         ctx.busy = Some(chosen.target.busy());
         ctx.target = Some(chosen.target);
         ctx.upstream_host = chosen.host;
-        Ok(chosen.peer)
+        Ok(peer)
     }
 
     /// A target that refused or dropped the connection counts a failure;

@@ -23,7 +23,10 @@ use pingora_load_balancing::health_check::HttpHealthCheck;
 use pingora_load_balancing::selection::{Consistent, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
-use crate::config::{Balance, Check, Eject, HashKey, HostHeader, Retries, UpstreamSettings};
+use crate::config::{
+    Balance, Check, Eject, HashKey, HostHeader, Retries, TimeoutOverrides, Timeouts,
+    UpstreamSettings,
+};
 use crate::tls::upstream::PeerTls;
 use admission::{Counters, Gate, Retrying};
 use target::Target;
@@ -39,8 +42,7 @@ pub struct Upstream {
     least_inflight: bool,
     /// Where the least-inflight scan starts, so ties take turns.
     next_start: AtomicUsize,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
+    pub timeouts: Timeouts,
     tls: Option<PeerTls>,
     pub eject: Eject,
     pub check: Option<Check>,
@@ -98,6 +100,15 @@ where
     lb
 }
 
+/// Sets a peer's connect, read and write timeouts.
+pub fn apply_timeouts(t: &Timeouts, peer: &mut HttpPeer) {
+    peer.options.connection_timeout = Some(t.connect);
+    peer.options.read_timeout = Some(t.read);
+    // Unset by default: a timer per write costs, and a target that stops
+    // reading is caught by the read timeout of the answer that never comes.
+    peer.options.write_timeout = t.write;
+}
+
 /// `host:port` without the scheme's default port.
 fn authority(target: &str, tls: bool) -> String {
     let default = if tls { ":443" } else { ":80" };
@@ -152,8 +163,7 @@ impl Upstream {
             least_inflight: settings.balance == Balance::LeastInflight,
             next_start: AtomicUsize::new(0),
             members: Vec::new(),
-            connect_timeout: settings.connect_timeout,
-            read_timeout: settings.read_timeout,
+            timeouts: settings.timeouts,
             tls,
             eject: settings.eject,
             check: settings.check.clone(),
@@ -216,10 +226,7 @@ impl Upstream {
                 tls.peer(m.addr.clone(), host.trim_matches(['[', ']']))
             }
         };
-        peer.options.connection_timeout = Some(self.connect_timeout);
-        // Writes to an upstream that stops reading are bounded by the read
-        // timeout of the response that never comes; no timer per write.
-        peer.options.read_timeout = Some(self.read_timeout);
+        apply_timeouts(&self.timeouts, &mut peer);
         peer
     }
 
@@ -308,6 +315,32 @@ impl Upstream {
                 .may_retry(self.inflight(), self.retries.budget_percent, held)
     }
 
+    /// The timeouts of an attempt begun `elapsed` after the request came:
+    /// the route's over the upstream's, each cut to what is left of the
+    /// total. `None` when they are the upstream's own (already on the
+    /// peer); `Err` when the total is spent.
+    pub fn attempt_timeouts(
+        &self,
+        route: Option<&TimeoutOverrides>,
+        elapsed: Duration,
+    ) -> Result<Option<Timeouts>, Duration> {
+        let mut t = match route {
+            None if self.timeouts.total.is_none() => return Ok(None),
+            None => self.timeouts,
+            Some(r) => self.timeouts.with(r),
+        };
+        if let Some(total) = t.total {
+            let left = total.saturating_sub(elapsed);
+            if left.is_zero() {
+                return Err(total);
+            }
+            t.connect = t.connect.min(left);
+            t.read = t.read.min(left);
+            t.write = Some(t.write.map_or(left, |w| w.min(left)));
+        }
+        Ok(Some(t))
+    }
+
     /// Requests under way on its targets.
     pub fn inflight(&self) -> usize {
         self.members.iter().map(|m| m.target.inflight()).sum()
@@ -359,7 +392,7 @@ impl Upstream {
     /// earlier attempts); `None` when there is none.
     pub fn peer(&self, tried: &[Arc<Target>], key: Option<&[u8]>) -> Option<Chosen> {
         // A trial request has the target for as long as it may take.
-        let trial = self.connect_timeout + self.read_timeout;
+        let trial = self.timeouts.connect + self.timeouts.read;
         let m = self.select(key, |m| {
             !tried.iter().any(|t| Arc::ptr_eq(t, &m.target)) && m.target.available(trial)
         })?;

@@ -101,7 +101,7 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
 
         let left = self.call.time_left();
         // Four fifths of what is left: the plugin keeps time to handle the error.
-        let budget = (left - left / 5).min(upstream.read_timeout);
+        let budget = (left - left / 5).min(upstream.timeouts.read);
         let max_body = grant.max_body;
         let fetch = async {
             let resp =
