@@ -272,6 +272,7 @@ mod tests {
             priority,
             action: RouteAction::None,
             cache: None,
+            timeouts: None,
         }
     }
 

@@ -105,7 +105,7 @@ impl Services {
                 ActionSpec::Respond(r) => RouteAction::Respond(r.clone()),
                 ActionSpec::Redirect(r) => RouteAction::Redirect(r.clone()),
                 ActionSpec::FastCgi(settings) => {
-                    RouteAction::FastCgi(Arc::new(FastCgi::new(settings.clone())))
+                    RouteAction::FastCgi(Arc::new(FastCgi::new((**settings).clone())))
                 }
             };
             routes.push(route.with_action(action));

@@ -2,17 +2,25 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+
+/// What the upstream answers with: a whole body, or one cut off.
+type Reply = Response<BoxBody<Bytes, std::io::Error>>;
 
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -34,6 +42,11 @@ struct Knobs {
     checks: AtomicUsize,
     /// The User-Agent of the last `/ready` request.
     check_agent: Mutex<Option<String>>,
+    /// Whether every request is answered as `/partial` is.
+    partial: AtomicBool,
+    /// Whether every connection is closed, once its request arrived,
+    /// without an answer.
+    hang_up: AtomicBool,
 }
 
 impl Upstream {
@@ -43,7 +56,11 @@ impl Upstream {
     /// the response's Cache-Control, Vary and Set-Cookie (`%3D`, `%2C` and
     /// `%20` decoded); `status` its status. `/ready` answers 200, or 503
     /// after `set_ready(false)`, and counts in `checks()`, not `hits()`.
-    /// Every request waits the delay of `set_delay` first.
+    /// `/partial` answers 200 with a Content-Length of 1000, sends 100
+    /// bytes of the body and closes the connection 100 ms later (every
+    /// request after `set_partial(true)`). Every request waits the delay
+    /// of `set_delay` first. After `set_hang_up(true)` every connection is
+    /// closed without an answer once a request arrived on it.
     pub fn start(name: &str) -> Upstream {
         Upstream::start_at(name, "127.0.0.1:0".parse().unwrap())
     }
@@ -72,6 +89,10 @@ impl Upstream {
                 let name = name.clone();
                 let counter = counter.clone();
                 let knobs = shared.clone();
+                if knobs.hang_up.load(Ordering::Relaxed) {
+                    tokio::spawn(hang_up(stream, counter));
+                    continue;
+                }
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let (name, counter, knobs) = (name.clone(), counter.clone(), knobs.clone());
@@ -87,6 +108,11 @@ impl Upstream {
                             }
                             if check {
                                 return Ok(ready(&knobs, &req));
+                            }
+                            if req.uri().path() == "/partial"
+                                || knobs.partial.load(Ordering::Relaxed)
+                            {
+                                return Ok(partial(&name));
                             }
                             handle(name, req).await
                         }
@@ -120,6 +146,18 @@ impl Upstream {
         self.knobs.not_ready.store(!ready, Ordering::Relaxed);
     }
 
+    /// Whether every request is answered as `/partial` is: headers and
+    /// the start of the body, then the connection closes.
+    pub fn set_partial(&self, partial: bool) {
+        self.knobs.partial.store(partial, Ordering::Relaxed);
+    }
+
+    /// Whether connections accepted from now on are closed without an
+    /// answer once their request arrived (counted in `hits`).
+    pub fn set_hang_up(&self, hang_up: bool) {
+        self.knobs.hang_up.store(hang_up, Ordering::Relaxed);
+    }
+
     /// Requests for `/ready` (health checks) so far.
     pub fn checks(&self) -> usize {
         self.knobs.checks.load(Ordering::Relaxed)
@@ -132,7 +170,7 @@ impl Upstream {
 }
 
 /// The answer to `/ready`: 200, or 503 while not ready.
-fn ready(knobs: &Knobs, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn ready(knobs: &Knobs, req: &Request<Incoming>) -> Reply {
     knobs.checks.fetch_add(1, Ordering::Relaxed);
     let agent = req
         .headers()
@@ -147,11 +185,69 @@ fn ready(knobs: &Knobs, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "text/plain")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .body(whole(Bytes::from_static(body.as_bytes())))
         .unwrap()
 }
 
-async fn handle(name: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+fn whole(body: Bytes) -> BoxBody<Bytes, std::io::Error> {
+    Full::new(body).map_err(|never| match never {}).boxed()
+}
+
+/// Reads what the client sends until a request's head has arrived (or the
+/// client stops), counts it, and closes the connection without a word.
+async fn hang_up(mut stream: tokio::net::TcpStream, counter: Arc<AtomicUsize>) {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// 200 with a Content-Length of 1000, of which 100 bytes are sent before
+/// the body fails and hyper closes the connection.
+fn partial(name: &str) -> Reply {
+    let body = CutOff {
+        sent: false,
+        pause: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
+    };
+    Response::builder()
+        .header("content-type", "text/plain")
+        .header("content-length", "1000")
+        .header("x-upstream", name)
+        .body(BoxBody::new(body))
+        .unwrap()
+}
+
+/// A body that yields 100 bytes, waits, and fails.
+struct CutOff {
+    sent: bool,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for CutOff {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if !self.sent {
+            self.sent = true;
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; 100])))));
+        }
+        match self.pause.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Some(Err(std::io::Error::other("cut off")))),
+        }
+    }
+}
+
+async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallible> {
     let query: BTreeMap<String, String> = req
         .uri()
         .query()
@@ -212,6 +308,6 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Response<Full<By
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "secret")
         .header("keep-alive", "timeout=5")
-        .body(Full::new(Bytes::from(body)))
+        .body(whole(Bytes::from(body)))
         .unwrap())
 }

@@ -275,3 +275,100 @@ fn md5_of(data: &[u8]) -> String {
     let hex = String::from_utf8_lossy(&out.stdout);
     hex.split_whitespace().next().unwrap().to_string()
 }
+
+/// Each of `n` clients sends one request for `path` at once: (status,
+/// Retry-After, body) of each, and how long the slowest took.
+fn php_burst(
+    host: &Host,
+    n: usize,
+    path: &str,
+) -> (Vec<(u16, Option<u64>, String)>, std::time::Duration) {
+    let start = std::sync::Barrier::new(n);
+    let began = std::time::Instant::now();
+    let answers = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    let c = client();
+                    start.wait();
+                    let r = c.get(host.url(path)).send().expect("an answer");
+                    let status = r.status().as_u16();
+                    let wait = r
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().parse().expect("Retry-After in seconds"));
+                    (status, wait, r.text().unwrap_or_default())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    (answers, began.elapsed())
+}
+
+/// One connection to php-fpm and room for one request to wait: of six at
+/// once for a script that sleeps 500 ms, the one running and the one
+/// waiting answer 200, the rest 503 with Retry-After at once.
+#[test]
+fn a_busy_fastcgi_server_sheds_with_retry_after() {
+    let fpm = PhpFpm::start(2);
+    let host = Host::builder()
+        .config(&php_config(
+            &fpm,
+            "max_connections = 1\nmax_queue = 1\nqueue_timeout_ms = 3000",
+        ))
+        .start();
+    let (answers, took) = php_burst(&host, 6, "/slow.php?ms=500");
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    assert!(ok >= 2, "{answers:?}");
+    assert!(ok < 6, "none was shed: {answers:?}");
+    for (status, wait, body) in &answers {
+        match status {
+            200 => assert_eq!(body, "late\n"),
+            503 => {
+                assert!(matches!(wait, Some(1..)), "Retry-After {wait:?}");
+                assert!(body.contains("queue is full"), "{body}");
+                assert!(body.contains(&fpm.address()), "{body}");
+            }
+            s => panic!("status {s}: {body}"),
+        }
+    }
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the burst took {took:?}"
+    );
+    // The connection is free again.
+    let r = client().get(host.url("/index.php")).send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// One connection held for 1 s and a wait of 200 ms: the requests that
+/// wait give up with 503 and Retry-After.
+#[test]
+fn a_fastcgi_wait_that_runs_out_is_503() {
+    let fpm = PhpFpm::start(2);
+    let host = Host::builder()
+        .config(&php_config(
+            &fpm,
+            "max_connections = 1\nmax_queue = 10\nqueue_timeout_ms = 200",
+        ))
+        .start();
+    let (answers, took) = php_burst(&host, 3, "/slow.php?ms=1000");
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    assert!(ok >= 1, "{answers:?}");
+    let ran_out = answers
+        .iter()
+        .filter(|(s, w, body)| {
+            *s == 503 && w.is_some() && body.contains("stayed in use for the whole wait")
+        })
+        .count();
+    assert!(ran_out >= 1, "{answers:?}");
+    assert_eq!(ok + ran_out, 3, "{answers:?}");
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "the burst took {took:?}"
+    );
+}

@@ -186,7 +186,10 @@ fn failures_reach_the_operator(wasm: &str, kind: &str, traceback: &str) {
         // A post still running when the next request arrives may grow the
         // pool by one instance; four replaced instances would mean the
         // exceptions cost them.
-        assert!(replaced <= 1, "an exception must not cost the instance: {replaced} created");
+        assert!(
+            replaced <= 1,
+            "an exception must not cost the instance: {replaced} created"
+        );
     } else {
         assert!(replaced >= 3, "a trapped instance is never reused");
     }

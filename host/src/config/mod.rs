@@ -68,7 +68,7 @@ pub enum ActionSpec {
     Static(Arc<StaticRoot>),
     Respond(Arc<Respond>),
     Redirect(Arc<Redirect>),
-    FastCgi(fastcgi::Settings),
+    FastCgi(Box<fastcgi::Settings>),
 }
 
 /// How one plugin is applied: from the config file, a sidecar file, or defaults.
@@ -460,7 +460,7 @@ fn compile_route(
             params: s.params.into_iter().collect(),
         };
         match settings.validated() {
-            Ok(settings) => actions.push(ActionSpec::FastCgi(settings)),
+            Ok(settings) => actions.push(ActionSpec::FastCgi(Box::new(settings))),
             Err(e) => {
                 r.error(
                     Some(s.root.span()),

@@ -216,7 +216,11 @@ mod tests {
         let c = Arc::new(Counters::default());
         let mut held: Vec<Option<Retrying>> = (0..5).map(|_| None).collect();
         // 10 under way at 20%: 2, but 3 are always allowed.
-        let granted = held.iter_mut().filter(|h| c.may_retry(10, 20, h)).count();
+        let granted = held
+            .iter_mut()
+            .map(|h| c.may_retry(10, 20, h))
+            .filter(|granted| *granted)
+            .count();
         assert_eq!(granted, 3);
         assert_eq!(c.retries_refused.load(Ordering::Relaxed), 2);
         // A request that retried before may retry again.

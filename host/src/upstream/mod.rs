@@ -483,7 +483,8 @@ pub fn metrics(upstreams: &HashMap<String, Arc<Upstream>>, out: &mut String) {
             );
         }
     }
-    let per_target: [(&str, &str, &str, fn(&Target) -> u64); 5] = [
+    type TargetFigure = fn(&Target) -> u64;
+    let per_target: [(&str, &str, &str, TargetFigure); 5] = [
         ("up", "gauge", "1 while the target is in rotation.", |t| {
             u64::from(t.in_rotation())
         }),
