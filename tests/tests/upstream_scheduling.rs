@@ -434,3 +434,61 @@ fn sigterm_under_load_completes_accepted_requests() {
     assert!(status.success(), "exit {status}\n{}", host.log());
     assert_eq!(up.hits(), 16);
 }
+
+/// A prepare plugin's forward goes through the upstream's machinery: the
+/// `router` plugin forwards with `x-kavro-upstream: app`. Hashed on that
+/// header, every forwarded request reaches one target, though clients
+/// send no such header; and a forward retried after a refused connection
+/// still carries the forward's headers.
+#[test]
+fn a_forward_pins_its_session_and_keeps_its_headers_on_a_retry() {
+    let (a, b, c) = (
+        Upstream::start("a"),
+        Upstream::start("b"),
+        Upstream::start("c"),
+    );
+    let router = "split = \"app:100\"";
+    let host = Host::builder()
+        .plugin("router", "router")
+        .config(&kavro_e2e::with_plugin(
+            &config(
+                &[plain(&a), plain(&b), plain(&c)],
+                "hash_on = \"header:x-kavro-upstream\"",
+            ),
+            "router",
+            router,
+        ))
+        .start();
+    let cl = client();
+    let seen: std::collections::HashSet<String> = (0..12)
+        .map(|i| {
+            let r = cl.get(host.url(&format!("/pin?{i}"))).send().unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["x-upstream"].to_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(seen.len(), 1, "one target for the forward's key: {seen:?}");
+
+    // Round robin over a dead target and a live one: half the forwards
+    // are refused first and retried.
+    let dead = format!("\"127.0.0.1:{}\"", kavro_e2e::free_port());
+    let host = Host::builder()
+        .plugin("router", "router")
+        .config(&kavro_e2e::with_plugin(
+            &config(&[dead, plain(&b)], "eject = { failures = 0 }"),
+            "router",
+            router,
+        ))
+        .start();
+    for _ in 0..6 {
+        let r = cl.get(host.url("/retried")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let echo: serde_json::Value = r.json().unwrap();
+        assert_eq!(echo["headers"]["x-kavro-upstream"][0], "app", "{echo}");
+    }
+    let d = host.admin_json("/diagnostics");
+    assert!(
+        d["upstreams"]["app"]["retries"].as_u64().unwrap() >= 3,
+        "{d}"
+    );
+}

@@ -414,7 +414,7 @@ impl ProxyHttp for Kavro {
                 }
             }
         }
-        let key = up.hash_key(session.req_header(), ctx.client_ip);
+        let key = up.hash_key(session.req_header(), &ctx.forward_headers, ctx.client_ip);
         let Some(chosen) = up.peer(&ctx.tried, key.as_deref()) else {
             ctx.refused = Some(Refusal::NoTarget);
             return Err(Error::explain(
@@ -543,11 +543,12 @@ impl ProxyHttp for Kavro {
         if let Some(host) = ctx.upstream_host.clone() {
             upstream_request.insert_header(header::HOST, host)?;
         }
-        if let Some(uri) = ctx.forward_uri.take() {
-            upstream_request.set_uri(uri);
+        // Kept, not taken: a retry builds the upstream request again.
+        if let Some(uri) = &ctx.forward_uri {
+            upstream_request.set_uri(uri.clone());
         }
-        for (k, v) in ctx.forward_headers.drain(..) {
-            let _ = upstream_request.insert_header(k, v);
+        for (k, v) in &ctx.forward_headers {
+            let _ = upstream_request.insert_header(k.clone(), v.clone());
         }
         Ok(())
     }

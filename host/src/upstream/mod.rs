@@ -282,22 +282,34 @@ impl Upstream {
         best.map(|(m, _)| m)
     }
 
-    /// What a hashed upstream hashes for this request: `None` when the
-    /// request has no such key (it goes round robin) or the upstream does
-    /// not hash.
+    /// What a hashed upstream hashes for this request, as it goes
+    /// upstream: a header a prepare plugin's forward sets replaces the
+    /// client's, so a plugin can pin a session. `None` when the request
+    /// has no such key (it goes round robin) or the upstream does not hash.
     pub fn hash_key(
         &self,
         req: &RequestHeader,
+        forward: &[(http::HeaderName, HeaderValue)],
         client_ip: Option<std::net::IpAddr>,
     ) -> Option<Vec<u8>> {
         let (_, key) = self.ring.as_ref()?;
+        let values = |name: &http::HeaderName| -> Vec<&HeaderValue> {
+            let set: Vec<_> = forward
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .collect();
+            if set.is_empty() {
+                req.headers.get_all(name).iter().collect()
+            } else {
+                set
+            }
+        };
         match key {
             HashKey::ClientIp => client_ip.map(|ip| ip.to_string().into_bytes()),
-            HashKey::Header(name) => req.headers.get(name).map(|v| v.as_bytes().to_vec()),
-            HashKey::Cookie(name) => req
-                .headers
-                .get_all(http::header::COOKIE)
-                .iter()
+            HashKey::Header(name) => values(name).first().map(|v| v.as_bytes().to_vec()),
+            HashKey::Cookie(name) => values(&http::header::COOKIE)
+                .into_iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
                 .filter_map(|pair| pair.trim().split_once('='))
@@ -583,7 +595,10 @@ mod tests {
         );
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("x-user", "ada").unwrap();
-        let key = up.hash_key(&req, None).unwrap();
+        let key = up.hash_key(&req, &[], None).unwrap();
+        // A forward's header replaces the client's: a plugin pins the session.
+        let forward = [("x-user".parse().unwrap(), HeaderValue::from_static("grace"))];
+        assert_eq!(up.hash_key(&req, &forward, None).unwrap(), b"grace");
         assert_eq!(picks(&up, 20, Some(&key)).len(), 1);
         let spread = (0..50)
             .map(|i| {
@@ -604,7 +619,7 @@ mod tests {
         let up = upstream("targets = [\"127.0.0.1:9131\"]\nhash_on = \"cookie:sid\"");
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("cookie", "a=1; sid=xyz; b=2").unwrap();
-        assert_eq!(up.hash_key(&req, None).unwrap(), b"xyz");
+        assert_eq!(up.hash_key(&req, &[], None).unwrap(), b"xyz");
     }
 
     #[test]
