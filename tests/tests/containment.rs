@@ -443,6 +443,43 @@ fn outbound_http_only_to_declared_upstreams_and_only_when_granted() {
     assert!(body.contains("did not answer within"), "{body}");
 }
 
+/// A plugin's outbound HTTP goes through the upstream's machinery: a dead
+/// target it meets counts a failure and is ejected, after which every
+/// fetch reaches the live one; the requests count on /diagnostics.
+#[test]
+fn outbound_http_follows_the_upstreams_health() {
+    let live = kavro_e2e::upstream::Upstream::start("live");
+    let dead = format!("127.0.0.1:{}", kavro_e2e::free_port());
+    let host = Host::builder()
+        .plugin("fetcher", "fetcher")
+        .config(&format!(
+            "[upstreams.backend]\ntargets = [\"{dead}\", \"{}\"]\n\
+             eject = {{ failures = 1, base_ms = 60000, max_ms = 60000 }}\n\n{}\n\
+             [[plugins]]\nname = \"fetcher\"\ncapabilities = [\"http\"]\n\
+             limits = {{ deadline_ms = 2000 }}\n",
+            live.addr,
+            kavro_e2e::respond_route("root", "/*", "root")
+        ))
+        .start();
+    let fetched = |_: &u32| {
+        let r = client()
+            .get(host.url("/fetch/backend/hello"))
+            .send()
+            .unwrap();
+        r.headers().contains_key("x-fetched-status")
+    };
+    // Round robin offers the dead target once, within the first two
+    // fetches; that failure ejects it.
+    let ok = (0..10).filter(fetched).count();
+    assert_eq!(ok, 9, "{ok} of 10 fetched");
+    let d = host.admin_json("/diagnostics");
+    let targets = d["upstreams"]["backend"]["targets"].as_array().unwrap();
+    let of = |t: &str| targets.iter().find(|x| x["target"] == t).unwrap().clone();
+    assert_eq!(of(&dead)["state"], "ejected", "{d}");
+    assert_eq!(of(&live.addr.to_string())["requests"], 9, "{d}");
+    assert_eq!(live.hits(), 9);
+}
+
 #[test]
 fn a_plugin_that_fails_every_request_is_backed_off_then_tried_again() {
     let host = hostile_host("");

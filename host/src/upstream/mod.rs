@@ -234,11 +234,20 @@ impl Upstream {
         self.members.iter().find(|m| &m.addr == addr)
     }
 
-    /// The next target in rotation, for a caller that does not report how
-    /// its request went (a plugin's outbound HTTP): it takes no trials.
-    pub fn next_addr(&self) -> Option<String> {
-        let in_rotation = |m: &Member| m.target.in_rotation();
-        Some(self.select(None, in_rotation)?.addr.to_string())
+    /// The target for a caller that reports how its request went to the
+    /// target's health itself (a plugin's outbound HTTP): its address.
+    pub fn pick(&self) -> Option<(String, Arc<Target>)> {
+        let m = self.choose(&[], None)?;
+        Some((m.addr.to_string(), m.target.clone()))
+    }
+
+    /// The next member in rotation and not in `tried`, by the balance.
+    fn choose(&self, tried: &[Arc<Target>], key: Option<&[u8]>) -> Option<&Member> {
+        // A trial request has the target for as long as it may take.
+        let trial = self.timeouts.connect + self.timeouts.read;
+        self.select(key, |m| {
+            !tried.iter().any(|t| Arc::ptr_eq(t, &m.target)) && m.target.available(trial)
+        })
     }
 
     /// The member the balance picks among those `accept` takes.
@@ -403,11 +412,7 @@ impl Upstream {
     /// The next target in rotation and not in `tried` (this request's
     /// earlier attempts); `None` when there is none.
     pub fn peer(&self, tried: &[Arc<Target>], key: Option<&[u8]>) -> Option<Chosen> {
-        // A trial request has the target for as long as it may take.
-        let trial = self.timeouts.connect + self.timeouts.read;
-        let m = self.select(key, |m| {
-            !tried.iter().any(|t| Arc::ptr_eq(t, &m.target)) && m.target.available(trial)
-        })?;
+        let m = self.choose(tried, key)?;
         let host = match &self.host_header {
             HostHeader::Client => None,
             HostHeader::Target => HeaderValue::from_str(&m.authority).ok(),

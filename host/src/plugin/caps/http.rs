@@ -80,12 +80,42 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
                 req.upstream
             ))
         })?;
-        let addr = upstream.next_addr().ok_or_else(|| {
-            HostError::Unavailable(format!("upstream `{}` has no target", req.upstream))
-        })?;
         if !req.uri.starts_with('/') {
             return Err(invalid(format!("`{}` is not a path and query", req.uri)));
         }
+        let left = self.call.time_left();
+        // Four fifths of what is left: the plugin keeps time to handle the error.
+        let budget = (left - left / 5).min(upstream.timeouts.read);
+        let started = tokio::time::Instant::now();
+        // The upstream's limit on requests at once holds for plugins too.
+        let _slot = match &upstream.gate {
+            None => None,
+            Some(gate) => {
+                match tokio::time::timeout(budget, gate.enter(&upstream.counters)).await {
+                    Ok(Ok(slot)) => Some(slot),
+                    Ok(Err(why)) => {
+                        return Err(HostError::Unavailable(format!(
+                            "upstream `{}` is at max_inflight: {why:?}",
+                            req.upstream
+                        )))
+                    }
+                    Err(_) => {
+                        return Err(HostError::Unavailable(format!(
+                            "upstream `{}` is at max_inflight for longer than the call may wait",
+                            req.upstream
+                        )))
+                    }
+                }
+            }
+        };
+        let budget = budget.saturating_sub(started.elapsed());
+        let (addr, target) = upstream.pick().ok_or_else(|| {
+            HostError::Unavailable(format!(
+                "every target of upstream `{}` is out of rotation",
+                req.upstream
+            ))
+        })?;
+        let _busy = target.busy();
         let uri: http::Uri = format!("http://{addr}{}", req.uri)
             .parse()
             .map_err(|_| invalid(format!("`{}` is not a valid path and query", req.uri)))?;
@@ -99,15 +129,19 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
             .body(Full::new(Bytes::from(req.body)))
             .map_err(|e| invalid(format!("bad request: {e}")))?;
 
-        let left = self.call.time_left();
-        // Four fifths of what is left: the plugin keeps time to handle the error.
-        let budget = (left - left / 5).min(upstream.timeouts.read);
         let max_body = grant.max_body;
         let fetch = async {
-            let resp =
-                grant.client.request(request).await.map_err(|e| {
-                    HostError::Unavailable(format!("upstream `{}`: {e}", req.upstream))
-                })?;
+            // The outcome counts for the target's health as a proxied
+            // request's does: a failed exchange, or a 5xx where counted.
+            let resp = grant.client.request(request).await.map_err(|e| {
+                target.failed(&upstream.eject);
+                HostError::Unavailable(format!("upstream `{}`: {e}", req.upstream))
+            })?;
+            if upstream.eject.on_5xx && resp.status().is_server_error() {
+                target.failed(&upstream.eject);
+            } else {
+                target.succeeded();
+            }
             let (parts, body) = resp.into_parts();
             let body = Limited::new(body, max_body)
                 .collect()
@@ -130,7 +164,13 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
                 body: body.to_vec(),
             })
         };
-        tokio::time::timeout(budget, fetch).await.map_err(|_| {
+        let outcome = tokio::time::timeout(budget, fetch).await;
+        if outcome.is_err() && budget >= upstream.timeouts.read {
+            // Only a wait as long as the upstream's read timeout is the
+            // target's fault; a shorter one is the plugin's deadline.
+            target.failed(&upstream.eject);
+        }
+        outcome.map_err(|_| {
             HostError::Unavailable(format!(
                 "upstream `{}` did not answer within {} ms",
                 req.upstream,
