@@ -40,7 +40,8 @@ pub struct Cli {
     #[arg(long)]
     pub upgrade: bool,
     /// The Unix socket the listening sockets are handed over on; the same
-    /// for the old process and the new.
+    /// for the old process and the new, in a folder only Kavro's user can
+    /// write.
     #[arg(long, value_name = "PATH", default_value = "/tmp/kavro-upgrade.sock")]
     pub upgrade_socket: PathBuf,
 }

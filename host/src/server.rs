@@ -227,8 +227,9 @@ fn serve(
         grace_period_seconds: Some(grace.as_secs() + 2),
         graceful_shutdown_timeout_seconds: Some(1),
         upgrade_sock: handover.socket,
-        // Seconds the new process waits for the old one's sockets: time for
-        // an operator to send SIGQUIT after it says it is waiting.
+        // Seconds the new process waits for the old one's sockets (time for
+        // an operator to send SIGQUIT after it says it is waiting), and the
+        // old one tries to hand them over (vendor/pingora-core reads this).
         upgrade_sock_connect_accept_max_retries: Some(30),
         ..ServerConf::default()
     };
@@ -369,8 +370,9 @@ fn serve(
         plugins = plugin_count,
         "kavro-host serving"
     );
+    let phases = server.watch_execution_phase();
     server.run(RunArgs {
-        shutdown_signal: Box::new(crate::shutdown::Signals { grace, active }),
+        shutdown_signal: Box::new(crate::shutdown::Signals::new(grace, active, phases)),
     });
     crate::shutdown::exit(0)
 }

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch, UnixShutdownSignalWatch};
+use pingora_core::server::{
+    ExecutionPhase, ShutdownSignal, ShutdownSignalWatch, UnixShutdownSignalWatch,
+};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::Active;
@@ -23,8 +26,9 @@ use crate::Active;
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 /// After an upgrade hands its sockets over, Pingora goes on accepting on
-/// them for 5 s before it stops listening; the drain starts after that.
-const HANDOVER: Duration = Duration::from_secs(6);
+/// them for a while; the drain starts once it stops listening, or after
+/// this long at the most.
+const HANDOVER_AT_MOST: Duration = Duration::from_secs(45);
 
 /// The log writer's guard: dropping it writes out what is queued.
 static LOG: Mutex<Option<WorkerGuard>> = Mutex::new(None);
@@ -75,21 +79,52 @@ pub fn exit(code: i32) -> ! {
 
 /// Pingora's signal watch, which also starts [`drain`] once a signal comes.
 pub struct Signals {
-    pub grace: Duration,
-    pub active: Arc<ArcSwap<Active>>,
+    grace: Duration,
+    active: Arc<ArcSwap<Active>>,
+    /// Pingora's phases: an upgrade's drain waits for the shutdown to start.
+    phases: Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+}
+
+impl Signals {
+    pub fn new(
+        grace: Duration,
+        active: Arc<ArcSwap<Active>>,
+        phases: broadcast::Receiver<ExecutionPhase>,
+    ) -> Signals {
+        Signals {
+            grace,
+            active,
+            phases: Mutex::new(Some(phases)),
+        }
+    }
+}
+
+/// Blocks until Pingora has stopped listening (its shutdown started), or
+/// `at_most` has passed: the requests accepted until then are the old
+/// process's to finish.
+fn until_listening_stops(mut phases: broadcast::Receiver<ExecutionPhase>, at_most: Duration) {
+    let until = Instant::now() + at_most;
+    while Instant::now() < until {
+        match phases.try_recv() {
+            Ok(ExecutionPhase::ShutdownStarted) | Err(TryRecvError::Closed) => return,
+            Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
         let signal = UnixShutdownSignalWatch.recv().await;
+        let phases = self.phases.lock().unwrap_or_else(|e| e.into_inner()).take();
         let (grace, handing_over) = match signal {
-            ShutdownSignal::FastShutdown => (Duration::ZERO, Duration::ZERO),
+            ShutdownSignal::FastShutdown => (Duration::ZERO, None),
             ShutdownSignal::GracefulUpgrade => {
                 tracing::info!("upgrade: handing the listening sockets to the new kavro-host");
-                (self.grace, HANDOVER)
+                (self.grace, phases)
             }
-            _ => (self.grace, Duration::ZERO),
+            _ => (self.grace, None),
         };
         DRAINING.store(true, Ordering::Relaxed);
         let active = self.active.clone();
@@ -100,7 +135,9 @@ impl ShutdownSignalWatch for Signals {
             .name("kavro-shutdown".into())
             .spawn(move || {
                 // Requests accepted while both processes listen are ours to finish.
-                std::thread::sleep(handing_over);
+                if let Some(phases) = handing_over {
+                    until_listening_stops(phases, HANDOVER_AT_MOST);
+                }
                 drain(grace, &active)
             });
         if let Err(e) = spawned {

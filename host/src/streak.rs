@@ -53,6 +53,18 @@ pub struct Started {
 }
 
 impl Streak {
+    /// Whether [`Streak::admits`] would let a caller through now, without
+    /// taking the trial: for choosing among several before using one.
+    pub fn would_admit(&self) -> bool {
+        if self.consecutive.load(Ordering::Relaxed) == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        self.state
+            .lock()
+            .is_none_or(|p| now >= p.until && p.trial.is_none_or(|t| now >= t))
+    }
+
     /// Whether the subject may be used now; once a period is over, one
     /// caller is let through to try it, the others stay out for `lease`.
     pub fn admits(&self, lease: Lease) -> bool {

@@ -427,3 +427,37 @@ pub fn respond_route(name: &str, path: &str, body: &str) -> String {
 pub fn with_plugin(config: &str, name: &str, values: &str) -> String {
     format!("{config}\n[[plugins]]\nname = \"{name}\"\n[plugins.config]\n{values}\n")
 }
+
+/// One answer of a [`burst`]: status, Retry-After in seconds if sent, body.
+pub type Answer = (u16, Option<u64>, String);
+
+/// Each of `n` clients sends one GET for `path` at once, released
+/// together: each answer, and how long the slowest took.
+pub fn burst(host: &Host, n: usize, path: &str) -> (Vec<Answer>, Duration) {
+    let start = std::sync::Barrier::new(n);
+    let began = Instant::now();
+    let answers = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    let c = client();
+                    start.wait();
+                    let r = c.get(host.url(path)).send().expect("an answer");
+                    let status = r.status().as_u16();
+                    let wait = r.headers().get("retry-after").map(|v| {
+                        let secs: u64 =
+                            v.to_str().unwrap().parse().expect("Retry-After in seconds");
+                        assert!(secs >= 1, "Retry-After {secs}");
+                        secs
+                    });
+                    (status, wait, r.text().unwrap_or_default())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    (answers, began.elapsed())
+}

@@ -276,39 +276,6 @@ fn md5_of(data: &[u8]) -> String {
     hex.split_whitespace().next().unwrap().to_string()
 }
 
-/// Each of `n` clients sends one request for `path` at once: (status,
-/// Retry-After, body) of each, and how long the slowest took.
-fn php_burst(
-    host: &Host,
-    n: usize,
-    path: &str,
-) -> (Vec<(u16, Option<u64>, String)>, std::time::Duration) {
-    let start = std::sync::Barrier::new(n);
-    let began = std::time::Instant::now();
-    let answers = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..n)
-            .map(|_| {
-                s.spawn(|| {
-                    let c = client();
-                    start.wait();
-                    let r = c.get(host.url(path)).send().expect("an answer");
-                    let status = r.status().as_u16();
-                    let wait = r
-                        .headers()
-                        .get("retry-after")
-                        .map(|v| v.to_str().unwrap().parse().expect("Retry-After in seconds"));
-                    (status, wait, r.text().unwrap_or_default())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
-    });
-    (answers, began.elapsed())
-}
-
 /// One connection to php-fpm and room for one request to wait: of six at
 /// once for a script that sleeps 500 ms, the one running and the one
 /// waiting answer 200, the rest 503 with Retry-After at once.
@@ -321,7 +288,7 @@ fn a_busy_fastcgi_server_sheds_with_retry_after() {
             "max_connections = 1\nmax_queue = 1\nqueue_timeout_ms = 3000",
         ))
         .start();
-    let (answers, took) = php_burst(&host, 6, "/slow.php?ms=500");
+    let (answers, took) = kavro_e2e::burst(&host, 6, "/slow.php?ms=500");
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     assert!(ok >= 2, "{answers:?}");
     assert!(ok < 6, "none was shed: {answers:?}");
@@ -356,7 +323,7 @@ fn a_fastcgi_wait_that_runs_out_is_503() {
             "max_connections = 1\nmax_queue = 10\nqueue_timeout_ms = 200",
         ))
         .start();
-    let (answers, took) = php_burst(&host, 3, "/slow.php?ms=1000");
+    let (answers, took) = kavro_e2e::burst(&host, 3, "/slow.php?ms=1000");
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     assert!(ok >= 1, "{answers:?}");
     let ran_out = answers

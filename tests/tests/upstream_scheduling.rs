@@ -86,32 +86,6 @@ fn load(host: &Host, threads: usize, each: usize, path: &str) -> usize {
     })
 }
 
-/// Each of `n` clients sends one request at once: (status, Retry-After,
-/// body) of each, and how long the slowest took.
-fn burst(host: &Host, n: usize) -> (Vec<(u16, Option<u64>, String)>, Duration) {
-    let start = Barrier::new(n);
-    let began = Instant::now();
-    let answers = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..n)
-            .map(|_| {
-                s.spawn(|| {
-                    let c = client();
-                    start.wait();
-                    let r = c.get(host.url("/")).send().expect("an answer");
-                    let status = r.status().as_u16();
-                    let wait = (status == 503).then(|| retry_after(&r));
-                    (status, wait, r.text().unwrap_or_default())
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().unwrap())
-            .collect::<Vec<_>>()
-    });
-    (answers, began.elapsed())
-}
-
 /// The share of requests the slow target of three got under `balance`,
 /// 32 clients sending 8 requests each; no request may fail.
 fn slow_share(balance: &str) -> f64 {
@@ -230,7 +204,7 @@ fn a_full_queue_sheds_with_retry_after_and_nothing_hangs() {
             "max_inflight = 2\nmax_queue = 2\nqueue_timeout_ms = 2000",
         ))
         .start();
-    let (answers, took) = burst(&host, 12);
+    let (answers, took) = kavro_e2e::burst(&host, 12, "/");
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     assert!(ok >= 4, "{answers:?}");
     for (status, wait, body) in &answers {
@@ -271,7 +245,7 @@ fn a_full_queue_sheds_with_retry_after_and_nothing_hangs() {
             "max_inflight = 1\nmax_queue = 10\nqueue_timeout_ms = 200",
         ))
         .start();
-    let (answers, took) = burst(&host, 4);
+    let (answers, took) = kavro_e2e::burst(&host, 4, "/");
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     assert!(ok >= 1, "{answers:?}");
     let ran_out = answers

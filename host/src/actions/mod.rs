@@ -31,6 +31,8 @@ pub enum SettingsError {
     HeaderValue(String),
     #[error("max_connections must be at least 1")]
     NoConnections,
+    #[error("queue_timeout_ms must be at least 1; max_queue = 0 sheds at once instead")]
+    NoWait,
 }
 
 /// `path`, made absolute, if it is a directory that can be read.

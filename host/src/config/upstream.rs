@@ -174,6 +174,8 @@ pub enum HostHeader {
 }
 
 const DEFAULT_MAX_QUEUE: u32 = 1000;
+/// Pingora's own bound on the attempts of one request.
+const MAX_ATTEMPTS: u32 = 16;
 const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 5000;
 
 /// Checks one `[upstreams.NAME]` section; `None` when it has errors (reported).
@@ -231,12 +233,23 @@ pub(super) fn compile(
             "an ejection grows from base_ms up to max_ms",
         );
     }
-    if u.retries.attempts == 0 {
+    if !(1..=MAX_ATTEMPTS).contains(&u.retries.attempts) {
         r.error(
             None,
             format!("{field}.retries.attempts"),
-            "0 attempts sends nothing",
+            format!(
+                "{} attempts is outside 1 to {MAX_ATTEMPTS}",
+                u.retries.attempts
+            ),
             "count the first attempt too: 1 never retries, 3 is the default",
+        );
+    }
+    if u.retries.budget_percent > 100 {
+        r.error(
+            None,
+            format!("{field}.retries.budget_percent"),
+            format!("{}% of the requests under way", u.retries.budget_percent),
+            "a share from 0 to 100 of the requests under way (default 20)",
         );
     }
     let own = TimeoutsSection {
@@ -381,6 +394,15 @@ fn admission(r: &mut Reporter<'_>, field: &str, u: &UpstreamSection) -> Option<A
             format!("{field}.max_inflight"),
             "0 requests at once sends nothing",
             "give the number of requests the upstream can take at once, e.g. 100",
+        );
+        return None;
+    }
+    if u.queue_timeout_ms == Some(0) {
+        r.error(
+            None,
+            format!("{field}.queue_timeout_ms"),
+            "a wait of 0 ms turns away every request that queues",
+            "give the longest wait in milliseconds (default 5000); max_queue = 0 sheds at once instead",
         );
         return None;
     }

@@ -414,6 +414,18 @@ impl ProxyHttp for Kavro {
                 }
             }
         }
+        // Before a target is chosen: a spent total takes no target's trial.
+        let timeouts = up
+            .attempt_timeouts(ctx.route_timeouts.as_ref(), ctx.started.elapsed())
+            .map_err(|total| {
+                Error::explain(
+                    ErrorType::ConnectTimedout,
+                    format!(
+                        "the request's total time with upstream `{}` ({total:?}) is spent",
+                        up.name
+                    ),
+                )
+            })?;
         let key = up.hash_key(session.req_header(), &ctx.forward_headers, ctx.client_ip);
         let Some(chosen) = up.peer(&ctx.tried, key.as_deref()) else {
             ctx.refused = Some(Refusal::NoTarget);
@@ -423,18 +435,8 @@ impl ProxyHttp for Kavro {
             ));
         };
         let mut peer = chosen.peer;
-        match up.attempt_timeouts(ctx.route_timeouts.as_ref(), ctx.started.elapsed()) {
-            Ok(None) => {}
-            Ok(Some(t)) => crate::upstream::apply_timeouts(&t, &mut peer),
-            Err(total) => {
-                return Err(Error::explain(
-                    ErrorType::ConnectTimedout,
-                    format!(
-                        "the request's total time with upstream `{}` ({total:?}) is spent",
-                        up.name
-                    ),
-                ))
-            }
+        if let Some(t) = timeouts {
+            crate::upstream::apply_timeouts(&t, &mut peer);
         }
         ctx.attempts += 1;
         ctx.busy = Some(chosen.target.busy());
@@ -454,6 +456,7 @@ impl ProxyHttp for Kavro {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.busy = None;
+        e.set_retry(false);
         if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.clone()) {
             target.failed(&up.eject);
             ctx.tried.push(target);
@@ -480,7 +483,9 @@ impl ProxyHttp for Kavro {
     ) -> Box<Error> {
         let upstream_side = e.esource() == &pingora_core::ErrorSource::Upstream;
         let mut failed_target = None;
-        if upstream_side {
+        // A kept-alive connection the target had closed meanwhile is no
+        // failure of the target; the retry on a new one tells.
+        if upstream_side && !client_reused {
             if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.as_ref()) {
                 target.failed(&up.eject);
                 failed_target = Some(target);

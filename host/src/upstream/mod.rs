@@ -10,7 +10,7 @@ pub mod target;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,8 +40,6 @@ pub struct Upstream {
     /// Set for `balance = "hash"`.
     ring: Option<(LoadBalancer<Consistent>, HashKey)>,
     least_inflight: bool,
-    /// Where the least-inflight scan starts, so ties take turns.
-    next_start: AtomicUsize,
     pub timeouts: Timeouts,
     tls: Option<PeerTls>,
     pub eject: Eject,
@@ -52,6 +50,9 @@ pub struct Upstream {
     pub gate: Option<Arc<Gate>>,
     pub counters: Arc<Counters>,
 }
+
+/// Ring points the hash walks from a key's before scanning the members.
+const RING_WALK: usize = 256;
 
 /// One resolved address of a target.
 struct Member {
@@ -161,7 +162,6 @@ impl Upstream {
                 _ => None,
             },
             least_inflight: settings.balance == Balance::LeastInflight,
-            next_start: AtomicUsize::new(0),
             members: Vec::new(),
             timeouts: settings.timeouts,
             tls,
@@ -245,50 +245,88 @@ impl Upstream {
     fn choose(&self, tried: &[Arc<Target>], key: Option<&[u8]>) -> Option<&Member> {
         // A trial request has the target for as long as it may take.
         let trial = self.timeouts.connect + self.timeouts.read;
-        self.select(key, |m| {
-            !tried.iter().any(|t| Arc::ptr_eq(t, &m.target)) && m.target.available(trial)
-        })
+        let untried = |m: &Member| !tried.iter().any(|t| Arc::ptr_eq(t, &m.target));
+        self.select(
+            key,
+            |m| untried(m) && m.target.could_take(),
+            |m| untried(m) && m.target.available(trial),
+        )
     }
 
-    /// The member the balance picks among those `accept` takes.
-    fn select(&self, key: Option<&[u8]>, accept: impl Fn(&Member) -> bool) -> Option<&Member> {
+    /// The member the balance picks among those `accept` takes. `accept`
+    /// may take a target's trial: it is asked in order of preference and
+    /// the first it takes is the answer. `could` says, taking nothing,
+    /// whether `accept` might take a member, for weighing them first.
+    fn select(
+        &self,
+        key: Option<&[u8]>,
+        could: impl Fn(&Member) -> bool,
+        accept: impl Fn(&Member) -> bool,
+    ) -> Option<&Member> {
         if let [only] = self.members.as_slice() {
             return accept(only).then_some(only);
         }
-        let accept_backend = |b: &Backend, _: bool| self.member(&b.addr).is_some_and(&accept);
-        // Round robin visits every target within twice their total weight;
-        // the hash ring walks on from the key's point.
-        let steps = 2 * self.members.iter().map(|m| m.weight).sum::<usize>();
         if let (Some((ring, _)), Some(key)) = (&self.ring, key) {
-            let b = ring.select_with(key, steps.max(256), accept_backend)?;
-            return self.member(&b.addr);
+            // The ring walks on from the key's point, so most keys keep
+            // their target when another leaves; past its walk, a scan.
+            let on_ring = |b: &Backend, _: bool| self.member(&b.addr).is_some_and(&accept);
+            if let Some(b) = ring.select_with(key, RING_WALK, on_ring) {
+                return self.member(&b.addr);
+            }
+            let first = ring.select(key, 1)?;
+            return self.scan_from(&first.addr, accept);
         }
         if self.least_inflight {
-            return self.least_loaded(accept);
+            return self.least_loaded(could, accept);
         }
-        let b = self.rotation.select_with(b"", steps, accept_backend)?;
-        self.member(&b.addr)
+        // The rotation's pick, weighted; when it is out, the next member in
+        // order: a walk of the shared rotation could skip the one that is in.
+        let first = self.rotation.select(b"", 1)?;
+        match self.member(&first.addr) {
+            Some(m) if accept(m) => Some(m),
+            _ => self.scan_from(&first.addr, accept),
+        }
     }
 
-    /// The accepted member with the fewest requests under way for its
-    /// weight; ties go round.
-    fn least_loaded(&self, accept: impl Fn(&Member) -> bool) -> Option<&Member> {
+    /// The first member after `addr`, in order and round, that `accept` takes.
+    fn scan_from(&self, addr: &SocketAddr, accept: impl Fn(&Member) -> bool) -> Option<&Member> {
         let n = self.members.len();
-        let start = self.next_start.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best: Option<(&Member, usize)> = None;
-        for i in 0..n {
-            let m = &self.members[(start + i) % n];
-            if !accept(m) {
-                continue;
-            }
-            let load = m.target.inflight();
-            // load/weight < best_load/best_weight, without division.
-            let better = best.is_none_or(|(b, b_load)| load * b.weight < b_load * m.weight);
-            if better {
-                best = Some((m, load));
-            }
-        }
-        best.map(|(m, _)| m)
+        let at = self
+            .members
+            .iter()
+            .position(|m| &m.addr == addr)
+            .unwrap_or(0);
+        (1..=n)
+            .map(|i| &self.members[(at + i) % n])
+            .find(|m| accept(m))
+    }
+
+    /// The member with the fewest requests under way for its weight, among
+    /// those `accept` takes; ties go by the weighted rotation, so idle
+    /// targets share requests by weight. Members are weighed with
+    /// `could`, and only the chosen one is asked to `accept`, so a target
+    /// whose trial is due is not taken by a request that goes elsewhere.
+    fn least_loaded(
+        &self,
+        could: impl Fn(&Member) -> bool,
+        accept: impl Fn(&Member) -> bool,
+    ) -> Option<&Member> {
+        let n = self.members.len();
+        let first = self.rotation.select(b"", 1)?;
+        let start = self
+            .members
+            .iter()
+            .position(|m| m.addr == first.addr)
+            .unwrap_or(0);
+        let mut ranked: Vec<(&Member, usize)> = (0..n)
+            .map(|i| &self.members[(start + i) % n])
+            .filter(|m| could(m))
+            .map(|m| (m, m.target.inflight()))
+            .collect();
+        // load / weight, without division; the sort keeps the rotation's
+        // order among equals.
+        ranked.sort_by(|(a, a_load), (b, b_load)| (a_load * b.weight).cmp(&(b_load * a.weight)));
+        ranked.into_iter().map(|(m, _)| m).find(|m| accept(m))
     }
 
     /// What a hashed upstream hashes for this request, as it goes
@@ -372,14 +410,19 @@ impl Upstream {
         self.members.len()
     }
 
-    /// How long until the first target out of rotation is tried again,
-    /// for a 503's `Retry-After`.
+    /// How long until a target may be back, for a 503's `Retry-After`:
+    /// the first ejection to end, or for a target down by its checks,
+    /// `rise` checks; a second when nothing better is known (a trial under
+    /// way, targets this request tried).
     pub fn retry_after(&self) -> Duration {
         self.members
             .iter()
-            .map(|m| m.target.ejected_for())
+            .filter_map(|m| match &self.check {
+                Some(c) if !m.target.probed_up() => Some(c.interval * c.rise),
+                _ => Some(m.target.ejected_for()).filter(|d| !d.is_zero()),
+            })
             .min()
-            .unwrap_or(Duration::ZERO)
+            .unwrap_or(Duration::from_secs(1))
     }
 
     /// The upstream and its targets, for /diagnostics.
@@ -591,6 +634,40 @@ mod tests {
         let seen = picks(&up, 10, None);
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(!seen.contains_key(&busy.target.target), "{seen:?}");
+    }
+
+    #[test]
+    fn least_inflight_takes_no_trial_of_a_target_it_passes_over() {
+        let up = upstream(
+            "targets = [\"127.0.0.1:9141\", \"127.0.0.1:9142\"]\nbalance = \"least_inflight\"\n\
+             eject = { failures = 1, base_ms = 1, max_ms = 1 }",
+        );
+        let a = &up.members[0].target;
+        a.failed(&up.eject);
+        std::thread::sleep(Duration::from_millis(5));
+        let _load = a.busy();
+        for _ in 0..4 {
+            let c = up.peer(&[], None).unwrap();
+            assert_eq!(c.target.target, "127.0.0.1:9142");
+        }
+        assert!(
+            a.could_take(),
+            "the trial is still there for the one that picks it"
+        );
+    }
+
+    #[test]
+    fn idle_least_inflight_shares_by_weight() {
+        let up = upstream(
+            "targets = [\"127.0.0.1:9151\", { target = \"127.0.0.1:9152\", weight = 3 }]\n\
+             balance = \"least_inflight\"",
+        );
+        let seen = picks(&up, 8, None);
+        assert_eq!(
+            seen["127.0.0.1:9152"], 6,
+            "idle targets share by weight: {seen:?}"
+        );
+        assert_eq!(seen["127.0.0.1:9151"], 2, "{seen:?}");
     }
 
     #[test]

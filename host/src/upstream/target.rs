@@ -93,7 +93,14 @@ impl Target {
         self.probed_up() && !self.streak.is_out()
     }
 
-    fn probed_up(&self) -> bool {
+    /// Could [`Target::available`] let a request through now? Takes no
+    /// trial: for weighing targets before choosing one.
+    pub fn could_take(&self) -> bool {
+        self.probed_up() && self.streak.would_admit()
+    }
+
+    /// Whether its active checks (if any) pass.
+    pub fn probed_up(&self) -> bool {
         self.probed_up.load(Ordering::Relaxed)
     }
 

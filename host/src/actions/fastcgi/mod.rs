@@ -92,6 +92,9 @@ impl Settings {
         if self.max_connections == 0 {
             return Err(SettingsError::NoConnections);
         }
+        if self.queue_timeout.is_zero() {
+            return Err(SettingsError::NoWait);
+        }
         Ok(self)
     }
 }

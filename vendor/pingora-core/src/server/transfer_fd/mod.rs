@@ -71,18 +71,44 @@ impl Fds {
     where
         P: ?Sized + NixPath + std::fmt::Display,
     {
+        self.send_to_sock_with_retries(path, None)
+    }
+
+    /// [`Fds::send_to_sock`], trying `max_retry` times (5 when `None`),
+    /// one second apart, for the new process to listen.
+    pub fn send_to_sock_with_retries<P>(
+        &self,
+        path: &P,
+        max_retry: Option<usize>,
+    ) -> Result<usize, Error>
+    where
+        P: ?Sized + NixPath + std::fmt::Display,
+    {
         let (vec_key, vec_fds) = self.serialize();
         let mut ser_buf: [u8; 2048] = [0; 2048];
         let ser_key_size = serialize_vec_string(&vec_key, &mut ser_buf);
-        send_fds_to(vec_fds, &ser_buf[..ser_key_size], path, None)
+        send_fds_to(vec_fds, &ser_buf[..ser_key_size], path, max_retry)
     }
 
     pub fn get_from_sock<P>(&mut self, path: &P) -> Result<(), Error>
     where
         P: ?Sized + NixPath + std::fmt::Display,
     {
+        self.get_from_sock_with_retries(path, None)
+    }
+
+    /// [`Fds::get_from_sock`], waiting `max_retry` times (5 when `None`),
+    /// one second apart, for the old process to send.
+    pub fn get_from_sock_with_retries<P>(
+        &mut self,
+        path: &P,
+        max_retry: Option<usize>,
+    ) -> Result<(), Error>
+    where
+        P: ?Sized + NixPath + std::fmt::Display,
+    {
         let mut de_buf: [u8; 2048] = [0; 2048];
-        let (fds, bytes) = get_fds_from(path, &mut de_buf, None)?;
+        let (fds, bytes) = get_fds_from(path, &mut de_buf, max_retry)?;
         let keys = deserialize_vec_string(&de_buf[..bytes])?;
         self.deserialize(keys, fds);
         Ok(())
