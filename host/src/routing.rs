@@ -11,7 +11,7 @@ use crate::actions::fastcgi::FastCgi;
 use crate::actions::respond::{Redirect, Respond};
 use crate::actions::static_files::StaticRoot;
 use crate::cache::RoutePolicy;
-use crate::config::TimeoutOverrides;
+use crate::config::{RetryOverrides, TimeoutOverrides};
 use crate::upstream::Upstream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +165,8 @@ pub struct Route<A = RouteAction> {
     pub cache: Option<Arc<RoutePolicy>>,
     /// Timeouts towards the upstream, where the route sets its own.
     pub timeouts: Option<TimeoutOverrides>,
+    /// Retries, where the route sets its own.
+    pub retries: Option<RetryOverrides>,
 }
 
 impl<A> Route<A> {
@@ -180,6 +182,7 @@ impl<A> Route<A> {
             action,
             cache: self.cache.clone(),
             timeouts: self.timeouts,
+            retries: self.retries,
         }
     }
 }
@@ -273,6 +276,7 @@ mod tests {
             action: RouteAction::None,
             cache: None,
             timeouts: None,
+            retries: None,
         }
     }
 

@@ -296,3 +296,55 @@ fn an_answer_already_under_way_is_not_retried() {
         assert_eq!(r.bytes().unwrap().first(), Some(&b'{'));
     }
 }
+
+/// A route sets its own retries over the upstream's: the same hanging-up
+/// target is retried for one route (`retries = { reads = true }`) and not
+/// for the other.
+#[test]
+fn a_route_allows_read_retries_its_upstream_does_not() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    a.set_hang_up(true);
+    let targets = [a.addr.to_string(), b.addr.to_string()];
+    let host = Host::builder()
+        .config(&format!(
+            "[upstreams.app]\ntargets = [\"{}\", \"{}\"]\neject = {{ failures = 0 }}\n\n\
+             [[routes]]\nname = \"patient\"\npath = \"/patient/*\"\nproxy = \"app\"\n\
+             retries = {{ reads = true }}\n\n\
+             [[routes]]\nname = \"app\"\npath = \"/*\"\nproxy = \"app\"\n",
+            targets[0], targets[1]
+        ))
+        .start();
+    let c = client();
+    for i in 0..6 {
+        let r = c.get(host.url(&format!("/patient/{i}"))).send().unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    }
+    let r = until_it_reaches(&a, &b, || c.get(host.url("/other")).send().unwrap());
+    assert_eq!(r.status(), 502);
+}
+
+/// A target that answers garbage instead of HTTP: 502, a failure counted
+/// against it, and the host goes on serving.
+#[test]
+fn a_target_that_answers_garbage_is_a_502_and_a_failure() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\xff\xfe garbage\r\n\r\n");
+        }
+    });
+    let host = Host::builder()
+        .config(&config(&[addr.to_string()], "eject = { failures = 5 }"))
+        .start();
+    for _ in 0..3 {
+        let r = client().get(host.url("/")).send().unwrap();
+        assert_eq!(r.status(), 502, "{}", r.text().unwrap_or_default());
+    }
+    let d = app(&host);
+    assert_eq!(d["targets"][0]["failures"], 3, "{d}");
+    assert_eq!(host.admin_json("/status")["status"], "ok");
+}

@@ -17,8 +17,8 @@ use std::time::Duration;
 pub use diagnostic::{Diagnostic, Diagnostics, Reporter};
 pub use model::{FailurePolicy, Isolation};
 pub use upstream::{
-    Admission, Balance, Check, Eject, HashKey, HostHeader, Retries, TimeoutOverrides, Timeouts,
-    UpstreamSettings,
+    Admission, Balance, Check, Eject, HashKey, HostHeader, Retries, RetryOverrides,
+    TimeoutOverrides, Timeouts, UpstreamSettings,
 };
 
 use crate::actions::fastcgi;
@@ -509,6 +509,10 @@ fn compile_route(
         );
         return None;
     }
+    let retries = rs
+        .retries
+        .as_ref()
+        .map(|s| upstream::route_retries(r, field, s));
     let timeouts = rs.timeouts.as_ref().map(|t| {
         upstream::check_timeouts(r, &format!("{field}.timeouts"), t);
         TimeoutOverrides::of(t)
@@ -544,6 +548,7 @@ fn compile_route(
         action: actions.pop().unwrap_or(ActionSpec::None),
         cache,
         timeouts,
+        retries,
     })
 }
 

@@ -407,6 +407,17 @@ pub struct RouteSection {
     pub cache: Option<RouteCacheSection>,
     /// Timeouts towards the upstream this route's requests go to.
     pub timeouts: Option<TimeoutsSection>,
+    /// Retries of this route's requests, over the upstream's.
+    pub retries: Option<RouteRetrySection>,
+}
+
+/// What a route may change of its upstream's retries; the budget stays
+/// the upstream's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRetrySection {
+    pub attempts: Option<u32>,
+    pub reads: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

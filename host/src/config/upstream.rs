@@ -8,8 +8,8 @@ use http::HeaderName;
 use toml::Spanned;
 
 use super::model::{
-    default_connect_timeout, default_read_timeout, HostHeaderEntry, TimeoutsSection,
-    UpstreamSection,
+    default_connect_timeout, default_read_timeout, HostHeaderEntry, RouteRetrySection,
+    TimeoutsSection, UpstreamSection,
 };
 use super::{check_addr, tls, Reporter};
 
@@ -55,6 +55,51 @@ pub struct Timeouts {
     pub write: Option<Duration>,
     /// The request's whole time with the upstream, retries included.
     pub total: Option<Duration>,
+}
+
+/// A route's retries: what it sets replaces the upstream's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryOverrides {
+    pub attempts: Option<u32>,
+    pub reads: Option<bool>,
+}
+
+impl Retries {
+    /// These retries with a route's overrides applied.
+    pub fn with(self, route: Option<&RetryOverrides>) -> Retries {
+        let Some(r) = route else { return self };
+        Retries {
+            attempts: r.attempts.unwrap_or(self.attempts),
+            reads: r.reads.unwrap_or(self.reads),
+            ..self
+        }
+    }
+}
+
+/// Checks a route's `retries`.
+pub(super) fn route_retries(
+    r: &mut Reporter<'_>,
+    field: &str,
+    s: &RouteRetrySection,
+) -> RetryOverrides {
+    if let Some(a) = s.attempts {
+        check_attempts(r, field, a);
+    }
+    RetryOverrides {
+        attempts: s.attempts,
+        reads: s.reads,
+    }
+}
+
+fn check_attempts(r: &mut Reporter<'_>, field: &str, attempts: u32) {
+    if !(1..=MAX_ATTEMPTS).contains(&attempts) {
+        r.error(
+            None,
+            format!("{field}.retries.attempts"),
+            format!("{attempts} attempts is outside 1 to {MAX_ATTEMPTS}"),
+            "count the first attempt too: 1 never retries, 3 is the default",
+        );
+    }
 }
 
 /// A route's timeouts: what it sets replaces the upstream's.
@@ -233,17 +278,7 @@ pub(super) fn compile(
             "an ejection grows from base_ms up to max_ms",
         );
     }
-    if !(1..=MAX_ATTEMPTS).contains(&u.retries.attempts) {
-        r.error(
-            None,
-            format!("{field}.retries.attempts"),
-            format!(
-                "{} attempts is outside 1 to {MAX_ATTEMPTS}",
-                u.retries.attempts
-            ),
-            "count the first attempt too: 1 never retries, 3 is the default",
-        );
-    }
+    check_attempts(r, &field, u.retries.attempts);
     if u.retries.budget_percent > 100 {
         r.error(
             None,

@@ -8,7 +8,7 @@ use http::{HeaderName, HeaderValue};
 use sync_wrapper::SyncWrapper;
 
 use super::caching::RequestCache;
-use crate::config::TimeoutOverrides;
+use crate::config::{RetryOverrides, TimeoutOverrides};
 use crate::plugin::{Instance, RequestInfo};
 use crate::shutdown::InFlight;
 use crate::upstream::admission::{Refused, Retrying, Slot};
@@ -57,6 +57,8 @@ pub struct Ctx {
     pub slot: Option<Slot>,
     /// The matched route's own timeouts towards the upstream.
     pub route_timeouts: Option<TimeoutOverrides>,
+    /// The matched route's own retries.
+    pub route_retries: Option<RetryOverrides>,
     /// Attempts made on the upstream, the first included.
     pub attempts: u32,
     /// Set once the request retried: its place in the retry budget.
@@ -109,6 +111,7 @@ impl Ctx {
             busy: None,
             slot: None,
             route_timeouts: None,
+            route_retries: None,
             attempts: 0,
             retrying: None,
             refused: None,

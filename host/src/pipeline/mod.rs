@@ -328,6 +328,7 @@ impl ProxyHttp for Kavro {
         }
 
         ctx.route_timeouts = route.timeouts;
+        ctx.route_retries = route.retries;
         if !chains[Phase::Prepare].is_empty() {
             let services = &active.services;
             let known = |name: &str| services.upstream(name).is_some();
@@ -461,7 +462,7 @@ impl ProxyHttp for Kavro {
             target.failed(&up.eject);
             ctx.tried.push(target);
             let retry = ctx.tried.len() < up.target_count()
-                && up.may_retry(ctx.attempts, &mut ctx.retrying);
+                && up.may_retry(ctx.attempts, ctx.route_retries.as_ref(), &mut ctx.retrying);
             e.set_retry(retry);
         }
         e
@@ -503,14 +504,15 @@ impl ProxyHttp for Kavro {
         // Pingora's rule: a connection taken from the pool may have been
         // closed by the target meanwhile; the same request on a new one is safe.
         e.retry.decide_reuse(client_reused);
-        if !e.retry() && up.retries.reads && upstream_side {
+        let reads = up.retries.with(ctx.route_retries.as_ref()).reads;
+        if !e.retry() && reads && upstream_side {
             // A read that failed on a new connection: another target, if
             // one is left that this request has not tried.
             ctx.tried.extend(failed_target);
             e.set_retry(ctx.tried.len() < up.target_count());
         }
         if e.retry() {
-            let retry = up.may_retry(ctx.attempts, &mut ctx.retrying);
+            let retry = up.may_retry(ctx.attempts, ctx.route_retries.as_ref(), &mut ctx.retrying);
             e.set_retry(retry);
         }
         e

@@ -24,8 +24,8 @@ use pingora_load_balancing::selection::{Consistent, RoundRobin};
 use pingora_load_balancing::{Backend, Backends, LoadBalancer};
 
 use crate::config::{
-    Balance, Check, Eject, HashKey, HostHeader, Retries, TimeoutOverrides, Timeouts,
-    UpstreamSettings,
+    Balance, Check, Eject, HashKey, HostHeader, Retries, RetryOverrides, TimeoutOverrides,
+    Timeouts, UpstreamSettings,
 };
 use crate::tls::upstream::PeerTls;
 use admission::{Counters, Gate, Retrying};
@@ -367,8 +367,13 @@ impl Upstream {
 
     /// Whether a request that made `attempts` may make another: within
     /// the upstream's attempts and its budget of requests retrying at once.
-    pub fn may_retry(&self, attempts: u32, held: &mut Option<Retrying>) -> bool {
-        attempts < self.retries.attempts
+    pub fn may_retry(
+        &self,
+        attempts: u32,
+        route: Option<&RetryOverrides>,
+        held: &mut Option<Retrying>,
+    ) -> bool {
+        attempts < self.retries.with(route).attempts
             && self
                 .counters
                 .may_retry(self.inflight(), self.retries.budget_percent, held)
