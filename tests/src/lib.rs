@@ -153,6 +153,16 @@ impl Host {
     }
 
     /// A JSON document from the admin listener, e.g. `/plugins`.
+    /// `GET /metrics` on the admin listener, as text.
+    pub fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .expect("GET /metrics")
+            .text()
+            .expect("a text body")
+    }
+
     pub fn admin_json(&self, path: &str) -> serde_json::Value {
         client()
             .get(self.admin_url(path))

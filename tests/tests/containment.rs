@@ -34,12 +34,7 @@ fn ask(host: &Host, mode: &str) -> (u16, String) {
 
 /// kavro_plugin_failures_total for the hostile plugin and `kind`.
 fn failures(host: &Host, kind: &str) -> u64 {
-    let text = client()
-        .get(host.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = host.metrics();
     text.lines()
         .filter(|l| l.starts_with("kavro_plugin_failures_total{"))
         .filter(|l| l.contains(&format!("kind=\"{kind}\"")) && l.contains("plugin=\"hostile\""))

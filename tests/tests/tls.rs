@@ -144,12 +144,7 @@ fn sni_picks_the_exact_name_then_the_wildcard_then_the_first_certificate() {
         listed.contains("a.test") && listed.contains("*.w.test") && listed.contains("file"),
         "{d}"
     );
-    let metrics = client()
-        .get(host.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics();
     assert!(
         metrics.lines().any(|l| {
             l.starts_with("kavro_tls_certificate_expiry_seconds") && l.contains("\"a.test\"")

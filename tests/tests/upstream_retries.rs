@@ -49,17 +49,8 @@ fn attempts(d: &serde_json::Value) -> u64 {
         .sum()
 }
 
-fn metrics(host: &Host) -> String {
-    client()
-        .get(host.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 fn assert_metric(host: &Host, name: &str, value: u64) {
-    let text = metrics(host);
+    let text = host.metrics();
     let line = format!("{name}{{upstream=\"app\"}} {value}");
     assert!(text.contains(&line), "no `{line}` in\n{text}");
 }

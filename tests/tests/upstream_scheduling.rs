@@ -226,12 +226,7 @@ fn a_full_queue_sheds_with_retry_after_and_nothing_hangs() {
     assert_eq!(d["shed"].as_u64().unwrap() as usize, 12 - ok, "{d}");
     up.set_delay(0);
     slots_released(&host);
-    let metrics = client()
-        .get(host.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics();
     let line = format!("kavro_upstream_shed_total{{upstream=\"app\"}} {}", 12 - ok);
     assert!(metrics.contains(&line), "no `{line}` in\n{metrics}");
     drop(host);
@@ -281,12 +276,7 @@ fn active_checks_take_a_target_out_and_bring_it_back() {
     eventually("b is down", || (state(&host, &b) == "down").then_some(()));
     let t = target(&host, &b);
     assert!(t["check_failures"].as_u64().unwrap() >= 2, "{t}");
-    let metrics = client()
-        .get(host.admin_url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = host.metrics();
     let line = format!(
         "kavro_upstream_target_up{{upstream=\"app\",target=\"{}\"}} 0",
         b.addr
