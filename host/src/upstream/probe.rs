@@ -69,7 +69,14 @@ async fn probe_once(up: &super::Upstream, target: &str) {
     let outcome = tokio::time::timeout(check.timeout * 2, probe.check(&backend)).await;
     match outcome {
         Ok(Ok(())) => t.probed(true, check.fall, check.rise, ""),
-        Ok(Err(e)) => t.probed(false, check.fall, check.rise, &e.to_string()),
+        Ok(Err(e)) => {
+            // Pingora's error reads "TYPE context: WHAT"; the what says most.
+            let why = e
+                .context
+                .as_ref()
+                .map_or_else(|| e.to_string(), |c| c.to_string());
+            t.probed(false, check.fall, check.rise, why.trim())
+        }
         Err(_) => t.probed(false, check.fall, check.rise, "the check timed out"),
     }
 }
