@@ -245,6 +245,10 @@ async fn read_body(
 impl ProxyHttp for Kavro {
     type CTX = Ctx;
 
+    /// None. Pingora's default adds its response compression, disabled,
+    /// which still costs every request its context and filter calls.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     /// The config and plugins a request starts with stay its own through a
     /// hot swap.
     fn new_ctx(&self) -> Ctx {
