@@ -153,6 +153,7 @@ impl Admin {
                 .map(|(name, u)| (name.clone(), u.report()))
                 .collect::<serde_json::Map<_, _>>(),
             "plugins": plugins,
+            "post": active.services.post_slots.report(),
             "tls": crate::tls::diagnostics(&active, &self.acme),
         })
     }

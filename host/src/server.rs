@@ -212,11 +212,7 @@ fn serve(
     handover: Handover,
 ) -> ! {
     crate::metrics::mark_start();
-    let threads = if config.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        config.threads
-    };
+    let threads = config.worker_threads();
     // `shutdown` decides when the process exits: as soon as no request is
     // under way, or at the end of the grace period. Pingora's own grace
     // period (a fixed sleep) outlasts it, so it never cuts requests first.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::actions::fastcgi::FastCgi;
@@ -24,6 +25,54 @@ pub struct Services {
     pub to_https: Option<Redirect>,
     /// Plain listeners that opted out of the redirect.
     pub plain_opt_out: Vec<std::net::SocketAddr>,
+    /// Post chains running at once (`server.post_concurrency`).
+    pub post_slots: PostSlots,
+}
+
+/// Bounds the post chains running at once. A request whose post finds no
+/// slot waits for one in Pingora's logging hook, which holds its connection's
+/// next request: a post slower than the responses it follows slows the
+/// clients, where spawning every completion would pile up tasks and
+/// instances until calls miss their deadlines and completions are lost.
+pub struct PostSlots {
+    slots: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    /// Completions that found every slot taken and waited.
+    waited: AtomicU64,
+}
+
+impl PostSlots {
+    pub fn new(limit: usize) -> PostSlots {
+        PostSlots {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            waited: AtomicU64::new(0),
+        }
+    }
+
+    /// A slot, held by the post chain until it ends.
+    pub async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return slot;
+        }
+        self.waited.fetch_add(1, Ordering::Relaxed);
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
+    /// For `/diagnostics`: the limit, the chains running, and how many
+    /// completions have waited for a slot (a count that keeps rising says
+    /// post is slower than the traffic: raise the limit, or lighten post).
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "limit": self.limit,
+            "running": self.limit - self.slots.available_permits(),
+            "waited": self.waited.load(Ordering::Relaxed),
+        })
+    }
 }
 
 impl Services {
@@ -137,6 +186,7 @@ impl Services {
             certs,
             to_https: config.tls.as_ref().and_then(crate::tls::redirect::to_https),
             plain_opt_out,
+            post_slots: PostSlots::new(config.post_slots()),
         })
     }
 

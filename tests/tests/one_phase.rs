@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kavro_e2e::sites::{connection, Site, PATHS};
-use kavro_e2e::{eventually, Host};
+use kavro_e2e::{eventually, respond_route, Host};
 
 const CONNECTIONS: usize = 32;
 /// Requests each connection sends to each route.
@@ -220,4 +220,64 @@ fn present_alone_while_the_pool_grows() {
     for _ in 0..4 {
         serve_alone(&site, "present", "pooled", "max_uses = 2");
     }
+}
+
+/// A post slower than the responses it follows (a respond route answers in
+/// microseconds; this post works for a millisecond or more), under 32
+/// connections: completions wait for one of `post_concurrency` slots
+/// instead of piling up tasks and instances until calls miss their
+/// deadlines. Every completion is delivered, none fails, the instances stay
+/// within the slots, and the host then stops on SIGTERM.
+#[test]
+fn a_post_slower_than_the_traffic_loses_no_completion() {
+    const SLOTS: u64 = 4;
+    const EACH: usize = 10;
+    let config = format!(
+        "[server]\npost_concurrency = {SLOTS}\n{}\n[[plugins]]\nname = \"only\"\n[plugins.limits]\ndeadline_ms = 5000\n",
+        respond_route("r", "/*", "ok")
+    );
+    let mut host = Host::builder()
+        .plugin("only-post", "only")
+        .config(&config)
+        .start();
+    let url = host.url("/");
+    let failures: Vec<String> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let url = &url;
+                s.spawn(move || {
+                    let c = connection();
+                    (0..EACH)
+                        .filter_map(|_| match c.get(url).header("x-work", "2000000").send() {
+                            Ok(r) if r.status() == 200 => None,
+                            Ok(r) => Some(format!("status {}", r.status())),
+                            Err(e) => Some(format!("no answer: {e}")),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("client thread"))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{failures:?}\n{}", host.log());
+    let sent = (CONNECTIONS * EACH) as u64;
+    eventually("a post call for every request", || {
+        (calls(&host) >= sent).then_some(())
+    });
+    let p = host.admin_json("/plugins")["plugins"][0].clone();
+    assert_eq!(p["failures"], 0, "{p}\n{}", host.log());
+    // The instance that described the plugin, and one for each slot.
+    let created = p["instances_created"].as_u64().unwrap();
+    assert!(
+        created <= SLOTS + 1,
+        "{created} instances for {SLOTS} slots"
+    );
+    let post = host.admin_json("/diagnostics")["post"].clone();
+    assert_eq!(post["limit"], SLOTS, "{post}");
+    assert!(post["waited"].as_u64().unwrap() > 0, "{post}");
+    let status = host.terminate(STOP_WITHIN);
+    assert!(status.success(), "exit {status}\n{}", host.log());
 }

@@ -47,6 +47,8 @@ pub struct Config {
     pub present_max_bytes: usize,
     pub h2c: bool,
     pub shutdown_grace: Duration,
+    /// None: 8 per worker thread (see [`Config::post_slots`]).
+    pub post_concurrency: Option<usize>,
     pub admin: Option<String>,
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// In the order of the file.
@@ -141,6 +143,24 @@ impl Default for PluginSettings {
 }
 
 impl Config {
+    /// Worker threads: `threads`, or one per core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Post chains that may run at once: `post_concurrency`, or 8 per
+    /// worker thread (post is mostly CPU; the margin covers calls that
+    /// wait, and keeps fresh instances of a slow-starting guest from all
+    /// starting at once).
+    pub fn post_slots(&self) -> usize {
+        self.post_concurrency
+            .unwrap_or(8 * self.worker_threads())
+            .max(1)
+    }
+
     /// Reads and validates `path`, or the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, Diagnostics> {
         match path {
@@ -236,6 +256,15 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
     let base = base_dir(r.file);
     let tls = raw.tls.and_then(|t| tls::compile(r, t, &base));
     upstream::check_timeouts(r, "timeouts", &raw.timeouts);
+    if raw.server.post_concurrency == Some(0) {
+        r.error(
+            None,
+            "server.post_concurrency",
+            "post_concurrency = 0 would never run a post chain",
+            "leave it out for the default (8 per worker thread), or set at least 1",
+        );
+    }
+
     let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
         if let Some(settings) = upstream::compile(r, name, u, &raw.timeouts, &base) {
@@ -294,6 +323,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         present_max_bytes: raw.server.present_max_bytes,
         h2c: raw.server.h2c,
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_s),
+        post_concurrency: raw.server.post_concurrency,
         admin,
         upstreams,
         routes,
@@ -755,6 +785,19 @@ mod tests {
         assert!(e.contains("k.toml:3:9"), "{e}");
         assert!(e.contains("routes[0].proxy"), "{e}");
         assert!(e.contains("upstream `nowhere` is not declared"), "{e}");
+    }
+
+    #[test]
+    fn post_slots_default_to_eight_per_thread_and_zero_is_refused() {
+        let c = Config::parse("k.toml", "[server]\nthreads = 3\n").unwrap();
+        assert_eq!(c.post_slots(), 24);
+        let c = Config::parse("k.toml", "[server]\npost_concurrency = 5\n").unwrap();
+        assert_eq!(c.post_slots(), 5);
+        let e = Config::parse("k.toml", "[server]\npost_concurrency = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.post_concurrency"), "{e}");
+        assert!(e.contains("hint:"), "{e}");
     }
 
     #[test]

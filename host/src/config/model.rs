@@ -174,6 +174,11 @@ pub struct ServerSection {
     /// How long SIGTERM waits for requests under way before exiting anyway.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_s: u64,
+    /// Post chains running at once; none: 8 per worker thread. A completion
+    /// beyond them waits, and so does its connection's next request,
+    /// instead of piling up instances.
+    #[serde(default)]
+    pub post_concurrency: Option<usize>,
 }
 
 impl Default for ServerSection {
@@ -185,6 +190,7 @@ impl Default for ServerSection {
             present_max_bytes: default_present_max(),
             h2c: true,
             shutdown_grace_s: default_shutdown_grace(),
+            post_concurrency: None,
         }
     }
 }

@@ -776,7 +776,8 @@ impl ProxyHttp for Kavro {
             .response_written()
             .cloned()
             .unwrap_or_else(|| ResponseHeader::build(status.max(100), Some(0)).expect("valid"));
+        let slot = active.services.post_slots.acquire().await;
         let owned = std::mem::replace(ctx, Ctx::new(active.clone(), None));
-        phases::spawn_post(set.clone(), owned, req, resp, done);
+        phases::spawn_post(set.clone(), owned, req, resp, done, slot);
     }
 }

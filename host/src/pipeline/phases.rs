@@ -382,16 +382,19 @@ pub async fn run_package(
     Ok(())
 }
 
-/// Runs the post chain off the response path, then returns the request's
-/// instances to their pools.
+/// Runs the post chain off the response path, in the post slot it holds
+/// until the chain ends, then returns the request's instances to their
+/// pools.
 pub fn spawn_post(
     set: Arc<PluginSet>,
     mut ctx: Ctx,
     mut req: RequestHeader,
     mut resp: ResponseHeader,
     done: types::Completion,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     tokio::spawn(async move {
+        let _slot = slot;
         let seq = ctx.seq;
         let mut walk = Walk::new(&set, &set.chains(ctx.route)[Phase::Post], Phase::Post);
         // Nothing is left to answer: a failure is counted and logged only.

@@ -1,5 +1,6 @@
 //! Exports post alone: reads what was sent (its calls are counted by the
-//! host), and spins until its deadline on `x-spin`.
+//! host), spins until its deadline on `x-spin`, and on `x-work: N` works
+//! through N iterations before it returns (a post slower than a response).
 
 use kavro_sdk::{export, Completion, Manifest, Plugin, Post, Request, Response};
 
@@ -20,7 +21,15 @@ impl Post for OnlyPost {
                 std::hint::spin_loop();
             }
         }
-        std::hint::black_box(done.status);
+        let work: u64 = req
+            .header("x-work")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut acc = u64::from(done.status);
+        for i in 0..work {
+            acc = std::hint::black_box(acc.wrapping_mul(31).wrapping_add(i));
+        }
+        std::hint::black_box(acc);
     }
 }
 
