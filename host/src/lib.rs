@@ -10,6 +10,7 @@ pub mod config;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
+pub mod protect;
 pub mod reload;
 pub mod routing;
 pub mod server;

@@ -49,6 +49,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// None: 8 per worker thread (see [`Config::post_slots`]).
     pub post_concurrency: Option<usize>,
+    /// Request line and header sizes; over them, 414 or 431.
+    pub head_limits: crate::protect::HeadLimits,
     pub admin: Option<String>,
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// In the order of the file.
@@ -265,6 +267,21 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         );
     }
 
+    for (key, value) in [
+        ("max_request_line_bytes", raw.server.max_request_line_bytes),
+        ("max_header_bytes", raw.server.max_header_bytes),
+        ("max_headers", raw.server.max_headers),
+    ] {
+        if value == 0 {
+            r.error(
+                None,
+                format!("server.{key}"),
+                format!("{key} = 0 would refuse every request"),
+                "leave it out for the default, or set a positive limit",
+            );
+        }
+    }
+
     let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
         if let Some(settings) = upstream::compile(r, name, u, &raw.timeouts, &base) {
@@ -324,6 +341,11 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         h2c: raw.server.h2c,
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_s),
         post_concurrency: raw.server.post_concurrency,
+        head_limits: crate::protect::HeadLimits {
+            max_request_line_bytes: raw.server.max_request_line_bytes,
+            max_header_bytes: raw.server.max_header_bytes,
+            max_headers: raw.server.max_headers,
+        },
         admin,
         upstreams,
         routes,

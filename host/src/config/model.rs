@@ -179,6 +179,15 @@ pub struct ServerSection {
     /// instead of piling up instances.
     #[serde(default)]
     pub post_concurrency: Option<usize>,
+    /// A longer request line is answered 414.
+    #[serde(default = "default_max_request_line")]
+    pub max_request_line_bytes: usize,
+    /// Larger request headers, all together, are answered 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// More request header fields are answered 431.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
 }
 
 impl Default for ServerSection {
@@ -191,6 +200,9 @@ impl Default for ServerSection {
             h2c: true,
             shutdown_grace_s: default_shutdown_grace(),
             post_concurrency: None,
+            max_request_line_bytes: default_max_request_line(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
         }
     }
 }
@@ -535,6 +547,18 @@ fn default_listen() -> Vec<Spanned<ListenEntry>> {
 }
 fn default_shutdown_grace() -> u64 {
     10
+}
+
+fn default_max_request_line() -> usize {
+    crate::protect::HeadLimits::default().max_request_line_bytes
+}
+
+fn default_max_header_bytes() -> usize {
+    crate::protect::HeadLimits::default().max_header_bytes
+}
+
+fn default_max_headers() -> usize {
+    crate::protect::HeadLimits::default().max_headers
 }
 
 fn default_present_max() -> usize {

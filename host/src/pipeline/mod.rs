@@ -180,16 +180,7 @@ impl Kavro {
         let path = session.req_header().uri.path();
         if let Some(token) = path.strip_prefix(ACME_CHALLENGE) {
             let answer = self.acme.http_token(token)?;
-            let mut p = Produced::text(200, answer);
-            response::stamp(ctx, &mut p.head);
-            let written = async {
-                session.write_response_header(p.head, false).await?;
-                if let Body::Bytes(b) = p.body {
-                    session.write_response_body(Some(b), true).await?;
-                }
-                Ok(true)
-            };
-            return Some(written.await);
+            return Some(write_plain(session, ctx, Produced::text(200, answer)).await);
         }
         if ctx.https {
             return None;
@@ -211,6 +202,17 @@ impl Kavro {
         };
         Some(self.send(session, ctx, p).await)
     }
+}
+
+/// Writes a response the host answers before routes and plugins: stamped
+/// with the request id, with neither cache nor package.
+async fn write_plain(session: &mut Session, ctx: &Ctx, mut p: Produced) -> Result<bool> {
+    response::stamp(ctx, &mut p.head);
+    session.write_response_header(p.head, false).await?;
+    if let Body::Bytes(b) = p.body {
+        session.write_response_body(Some(b), true).await?;
+    }
+    Ok(true)
 }
 
 /// Marks a head whose body length is not known yet (HTTP/1.1 chunked).
@@ -265,6 +267,31 @@ impl ProxyHttp for Kavro {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.https = crate::tls::is_tls(session);
+        let downstream = session.as_downstream();
+        let wire = match downstream {
+            pingora_core::protocols::http::ServerSession::H1(h1) => {
+                crate::protect::Wire::H1(|| h1.get_headers_raw_bytes())
+            }
+            _ => crate::protect::Wire::H2,
+        };
+        let limits = &active.config.head_limits;
+        if let Err(refused) = crate::protect::check(downstream.req_header(), wire, limits) {
+            // The body, if any, is left unread: the connection cannot be reused.
+            session.set_keepalive(None);
+            tracing::debug!(
+                status = refused.status,
+                "request refused: {}",
+                refused.reason
+            );
+            let status = http::StatusCode::from_u16(refused.status).expect("a valid status");
+            let body = format!(
+                "{} {}: {}\n",
+                refused.status,
+                status.canonical_reason().unwrap_or(""),
+                refused.reason
+            );
+            return write_plain(session, ctx, Produced::text(refused.status, body)).await;
+        }
         if crate::shutdown::draining() {
             // The answer says `Connection: close`: a client's next request
             // goes on a new connection, to the process that keeps serving,

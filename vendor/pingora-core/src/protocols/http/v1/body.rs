@@ -675,6 +675,23 @@ impl BodyReader {
                             "Got size {chunk_size}, payload_index: {payload_index}, chunk: {:?}",
                             String::from_utf8_lossy(buf).escape_default(),
                         );
+                        // httparse skips a chunk extension unchecked; a control
+                        // byte has no place in one (RFC 9112 §7.1.1).
+                        let size_line = &buf[..payload_index];
+                        let size_line = size_line
+                            .strip_suffix(b"\r\n")
+                            .or_else(|| size_line.strip_suffix(b"\n"))
+                            .unwrap_or(size_line);
+                        if size_line
+                            .iter()
+                            .any(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
+                        {
+                            self.body_state = self.body_state.done(0);
+                            return Error::e_explain(
+                                INVALID_CHUNK,
+                                "control byte in a chunk-size line",
+                            );
+                        }
                         let chunk_size = match usize::try_from(chunk_size) {
                             Ok(chunk_size) => chunk_size,
                             Err(_) => {

@@ -1767,6 +1767,13 @@ fn escape_illegal_request_line(buf: &BytesMut) -> Option<BytesMut> {
         // return if nothing matches: not a request line at all
         let uri = captures.name("uri")?;
 
+        // Whitespace and control bytes end or corrupt a request target
+        // (RFC 9112 §3.2); escaping them would forward a target the client
+        // never sent. The request is refused as invalid instead.
+        if uri.as_bytes().iter().any(|&b| b <= b' ' || b == 0x7f) {
+            return None;
+        }
+
         let escaped_uri = percent_encode(uri.as_bytes(), URI_ESC_CHARSET);
 
         // rebuild the entire request buf in a new buffer
@@ -2887,7 +2894,7 @@ mod tests_stream {
     #[tokio::test]
     async fn read_with_illegal() {
         init_log();
-        let input1 = b"GET /a?q=b c HTTP/1.1\r\n";
+        let input1 = b"GET /a?q=b<c HTTP/1.1\r\n";
         let input2 = b"Host: pingora.org\r\nContent-Length: 3\r\n\r\n";
         let input3 = b"abc";
         let mock_io = Builder::new()
@@ -2897,7 +2904,7 @@ mod tests_stream {
             .build();
         let mut http_stream = HttpSession::new(Box::new(mock_io));
         http_stream.read_request().await.unwrap();
-        assert_eq!(http_stream.get_path(), &b"/a?q=b%20c"[..]);
+        assert_eq!(http_stream.get_path(), &b"/a?q=b%3Cc"[..]);
         let res = http_stream.read_body().await.unwrap().unwrap();
         assert_eq!(res, BufRef::new(0, 3));
         assert_eq!(http_stream.body_reader.body_state, ParseState::Complete(3));
@@ -2965,13 +2972,21 @@ mod tests_stream {
         init_log();
         // in query string
         let input = BytesMut::from(
-            &b"GET /a?q=<\"b c\"> HTTP/1.1\r\nHost: pingora.org\r\nContent-Length: 3\r\n\r\n"[..],
+            &b"GET /a?q=<\"bc\"> HTTP/1.1\r\nHost: pingora.org\r\nContent-Length: 3\r\n\r\n"[..],
         );
         let output = escape_illegal_request_line(&input).unwrap();
         assert_eq!(
             &output,
-            &b"GET /a?q=%3C%22b%20c%22%3E HTTP/1.1\r\nHost: pingora.org\r\nContent-Length: 3\r\n\r\n"[..]
+            &b"GET /a?q=%3C%22bc%22%3E HTTP/1.1\r\nHost: pingora.org\r\nContent-Length: 3\r\n\r\n"[..]
         );
+
+        // whitespace or a control byte in the target: refused, not escaped
+        for target in [&b"/a b"[..], b"/a\tb", b"/a\x01b"] {
+            let mut line = b"GET ".to_vec();
+            line.extend_from_slice(target);
+            line.extend_from_slice(b" HTTP/1.1\r\nHost: pingora.org\r\n\r\n");
+            assert_eq!(escape_illegal_request_line(&BytesMut::from(&line[..])), None);
+        }
 
         // in path
         let input = BytesMut::from(
@@ -4456,7 +4471,7 @@ mod test_pipelining {
     #[tokio::test]
     async fn escaped_uri_pipeline_does_not_copy_following_requests() {
         init_log();
-        let req1 = b"GET /one?q=a b HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
+        let req1 = b"GET /one?q=a<b HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
         let req2 = b"GET /two HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
         let mut prefix = BytesMut::with_capacity(req1.len() + req2.len());
         prefix.extend_from_slice(req1);
@@ -4468,7 +4483,7 @@ mod test_pipelining {
         session.set_pipelining_enabled(true);
         session.set_pipelined_prefix(prefix);
         session.read_request().await.unwrap();
-        assert_eq!(session.get_path(), b"/one?q=a%20b");
+        assert_eq!(session.get_path(), b"/one?q=a%3Cb");
 
         let reused = session.reuse().await.unwrap().expect("connection reusable");
         let (_, prefix) = reused.into_parts();
@@ -4532,7 +4547,7 @@ mod test_pipelining {
     #[tokio::test]
     async fn escaped_uri_with_bare_lf_keeps_all_pipelined_bytes() {
         init_log();
-        let req1 = b"GET /one?q=a b HTTP/1.1\nHost: pingora.org\n\n";
+        let req1 = b"GET /one?q=a<b HTTP/1.1\nHost: pingora.org\n\n";
         let req2 = b"GET /two HTTP/1.1\r\nHost: pingora.org\r\n\r\n";
         let mut prefix = BytesMut::with_capacity(req1.len() + req2.len());
         prefix.extend_from_slice(req1);
@@ -4543,7 +4558,7 @@ mod test_pipelining {
         session.set_pipelining_enabled(true);
         session.set_pipelined_prefix(prefix);
         session.read_request().await.unwrap();
-        assert_eq!(session.get_path(), b"/one?q=a%20b");
+        assert_eq!(session.get_path(), b"/one?q=a%3Cb");
 
         let reused = session.reuse().await.unwrap().expect("connection reusable");
         let (stream, prefix) = reused.into_parts();
