@@ -136,6 +136,9 @@ fn ambiguous_framing_is_refused_and_the_connection_closed() {
             ),
         ],
     );
+    // The operator sees each refusal, with the request's id and the reason.
+    host.assert_logged("request refused: Content-Length and Transfer-Encoding together");
+    host.assert_logged("request=");
 }
 
 /// A chunked body that breaks RFC 9112 §7.1 is refused where it is read:
@@ -281,6 +284,11 @@ fn heads_over_the_limits_get_414_and_431() {
             ("six header fields", six.into_bytes(), 431),
         ],
     );
+    // At the limits, not over them: Kavro's own headers (X-Request-Id) do
+    // not count against the client's.
+    let five: String = (0..3).map(|i| format!("X-{i}: a\r\n")).collect();
+    let five = format!("GET /r HTTP/1.1\r\nHost: a\r\n{five}Connection: close\r\n\r\n");
+    assert_eq!(send(tight.addr, five.as_bytes()), (200, true));
     // What the default limits refuse, a generous operator accepts.
     let roomy = host(&upstream, "max_request_line_bytes = 16384\n");
     let (status, _) = send(roomy.addr, long_target.replace("{path}", "/r").as_bytes());

@@ -261,12 +261,7 @@ impl ProxyHttp for Kavro {
         let active = ctx.active.clone();
         ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
 
-        ctx.id = request_id(session.req_header_mut());
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        ctx.https = crate::tls::is_tls(session);
+        // Checked before Kavro adds its own headers to the request.
         let downstream = session.as_downstream();
         let wire = match downstream {
             pingora_core::protocols::http::ServerSession::H1(h1) => {
@@ -275,22 +270,27 @@ impl ProxyHttp for Kavro {
             _ => crate::protect::Wire::H2,
         };
         let limits = &active.config.head_limits;
-        if let Err(refused) = crate::protect::check(downstream.req_header(), wire, limits) {
+        let refused = crate::protect::check(downstream.req_header(), wire, limits).err();
+        ctx.id = request_id(session.req_header_mut());
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.https = crate::tls::is_tls(session);
+        if let Some(refused) = refused {
             // The body, if any, is left unread: the connection cannot be reused.
             session.set_keepalive(None);
-            tracing::debug!(
+            let client = ctx
+                .client_ip
+                .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+            tracing::info!(
+                request = ctx.request_id(),
+                client,
                 status = refused.status,
                 "request refused: {}",
                 refused.reason
             );
-            let status = http::StatusCode::from_u16(refused.status).expect("a valid status");
-            let body = format!(
-                "{} {}: {}\n",
-                refused.status,
-                status.canonical_reason().unwrap_or(""),
-                refused.reason
-            );
-            return write_plain(session, ctx, Produced::text(refused.status, body)).await;
+            return write_plain(session, ctx, refused.answer()).await;
         }
         if crate::shutdown::draining() {
             // The answer says `Connection: close`: a client's next request

@@ -15,6 +15,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Version};
 use pingora_http::RequestHeader;
 
+use crate::actions::Produced;
+
 /// Sizes a request head may have (`[server]` keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeadLimits {
@@ -43,6 +45,18 @@ impl Default for HeadLimits {
 pub struct Refused {
     pub status: u16,
     pub reason: &'static str,
+}
+
+impl Refused {
+    /// The answer: the status, and the reason in a line of text.
+    pub fn answer(&self) -> Produced {
+        let canonical = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let body = format!("{} {canonical}: {}\n", self.status, self.reason);
+        Produced::text(self.status, body)
+    }
 }
 
 fn refuse(status: u16, reason: &'static str) -> Result<(), Refused> {
