@@ -154,6 +154,7 @@ impl Admin {
                 .collect::<serde_json::Map<_, _>>(),
             "plugins": plugins,
             "post": active.services.post_slots.report(),
+            "connections_refused": crate::protect::connections::refused(),
             "tls": crate::tls::diagnostics(&active, &self.acme),
         })
     }

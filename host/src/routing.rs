@@ -167,6 +167,8 @@ pub struct Route<A = RouteAction> {
     pub timeouts: Option<TimeoutOverrides>,
     /// Retries, where the route sets its own.
     pub retries: Option<RetryOverrides>,
+    /// Larger request bodies get 413 (the route's limit, or the server's).
+    pub max_request_bytes: Option<u64>,
 }
 
 impl<A> Route<A> {
@@ -183,6 +185,7 @@ impl<A> Route<A> {
             cache: self.cache.clone(),
             timeouts: self.timeouts,
             retries: self.retries,
+            max_request_bytes: self.max_request_bytes,
         }
     }
 }
@@ -277,6 +280,7 @@ mod tests {
             cache: None,
             timeouts: None,
             retries: None,
+            max_request_bytes: None,
         }
     }
 

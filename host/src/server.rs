@@ -251,6 +251,7 @@ fn serve(
     let acme_at_start = config.tls.as_ref().is_some_and(|t| t.acme.is_some());
     let admin_addr = config.admin.clone();
     let h2c = config.h2c;
+    let client = config.client;
     let plugin_count = plugins.plugins.len();
     let active = Arc::new(ArcSwap::from_pointee(Active {
         config: Arc::new(config),
@@ -300,12 +301,16 @@ fn serve(
         },
         "kavro",
     );
-    if h2c {
-        if let Some(app) = proxy.app_logic_mut() {
-            let mut opts = HttpServerOptions::default();
-            opts.h2c = true;
-            app.server_options = Some(opts);
-        }
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut opts = HttpServerOptions::default();
+        opts.h2c = h2c;
+        opts.header_timeout = Some(client.header_timeout);
+        // Reuses after the first request.
+        opts.keepalive_request_limit = Some(client.max_requests_per_connection - 1);
+        opts.connection_gate = Some(Arc::new(crate::protect::connections::PerAddress::new(
+            active.clone(),
+        )));
+        app.server_options = Some(opts);
     }
     for addr in &listen {
         proxy.add_tcp(addr);

@@ -51,6 +51,8 @@ pub struct Config {
     pub post_concurrency: Option<usize>,
     /// Request line and header sizes; over them, 414 or 431.
     pub head_limits: crate::protect::HeadLimits,
+    /// Timeouts and counts that bound what one client holds.
+    pub client: crate::protect::ClientLimits,
     pub admin: Option<String>,
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// In the order of the file.
@@ -267,10 +269,24 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         );
     }
 
+    let server = &raw.server;
     for (key, value) in [
-        ("max_request_line_bytes", raw.server.max_request_line_bytes),
-        ("max_header_bytes", raw.server.max_header_bytes),
-        ("max_headers", raw.server.max_headers),
+        (
+            "max_request_line_bytes",
+            server.max_request_line_bytes as u64,
+        ),
+        ("max_header_bytes", server.max_header_bytes as u64),
+        ("max_headers", server.max_headers as u64),
+        ("header_timeout_ms", server.header_timeout_ms),
+        ("body_timeout_ms", server.body_timeout_ms),
+        (
+            "max_requests_per_connection",
+            server.max_requests_per_connection.into(),
+        ),
+        (
+            "max_connections_per_ip",
+            server.max_connections_per_ip.map_or(1, u64::from),
+        ),
     ] {
         if value == 0 {
             r.error(
@@ -302,7 +318,8 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
                 "give every route a unique name",
             );
         }
-        if let Some(route) = compile_route(r, &field, i, name, rs, &upstreams, &base) {
+        if let Some(mut route) = compile_route(r, &field, i, name, rs, &upstreams, &base) {
+            route.max_request_bytes = route.max_request_bytes.or(raw.server.max_request_bytes);
             routes.push(route);
         }
     }
@@ -345,6 +362,13 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             max_request_line_bytes: raw.server.max_request_line_bytes,
             max_header_bytes: raw.server.max_header_bytes,
             max_headers: raw.server.max_headers,
+        },
+        client: crate::protect::ClientLimits {
+            header_timeout: Duration::from_millis(raw.server.header_timeout_ms),
+            body_timeout: Duration::from_millis(raw.server.body_timeout_ms),
+            keepalive_timeout_s: raw.server.keepalive_timeout_s,
+            max_requests_per_connection: raw.server.max_requests_per_connection,
+            max_connections_per_ip: raw.server.max_connections_per_ip,
         },
         admin,
         upstreams,
@@ -601,6 +625,7 @@ fn compile_route(
         cache,
         timeouts,
         retries,
+        max_request_bytes: rs.max_request_bytes,
     })
 }
 
@@ -820,6 +845,30 @@ mod tests {
             .to_string();
         assert!(e.contains("server.post_concurrency"), "{e}");
         assert!(e.contains("hint:"), "{e}");
+    }
+
+    #[test]
+    fn client_limits_have_defaults_and_refuse_zero() {
+        let c = Config::parse("k.toml", "").unwrap();
+        assert_eq!(c.client, crate::protect::ClientLimits::default());
+        let text = "[server]\nmax_request_bytes = 100\nkeepalive_timeout_s = 0\n\
+                    [[routes]]\npath = \"/a\"\nrespond = { body = \"a\" }\nmax_request_bytes = 5\n\
+                    [[routes]]\npath = \"/b\"\nrespond = { body = \"b\" }\n";
+        let c = Config::parse("k.toml", text).unwrap();
+        let limits: Vec<_> = c.routes.iter().map(|r| r.max_request_bytes).collect();
+        assert_eq!(limits, [Some(5), Some(100)]);
+        assert_eq!(c.client.keepalive_timeout_s, 0);
+        for key in [
+            "header_timeout_ms",
+            "body_timeout_ms",
+            "max_requests_per_connection",
+            "max_connections_per_ip",
+        ] {
+            let e = Config::parse("k.toml", &format!("[server]\n{key} = 0\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("server.{key}")), "{e}");
+        }
     }
 
     #[test]

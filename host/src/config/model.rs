@@ -188,6 +188,24 @@ pub struct ServerSection {
     /// More request header fields are answered 431.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
+    /// A request head must arrive within it: 408, and the connection closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// The longest wait for the next part of a request body: 408.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// An idle kept-alive connection is closed after it; 0 turns keep-alive off.
+    #[serde(default = "default_keepalive_timeout")]
+    pub keepalive_timeout_s: u64,
+    /// An HTTP/1 connection is closed after this many requests.
+    #[serde(default = "default_max_requests_per_connection")]
+    pub max_requests_per_connection: u32,
+    /// Open connections one client address may hold; none: no limit.
+    #[serde(default)]
+    pub max_connections_per_ip: Option<u32>,
+    /// Larger request bodies get 413, on every route that sets none itself.
+    #[serde(default)]
+    pub max_request_bytes: Option<u64>,
 }
 
 impl Default for ServerSection {
@@ -203,6 +221,12 @@ impl Default for ServerSection {
             max_request_line_bytes: default_max_request_line(),
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),
+            header_timeout_ms: default_header_timeout(),
+            body_timeout_ms: default_body_timeout(),
+            keepalive_timeout_s: default_keepalive_timeout(),
+            max_requests_per_connection: default_max_requests_per_connection(),
+            max_connections_per_ip: None,
+            max_request_bytes: None,
         }
     }
 }
@@ -427,6 +451,8 @@ pub struct RouteSection {
     pub timeouts: Option<TimeoutsSection>,
     /// Retries of this route's requests, over the upstream's.
     pub retries: Option<RouteRetrySection>,
+    /// Larger request bodies get 413; over `[server] max_request_bytes`.
+    pub max_request_bytes: Option<u64>,
 }
 
 /// What a route may change of its upstream's retries; the budget stays
@@ -559,6 +585,26 @@ fn default_max_header_bytes() -> usize {
 
 fn default_max_headers() -> usize {
     crate::protect::HeadLimits::default().max_headers
+}
+
+fn default_header_timeout() -> u64 {
+    crate::protect::ClientLimits::default()
+        .header_timeout
+        .as_millis() as u64
+}
+
+fn default_body_timeout() -> u64 {
+    crate::protect::ClientLimits::default()
+        .body_timeout
+        .as_millis() as u64
+}
+
+fn default_keepalive_timeout() -> u64 {
+    crate::protect::ClientLimits::default().keepalive_timeout_s
+}
+
+fn default_max_requests_per_connection() -> u32 {
+    crate::protect::ClientLimits::default().max_requests_per_connection
 }
 
 fn default_present_max() -> usize {

@@ -78,6 +78,11 @@ pub struct Ctx {
     /// An error response's body, sent in place of a proxied body whose
     /// head was replaced by the error's.
     pub error_body: Option<Bytes>,
+    /// The client waits for `100 Continue` before its body.
+    pub expects_continue: bool,
+    /// The route's request body limit, and what was read of the body.
+    pub body_limit: Option<u64>,
+    pub body_read: u64,
     pub cache: RequestCache,
     /// Counts the request as under way until its post phase is done (the
     /// context moves into post); a shutdown waits for it.
@@ -122,6 +127,9 @@ impl Ctx {
             bytes_sent: 0,
             error: None,
             error_body: None,
+            expects_continue: false,
+            body_limit: None,
+            body_read: 0,
             cache: RequestCache::default(),
             in_flight,
         }

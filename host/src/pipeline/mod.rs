@@ -223,6 +223,10 @@ fn chunked(session: &Session, resp: &mut ResponseHeader) {
     }
 }
 
+fn body_over(max: u64) -> String {
+    crate::protect::Refused::body_over(max).reason.into_owned()
+}
+
 /// Reads the whole request body, up to `max` bytes; over that, the 413 to send.
 async fn read_body(
     session: &mut Session,
@@ -241,6 +245,30 @@ async fn read_body(
         body.extend_from_slice(&chunk);
     }
     Ok(Ok(body.freeze()))
+}
+
+impl Kavro {
+    /// Answers a request the edge protection refused, and logs why. The
+    /// body, if any, is left unread: the connection cannot be reused.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        refused: crate::protect::Refused,
+    ) -> Result<bool> {
+        session.set_keepalive(None);
+        let client = ctx
+            .client_ip
+            .map_or_else(|| "-".to_string(), |ip| ip.to_string());
+        tracing::info!(
+            request = ctx.request_id(),
+            client,
+            status = refused.status,
+            "request refused: {}",
+            refused.reason
+        );
+        write_plain(session, ctx, refused.answer()).await
+    }
 }
 
 #[async_trait]
@@ -270,28 +298,27 @@ impl ProxyHttp for Kavro {
             _ => crate::protect::Wire::H2,
         };
         let limits = &active.config.head_limits;
-        let refused = crate::protect::check(downstream.req_header(), wire, limits).err();
+        let checked = crate::protect::check(downstream.req_header(), wire, limits);
         ctx.id = request_id(session.req_header_mut());
         ctx.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         ctx.https = crate::tls::is_tls(session);
-        if let Some(refused) = refused {
-            // The body, if any, is left unread: the connection cannot be reused.
+        let head = match checked {
+            Ok(head) => head,
+            Err(refused) => return self.refuse(session, ctx, refused).await,
+        };
+        ctx.expects_continue = head.expects_continue;
+        let client = &active.config.client;
+        // Pingora keeps an HTTP/1.1 connection idle for ever, or for what
+        // the client's Keep-Alive header asks: the server decides.
+        if client.keepalive_timeout_s == 0 {
             session.set_keepalive(None);
-            let client = ctx
-                .client_ip
-                .map_or_else(|| "-".to_string(), |ip| ip.to_string());
-            tracing::info!(
-                request = ctx.request_id(),
-                client,
-                status = refused.status,
-                "request refused: {}",
-                refused.reason
-            );
-            return write_plain(session, ctx, refused.answer()).await;
+        } else if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(client.keepalive_timeout_s));
         }
+        session.set_read_timeout(Some(client.body_timeout));
         if crate::shutdown::draining() {
             // The answer says `Connection: close`: a client's next request
             // goes on a new connection, to the process that keeps serving,
@@ -333,6 +360,13 @@ impl ProxyHttp for Kavro {
             }
         };
         ctx.route = Some(route.index);
+        if let Some(max) = route.max_request_bytes {
+            if head.content_length.is_some_and(|n| n > max) {
+                let refused = crate::protect::Refused::body_over(max);
+                return self.refuse(session, ctx, refused).await;
+            }
+            ctx.body_limit = Some(max);
+        }
         let chains = set.chains(ctx.route);
         if route.cache.is_some() {
             ctx.cache.status = Some(CacheStatus::Bypass);
@@ -399,7 +433,14 @@ impl ProxyHttp for Kavro {
                 self.send(session, ctx, p).await
             }
             RouteAction::FastCgi(f) => {
-                let body = match read_body(session, f.max_request_bytes()).await? {
+                let max = ctx.body_limit.map_or(f.max_request_bytes(), |route| {
+                    f.max_request_bytes()
+                        .min(usize::try_from(route).unwrap_or(usize::MAX))
+                });
+                if std::mem::take(&mut ctx.expects_continue) {
+                    session.write_continue_response().await?;
+                }
+                let body = match read_body(session, max).await? {
                     Ok(b) => b,
                     Err(p) => return self.send(session, ctx, p).await,
                 };
@@ -570,14 +611,38 @@ impl ProxyHttp for Kavro {
         Ok(())
     }
 
-    async fn upstream_request_filter(
+    async fn request_body_filter(
         &self,
         _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(max), Some(chunk)) = (ctx.body_limit, body.as_ref()) {
+            ctx.body_read += chunk.len() as u64;
+            if ctx.body_read > max {
+                return Error::e_explain(ErrorType::HTTPStatus(413), body_over(max));
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
         let scheme = if ctx.https { "https" } else { "http" };
         prepare_upstream_request(upstream_request, ctx.client_ip, scheme);
+        if ctx.expects_continue {
+            // Kavro reads the body, so Kavro answers the expectation, once
+            // the upstream is reached (a retry builds this request again).
+            upstream_request.remove_header(&header::EXPECT);
+            if session.response_written().is_none() {
+                session.write_continue_response().await?;
+            }
+        }
         if let Some(host) = ctx.upstream_host.clone() {
             upstream_request.insert_header(header::HOST, host)?;
         }
@@ -711,8 +776,10 @@ impl ProxyHttp for Kavro {
             .as_ref()
             .map_or("-", |u| u.name.as_str())
             .to_string();
+        let from_client = e.esource() == &pingora_core::ErrorSource::Downstream;
         let code = match e.etype() {
             HTTPStatus(code) => *code,
+            ReadTimedout if from_client => 408,
             ConnectTimedout | ReadTimedout | WriteTimedout => 504,
             _ => match e.esource() {
                 pingora_core::ErrorSource::Upstream => 502,
@@ -734,8 +801,20 @@ impl ProxyHttp for Kavro {
         }
         // An error the host wrote is never stored; waiters stop waiting.
         ctx.cache.abandon();
-        if code > 0 && session.response_written().is_none() {
+        if matches!(code, 408 | 413) {
+            tracing::info!(
+                request = ctx.request_id(),
+                status = code,
+                "request refused: {e}"
+            );
+        }
+        let informational = session
+            .response_written()
+            .is_none_or(|r| r.status.is_informational());
+        if code > 0 && informational {
             let body = match code {
+                408 => "408 Request Timeout: the request body stopped arriving\n".to_string(),
+                413 => format!("413 Content Too Large: {}\n", body_over(ctx.body_limit.unwrap_or(0))),
                 502 => format!("502 Bad Gateway: upstream `{upstream}` could not be reached\n"),
                 504 => {
                     format!("504 Gateway Timeout: upstream `{upstream}` did not answer in time\n")

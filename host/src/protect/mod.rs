@@ -11,11 +11,44 @@
 //! let a client smuggle a second request past Kavro to the upstream, and
 //! the sizes over the configured limits.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http::{header, HeaderMap, Version};
 use pingora_http::RequestHeader;
 
 use crate::actions::Produced;
+
+pub mod connections;
+
+/// How long and how much a client may take (`[server]` keys of the same
+/// names, documented in docs/config.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// A request head must arrive within it (read at start).
+    pub header_timeout: std::time::Duration,
+    /// The longest wait for the next piece of a request body: over it, 408.
+    pub body_timeout: std::time::Duration,
+    /// An idle kept-alive connection is closed after it; 0: no keep-alive.
+    pub keepalive_timeout_s: u64,
+    /// HTTP/1 requests on one connection before it is closed (read at start).
+    pub max_requests_per_connection: u32,
+    /// Open connections from one address; `None`: no limit.
+    pub max_connections_per_ip: Option<u32>,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(60),
+            keepalive_timeout_s: 60,
+            // nginx's keepalive_requests.
+            max_requests_per_connection: 1000,
+            max_connections_per_ip: None,
+        }
+    }
+}
 
 /// Sizes a request head may have (`[server]` keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +77,19 @@ impl Default for HeadLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     pub status: u16,
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
 }
 
 impl Refused {
+    /// A body declared larger than the route accepts.
+    pub fn body_over(max: u64) -> Self {
+        Refused {
+            status: 413,
+            reason: format!("the request body is larger than this route accepts ({max} bytes)")
+                .into(),
+        }
+    }
+
     /// The answer: the status, and the reason in a line of text.
     pub fn answer(&self) -> Produced {
         let canonical = http::StatusCode::from_u16(self.status)
@@ -59,8 +101,20 @@ impl Refused {
     }
 }
 
-fn refuse(status: u16, reason: &'static str) -> Result<(), Refused> {
-    Err(Refused { status, reason })
+/// What the checks learnt of a request that passed them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The body's declared length.
+    pub content_length: Option<u64>,
+    /// The client waits for `100 Continue` before sending its body.
+    pub expects_continue: bool,
+}
+
+fn refuse(status: u16, reason: &'static str) -> Result<Head, Refused> {
+    Err(Refused {
+        status,
+        reason: Cow::Borrowed(reason),
+    })
 }
 
 /// How the request arrived.
@@ -81,6 +135,10 @@ struct Fields {
     hosts: usize,
     content_lengths: usize,
     transfer_encodings: usize,
+    content_length: Option<u64>,
+    expect_continue: bool,
+    /// An `Expect` other than `100-continue`.
+    expect_other: bool,
     /// A `Content-Length` that is not digits alone, or a
     /// `Transfer-Encoding` that is not `chunked`.
     malformed: Option<&'static str>,
@@ -96,7 +154,12 @@ fn fields(headers: &HeaderMap) -> Fields {
         } else if name == header::CONTENT_LENGTH {
             f.content_lengths += 1;
             let v = value.as_bytes();
-            if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+            // Digits alone, as a number that fits.
+            f.content_length = std::str::from_utf8(v)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse().ok());
+            if f.content_length.is_none() {
                 f.malformed = Some("Content-Length must be digits alone (RFC 9110 §8.6)");
             }
         } else if name == header::TRANSFER_ENCODING {
@@ -105,6 +168,12 @@ fn fields(headers: &HeaderMap) -> Fields {
                 f.malformed = Some(
                     "Transfer-Encoding must be chunked, once (RFC 9112 §6.1); other codings are not accepted",
                 );
+            }
+        } else if name == header::EXPECT {
+            if value.as_bytes().eq_ignore_ascii_case(b"100-continue") {
+                f.expect_continue = true;
+            } else {
+                f.expect_other = true;
             }
         }
     }
@@ -116,7 +185,7 @@ pub fn check<F: FnOnce() -> Bytes>(
     req: &RequestHeader,
     wire: Wire<F>,
     limits: &HeadLimits,
-) -> Result<(), Refused> {
+) -> Result<Head, Refused> {
     let line = req.method.as_str().len() + 1 + req.raw_path().len() + " HTTP/1.1".len();
     if line > limits.max_request_line_bytes {
         return refuse(414, "the request line is longer than this server accepts");
@@ -134,8 +203,20 @@ pub fn check<F: FnOnce() -> Bytes>(
             "the request's header fields are larger than this server accepts",
         );
     }
+    // An HTTP/1.0 client may not know Expect; RFC 9110 §10.1.1 lets it be ignored.
+    let http_1_0 = req.version <= Version::HTTP_10;
+    if f.expect_other && !http_1_0 {
+        return refuse(
+            417,
+            "the only expectation this server meets is Expect: 100-continue",
+        );
+    }
+    let head = Head {
+        content_length: f.content_length,
+        expects_continue: f.expect_continue && !http_1_0,
+    };
     let Wire::H1(raw_head) = wire else {
-        return Ok(());
+        return Ok(head);
     };
     if req.version == Version::HTTP_11 && f.hosts == 0 {
         return refuse(
@@ -161,7 +242,7 @@ pub fn check<F: FnOnce() -> Bytes>(
     if f.content_lengths > 1 {
         return refuse(400, "more than one Content-Length (RFC 9110 §8.6)");
     }
-    Ok(())
+    Ok(head)
 }
 
 /// Whether a head as received has a `Content-Length` line.
@@ -194,7 +275,7 @@ mod tests {
         Wire::H2
     }
 
-    fn checked(headers: &[(&str, &str)]) -> Result<(), Refused> {
+    fn checked(headers: &[(&str, &str)]) -> Result<Head, Refused> {
         check(
             &head(Version::HTTP_11, "/", headers),
             h1(),
@@ -224,17 +305,31 @@ mod tests {
             Wire::H1(|| Bytes::from_static(raw)),
             &HeadLimits::default(),
         );
-        assert_eq!(passed, Ok(()));
+        assert!(passed.is_ok());
     }
 
     #[test]
     fn one_framing_passes() {
-        assert_eq!(checked(&[("host", "a")]), Ok(()));
-        assert_eq!(checked(&[("host", "a"), ("content-length", "5")]), Ok(()));
+        assert_eq!(checked(&[("host", "a")]), Ok(Head::default()));
+        let five = checked(&[("host", "a"), ("content-length", "5")]).unwrap();
+        assert_eq!(five.content_length, Some(5));
+        assert!(checked(&[("host", "a"), ("transfer-encoding", "Chunked")]).is_ok());
+    }
+
+    #[test]
+    fn only_100_continue_is_expected() {
+        let continued = checked(&[("host", "a"), ("expect", "100-Continue")]).unwrap();
+        assert!(continued.expects_continue);
+        let refused = checked(&[("host", "a"), ("expect", "200-ok")]).unwrap_err();
+        assert_eq!(refused.status, 417);
+        // HTTP/1.0 predates Expect: ignored, not refused, and no 100 is sent.
+        let old = head(Version::HTTP_10, "/", &[("expect", "100-continue")]);
         assert_eq!(
-            checked(&[("host", "a"), ("transfer-encoding", "Chunked")]),
-            Ok(())
+            check(&old, h1(), &HeadLimits::default()),
+            Ok(Head::default())
         );
+        let old = head(Version::HTTP_10, "/", &[("expect", "200-ok")]);
+        assert!(check(&old, h1(), &HeadLimits::default()).is_ok());
     }
 
     #[test]
@@ -245,6 +340,7 @@ mod tests {
             &[("content-length", "5, 5")],
             &[("content-length", "")],
             &[("content-length", " 5")],
+            &[("content-length", "99999999999999999999999")],
             &[
                 ("transfer-encoding", "chunked"),
                 ("transfer-encoding", "chunked"),
@@ -263,9 +359,9 @@ mod tests {
     fn host_is_required_in_http_1_1_only() {
         assert_eq!(checked(&[]).unwrap_err().status, 400);
         let old = head(Version::HTTP_10, "/", &[]);
-        assert_eq!(check(&old, h1(), &HeadLimits::default()), Ok(()));
+        assert!(check(&old, h1(), &HeadLimits::default()).is_ok());
         let two = head(Version::HTTP_2, "/", &[]);
-        assert_eq!(check(&two, h2(), &HeadLimits::default()), Ok(()));
+        assert!(check(&two, h2(), &HeadLimits::default()).is_ok());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::future::FutureExt;
 use http::{header, version::Version, Method};
-use log::{debug, error, trace, warn};
+use log::{debug, error, info, trace, warn};
 use once_cell::sync::Lazy;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::fmt::Debug;
@@ -358,6 +358,14 @@ where
                         .unwrap_or_else(|e| {
                             error!("failed to send error response to downstream: {e}");
                         });
+                } else if matches!(e.etype, ReadTimedout) {
+                    // A client too slow to send its request head: expected
+                    // at an edge, answered and not logged as a failure.
+                    info!("{e}, downstream session type: {}", downstream_session.session_type());
+                    downstream_session
+                        .respond_error(408)
+                        .await
+                        .unwrap_or_else(|e| debug!("failed to send 408 to downstream: {e}"));
                 } else {
                     // otherwise the connection must be broken, no need to send anything
                     error!(

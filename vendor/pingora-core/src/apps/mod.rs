@@ -89,6 +89,27 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// If set, an HTTP/1 request head must arrive within this time: a new
+    /// connection's first one counted from the accept (including the h2c
+    /// preface check), a kept-alive connection's next one from its first
+    /// byte. Past it the connection is answered 408 and closed.
+    ///
+    /// Default: `None` (each read waits for the keepalive timeout)
+    pub header_timeout: Option<Duration>,
+
+    /// If set, asked for every new connection: the connection is served for
+    /// as long as the guard it returns lives, or closed at once on `None`.
+    pub connection_gate: Option<Arc<dyn ConnectionGate>>,
+}
+
+/// Admits downstream connections, e.g. a number per client address.
+pub trait ConnectionGate: std::fmt::Debug + Send + Sync {
+    /// A guard held for the connection's life, or `None` to refuse it.
+    fn admit(
+        &self,
+        peer: Option<&crate::protocols::l4::socket::SocketAddr>,
+    ) -> Option<Box<dyn Any + Send + Sync>>;
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -267,6 +288,18 @@ where
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let _admitted = match self.server_options().and_then(|o| o.connection_gate.as_ref()) {
+            Some(gate) => {
+                let peer = stream.get_socket_digest().and_then(|d| d.peer_addr().cloned());
+                match gate.admit(peer.as_ref()) {
+                    Some(guard) => Some(guard),
+                    None => return None,
+                }
+            }
+            None => None,
+        };
+        let header_timeout = self.server_options().and_then(|o| o.header_timeout);
+        let head_deadline = header_timeout.map(|t| std::time::Instant::now() + t);
         let mut h2c = self.server_options().as_ref().map_or(false, |o| o.h2c);
         let custom = self
             .server_options()
@@ -280,20 +313,36 @@ where
         }
         // try to read h2 preface
         else if h2c && !custom {
-            let mut buf = [0u8; H2_PREFACE.len()];
-            let peeked = stream
-                .try_peek(&mut buf)
-                .await
-                .map_err(|e| {
-                    // this error is normal when h1 reuse and close the connection
-                    debug!("Read error while peeking h2c preface {e}");
-                    e
-                })
-                .ok()?;
-            // not all streams support peeking
-            if peeked {
-                // turn off h2c (use h1) if h2 preface doesn't exist
-                h2c = buf == H2_PREFACE;
+            // An HTTP/1 request differs from the preface in its first bytes:
+            // a short one (`GET / HTTP/1.0` and CRLFs) is not held waiting
+            // for 24 bytes, and a client sending nothing meets the deadline.
+            let peek = stream.starts_with(H2_PREFACE);
+            let peeked = match head_deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline.into(), peek).await {
+                    Ok(peeked) => peeked,
+                    Err(_) => {
+                        debug!("no request within the header timeout; closing");
+                        return None;
+                    }
+                },
+                None => peek.await,
+            }
+            .map_err(|e| {
+                // this error is normal when h1 reuse and close the connection
+                debug!("Read error while peeking h2c preface {e}");
+                e
+            })
+            .ok()?;
+            match peeked {
+                Some(is_h2) => h2c = is_h2,
+                None => {
+                    let mut buf = [0u8; H2_PREFACE.len()];
+                    // not all streams support peeking
+                    if stream.try_peek(&mut buf).await.ok()? {
+                        // turn off h2c (use h1) if h2 preface doesn't exist
+                        h2c = buf == H2_PREFACE;
+                    }
+                }
             }
         }
         if h2c || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
@@ -356,6 +405,7 @@ where
                 self.server_options()
                     .and_then(|opts| opts.keepalive_request_limit),
             );
+            session.set_header_timeout(header_timeout, head_deadline);
 
             let mut result = self.process_new_http(session, shutdown).await;
             while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
@@ -363,6 +413,7 @@ where
                 if let Some(persistent_settings) = persistent_settings {
                     persistent_settings.apply_to_session(&mut session);
                 }
+                session.set_header_timeout(header_timeout, None);
 
                 result = self.process_new_http(session, shutdown).await;
             }

@@ -79,6 +79,15 @@ pub trait Peek {
     async fn try_peek(&mut self, _buf: &mut [u8]) -> std::io::Result<bool> {
         Ok(false)
     }
+
+    /// Whether the stream starts with `prefix`, reading only as far as it
+    /// takes to tell, and leaving what was read unconsumed. Unlike
+    /// [`Self::try_peek`], a short message that differs early is answered
+    /// without waiting for `prefix.len()` bytes.
+    /// Return `None` if peeking is not supported/allowed.
+    async fn starts_with(&mut self, _prefix: &[u8]) -> std::io::Result<Option<bool>> {
+        Ok(None)
+    }
 }
 
 use std::any::Any;

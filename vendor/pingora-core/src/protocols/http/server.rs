@@ -372,6 +372,21 @@ impl Session {
         }
     }
 
+    /// Sets how long an HTTP/1 request head may take to arrive, from its
+    /// first byte, and optionally by when it must be complete.
+    ///
+    /// This is a noop for h2, subrequests and custom sessions.
+    pub fn set_header_timeout(
+        &mut self,
+        timeout: Option<Duration>,
+        deadline: Option<std::time::Instant>,
+    ) {
+        if let Self::H1(s) = self {
+            s.set_header_timeout(timeout);
+            s.set_header_deadline(deadline);
+        }
+    }
+
     /// Sets the downstream read timeout. This will trigger if we're unable
     /// to read from the stream after `timeout`.
     ///

@@ -750,6 +750,29 @@ impl Peek for Stream {
         self.rewind(buf);
         Ok(true)
     }
+
+    async fn starts_with(&mut self, prefix: &[u8]) -> std::io::Result<Option<bool>> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; prefix.len()];
+        let mut n = 0;
+        let result = loop {
+            if n == prefix.len() {
+                break Ok(true);
+            }
+            match self.read(&mut buf[n..]).await {
+                Ok(0) => break Ok(false),
+                Ok(read) => {
+                    n += read;
+                    if buf[..n] != prefix[..n] {
+                        break Ok(false);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        self.rewind(&buf[..n]);
+        result.map(Some)
+    }
 }
 
 #[async_trait]

@@ -103,6 +103,11 @@ pub struct HttpSession {
     keepalive_timeout: KeepaliveStatus,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// How long a request head may take to arrive, from its first byte.
+    header_timeout: Option<Duration>,
+    /// When this session's request head must be complete, if set before its
+    /// first byte (a new connection's first request counts from the accept).
+    header_deadline: Option<std::time::Instant>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
     /// A copy of the response that is already written to the client
@@ -188,6 +193,8 @@ impl HttpSession {
             request_header: None,
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: None,
+            header_timeout: None,
+            header_deadline: None,
             total_drain_timeout: None,
             body_bytes_sent: 0,
             body_bytes_read: 0,
@@ -304,7 +311,13 @@ impl HttpSession {
         let mut already_read = buf.len();
         let mut skip_next_read = already_read != 0;
         let mut detached_suffix = None;
+        let mut head_deadline = self.header_deadline.take();
         loop {
+            if head_deadline.is_none() && already_read > 0 {
+                head_deadline = self
+                    .header_timeout
+                    .map(|t| std::time::Instant::now() + t);
+            }
             if already_read > MAX_HEADER_SIZE {
                 /* NOTE: this check only blocks second read. The first large read is allowed
                 since the buf is already allocated. The goal is to avoid slowly bloating
@@ -323,7 +336,26 @@ impl HttpSession {
             // this request and is waiting for our response).
             if skip_next_read {
                 skip_next_read = false;
-            } else if let Some(n) = self.read_request_buf(&mut buf, already_read).await? {
+            } else if let Some(n) = match head_deadline {
+                // A head that trickles in is bounded as a whole, not per read.
+                Some(deadline) => match tokio::time::timeout_at(
+                    deadline.into(),
+                    self.read_request_buf(&mut buf, already_read),
+                )
+                .await
+                {
+                    Ok(read) => read?,
+                    Err(_) => {
+                        return Error::e_explain(
+                            ReadTimedout,
+                            format!(
+                                "request head incomplete after the header timeout ({already_read} bytes)"
+                            ),
+                        )
+                    }
+                },
+                None => self.read_request_buf(&mut buf, already_read).await?,
+            } {
                 already_read += n;
             } else {
                 return Ok(None);
@@ -836,7 +868,10 @@ impl HttpSession {
         }
 
         // if body unfinished, or request header was not finished reading
+        // (a 100 Continue comes before the body by its nature: it keeps the
+        // connection reusable)
         if self.close_on_response_before_downstream_finish
+            && !header.status.is_informational()
             && (self.request_header.is_none() || !self.is_body_done())
         {
             debug!("set connection close before downstream finish");
@@ -1335,6 +1370,18 @@ impl HttpSession {
     }
 
     /// Gets the downstream read timeout.
+    /// Sets how long a request head may take to arrive, counted from its
+    /// first byte; past it, reading the request fails with `ReadTimedout`.
+    pub fn set_header_timeout(&mut self, timeout: Option<Duration>) {
+        self.header_timeout = timeout;
+    }
+
+    /// Sets when this session's request head must be complete, counted
+    /// before its first byte (e.g. from the connection's accept).
+    pub fn set_header_deadline(&mut self, deadline: Option<std::time::Instant>) {
+        self.header_deadline = deadline;
+    }
+
     pub fn get_read_timeout(&self) -> Option<Duration> {
         self.read_timeout
     }
