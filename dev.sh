@@ -25,6 +25,9 @@ ROOT=$PWD
 # outside the clone so fresh clones reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kavro/target}"
 FIRST_PARTY=(headers redirects cors router access-log)
+# Built with them, but not served by default (each needs settings and a
+# grant): copied to plugins/opt-in/.
+OPT_IN=(rate-limit)
 TEST_PLUGINS_DIR=tests/plugins
 
 need_apt() {
@@ -52,12 +55,18 @@ existing() {
 
 build_plugins() {
     local args=()
-    for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do args+=(-p "$(basename "$p")"); done
+    for p in $(existing "${FIRST_PARTY[@]/#/plugins/}" "${OPT_IN[@]/#/plugins/}"); do
+        args+=(-p "$(basename "$p")")
+    done
     cargo build --profile plugin --target wasm32-wasip2 "${args[@]}"
+    mkdir -p plugins/opt-in
     for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do
         local name; name=$(basename "$p")
-        local crate=${name//-/_}
-        cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/$crate.wasm" "plugins/$name.wasm"
+        cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/${name//-/_}.wasm" "plugins/$name.wasm"
+    done
+    for p in $(existing "${OPT_IN[@]/#/plugins/}"); do
+        local name; name=$(basename "$p")
+        cp "$CARGO_TARGET_DIR/wasm32-wasip2/plugin/${name//-/_}.wasm" "plugins/opt-in/$name.wasm"
     done
 }
 
@@ -221,7 +230,7 @@ case "${1:-}" in
         # The default members: the host, the end-to-end tests, the bench baseline.
         cargo test --release --no-fail-fast -- --test-threads=2
         # The plugins' own unit tests, natively.
-        cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
+        cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}" "${OPT_IN[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
         ;;
     *)
         echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-upstreams | plugins | plugin new|try" >&2

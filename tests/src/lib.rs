@@ -480,3 +480,43 @@ pub fn burst(host: &Host, n: usize, path: &str) -> (Vec<Answer>, Duration) {
     });
     (answers, began.elapsed())
 }
+
+/// `clients` at once, each sending `each` GETs for `/` with `headers` on
+/// its own connection, released together: how many were answered 200.
+/// Every other answer must be a 429 with `Retry-After`.
+pub fn concurrent_admitted(
+    host: &Host,
+    clients: usize,
+    each: usize,
+    headers: &[(&str, &str)],
+) -> usize {
+    let start = std::sync::Barrier::new(clients);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|_| {
+                s.spawn(|| {
+                    let c = client();
+                    start.wait();
+                    (0..each)
+                        .filter(|_| {
+                            let mut req = c.get(host.url("/"));
+                            for (k, v) in headers {
+                                req = req.header(*k, *v);
+                            }
+                            let r = req.send().expect("an answer");
+                            match r.status().as_u16() {
+                                200 => true,
+                                429 => {
+                                    assert!(r.headers().contains_key("retry-after"));
+                                    false
+                                }
+                                other => panic!("status {other}"),
+                            }
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    })
+}

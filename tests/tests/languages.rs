@@ -4,14 +4,14 @@
 use kavro_e2e::upstream::Upstream;
 use kavro_e2e::{client, eventually, proxy_to_upstreams, Host};
 
-/// C: the token-bucket rate limiter (prime + package, KV + config).
+/// C: the sliding-window rate limiter (prime + package, KV + config).
 #[test]
 fn c_rate_limit() {
     let config = format!(
         "{}
 [[plugins]]
 name = \"rate-limit\"\ncapabilities = [\"kv\"]\n\
-         [plugins.config]\nburst = \"3\"\nper_second = \"2\"\nkey_header = \"x-api-key\"\n",
+         [plugins.config]\nlimit = \"3\"\nwindow_s = \"60\"\nkey_header = \"x-api-key\"\n",
         kavro_e2e::respond_route("home", "/*", "ok")
     );
     let host = Host::builder()
@@ -28,24 +28,24 @@ name = \"rate-limit\"\ncapabilities = [\"kv\"]\n\
         let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
         (
             r.status().as_u16(),
-            h("x-ratelimit-remaining"),
+            h("ratelimit-remaining"),
             h("retry-after"),
-            h("x-ratelimit-limit"),
+            h("ratelimit-limit"),
         )
     };
-    // A burst of 3 from config, then 429 with Retry-After.
+    // Three in the window from config, then 429 with Retry-After.
     assert_eq!(hit("k1"), (200, Some("2".into()), None, Some("3".into())));
     assert_eq!(hit("k1").1, Some("1".into()));
     assert_eq!(hit("k1").1, Some("0".into()));
-    let (status, remaining, retry, limit) = hit("k1");
-    assert_eq!((status, remaining, limit), (429, None, Some("3".into())));
-    assert_eq!(retry, Some("1".into()));
-    // Another key has its own bucket in the KV store.
+    let (status, remaining, retry, _) = hit("k1");
+    assert_eq!((status, remaining), (429, None));
+    let retry: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another key has its own count in the KV store.
     assert_eq!(hit("k2").0, 200);
-    // At 2 tokens a second, one is back after half a second.
-    std::thread::sleep(std::time::Duration::from_millis(600));
-    assert_eq!(hit("k1").0, 200);
-    assert_eq!(hit("k1").0, 429);
+    // Concurrent clients on one key: never more admitted than the limit.
+    let admitted = kavro_e2e::concurrent_admitted(&host, 32, 4, &[("x-api-key", "k3")]);
+    assert_eq!(admitted, 3);
 }
 
 /// TypeScript: the HTML rewriter (present + package, KV + config).

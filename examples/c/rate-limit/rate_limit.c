@@ -1,14 +1,15 @@
-/* Token-bucket rate limiter.
+/* Sliding-window rate limiter.
  *
  * prime: each client (its IP, or the value of the header named by the
- * `key_header` config value) has a bucket of `burst` tokens (default 10)
- * refilled at `per_second` tokens a second (default 5), kept in the host's
- * KV store so every instance shares it. A request takes a token, or is
- * answered 429 with Retry-After. package: every response says the limit
- * and, when admitted, how many tokens are left.
- *
- * The read-then-write of a bucket is not atomic: two requests racing on one
- * bucket may both take its last token. */
+ * `key_header` config value) may send `limit` requests (default 10) in any
+ * `window_s` seconds (default 60). A request adds one to its client's
+ * counter for the current window with the KV store's atomic increment, so
+ * two requests racing on one client never both get its last slot, however
+ * many instances run them. The count it gets back, plus the previous
+ * window's weighted by how much of it the sliding window still covers,
+ * decides: over the limit, 429 with Retry-After, and the request takes its
+ * count back. package: every admitted response says the limit, what is
+ * left and when the window resets. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,69 +17,75 @@
 
 #include "kavro.h"
 
-KAVRO_PLUGIN("rate-limit", "0.1.0", "kv");
+KAVRO_PLUGIN("rate-limit", "0.2.0", "kv");
 
 typedef struct {
-    int remaining;
-    bool limited;
+    bool counted;
+    long long limit, remaining, reset_s;
 } state;
 
-static double now_ms(void) {
+static uint64_t now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec * 1000.0 + (double)t.tv_nsec / 1e6;
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-static double setting(const char *key, double fallback) {
+static long long setting(const char *key, long long fallback) {
     const char *v = kavro_config(key);
-    double d = v ? atof(v) : 0;
-    return d > 0 ? d : fallback;
+    long long n = v ? atoll(v) : 0;
+    return n > 0 ? n : fallback;
 }
 
 kavro_outcome kavro_prime(kavro_request req) {
-    double burst = setting("burst", 10), rate = setting("per_second", 5);
+    long long limit = setting("limit", 10);
+    uint64_t window_ms = (uint64_t)setting("window_s", 60) * 1000;
     const char *header = kavro_config("key_header");
     const char *who = header ? kavro_req_header(req, header) : NULL;
     if (who == NULL) who = kavro_req_client_ip(req);
 
-    char key[300];
-    snprintf(key, sizeof key, "bucket:%.256s", who);
-    double now = now_ms(), tokens = burst, last = now;
-    const char *saved = kavro_kv_get(key);
-    if (saved) sscanf(saved, "%lf %lf", &tokens, &last);
-    tokens += (now - last) / 1000.0 * rate;
-    if (tokens > burst) tokens = burst;
+    uint64_t now = now_ms(), window = now / window_ms, into = now % window_ms;
+    char current[300], previous[300];
+    snprintf(current, sizeof current, "n:%.256s:%llu", who, (unsigned long long)window);
+    snprintf(previous, sizeof previous, "n:%.256s:%llu", who, (unsigned long long)(window - 1));
+    int64_t count = 0;
+    /* Kept two windows: this one, then as the next one's previous. */
+    if (!kavro_kv_increment(current, 1, 2 * window_ms, &count)) {
+        return kavro_continue(); /* the store refused: admitting is the lesser harm */
+    }
+    const char *saved = kavro_kv_get(previous);
+    uint64_t before = saved ? strtoull(saved, NULL, 10) : 0;
+    /* Rounded up: the previous window never lends a slot it used. */
+    long long estimate = count + (long long)((before * (window_ms - into) + window_ms - 1) / window_ms);
+    long long reset_s = (long long)((window_ms - into + 999) / 1000);
 
     state *s = kavro_state(sizeof *s);
-    s->limited = tokens < 1;
-    if (!s->limited) tokens -= 1;
-    char value[64];
-    snprintf(value, sizeof value, "%.6f %.3f", tokens, now);
-    /* Once full again the bucket needs no record. */
-    kavro_kv_set(key, value, (uint64_t)(burst / rate * 1000.0) + 1000);
-
-    if (s->limited) {
-        double wait = (1 - tokens) / rate;
+    if (estimate > limit) {
+        int64_t ignored;
+        kavro_kv_increment(current, -1, 0, &ignored);
         char retry[32];
-        snprintf(retry, sizeof retry, "%d", (int)wait + (wait > (int)wait));
+        snprintf(retry, sizeof retry, "%lld", reset_s);
         kavro_reply *r = kavro_reply_new(429);
         kavro_reply_header(r, "retry-after", retry);
         kavro_reply_header(r, "content-type", "text/plain");
         kavro_reply_text(r, "429 Too Many Requests\n");
         return kavro_respond(r);
     }
-    s->remaining = (int)tokens;
+    s->counted = true;
+    s->limit = limit;
+    s->remaining = limit - estimate;
+    s->reset_s = reset_s;
     return kavro_continue();
 }
 
 void kavro_package(kavro_request req, kavro_response resp) {
     (void)req;
     state *s = kavro_state(sizeof *s);
+    if (!s->counted) return;
     char buf[32];
-    snprintf(buf, sizeof buf, "%d", (int)setting("burst", 10));
-    kavro_resp_set_header(resp, "x-ratelimit-limit", buf);
-    if (!s->limited) {
-        snprintf(buf, sizeof buf, "%d", s->remaining);
-        kavro_resp_set_header(resp, "x-ratelimit-remaining", buf);
-    }
+    snprintf(buf, sizeof buf, "%lld", s->limit);
+    kavro_resp_set_header(resp, "ratelimit-limit", buf);
+    snprintf(buf, sizeof buf, "%lld", s->remaining);
+    kavro_resp_set_header(resp, "ratelimit-remaining", buf);
+    snprintf(buf, sizeof buf, "%lld", s->reset_s);
+    kavro_resp_set_header(resp, "ratelimit-reset", buf);
 }
