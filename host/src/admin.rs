@@ -17,7 +17,8 @@ use crate::cache::ResponseCache;
 use crate::metrics;
 use crate::plugin::stats::quantile;
 use crate::plugin::FailureKind;
-use crate::reload::{Outcome, Reloader};
+use crate::reload::history::Attempt;
+use crate::reload::Reloader;
 use crate::Active;
 
 pub struct Admin {
@@ -27,16 +28,8 @@ pub struct Admin {
     pub acme: Arc<crate::tls::acme::Acme>,
 }
 
-fn outcome_json(o: Option<Outcome>) -> serde_json::Value {
-    match o {
-        None => serde_json::Value::Null,
-        Some(o) => serde_json::json!({
-            "at": o.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            "trigger": o.trigger,
-            "result": if o.errors.is_empty() { "reloaded" } else { "refused" },
-            "errors": o.errors,
-        }),
-    }
+fn outcome_json(o: Option<Attempt>) -> serde_json::Value {
+    o.map_or(serde_json::Value::Null, |a| a.json())
 }
 
 fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
@@ -60,6 +53,7 @@ impl Admin {
             "config": active.config.source,
             "routes": active.config.routes.len(),
             "plugins": active.plugins.plugins.len(),
+            "set_version": active.version,
             "last_reload": outcome_json(self.reloader.last()),
             "last_refusal": outcome_json(self.reloader.last_refusal()),
         })
@@ -246,6 +240,16 @@ impl ServeHttp for Admin {
         match path.as_str() {
             "/status" => json(200, self.status()),
             "/plugins" => json(200, self.plugins()),
+            "/reloads" => {
+                let attempts: Vec<_> = self
+                    .reloader
+                    .history
+                    .all()
+                    .iter()
+                    .map(Attempt::json)
+                    .collect();
+                json(200, serde_json::json!({ "attempts": attempts }))
+            }
             "/diagnostics" => json(200, self.diagnostics()),
             "/metrics" => {
                 let mut buf = Vec::new();
@@ -270,7 +274,7 @@ impl ServeHttp for Admin {
             }
             _ => json(
                 404,
-                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/diagnostics", "/metrics", "POST /reload", "POST /cache/purge"]}),
+                serde_json::json!({"error": "not found", "endpoints": ["/status", "/plugins", "/reloads", "/diagnostics", "/metrics", "POST /reload", "POST /cache/purge"]}),
             ),
         }
     }

@@ -29,4 +29,24 @@ pub struct Active {
     pub config: Arc<config::Config>,
     pub services: Arc<services::Services>,
     pub plugins: Arc<plugin::PluginSet>,
+    /// A hash of the config and plugins it was made from.
+    pub version: String,
+    /// What its requests did, for the verification after a reload.
+    pub health: reload::verify::SetHealth,
+}
+
+impl Active {
+    pub fn new(
+        config: config::Config,
+        services: services::Services,
+        plugins: plugin::PluginSet,
+    ) -> Active {
+        Active {
+            version: reload::history::version(&config, &plugins),
+            config: Arc::new(config),
+            services: Arc::new(services),
+            plugins: Arc::new(plugins),
+            health: Default::default(),
+        }
+    }
 }

@@ -9,6 +9,7 @@ use pingora_core::server::{RunArgs, Server};
 
 use crate::admin::Admin;
 use crate::cli::{Cli, Command};
+use crate::config::model::LogFormat;
 use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::pipeline::Kavro;
 use crate::plugin::caps::Shared;
@@ -34,7 +35,7 @@ fn plugin_line(m: &tracing::Metadata<'_>) -> bool {
 /// a log write; when the writer falls behind, callers wait rather than
 /// lines being dropped. The thread writes what is queued, then flushes: one
 /// write for a burst of access-log lines, not one per line.
-fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     use tracing_subscriber::filter::{filter_fn, FilterExt};
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
@@ -47,13 +48,24 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
             64 * 1024,
             std::io::stderr(),
         ));
-    let ansi = std::io::stderr().is_terminal();
+    let ansi = std::io::stderr().is_terminal() && format == LogFormat::Text;
     // Routing by target says nothing about levels: the EnvFilter's level
     // stays the subscriber's, and so the `log` crate's maximum, without
     // which every debug line of Pingora's would be formatted and dropped.
     let route = |f: fn(&tracing::Metadata<'_>) -> bool| {
         filter_fn(f).with_max_level_hint(tracing::level_filters::LevelFilter::TRACE)
     };
+    if format == LogFormat::Json {
+        // One object per line, the fields at its top level beside
+        // `timestamp`, `level`, `target` and `message`.
+        let json = fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(writer)
+            .with_filter(filter());
+        let _ = tracing_subscriber::registry().with(json).try_init();
+        return guard;
+    }
     let host = fmt::layer()
         .with_ansi(ansi)
         .with_writer(writer.clone())
@@ -87,9 +99,6 @@ pub fn main(mut cli: Cli) -> i32 {
         }
         None => false,
     };
-    // Dropped on return, which flushes what is queued; a host that serves
-    // hands it to `shutdown`, which exits the process itself.
-    let log = init_tracing();
     crate::tls::install_crypto();
     let mut config = match Config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
@@ -98,6 +107,9 @@ pub fn main(mut cli: Cli) -> i32 {
             return 2;
         }
     };
+    // Dropped on return, which flushes what is queued; a host that serves
+    // hands it to `shutdown`, which exits the process itself.
+    let log = init_tracing(config.log_format);
     if !cli.listen.is_empty() {
         config.listen = cli.listen.clone();
     }
@@ -253,11 +265,9 @@ fn serve(
     let h2c = config.h2c;
     let client = config.client;
     let plugin_count = plugins.plugins.len();
-    let active = Arc::new(ArcSwap::from_pointee(Active {
-        config: Arc::new(config),
-        services: Arc::new(services),
-        plugins: Arc::new(plugins),
-    }));
+    let active = Arc::new(ArcSwap::from_pointee(Active::new(
+        config, services, plugins,
+    )));
 
     let reloader = Arc::new(Reloader::new(
         sources.config_path,
@@ -364,6 +374,8 @@ fn serve(
     }
 
     tracing::info!(
+        event = "server_start",
+        version = env!("CARGO_PKG_VERSION"),
         listen = ?listen,
         tls = ?tls_listen,
         admin = ?admin_addr,

@@ -152,12 +152,17 @@ impl ShutdownSignalWatch for Signals {
 fn drain(grace: Duration, active: &ArcSwap<Active>) -> ! {
     let until = Instant::now() + grace;
     tracing::info!(
+        event = "server_stopping",
         in_flight = in_flight(),
         "shutting down: waiting up to {grace:?} for the requests under way"
     );
     loop {
         if in_flight() == 0 {
-            tracing::info!("shut down: no request under way");
+            tracing::info!(
+                event = "server_stop",
+                clean = true,
+                "shut down: no request under way"
+            );
             exit(0);
         }
         if Instant::now() >= until {
@@ -176,6 +181,8 @@ fn drain(grace: Duration, active: &ArcSwap<Active>) -> ! {
         })
         .collect();
     tracing::error!(
+        event = "server_stop",
+        clean = false,
         "shut down after the grace period of {grace:?} with work still running: {} request(s); \
          plugin calls under way: {}",
         in_flight(),

@@ -86,12 +86,22 @@ fn has_hop_by_hop(headers: &http::HeaderMap) -> bool {
         .any(|k| HOP_BY_HOP.contains(k) || k == KEEP_ALIVE || k == PROXY_CONNECTION)
 }
 
+/// What X-Forwarded-For says upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// The client's IP, replacing whatever the client sent.
+    Client(std::net::IpAddr),
+    /// The trusted proxy's IP, after the list it sent.
+    Append(std::net::IpAddr),
+    /// No client address (a Unix socket): no header.
+    Nobody,
+}
+
 /// Prepares the upstream request: strips hop-by-hop headers (an Upgrade
-/// handshake keeps its two), and sets X-Forwarded-For to the client's IP
-/// (replacing whatever the client sent), -Proto and -Host.
+/// handshake keeps its two), and sets X-Forwarded-For, -Proto and -Host.
 pub fn prepare_upstream_request(
     req: &mut RequestHeader,
-    client_ip: Option<std::net::IpAddr>,
+    forwarded: ForwardedFor,
     scheme: &'static str,
 ) {
     if has_hop_by_hop(&req.headers) {
@@ -102,11 +112,21 @@ pub fn prepare_upstream_request(
         .get(header::HOST)
         .cloned()
         .or_else(|| req.uri.authority().and_then(|a| a.as_str().parse().ok()));
-    match client_ip {
-        Some(ip) => {
+    match forwarded {
+        ForwardedFor::Client(ip) => {
             req.insert_parsed_header(&X_FORWARDED_FOR, "x-forwarded-for", ip_value(ip));
         }
-        None => {
+        ForwardedFor::Append(proxy) => {
+            let mut list: Vec<u8> = Vec::new();
+            for v in req.headers.get_all(&X_FORWARDED_FOR) {
+                list.extend_from_slice(v.as_bytes());
+                list.extend_from_slice(b", ");
+            }
+            list.extend_from_slice(proxy.to_string().as_bytes());
+            let value = HeaderValue::from_bytes(&list).unwrap_or_else(|_| ip_value(proxy));
+            req.insert_parsed_header(&X_FORWARDED_FOR, "x-forwarded-for", value);
+        }
+        ForwardedFor::Nobody => {
             req.remove_header(&X_FORWARDED_FOR);
         }
     }
@@ -194,7 +214,8 @@ mod tests {
         req.insert_header("x-secret", "1").unwrap();
         req.insert_header("keep-alive", "timeout=5").unwrap();
         req.insert_header("te", "trailers").unwrap();
-        prepare_upstream_request(&mut req, "10.0.0.1".parse().ok(), "http");
+        let client = ForwardedFor::Client("10.0.0.1".parse().unwrap());
+        prepare_upstream_request(&mut req, client, "http");
         let h = &req.headers;
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
@@ -206,11 +227,24 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxy_list_is_kept_and_appended_to() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.append_header("x-forwarded-for", "1.2.3.4").unwrap();
+        req.append_header("x-forwarded-for", "10.0.0.9").unwrap();
+        let proxy = ForwardedFor::Append("10.0.0.1".parse().unwrap());
+        prepare_upstream_request(&mut req, proxy, "http");
+        let h = &req.headers;
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.9, 10.0.0.1");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
     fn websocket_upgrade_is_kept() {
         let mut req = RequestHeader::build("GET", b"/ws", None).unwrap();
         req.insert_header("connection", "Upgrade").unwrap();
         req.insert_header("upgrade", "websocket").unwrap();
-        prepare_upstream_request(&mut req, "1.2.3.4".parse().ok(), "http");
+        let client = ForwardedFor::Client("1.2.3.4".parse().unwrap());
+        prepare_upstream_request(&mut req, client, "http");
         assert_eq!(req.headers["upgrade"], "websocket");
         assert_eq!(req.headers["connection"], "upgrade");
     }

@@ -53,6 +53,11 @@ pub struct Config {
     pub head_limits: crate::protect::HeadLimits,
     /// Timeouts and counts that bound what one client holds.
     pub client: crate::protect::ClientLimits,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: crate::protect::forwarded::TrustedProxies,
+    /// How long a reloaded set is watched before it is kept for good.
+    pub reload_verify: Duration,
+    pub log_format: model::LogFormat,
     pub admin: Option<String>,
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// In the order of the file.
@@ -109,6 +114,9 @@ pub struct Limits {
     /// `None`: the server's `present_max_bytes`.
     pub max_body_bytes: Option<usize>,
     pub max_headers: usize,
+    /// Metric series (distinct counter and histogram names) the plugin may
+    /// create; past them, recording a new name returns an error.
+    pub max_metric_series: usize,
     /// CPU time a phase call may use on a worker thread before it moves to
     /// the slow lane.
     pub worker_cpu: Duration,
@@ -124,6 +132,7 @@ impl Default for Limits {
             max_growth_bytes: 4 << 20,
             max_body_bytes: None,
             max_headers: 100,
+            max_metric_series: 100,
             worker_cpu: Duration::from_micros(300),
         }
     }
@@ -298,6 +307,20 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         }
     }
 
+    let trusted_proxies =
+        match crate::protect::forwarded::TrustedProxies::parse(&raw.server.trusted_proxies) {
+            Ok(t) => t,
+            Err(e) => {
+                r.error(
+                    None,
+                    "server.trusted_proxies",
+                    e,
+                    "list the proxies in front of Kavro as CIDRs (\"10.0.0.0/8\") or addresses",
+                );
+                Default::default()
+            }
+        };
+
     let mut upstreams = BTreeMap::new();
     for (name, u) in &raw.upstreams {
         if let Some(settings) = upstream::compile(r, name, u, &raw.timeouts, &base) {
@@ -370,6 +393,9 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             max_requests_per_connection: raw.server.max_requests_per_connection,
             max_connections_per_ip: raw.server.max_connections_per_ip,
         },
+        trusted_proxies,
+        reload_verify: Duration::from_secs(raw.server.reload_verify_s),
+        log_format: raw.server.log_format,
         admin,
         upstreams,
         routes,
@@ -750,6 +776,9 @@ pub fn plugin_settings(
     }
     if let Some(n) = p.limits.max_headers {
         l.max_headers = n;
+    }
+    if let Some(n) = p.limits.max_metric_series {
+        l.max_metric_series = n;
     }
     if let Some(us) = p.limits.worker_cpu_us {
         l.worker_cpu = Duration::from_micros(us.max(1));

@@ -206,6 +206,27 @@ pub struct ServerSection {
     /// Larger request bodies get 413, on every route that sets none itself.
     #[serde(default)]
     pub max_request_bytes: Option<u64>,
+    /// Peers (CIDRs or addresses) whose X-Forwarded-For names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// How long a reloaded set is watched; 0: not watched.
+    #[serde(default = "default_reload_verify")]
+    pub reload_verify_s: u64,
+    /// "text" or "json": one JSON object per log line (read at start).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+fn default_reload_verify() -> u64 {
+    10
 }
 
 impl Default for ServerSection {
@@ -227,6 +248,9 @@ impl Default for ServerSection {
             max_requests_per_connection: default_max_requests_per_connection(),
             max_connections_per_ip: None,
             max_request_bytes: None,
+            trusted_proxies: Vec::new(),
+            reload_verify_s: default_reload_verify(),
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -560,6 +584,8 @@ pub struct LimitsSection {
     pub max_body_kb: Option<u64>,
     /// Most headers the plugin may add in one call.
     pub max_headers: Option<usize>,
+    /// Most metric series (distinct names) the plugin may create.
+    pub max_metric_series: Option<usize>,
     /// CPU time a phase call may use on a worker before it moves to the
     /// slow lane.
     pub worker_cpu_us: Option<u64>,

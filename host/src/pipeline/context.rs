@@ -31,7 +31,10 @@ pub struct Ctx {
     pub seq: u64,
     /// The request's id, kept or generated; sent up and back down.
     pub id: HeaderValue,
+    /// The client: the TCP peer, or whom a trusted proxy forwards for.
     pub client_ip: Option<std::net::IpAddr>,
+    /// The TCP peer, when it is a trusted proxy (`[server] trusted_proxies`).
+    pub proxy_ip: Option<std::net::IpAddr>,
     /// The request came over TLS.
     pub https: bool,
     /// What plugins learn beyond the head; built on first plugin use, so a
@@ -104,6 +107,7 @@ impl Ctx {
             seq: 0,
             id: HeaderValue::from_static("-"),
             client_ip: None,
+            proxy_ip: None,
             https: false,
             info: None,
             started: Instant::now(),

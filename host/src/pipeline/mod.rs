@@ -57,7 +57,7 @@ use context::{PresentBuffer, Refusal};
 use phases::PrepareResult;
 
 use crate::actions::fastcgi::CgiRequest;
-use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request};
+use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request, ForwardedFor};
 use crate::actions::{Body, Produced};
 use crate::cache::ResponseCache;
 use crate::plugin::bindings::types::Completion;
@@ -223,6 +223,16 @@ fn chunked(session: &Session, resp: &mut ResponseHeader) {
     }
 }
 
+/// The client's address for FastCGI: the peer's, or, behind a trusted
+/// proxy, the client it names with the proxy's port.
+fn client_socket(session: &Session, ctx: &Ctx) -> Option<std::net::SocketAddr> {
+    let peer = session.client_addr().and_then(|a| a.as_inet()).copied()?;
+    Some(std::net::SocketAddr::new(
+        ctx.client_ip.unwrap_or(peer.ip()),
+        peer.port(),
+    ))
+}
+
 fn body_over(max: u64) -> String {
     crate::protect::Refused::body_over(max).reason.into_owned()
 }
@@ -261,6 +271,7 @@ impl Kavro {
             .client_ip
             .map_or_else(|| "-".to_string(), |ip| ip.to_string());
         tracing::info!(
+            event = "request_refused",
             request = ctx.request_id(),
             client,
             status = refused.status,
@@ -300,10 +311,17 @@ impl ProxyHttp for Kavro {
         let limits = &active.config.head_limits;
         let checked = crate::protect::check(downstream.req_header(), wire, limits);
         ctx.id = request_id(session.req_header_mut());
-        ctx.client_ip = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.client_ip = peer;
+        let trusted = &active.config.trusted_proxies;
+        if let (Some(peer), false) = (peer, trusted.is_empty()) {
+            let client = trusted.client(peer, &session.req_header().headers);
+            ctx.client_ip = Some(client.ip);
+            ctx.proxy_ip = client.via_proxy.then_some(peer);
+        }
         ctx.https = crate::tls::is_tls(session);
         let head = match checked {
             Ok(head) => head,
@@ -451,7 +469,7 @@ impl ProxyHttp for Kavro {
                         req,
                         body,
                         host: &host,
-                        client: session.client_addr().and_then(|a| a.as_inet()).copied(),
+                        client: client_socket(session, ctx),
                         server: session.server_addr().and_then(|a| a.as_inet()).copied(),
                         https: ctx.https,
                         http2: session.is_http2(),
@@ -634,7 +652,12 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let scheme = if ctx.https { "https" } else { "http" };
-        prepare_upstream_request(upstream_request, ctx.client_ip, scheme);
+        let forwarded = match (ctx.proxy_ip, ctx.client_ip) {
+            (Some(proxy), _) => ForwardedFor::Append(proxy),
+            (None, Some(client)) => ForwardedFor::Client(client),
+            (None, None) => ForwardedFor::Nobody,
+        };
+        prepare_upstream_request(upstream_request, forwarded, scheme);
         if ctx.expects_continue {
             // Kavro reads the body, so Kavro answers the expectation, once
             // the upstream is reached (a retry builds this request again).
@@ -803,6 +826,7 @@ impl ProxyHttp for Kavro {
         ctx.cache.abandon();
         if matches!(code, 408 | 413) {
             tracing::info!(
+                event = "request_refused",
                 request = ctx.request_id(),
                 status = code,
                 "request refused: {e}"
@@ -863,6 +887,7 @@ impl ProxyHttp for Kavro {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         crate::metrics::record_request(status, ctx.started.elapsed());
         let active = ctx.active.clone();
+        active.health.record(status >= 500 || ctx.any_failed());
         let set = &active.plugins;
         // A request that never reached request_filter (its head did not
         // parse) has no id and met no plugin: post has nothing to see.

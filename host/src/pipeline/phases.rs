@@ -34,6 +34,7 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
     // A back-off was logged once as it began, with the failures before it.
     if f.kind != FailureKind::Backoff {
         tracing::warn!(
+            event = "plugin_failed",
             plugin = %plugin.name,
             phase = phase.name(),
             kind = f.kind.as_str(),

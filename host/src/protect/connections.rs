@@ -95,6 +95,7 @@ fn log_refusal(ip: IpAddr, limit: u32) {
         .map_or(0, |d| d.as_secs());
     if LAST_LOGGED.swap(now, Ordering::Relaxed) != now {
         tracing::info!(
+            event = "connection_refused",
             client = %ip,
             "connection refused: {ip} already has {limit} open (server.max_connections_per_ip)"
         );

@@ -20,6 +20,7 @@ use pingora_http::RequestHeader;
 use crate::actions::Produced;
 
 pub mod connections;
+pub mod forwarded;
 
 /// How long and how much a client may take (`[server]` keys of the same
 /// names, documented in docs/config.md).

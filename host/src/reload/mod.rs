@@ -6,6 +6,14 @@
 //! request keeps the set it started with, so nothing in flight changes; an
 //! invalid config or plugin is refused and the running set stays. The KV
 //! store is the host's, so its data outlives every swap.
+//!
+//! A swapped-in set is then watched for `[server] reload_verify_s`: if its
+//! requests fail clearly more often than the previous set's, the previous
+//! set is swapped back ([`verify`]). Every attempt is recorded
+//! ([`history`]) and logged as a lifecycle event.
+
+pub mod history;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,15 +66,6 @@ fn watched_state(plugins_dir: &Path, config: Option<&PathBuf>) -> Vec<FileState>
         .collect()
 }
 
-/// What the last reload did, for the admin API.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub at: SystemTime,
-    pub trigger: &'static str,
-    /// Empty when the new set was swapped in.
-    pub errors: Vec<String>,
-}
-
 pub struct Reloader {
     pub config_path: Option<PathBuf>,
     pub plugins_dir: PathBuf,
@@ -75,8 +74,12 @@ pub struct Reloader {
     pub active: Arc<ArcSwap<Active>>,
     /// One reload at a time; a second trigger waits and then loads afresh.
     running: tokio::sync::Mutex<()>,
-    last: Mutex<Option<Outcome>>,
-    last_refusal: Mutex<Option<Outcome>>,
+    pub history: Arc<history::History>,
+    /// While a swapped-in set is watched: the set a rollback returns to,
+    /// and until when. A reload during the watch keeps it, so that two
+    /// quick reloads (a file change and a SIGHUP) return to the set that
+    /// served well, not to the first of the two.
+    baseline: Mutex<Option<(Arc<Active>, std::time::Instant)>>,
 }
 
 impl Reloader {
@@ -94,8 +97,8 @@ impl Reloader {
             shared,
             active,
             running: tokio::sync::Mutex::new(()),
-            last: Mutex::new(None),
-            last_refusal: Mutex::new(None),
+            history: Arc::default(),
+            baseline: Mutex::new(None),
         }
     }
 
@@ -103,18 +106,20 @@ impl Reloader {
     /// running set stays and the errors are returned (and remembered).
     pub async fn reload(&self, trigger: &'static str) -> Result<(), Vec<Diagnostic>> {
         let _one = self.running.lock().await;
-        let result = self.load().await;
-        let outcome = Outcome {
+        let id = self.history.next_id();
+        let current = self.active.load_full();
+        let mut attempt = history::Attempt {
+            id,
             at: SystemTime::now(),
             trigger,
-            errors: match &result {
-                Ok(_) => Vec::new(),
-                Err(e) => e.iter().map(|d| d.to_string()).collect(),
-            },
+            old_version: current.version.clone(),
+            new_version: None,
+            result: history::Result::Applied,
+            reason: "ok",
+            errors: Vec::new(),
         };
-        match result {
+        match self.load().await {
             Ok(next) => {
-                let current = self.active.load();
                 let tls_listen = |a: &Active| a.config.tls.as_ref().map(|t| t.listen.clone());
                 if next.config.listen != current.config.listen
                     || next.config.admin != current.config.admin
@@ -126,38 +131,73 @@ impl Reloader {
                          the rest is reloaded"
                     );
                 }
-                let plugins = next.plugins.plugins.len();
-                let routes = next.config.routes.len();
-                self.active.store(Arc::new(next));
+                let next = Arc::new(next);
+                attempt.new_version = Some(next.version.clone());
+                self.active.store(next.clone());
                 tracing::info!(
+                    event = "reload_applied",
+                    id,
                     trigger,
-                    plugins,
-                    routes,
+                    old_version = %current.version,
+                    new_version = %next.version,
+                    plugins = next.plugins.plugins.len(),
+                    routes = next.config.routes.len(),
                     "reloaded: new requests use the new set"
                 );
-                *self.last.lock() = Some(outcome);
+                self.history.record(attempt);
+                let window = next.config.reload_verify;
+                if !window.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
+                    let now = std::time::Instant::now();
+                    let baseline = {
+                        let mut b = self.baseline.lock();
+                        let set = match &*b {
+                            Some((set, until)) if now < *until => set.clone(),
+                            _ => current,
+                        };
+                        *b = Some((set.clone(), now + window));
+                        set
+                    };
+                    tokio::spawn(verify::watch(
+                        self.active.clone(),
+                        self.history.clone(),
+                        id,
+                        baseline,
+                        next,
+                        window,
+                    ));
+                }
                 Ok(())
             }
-            Err(errors) => {
-                for e in &outcome.errors {
-                    tracing::error!(trigger, "reload refused, the running set stays: {e}");
+            Err((reason, errors)) => {
+                attempt.result = history::Result::Refused;
+                attempt.reason = reason;
+                attempt.errors = errors.iter().map(|d| d.to_string()).collect();
+                for e in &attempt.errors {
+                    tracing::error!(
+                        event = "reload_refused",
+                        id,
+                        trigger,
+                        reason,
+                        "reload refused, the running set stays: {e}"
+                    );
                 }
-                *self.last.lock() = Some(outcome.clone());
-                *self.last_refusal.lock() = Some(outcome);
+                self.history.record(attempt);
                 Err(errors)
             }
         }
     }
 
-    async fn load(&self) -> Result<Active, Vec<Diagnostic>> {
-        let mut config = Config::load(self.config_path.as_deref()).map_err(|d| d.0)?;
+    /// The new set, or why not: a reason code and the errors.
+    async fn load(&self) -> Result<Active, (&'static str, Vec<Diagnostic>)> {
+        let invalid = |d: crate::config::Diagnostics| ("config_invalid", d.0);
+        let mut config = Config::load(self.config_path.as_deref()).map_err(invalid)?;
         // Addresses given on the command line keep winning over the file.
         let current = self.active.load();
         config.listen = current.config.listen.clone();
         config.admin = current.config.admin.clone();
         config.threads = current.config.threads;
         config.work_stealing = current.config.work_stealing;
-        let services = Services::build(&config).map_err(|d| d.0)?;
+        let services = Services::build(&config).map_err(invalid)?;
         let plugins = registry::load(
             &self.plugins_dir,
             &config,
@@ -166,20 +206,17 @@ impl Reloader {
             &self.shared,
             Urgency::Swap,
         )
-        .await?;
-        Ok(Active {
-            config: Arc::new(config),
-            services: Arc::new(services),
-            plugins: Arc::new(plugins),
-        })
+        .await
+        .map_err(|e| ("plugin_invalid", e))?;
+        Ok(Active::new(config, services, plugins))
     }
 
-    pub fn last(&self) -> Option<Outcome> {
-        self.last.lock().clone()
+    pub fn last(&self) -> Option<history::Attempt> {
+        self.history.last()
     }
 
-    pub fn last_refusal(&self) -> Option<Outcome> {
-        self.last_refusal.lock().clone()
+    pub fn last_refusal(&self) -> Option<history::Attempt> {
+        self.history.last_refusal()
     }
 
     /// Watches for a `.wasm` or `.toml` in the plugins folder, or the

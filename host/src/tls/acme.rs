@@ -221,6 +221,7 @@ impl pingora_core::services::background::BackgroundService for AcmeService {
                     match result {
                         Ok(cert) => {
                             tracing::info!(
+                                event = "certificate_obtained",
                                 domain,
                                 expires = %httpdate::fmt_http_date(cert.not_after),
                                 "ACME: certificate obtained"
@@ -239,6 +240,7 @@ impl pingora_core::services::background::BackgroundService for AcmeService {
                         Err(e) => {
                             let wait = d.backoff;
                             tracing::error!(
+                                event = "certificate_failed",
                                 domain,
                                 retry_in_s = wait.as_secs(),
                                 "ACME: cannot obtain a certificate, serving the current one: {e}"

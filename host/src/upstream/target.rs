@@ -131,6 +131,7 @@ impl Target {
         if up && !passed && run.1 >= fall {
             self.probed_up.store(false, Ordering::Relaxed);
             tracing::warn!(
+                event = "upstream_down",
                 upstream = %self.upstream,
                 target = %self.target,
                 checks = run.1,
@@ -142,6 +143,7 @@ impl Target {
             // its requests did before.
             self.streak.succeeded();
             tracing::info!(
+                event = "upstream_up",
                 upstream = %self.upstream,
                 target = %self.target,
                 checks = run.1,
@@ -160,6 +162,7 @@ impl Target {
     pub fn succeeded(&self) {
         if self.streak.succeeded() {
             tracing::info!(
+                event = "upstream_up",
                 upstream = %self.upstream,
                 target = %self.target,
                 "upstream target is back in rotation"
@@ -173,6 +176,7 @@ impl Target {
         self.failures.fetch_add(1, Ordering::Relaxed);
         if let Some(started) = self.streak.failed(&schedule(eject)) {
             tracing::warn!(
+                event = "upstream_down",
                 upstream = %self.upstream,
                 target = %self.target,
                 failures = started.failures,

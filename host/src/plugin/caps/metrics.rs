@@ -1,7 +1,13 @@
 //! `kavro:plugin/metrics`: counters and histograms a plugin records,
 //! exported on the admin `/metrics` labelled with the plugin's name.
+//!
+//! Each distinct name is a series that `/metrics` keeps for good; a plugin
+//! that names metrics after request data would grow it without bound, so
+//! each plugin may create `limits.max_metric_series`, and a new name past
+//! them is refused with an error the plugin sees.
 
-use std::sync::LazyLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
 
@@ -17,13 +23,13 @@ pub struct Metrics;
 impl Unit for Metrics {
     const NAME: &'static str = "metrics";
     type Shared = ();
-    /// Granted.
-    type View = bool;
+    /// Granted, with the plugin's series limit.
+    type View = Option<usize>;
 
     fn shared(_: &Config) {}
 
-    fn view(_: &Granting<'_>, _: &()) -> bool {
-        true
+    fn view(g: &Granting<'_>, _: &()) -> Option<usize> {
+        Some(g.settings.limits.max_metric_series)
     }
 
     fn add_to_linker<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
@@ -66,20 +72,42 @@ fn check_name(name: &str) -> Result<(), HostError> {
     }
 }
 
-impl CapCtx<'_, bool> {
-    fn metrics_granted(&self) -> Result<(), HostError> {
-        if *self.view {
-            Ok(())
-        } else {
-            Err(denied::<Metrics>(self.call))
-        }
+/// A series: whether it is a histogram, and its name.
+type Series = (bool, String);
+
+/// The series each plugin has created.
+static SERIES: LazyLock<Mutex<HashMap<String, HashSet<Series>>>> = LazyLock::new(Mutex::default);
+
+/// Admits a series `(histogram, name)` of `plugin`: known, or new within `max`.
+fn admit_series(plugin: &str, histogram: bool, name: &str, max: usize) -> Result<(), HostError> {
+    let mut all = SERIES.lock().unwrap_or_else(|e| e.into_inner());
+    let mine = all.entry(plugin.to_string()).or_default();
+    let key = (histogram, name.to_string());
+    if mine.contains(&key) {
+        return Ok(());
+    }
+    if mine.len() >= max {
+        return Err(HostError::Unavailable(format!(
+            "metric `{name}` would be series {} of this plugin, over its limits.max_metric_series ({max}); name metrics after what they count, not after request data",
+            mine.len() + 1
+        )));
+    }
+    mine.insert(key);
+    Ok(())
+}
+
+impl CapCtx<'_, Option<usize>> {
+    /// The series limit, if granted.
+    fn metrics_granted(&self) -> Result<usize, HostError> {
+        self.view.ok_or_else(|| denied::<Metrics>(self.call))
     }
 }
 
-impl Host for CapCtx<'_, bool> {
+impl Host for CapCtx<'_, Option<usize>> {
     fn counter_add(&mut self, name: String, value: u64) -> Result<(), HostError> {
-        self.metrics_granted()?;
+        let max = self.metrics_granted()?;
         check_name(&name)?;
+        admit_series(&self.call.plugin, false, &name, max)?;
         COUNTERS
             .with_label_values(&[&*self.call.plugin, name.as_str()])
             .inc_by(value);
@@ -87,8 +115,9 @@ impl Host for CapCtx<'_, bool> {
     }
 
     fn histogram_observe(&mut self, name: String, value: f64) -> Result<(), HostError> {
-        self.metrics_granted()?;
+        let max = self.metrics_granted()?;
         check_name(&name)?;
+        admit_series(&self.call.plugin, true, &name, max)?;
         HISTOGRAMS
             .with_label_values(&[&*self.call.plugin, name.as_str()])
             .observe(value);
@@ -123,5 +152,25 @@ mod tests {
             Err(HostError::Invalid(_))
         ));
         assert!(ctx.counter_add("x".repeat(65), 1).is_err());
+    }
+
+    #[test]
+    fn a_plugin_creates_at_most_its_series() {
+        let mut call = call();
+        call.plugin = "series-limited".into();
+        let mut two = Some(2);
+        let mut ctx = CapCtx {
+            view: &mut two,
+            call: &mut call,
+        };
+        assert!(ctx.counter_add("a".into(), 1).is_ok());
+        assert!(ctx.histogram_observe("a".into(), 1.0).is_ok());
+        // Known series go on being recorded; a third is refused, and says why.
+        assert!(ctx.counter_add("a".into(), 1).is_ok());
+        let refused = ctx.counter_add("b".into(), 1).unwrap_err();
+        assert!(
+            matches!(&refused, HostError::Unavailable(m) if m.contains("max_metric_series")),
+            "{refused:?}"
+        );
     }
 }
