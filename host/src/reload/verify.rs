@@ -18,8 +18,11 @@ pub const MARGIN: f64 = 0.10;
 /// How often the window looks.
 const LOOK_EVERY: Duration = Duration::from_millis(200);
 
-/// What one set's requests did: counted as each request ends.
+/// What one set's requests did: counted as each request ends. On a cache
+/// line of its own: every request writes it, and the set's other fields
+/// are read by every request on every worker.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct SetHealth {
     requests: AtomicU64,
     failures: AtomicU64,
