@@ -481,14 +481,12 @@ pub fn burst(host: &Host, n: usize, path: &str) -> (Vec<Answer>, Duration) {
     (answers, began.elapsed())
 }
 
-/// `clients` at once, each sending `each` GETs for `/` with `headers` on
-/// its own connection, released together: how many were answered 200.
-/// Every other answer must be a 429 with `Retry-After`.
-pub fn concurrent_admitted(
-    host: &Host,
+/// `clients` at once, each with its own connection, released together,
+/// each making `each` requests with `request`: how many it says went well.
+pub fn count_together(
     clients: usize,
     each: usize,
-    headers: &[(&str, &str)],
+    request: impl Fn(&reqwest::blocking::Client) -> bool + Sync,
 ) -> usize {
     let start = std::sync::Barrier::new(clients);
     std::thread::scope(|s| {
@@ -497,26 +495,36 @@ pub fn concurrent_admitted(
                 s.spawn(|| {
                     let c = client();
                     start.wait();
-                    (0..each)
-                        .filter(|_| {
-                            let mut req = c.get(host.url("/"));
-                            for (k, v) in headers {
-                                req = req.header(*k, *v);
-                            }
-                            let r = req.send().expect("an answer");
-                            match r.status().as_u16() {
-                                200 => true,
-                                429 => {
-                                    assert!(r.headers().contains_key("retry-after"));
-                                    false
-                                }
-                                other => panic!("status {other}"),
-                            }
-                        })
-                        .count()
+                    (0..each).filter(|_| request(&c)).count()
                 })
             })
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).sum()
+    })
+}
+
+/// `clients` at once, each sending `each` GETs for `/` with `headers`: how
+/// many were answered 200. Every other answer must be a 429 with
+/// `Retry-After`.
+pub fn concurrent_admitted(
+    host: &Host,
+    clients: usize,
+    each: usize,
+    headers: &[(&str, &str)],
+) -> usize {
+    count_together(clients, each, |c| {
+        let mut req = c.get(host.url("/"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().expect("an answer");
+        match r.status().as_u16() {
+            200 => true,
+            429 => {
+                assert!(r.headers().contains_key("retry-after"));
+                false
+            }
+            other => panic!("status {other}"),
+        }
     })
 }

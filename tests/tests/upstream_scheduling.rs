@@ -5,7 +5,6 @@
 //! bring it back, the Host header sent is the one configured, and a
 //! SIGTERM under load lets every accepted request finish.
 
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use kavro_e2e::upstream::Upstream;
@@ -65,24 +64,10 @@ fn retry_after(r: &reqwest::blocking::Response) -> u64 {
 /// `threads` clients at once (started together), `each` requests apiece
 /// to `path`: how many did not answer 200.
 fn load(host: &Host, threads: usize, each: usize, path: &str) -> usize {
-    let start = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let c = client();
-                    start.wait();
-                    (0..each)
-                        .filter(|_| {
-                            c.get(host.url(path))
-                                .send()
-                                .map_or(true, |r| r.status() != 200)
-                        })
-                        .count()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    kavro_e2e::count_together(threads, each, |c| {
+        c.get(host.url(path))
+            .send()
+            .map_or(true, |r| r.status() != 200)
     })
 }
 
