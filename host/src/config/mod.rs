@@ -38,6 +38,8 @@ pub const DEFAULT_SOURCE: &str = "<embedded default>";
 #[derive(Debug)]
 pub struct Config {
     pub source: String,
+    /// A hash of the text the config was parsed from.
+    pub text_hash: String,
     pub listen: Vec<String>,
     /// Plain listeners that serve plain HTTP even when TLS redirects the rest.
     pub no_redirect: Vec<String>,
@@ -372,6 +374,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
 
     Config {
         source: r.file.to_string(),
+        text_hash: crate::plugin::artifacts::content_hash(r.text.as_bytes()),
         listen,
         no_redirect,
         tls,

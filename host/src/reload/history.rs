@@ -114,14 +114,10 @@ impl History {
     }
 }
 
-/// A set's version: a hash of its config file's text and of each plugin's
-/// code and settings, so the same files give the same version.
+/// A set's version: a hash of its config's text, as parsed, and of each
+/// plugin's code and settings, so the same files give the same version.
 pub fn version(config: &Config, plugins: &PluginSet) -> String {
-    let mut text = if config.source == crate::config::DEFAULT_SOURCE {
-        crate::config::DEFAULT_CONFIG.as_bytes().to_vec()
-    } else {
-        std::fs::read(&config.source).unwrap_or_default()
-    };
+    let mut text = config.text_hash.clone().into_bytes();
     for p in &plugins.plugins {
         text.extend_from_slice(format!("\n{}={} {:?}", p.name, p.hash, p.settings).as_bytes());
     }
