@@ -538,7 +538,8 @@ impl ProxyHttp for Kavro {
 
     /// A target that refused or dropped the connection counts a failure;
     /// the request goes to another target while there is one left to try
-    /// (nothing was sent yet), within the attempts and the retry budget.
+    /// (nothing was sent yet), within the attempts and, past its first
+    /// refusal, the retry budget.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
@@ -552,7 +553,12 @@ impl ProxyHttp for Kavro {
             target.failed(&up.eject);
             ctx.tried.push(target);
             let retry = ctx.tried.len() < up.target_count()
-                && up.may_retry(ctx.attempts, ctx.route_retries.as_ref(), &mut ctx.retrying);
+                && up.may_retry_refused(
+                    ctx.attempts,
+                    ctx.tried.len(),
+                    ctx.route_retries.as_ref(),
+                    &mut ctx.retrying,
+                );
             e.set_retry(retry);
         }
         e

@@ -379,6 +379,28 @@ impl Upstream {
                 .may_retry(self.inflight(), self.retries.budget_percent, held)
     }
 
+    /// Whether a request whose connection to its `tried`th target was
+    /// refused may try another. Nothing reached that target, so the first
+    /// such retry adds no load anywhere and stays outside the budget (a
+    /// burst caught by a target that just died is not refused); later
+    /// ones count against it, so a request cannot walk every dead target.
+    pub fn may_retry_refused(
+        &self,
+        attempts: u32,
+        tried: usize,
+        route: Option<&RetryOverrides>,
+        held: &mut Option<Retrying>,
+    ) -> bool {
+        if tried > 1 || held.is_some() {
+            return self.may_retry(attempts, route, held);
+        }
+        let allowed = attempts < self.retries.with(route).attempts;
+        if allowed {
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
+
     /// The timeouts of an attempt begun `elapsed` after the request came:
     /// the route's over the upstream's, each cut to what is left of the
     /// total. `None` when they are the upstream's own (already on the
