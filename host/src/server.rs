@@ -14,6 +14,7 @@ use crate::config::{Config, Diagnostic, Diagnostics};
 use crate::pipeline::Kavro;
 use crate::plugin::caps::Shared;
 use crate::plugin::{artifacts, registry, PluginSet};
+use crate::protect::proxy_protocol::PreHandshake;
 use crate::reload::Reloader;
 use crate::services::Services;
 use crate::tls::acme::{Acme, AcmeService};
@@ -261,6 +262,7 @@ fn serve(
         .map(|t| t.listen.clone())
         .unwrap_or_default();
     let acme_at_start = config.tls.as_ref().is_some_and(|t| t.acme.is_some());
+    let proxied = crate::config::resolve_listeners(&config.proxy_protocol);
     let admin_addr = config.admin.clone();
     let h2c = config.h2c;
     let client = config.client;
@@ -336,11 +338,6 @@ fn serve(
                 }
             }
         }
-        if acme_at_start {
-            proxy
-                .endpoints()
-                .set_pre_tls_callback(Arc::new(AlpnChallenge { acme: acme.clone() }));
-        }
         server.add_service(pingora_core::services::background::background_service(
             "kavro-acme",
             AcmeService {
@@ -355,6 +352,21 @@ fn serve(
                 reloader: reloader.clone(),
             },
         ));
+    }
+    let challenge = (acme_at_start && !tls_listen.is_empty()).then(|| {
+        (
+            crate::config::resolve_listeners(&tls_listen),
+            AlpnChallenge { acme: acme.clone() },
+        )
+    });
+    if !proxied.is_empty() || challenge.is_some() {
+        proxy
+            .endpoints()
+            .set_pre_tls_callback(Arc::new(PreHandshake {
+                active: active.clone(),
+                proxied,
+                challenge,
+            }));
     }
     server.add_service(proxy);
     server.add_services(shared.services());

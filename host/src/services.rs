@@ -172,11 +172,7 @@ impl Services {
                 ),
             }
         }
-        let plain_opt_out = config
-            .no_redirect
-            .iter()
-            .flat_map(|a| a.to_socket_addrs().into_iter().flatten())
-            .collect();
+        let plain_opt_out = crate::config::resolve_listeners(&config.no_redirect);
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }

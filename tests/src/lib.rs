@@ -3,6 +3,7 @@
 
 pub mod pebble;
 pub mod php;
+pub mod raw;
 pub mod sites;
 pub mod tls;
 pub mod upstream;

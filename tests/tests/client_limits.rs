@@ -5,10 +5,11 @@
 //! (413), and `Expect: 100-continue` is answered. Other clients are served
 //! meanwhile.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use kavro_e2e::raw::{closed_within, connect, response};
 use kavro_e2e::upstream::Upstream;
 use kavro_e2e::Host;
 
@@ -22,52 +23,6 @@ fn host(upstream: &Upstream, server: &str, routes: &str) -> Host {
         upstream.addr
     );
     Host::builder().config(&config).start()
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s
-}
-
-/// Reads one response: its head and a Content-Length body. `None` if the
-/// connection closed first.
-fn response(s: &mut TcpStream) -> Option<(u16, String, String)> {
-    let mut got = Vec::new();
-    let mut byte = [0u8; 1];
-    while !got.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => got.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8_lossy(&got).into_owned();
-    let status = head.get(9..12)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    s.read_exact(&mut body).ok()?;
-    Some((status, head, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// Whether the host closes the connection within `within`, reading and
-/// dropping whatever comes first.
-fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    s.set_read_timeout(Some(within)).unwrap();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) => return e.kind() == std::io::ErrorKind::ConnectionReset,
-        }
-    }
 }
 
 fn get(path: &str) -> String {

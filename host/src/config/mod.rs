@@ -43,6 +43,9 @@ pub struct Config {
     pub listen: Vec<String>,
     /// Plain listeners that serve plain HTTP even when TLS redirects the rest.
     pub no_redirect: Vec<String>,
+    /// Listeners (plain or TLS) whose connections start with a PROXY
+    /// protocol header.
+    pub proxy_protocol: Vec<String>,
     pub tls: Option<tls::TlsConfig>,
     pub threads: usize,
     pub work_stealing: bool,
@@ -248,7 +251,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             let addr = toml::Spanned::new(l.span(), l.get_ref().address().to_string());
             check_addr(r, &addr, &format!("server.listen[{i}]"));
             if let model::ListenEntry::Table(t) = l.get_ref() {
-                if !t.redirect {
+                if t.redirect == Some(false) {
                     no_redirect.push(t.address.clone());
                 }
             }
@@ -268,6 +271,14 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         l.into_inner()
     });
 
+    let proxy_protocol = raw
+        .server
+        .listen
+        .iter()
+        .chain(raw.tls.iter().flat_map(|t| &t.listen))
+        .filter(|l| l.get_ref().proxy_protocol())
+        .map(|l| l.get_ref().address().to_string())
+        .collect();
     let base = base_dir(r.file);
     let tls = raw.tls.and_then(|t| tls::compile(r, t, &base));
     upstream::check_timeouts(r, "timeouts", &raw.timeouts);
@@ -377,6 +388,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         text_hash: crate::plugin::artifacts::content_hash(r.text.as_bytes()),
         listen,
         no_redirect,
+        proxy_protocol,
         tls,
         threads: raw.server.threads,
         work_stealing: raw.server.work_stealing,
@@ -434,6 +446,23 @@ fn check_addr(r: &mut Reporter<'_>, addr: &toml::Spanned<String>, field: &str) -
 /// An IP address or a host name, then a port. Names are taken as they
 /// resolve in practice: underscores (container names) and a final dot
 /// (a fully qualified name) are allowed.
+/// Whether a connection that came in on `local` is one of `listeners`'
+/// (a listener on 0.0.0.0 or :: takes every address of its port).
+pub fn listens_on(listeners: &[std::net::SocketAddr], local: std::net::SocketAddr) -> bool {
+    listeners
+        .iter()
+        .any(|a| a.port() == local.port() && (a.ip().is_unspecified() || a.ip() == local.ip()))
+}
+
+/// Listen addresses as socket addresses (a name resolved).
+pub fn resolve_listeners(addresses: &[String]) -> Vec<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addresses
+        .iter()
+        .flat_map(|a| a.to_socket_addrs().into_iter().flatten())
+        .collect()
+}
+
 fn host_port(addr: &str) -> bool {
     if addr.parse::<std::net::SocketAddr>().is_ok() {
         return true;

@@ -707,9 +707,13 @@ pub enum ListenEntry {
 #[serde(deny_unknown_fields)]
 pub struct ListenTable {
     pub address: String,
-    /// Answer plain requests with a redirect to HTTPS (when TLS is on).
-    #[serde(default = "yes")]
-    pub redirect: bool,
+    /// Answer plain requests with a redirect to HTTPS (when TLS is on);
+    /// plain listeners only. Unset: yes.
+    pub redirect: Option<bool>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2),
+    /// whose source address is the client's.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 impl ListenEntry {
@@ -719,12 +723,16 @@ impl ListenEntry {
             ListenEntry::Table(t) => &t.address,
         }
     }
+
+    pub fn proxy_protocol(&self) -> bool {
+        matches!(self, ListenEntry::Table(t) if t.proxy_protocol)
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
-    pub listen: Vec<Spanned<String>>,
+    pub listen: Vec<Spanned<ListenEntry>>,
     #[serde(default = "yes")]
     pub redirect: bool,
     pub https_port: Option<u16>,

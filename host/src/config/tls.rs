@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::model::{self, AcmeSection, TlsSection, UpstreamSection};
+use super::model::{self, AcmeSection, ListenEntry, TlsSection, UpstreamSection};
 pub use super::model::{Challenge, UnknownName};
 use super::{check_addr, Reporter};
 
@@ -90,10 +90,23 @@ pub fn dns_name(name: &str, wildcard: bool) -> bool {
 
 pub(super) fn compile(r: &mut Reporter<'_>, raw: TlsSection, base: &Path) -> Option<TlsConfig> {
     let mut ok = true;
+    let mut listen = Vec::with_capacity(raw.listen.len());
     for (i, l) in raw.listen.iter().enumerate() {
-        ok &= check_addr(r, l, &format!("tls.listen[{i}]"));
+        let field = format!("tls.listen[{i}]");
+        let addr = Spanned::new(l.span(), l.get_ref().address().to_string());
+        ok &= check_addr(r, &addr, &field);
+        if matches!(l.get_ref(), ListenEntry::Table(t) if t.redirect.is_some()) {
+            r.error(
+                Some(l.span()),
+                format!("{field}.redirect"),
+                "`redirect` is for plain listeners: a TLS listener serves HTTPS",
+                "remove it, or set `redirect` in [tls] for every plain listener",
+            );
+            ok = false;
+        }
+        listen.push(addr.into_inner());
     }
-    if raw.listen.is_empty() {
+    if listen.is_empty() {
         r.error(
             None,
             "tls.listen",
@@ -104,7 +117,7 @@ pub(super) fn compile(r: &mut Reporter<'_>, raw: TlsSection, base: &Path) -> Opt
     }
     let https_port = raw
         .https_port
-        .or_else(|| raw.listen.first().and_then(|l| port_of(l.get_ref())))
+        .or_else(|| listen.first().and_then(|l| port_of(l)))
         .unwrap_or(443);
     let hsts = raw.hsts.map(|h| {
         let mut v = format!("max-age={}", h.max_age_s);
@@ -160,7 +173,7 @@ pub(super) fn compile(r: &mut Reporter<'_>, raw: TlsSection, base: &Path) -> Opt
         ok = false;
     }
     ok.then(|| TlsConfig {
-        listen: raw.listen.iter().map(|l| l.get_ref().clone()).collect(),
+        listen,
         redirect: raw.redirect,
         https_port,
         hsts,

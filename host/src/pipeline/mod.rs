@@ -65,7 +65,7 @@ use crate::plugin::Phase;
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::shutdown::InFlight;
 use crate::tls::acme::Acme;
-use crate::tls::redirect::{opted_out, ACME_CHALLENGE};
+use crate::tls::redirect::ACME_CHALLENGE;
 use crate::upstream::admission::Refused;
 use crate::Active;
 
@@ -187,7 +187,7 @@ impl Kavro {
         }
         let redirect = active.services.to_https.as_ref()?;
         let local = session.server_addr().and_then(|a| a.as_inet()).copied();
-        if local.is_some_and(|l| opted_out(&active.services.plain_opt_out, l)) {
+        if local.is_some_and(|l| crate::config::listens_on(&active.services.plain_opt_out, l)) {
             return None;
         }
         let req = session.req_header();

@@ -21,6 +21,7 @@ use crate::actions::Produced;
 
 pub mod connections;
 pub mod forwarded;
+pub mod proxy_protocol;
 
 /// How long and how much a client may take (`[server]` keys of the same
 /// names, documented in docs/config.md).

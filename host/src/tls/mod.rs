@@ -9,7 +9,7 @@
 //! handed, and new handshakes see a swap at once.
 
 pub mod acme;
-mod alpn_challenge;
+pub mod alpn_challenge;
 pub mod certs;
 pub mod redirect;
 pub mod upstream;

@@ -1,8 +1,6 @@
 //! Plain HTTP when TLS is on: every request but an ACME challenge gets a
 //! 308 to the same URL over HTTPS, unless its listener opted out.
 
-use std::net::SocketAddr;
-
 use crate::actions::respond::Redirect;
 use crate::config::tls::TlsConfig;
 
@@ -20,12 +18,4 @@ pub fn to_https(tls: &TlsConfig) -> Option<Redirect> {
     };
     // 308: the method and body are kept, unlike with 301.
     Some(Redirect::new(308, format!("https://{{host}}{port}{{uri}}")).expect("308 redirects"))
-}
-
-/// Whether a plain listener (by the address a connection came in on) serves
-/// plain HTTP rather than redirecting.
-pub fn opted_out(opt_out: &[SocketAddr], local: SocketAddr) -> bool {
-    opt_out
-        .iter()
-        .any(|a| a.port() == local.port() && (a.ip().is_unspecified() || a.ip() == local.ip()))
 }

@@ -138,6 +138,8 @@ pub struct HttpPersistentSettings {
     /// across keepalive reuses without the adopter having to re-enable
     /// it on every request.
     pipelining_enabled: bool,
+    /// The connection's keep-alive timer, reused by its next request.
+    idle_timer: Option<crate::protocols::http::v1::server::IdleTimer>,
 }
 
 impl HttpPersistentSettings {
@@ -148,6 +150,7 @@ impl HttpPersistentSettings {
             user_context: None,
             pipelined_prefix: None,
             pipelining_enabled: session.pipelining_enabled(),
+            idle_timer: None,
         }
     }
 
@@ -176,7 +179,9 @@ impl HttpPersistentSettings {
             user_context,
             pipelined_prefix,
             pipelining_enabled,
+            idle_timer,
         } = self;
+        session.set_idle_timer(idle_timer);
 
         // Reduce the number of times the connection for this session can be
         // reused by one. A session with reuse count of zero won't be reused
@@ -218,9 +223,10 @@ impl ReusedHttpStream {
     /// Build a reusable HTTP stream from a finished session, preserving any
     /// pipelined prefix bytes in the persistent settings for the next request.
     pub fn from_reusable_stream(
-        reusable: ReusableHttpStream,
+        mut reusable: ReusableHttpStream,
         mut persistent_settings: HttpPersistentSettings,
     ) -> Self {
+        persistent_settings.idle_timer = reusable.take_idle_timer();
         let (stream, pipelined_prefix) = reusable.into_parts();
         if let Some(prefix) = pipelined_prefix {
             persistent_settings.set_pipelined_prefix(prefix);

@@ -148,7 +148,8 @@ pub(crate) type SharedTlsAcceptCallbacks = Arc<dyn TlsAccept + Send + Sync>;
 /// ```
 #[async_trait]
 pub trait PreTlsProcess: Send + Sync {
-    /// Process the raw stream before TLS handshake.
+    /// Process the raw stream before TLS handshake, or before a plain
+    /// listener's stream is handed to the application.
     ///
     /// The implementation can read bytes from the stream (e.g., PROXY protocol header)
     /// and update the stream's socket digest with parsed information such as the
@@ -315,12 +316,12 @@ pub(crate) struct UninitializedStream {
 impl UninitializedStream {
     pub async fn handshake(mut self) -> Result<Stream> {
         self.l4.set_buffer(self.l4_buffer);
+        // Process pre-TLS data if a callback is configured (e.g., PROXY protocol),
+        // on plain listeners too: a PROXY header comes first on either.
+        if let Some(ref callback) = self.pre_tls_callback {
+            callback.process(&mut self.l4).await?;
+        }
         if let Some(tls) = self.tls {
-            // Process pre-TLS data if a callback is configured (e.g., PROXY protocol)
-            if let Some(ref callback) = self.pre_tls_callback {
-                callback.process(&mut self.l4).await?;
-            }
-
             let tls_stream = tls.tls_handshake(self.l4).await?;
             Ok(Box::new(tls_stream))
         } else {

@@ -35,6 +35,7 @@ use std::time::Duration;
 pub struct ReusableHttpStream {
     stream: Stream,
     pipelined_prefix: Option<BytesMut>,
+    idle_timer: Option<super::v1::server::IdleTimer>,
 }
 
 impl ReusableHttpStream {
@@ -42,7 +43,18 @@ impl ReusableHttpStream {
         Self {
             stream,
             pipelined_prefix,
+            idle_timer: None,
         }
+    }
+
+    pub(crate) fn with_idle_timer(mut self, timer: Option<super::v1::server::IdleTimer>) -> Self {
+        self.idle_timer = timer;
+        self
+    }
+
+    /// The connection's keep-alive timer, for its next session.
+    pub fn take_idle_timer(&mut self) -> Option<super::v1::server::IdleTimer> {
+        self.idle_timer.take()
     }
 
     /// Split the reusable connection into its underlying stream and optional
@@ -966,6 +978,13 @@ impl Session {
     pub fn set_pipelined_prefix(&mut self, prefix: BytesMut) {
         if let Self::H1(s) = self {
             s.set_pipelined_prefix(prefix);
+        }
+    }
+
+    /// Gives an HTTP/1 session its connection's keep-alive timer.
+    pub fn set_idle_timer(&mut self, timer: Option<super::v1::server::IdleTimer>) {
+        if let Self::H1(s) = self {
+            s.set_idle_timer(timer);
         }
     }
 

@@ -29,6 +29,9 @@ use pingora_timeout::timeout;
 use regex::bytes::Regex;
 use std::any::Any;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -41,6 +44,13 @@ use crate::protocols::http::{
 };
 use crate::protocols::{Digest, SocketAddr, Stream};
 use crate::utils::{BufRef, KVRef};
+
+
+/// A connection's keep-alive timer. One per connection, moved later at
+/// each request: extending a registered tokio timer is an atomic update,
+/// where a timer per request is a registration and a removal in the
+/// timer wheel.
+pub type IdleTimer = Pin<Box<tokio::time::Sleep>>;
 
 /// Tracks which writer is currently processing a task.
 ///
@@ -108,6 +118,9 @@ pub struct HttpSession {
     /// When this session's request head must be complete, if set before its
     /// first byte (a new connection's first request counts from the accept).
     header_deadline: Option<std::time::Instant>,
+    /// The connection's keep-alive timer, kept across its requests (see
+    /// [`IdleTimer`]).
+    idle_timer: Option<IdleTimer>,
     /// How long to wait to make downstream session reusable, if body needs to be drained.
     total_drain_timeout: Option<Duration>,
     /// A copy of the response that is already written to the client
@@ -195,6 +208,7 @@ impl HttpSession {
             write_timeout: None,
             header_timeout: None,
             header_deadline: None,
+            idle_timer: None,
             total_drain_timeout: None,
             body_bytes_sent: 0,
             body_bytes_read: 0,
@@ -224,13 +238,32 @@ impl HttpSession {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
             match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => match timeout(d, read_event).await {
-                    Ok(res) => res,
-                    Err(e) => {
-                        debug!("keepalive timeout {d:?} reached, {e}");
-                        return Ok(None);
+                KeepaliveStatus::Timeout(d) => {
+                    let deadline = tokio::time::Instant::now() + d;
+                    let timer = match self.idle_timer.as_mut() {
+                        Some(timer) => {
+                            timer.as_mut().reset(deadline);
+                            timer
+                        }
+                        None => self
+                            .idle_timer
+                            .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                    };
+                    let mut read_event = std::pin::pin!(read_event);
+                    let read = std::future::poll_fn(|cx| {
+                        if let Poll::Ready(res) = read_event.as_mut().poll(cx) {
+                            return Poll::Ready(Some(res));
+                        }
+                        timer.as_mut().poll(cx).map(|()| None)
+                    });
+                    match read.await {
+                        Some(res) => res,
+                        None => {
+                            debug!("keepalive timeout {d:?} reached");
+                            return Ok(None);
+                        }
                     }
-                },
+                }
                 KeepaliveStatus::Infinite => {
                     // FIXME: this should only apply to reads between requests
                     read_event.await
@@ -1056,6 +1089,12 @@ impl HttpSession {
     /// previous session yielded overread bytes. The prefix is consumed on the
     /// first [`Self::read_request`] call; the parser treats the prefix + any
     /// further stream reads as the next request's header + body bytes.
+    /// Gives this session the keep-alive timer of its connection's
+    /// previous requests.
+    pub fn set_idle_timer(&mut self, timer: Option<IdleTimer>) {
+        self.idle_timer = timer;
+    }
+
     pub fn set_pipelined_prefix(&mut self, prefix: BytesMut) {
         debug_assert!(
             self.pipelined_prefix.is_none(),
@@ -1510,10 +1549,10 @@ impl HttpSession {
                     .then(|| self.take_body_overread())
                     .flatten()
                     .filter(|prefix| !prefix.is_empty());
-                Ok(Some(ReusableHttpStream::new(
-                    self.underlying_stream,
-                    pipelined_prefix,
-                )))
+                Ok(Some(
+                    ReusableHttpStream::new(self.underlying_stream, pipelined_prefix)
+                        .with_idle_timer(self.idle_timer),
+                ))
             }
         }
     }
