@@ -16,6 +16,8 @@
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 #   ./dev.sh plugin new|try ...  kavro-host's plugin commands: write a plugin from
 #                   a template, or run one request through a built plugin
+#   ./dev.sh fuzz [seconds] [target...]  run the fuzz targets (fuzz/), each for
+#                   `seconds` (default 600); fails on a crash (see docs/testing.md)
 set -euo pipefail
 CALLER=$PWD
 cd "$(dirname "$0")"
@@ -121,6 +123,42 @@ build_language_examples() {
     build_examples python py sdk/python python3 sdk/python/kavro-py build
     build_examples c c sdk/c sdk/c/kavro-c build
     build_examples typescript ts sdk/js sdk/js/kavro-js build
+}
+
+# The fuzz targets (fuzz/fuzz_targets/), on stable without a sanitizer (a
+# panic is the crash), in their own target dir so the instrumented build
+# never evicts the normal one. Each runs on a scratch copy of its seed
+# corpus, so what it finds does not dirty the clone; a crash is written to
+# fuzz/artifacts/TARGET/ and fails the run.
+FUZZ_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/kavro/fuzz-target}"
+FUZZ_CORPUS_DIR="${FUZZ_CORPUS_DIR:-$HOME/.cache/kavro/fuzz-corpus}"
+
+# fuzz SECONDS [TARGET...]: every target when none is named.
+fuzz() {
+    local seconds=600
+    case "${1:-}" in
+        ''|*[!0-9]*) ;;
+        *) seconds=$1; shift ;;
+    esac
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    local targets=("$@")
+    [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list --fuzz-dir fuzz)
+    # The versions the main build uses.
+    [ -f fuzz/Cargo.lock ] || cp Cargo.lock fuzz/Cargo.lock
+    cargo fuzz build -s none --target-dir "$FUZZ_TARGET_DIR" --fuzz-dir fuzz
+    local t failed=()
+    for t in "${targets[@]}"; do
+        local corpus="$FUZZ_CORPUS_DIR/$t"
+        mkdir -p "$corpus"
+        [ -d "fuzz/corpus/$t" ] && cp fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
+        echo "fuzzing $t for ${seconds}s"
+        cargo fuzz run -s none --target-dir "$FUZZ_TARGET_DIR" --fuzz-dir fuzz "$t" "$corpus" -- \
+            -max_total_time="$seconds" || failed+=("$t")
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "crashed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+        return 1
+    fi
 }
 
 case "${1:-}" in
@@ -231,9 +269,16 @@ case "${1:-}" in
         cargo test --release --no-fail-fast -- --test-threads=2
         # The plugins' own unit tests, natively.
         cargo test --release --no-fail-fast $(for p in $(existing "${FIRST_PARTY[@]/#/plugins/}" "${OPT_IN[@]/#/plugins/}"); do echo "-p $(basename "$p")"; done)
+        # Each fuzz target briefly, from its seeds and what earlier runs found.
+        fuzz 20
+        ;;
+    fuzz)
+        shift
+        setup
+        fuzz "$@"
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-upstreams | plugins | plugin new|try" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-upstreams | plugins | plugin new|try | fuzz [seconds] [target...]" >&2
         exit 2
         ;;
 esac

@@ -20,6 +20,30 @@ pub mod streak;
 pub mod tls;
 pub mod upstream;
 
+/// What the fuzz targets in `fuzz/` reach that is not public otherwise:
+/// the host's own functions, re-exported or called as they are. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::plugin::bindings::types;
+    use crate::plugin::Failure;
+
+    pub use crate::pipeline::phases::reply_to_produced;
+    pub use crate::pipeline::request_host;
+    pub use wasmtime::component::Resource;
+
+    /// A plugin's headers (a reply's, a forward's) as the host takes them.
+    pub fn header_list(
+        list: Vec<types::Header>,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Failure> {
+        crate::pipeline::phases::header_list(list)
+    }
+
+    /// A path and query a plugin rewrites or forwards to.
+    pub fn plugin_uri(uri: &str) -> Result<http::Uri, Failure> {
+        crate::pipeline::phases::plugin_uri(uri, "rewrite")
+    }
+}
+
 use std::sync::Arc;
 
 /// What serves requests right now: one config, what it built, and one

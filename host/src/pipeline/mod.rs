@@ -111,7 +111,7 @@ pub(crate) fn request_id(req: &mut RequestHeader) -> HeaderValue {
     }
 }
 
-fn request_host(req: &RequestHeader) -> Cow<'_, str> {
+pub fn request_host(req: &RequestHeader) -> Cow<'_, str> {
     req.headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

@@ -27,7 +27,9 @@ use crate::config::Admission;
 pub use address::Address;
 pub use pool::IdlePool;
 use pool::{Conn, Pool};
-use response::{io_failure, parse_response, Failure};
+#[doc(hidden)]
+pub use response::parse_response;
+use response::{io_failure, Failure};
 use script::Script;
 
 /// A route's FastCGI settings, resolved.

@@ -70,7 +70,7 @@ impl FastCgi {
 }
 
 /// Turns CGI output (header lines, a blank line, the body) into a response.
-pub(super) fn parse_response(stdout: Bytes) -> Option<Produced> {
+pub fn parse_response(stdout: Bytes) -> Option<Produced> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
     let (offset, parsed) = match httparse::parse_headers(&stdout, &mut headers).ok()? {
         httparse::Status::Complete(c) => c,
@@ -83,7 +83,14 @@ pub(super) fn parse_response(stdout: Bytes) -> Option<Produced> {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         if name == "status" {
             let code = std::str::from_utf8(h.value).ok()?.trim().get(..3)?;
-            status = Some(StatusCode::from_bytes(code.as_bytes()).ok()?);
+            // A final status: to Pingora and the client a 1xx head is
+            // informational (a response would still be due), and a 101
+            // would switch the connection's protocol.
+            let code = StatusCode::from_bytes(code.as_bytes()).ok()?;
+            if code.is_informational() {
+                return None;
+            }
+            status = Some(code);
             continue;
         }
         // Framing and connection headers are the host's to set.
@@ -129,5 +136,21 @@ mod tests {
         let p = parse_response(Bytes::from_static(b"Location: /next\n\n")).unwrap();
         assert_eq!(p.head.status, 302);
         assert!(parse_response(Bytes::from_static(b"no header block")).is_none());
+    }
+
+    /// Found by the `fastcgi_response` fuzz target: a script's 1xx status
+    /// became the response's, which a client takes for an interim answer
+    /// (101: a protocol switch). It is a bad response (502).
+    #[test]
+    fn informational_status_is_refused() {
+        for out in [
+            &b"Status: 199\nContent-Length: 2: -Co 546\nContent-raonc: 0uus\n\nok"[..],
+            b"Status: 100 Continue\r\n\r\n",
+            b"Status: 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            assert!(parse_response(Bytes::copy_from_slice(out)).is_none());
+        }
+        let p = parse_response(Bytes::from_static(b"Status: 204\r\n\r\n")).unwrap();
+        assert_eq!(p.head.status, 204);
     }
 }
