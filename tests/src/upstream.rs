@@ -294,6 +294,8 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
         ("cc", "cache-control"),
         ("vary", "vary"),
         ("cookie", "set-cookie"),
+        ("age", "age"),
+        ("cdn", "cdn-cache-control"),
     ] {
         if let Some(v) = query.get(param) {
             resp = resp.header(header, v.as_str());

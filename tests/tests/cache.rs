@@ -126,6 +126,34 @@ fn ttls_from_the_route_and_the_origin() {
     assert_eq!(get(&host, path).0, "MISS", "origin max-age expired");
 }
 
+/// RFC 9111 §4.2.3 and §5.1: the age a response arrives with shortens its
+/// stay and is part of a hit's `Age`. RFC 9213: `CDN-Cache-Control` speaks
+/// to Kavro over `Cache-Control`.
+#[test]
+fn rfc9111_age_and_rfc9213_cdn_cache_control() {
+    let up = Upstream::start("a");
+    let host = Host::builder()
+        .config(&cached_proxy(&up, "ttl = \"60s\""))
+        .start();
+    let aged = "/c/aged?cc=max-age%3D100&age=90";
+    assert_eq!(get(&host, aged).0, "MISS");
+    let r = client().get(host.url(aged)).send().unwrap();
+    assert_eq!(status(&r), "HIT");
+    let age: u64 = r.headers()["age"].to_str().unwrap().parse().unwrap();
+    assert!((90..100).contains(&age), "age {age}");
+
+    let spent = "/c/spent?cc=max-age%3D60&age=60";
+    assert_eq!(get(&host, spent).0, "MISS");
+    assert_eq!(get(&host, spent).0, "MISS", "arrived stale: not stored");
+
+    let cdn = "/c/cdn?cc=private&cdn=max-age%3D60";
+    assert_eq!(get(&host, cdn).0, "MISS");
+    assert_eq!(get(&host, cdn).0, "HIT", "the CDN field overrides private");
+    let cdn_no = "/c/cdn-no?cc=max-age%3D60&cdn=no-store";
+    assert_eq!(get(&host, cdn_no).0, "MISS");
+    assert_eq!(get(&host, cdn_no).0, "MISS", "the CDN field says no-store");
+}
+
 #[test]
 fn vary_and_hosts_keep_entries_apart() {
     let up = Upstream::start("a");

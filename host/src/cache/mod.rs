@@ -33,6 +33,8 @@ pub struct Entry {
     pub head: ResponseHeader,
     pub body: Bytes,
     stored: Instant,
+    /// The age it arrived with (RFC 9111 §4.2.3), part of its `Age`.
+    initial_age: Duration,
     ttl: Duration,
 }
 
@@ -43,7 +45,7 @@ impl Entry {
 
     /// Seconds since the entry was stored, for the `Age` header.
     pub fn age(&self) -> u64 {
-        self.stored.elapsed().as_secs()
+        (self.initial_age + self.stored.elapsed()).as_secs()
     }
 }
 
@@ -247,6 +249,7 @@ impl ResponseCache {
         if body.len() > self.max_object_bytes {
             return;
         }
+        let initial_age = policy::initial_age(&head, std::time::SystemTime::now());
         head.remove_header("x-request-id");
         head.remove_header("x-kavro-cache");
         head.remove_header(&header::TRANSFER_ENCODING);
@@ -255,6 +258,7 @@ impl ResponseCache {
             head,
             body,
             stored: Instant::now(),
+            initial_age,
             ttl,
         });
         let names: Vec<HeaderName> = entry

@@ -36,7 +36,9 @@ pub fn request_eligible(req: &RequestHeader) -> bool {
         && !req.headers.contains_key(header::AUTHORIZATION)
 }
 
-/// The parts of Cache-Control that decide storing.
+/// The directives that decide storing, from the field that speaks to
+/// Kavro: `CDN-Cache-Control` (RFC 9213), else `Surrogate-Control`, else
+/// `Cache-Control`.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct CacheControl {
     no_store: bool,
@@ -44,67 +46,142 @@ struct CacheControl {
     private: bool,
     max_age: Option<u64>,
     s_maxage: Option<u64>,
+    public: bool,
 }
 
-fn cache_control(head: &ResponseHeader) -> CacheControl {
+/// RFC 9111 §1.2.2: a delta-seconds too large to hold is 2^31.
+const DELTA_SECONDS_MAX: u64 = 1 << 31;
+
+/// A delta-seconds argument: digits (quoted, too, as senders write it),
+/// saturating; anything else makes the response stale (RFC 9111 §4.2.1).
+fn delta_seconds(arg: Option<&str>) -> u64 {
+    let Some(digits) = arg.map(|a| a.trim_matches('"')) else {
+        return 0;
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    digits
+        .parse()
+        .unwrap_or(DELTA_SECONDS_MAX)
+        .min(DELTA_SECONDS_MAX)
+}
+
+/// The directives of one field, or `None` when it is absent or unreadable.
+fn directives(head: &ResponseHeader, field: &str) -> Option<CacheControl> {
+    let mut values = head.headers.get_all(field).iter().peekable();
+    values.peek()?;
     let mut cc = CacheControl::default();
-    for value in head.headers.get_all(header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else {
-            // Unreadable directives: the safe reading is "do not store".
-            cc.no_store = true;
-            continue;
-        };
+    for value in values {
+        let value = value.to_str().ok()?;
         for part in value.split(',') {
             let (name, arg) = match part.split_once('=') {
-                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                Some((n, a)) => (n.trim(), Some(a.trim())),
                 None => (part.trim(), None),
             };
-            let seconds = || arg.and_then(|a| a.parse::<u64>().ok()).unwrap_or(0);
+            // A directive given twice: the first counts (RFC 9111 §4.2.1).
             match name.to_ascii_lowercase().as_str() {
                 "no-store" => cc.no_store = true,
                 "no-cache" => cc.no_cache = true,
                 "private" => cc.private = true,
-                "max-age" => cc.max_age = Some(seconds()),
-                "s-maxage" => cc.s_maxage = Some(seconds()),
+                "public" => cc.public = true,
+                "max-age" => {
+                    cc.max_age.get_or_insert_with(|| delta_seconds(arg));
+                }
+                "s-maxage" => {
+                    cc.s_maxage.get_or_insert_with(|| delta_seconds(arg));
+                }
                 _ => {}
             }
         }
     }
-    cc
+    Some(cc)
+}
+
+fn cache_control(head: &ResponseHeader) -> CacheControl {
+    // A targeted field that cannot be read is ignored (RFC 9213 §2.1);
+    // an unreadable Cache-Control is read as "do not store".
+    directives(head, "cdn-cache-control")
+        .or_else(|| directives(head, "surrogate-control"))
+        .or_else(|| {
+            let present = head.headers.contains_key(header::CACHE_CONTROL);
+            directives(head, header::CACHE_CONTROL.as_str()).or(present.then(|| CacheControl {
+                no_store: true,
+                ..Default::default()
+            }))
+        })
+        .unwrap_or_default()
+}
+
+fn date(head: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime> {
+    head.headers
+        .get(name)
+        .and_then(|d| d.to_str().ok())
+        .and_then(|d| httpdate::parse_http_date(d).ok())
 }
 
 /// The origin's freshness lifetime from Expires, relative to its Date.
-fn expires_lifetime(head: &ResponseHeader) -> Option<Duration> {
-    let expires = head.headers.get(header::EXPIRES)?;
+fn expires_lifetime(head: &ResponseHeader, now: SystemTime) -> Option<Duration> {
+    head.headers.get(header::EXPIRES)?;
     // An Expires that does not parse means "already expired" (RFC 9111 §5.3).
-    let Some(at) = expires
-        .to_str()
-        .ok()
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-    else {
+    let Some(at) = date(head, header::EXPIRES) else {
         return Some(Duration::ZERO);
     };
-    let now = head
+    let sent = date(head, header::DATE).unwrap_or(now);
+    Some(at.duration_since(sent).unwrap_or(Duration::ZERO))
+}
+
+/// Statuses a cache may give a heuristic lifetime (RFC 9110 §15.1).
+const HEURISTIC_STATUSES: &[u16] = &[200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// RFC 9111 §4.2.2: a tenth of the time since `Last-Modified`, for a
+/// response without an explicit lifetime; `None` without Last-Modified.
+fn heuristic_lifetime(
+    head: &ResponseHeader,
+    cc: &CacheControl,
+    now: SystemTime,
+) -> Option<Duration> {
+    if !cc.public && !HEURISTIC_STATUSES.contains(&head.status.as_u16()) {
+        return None;
+    }
+    let modified = date(head, header::LAST_MODIFIED)?;
+    let sent = date(head, header::DATE).unwrap_or(now);
+    Some(sent.duration_since(modified).unwrap_or(Duration::ZERO) / 10)
+}
+
+/// How old a response already is when it arrives (RFC 9111 §4.2.3): the
+/// larger of its `Age` and the time since its `Date` (a `Date` in the
+/// future counts nothing). Kavro stores as the response arrives, so no
+/// round trip is added.
+pub fn initial_age(head: &ResponseHeader, now: SystemTime) -> Duration {
+    let age = head
         .headers
-        .get(header::DATE)
-        .and_then(|d| d.to_str().ok())
-        .and_then(|d| httpdate::parse_http_date(d).ok())
-        .unwrap_or_else(SystemTime::now);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .map_or(0, |v| delta_seconds(Some(v.trim())));
+    // Whole seconds, as Date has them: a response sent this second is 0 s old.
+    let apparent = date(head, header::DATE)
+        .and_then(|d| now.duration_since(d).ok())
+        .map_or(Duration::ZERO, |a| Duration::from_secs(a.as_secs()));
+    apparent.max(Duration::from_secs(age))
 }
 
 /// How long this response may be stored, or `None` when it must not be.
 ///
-/// Whatever the route says, responses marked `no-store`, `no-cache` or
-/// `private`, with `Vary: *`, or (unless the route allows it) setting
-/// cookies are never stored. Kavro never serves an entry past its
-/// lifetime, so `must-revalidate` holds by construction.
+/// Whatever the route says, interim (1xx) responses and those marked
+/// `no-store`, `no-cache` or `private`, with `Vary: *`, or (unless the
+/// route allows it) setting cookies are never stored. With
+/// `origin_headers`, the lifetime is the origin's (`s-maxage`, `max-age`,
+/// `Expires`, or a tenth of the time since `Last-Modified`, at most the
+/// route's `ttl`), less the age the response arrived with. Kavro never
+/// serves an entry past its lifetime, so `must-revalidate` holds by
+/// construction.
 pub fn storable_for(
     policy: &RoutePolicy,
     head: &ResponseHeader,
     directive: Option<Directive>,
 ) -> Option<Duration> {
-    if !policy.statuses.contains(&head.status.as_u16()) {
+    if head.status.is_informational() || !policy.statuses.contains(&head.status.as_u16()) {
         return None;
     }
     if !policy.set_cookie && head.headers.contains_key(header::SET_COOKIE) {
@@ -121,13 +198,19 @@ pub fn storable_for(
     if cc.no_store || cc.no_cache || cc.private {
         return None;
     }
+    let now = SystemTime::now();
     let ttl = match directive {
         Some(Directive::NoStore) => return None,
         Some(Directive::Ttl(t)) => t,
-        None if policy.origin_headers => match cc.s_maxage.or(cc.max_age) {
-            Some(s) => Duration::from_secs(s),
-            None => expires_lifetime(head).unwrap_or(policy.ttl),
-        },
+        None if policy.origin_headers => {
+            let lifetime = match cc.s_maxage.or(cc.max_age) {
+                Some(s) => Duration::from_secs(s),
+                None => expires_lifetime(head, now)
+                    .or_else(|| heuristic_lifetime(head, &cc, now).map(|h| h.min(policy.ttl)))
+                    .unwrap_or(policy.ttl),
+            };
+            lifetime.saturating_sub(initial_age(head, now))
+        }
         None => policy.ttl,
     };
     (!ttl.is_zero()).then_some(ttl)
@@ -184,13 +267,14 @@ mod tests {
             s(&[("cache-control", "max-age=3, must-revalidate")]),
             Some(Duration::from_secs(3))
         );
-        assert_eq!(
-            s(&[
-                ("date", "Mon, 23 Nov 2026 10:00:00 GMT"),
-                ("expires", "Mon, 23 Nov 2026 10:00:30 GMT")
-            ]),
-            Some(Duration::from_secs(30))
+        let now = SystemTime::now();
+        let (date, expires) = (
+            httpdate::fmt_http_date(now),
+            httpdate::fmt_http_date(now + Duration::from_secs(30)),
         );
+        // 29 when a second ticks over between the Date and the check.
+        let ttl = s(&[("date", &date), ("expires", &expires)]).unwrap();
+        assert!((29..=30).contains(&ttl.as_secs()), "{ttl:?}");
         assert_eq!(s(&[("expires", "0")]), None);
         let mut off = policy();
         off.origin_headers = false;
@@ -198,6 +282,135 @@ mod tests {
             storable_for(&off, &head(200, &[("cache-control", "max-age=5")]), None),
             Some(Duration::from_secs(10))
         );
+    }
+
+    fn secs(n: u64) -> Option<Duration> {
+        Some(Duration::from_secs(n))
+    }
+
+    /// RFC 9111 §4.2.3: the age a response arrives with is part of its age.
+    #[test]
+    fn rfc9111_4_2_3_age_and_date_shorten_the_lifetime() {
+        let p = policy();
+        let s = |h: &[(&str, &str)]| storable_for(&p, &head(200, h), None);
+        assert_eq!(
+            s(&[("cache-control", "max-age=60"), ("age", "20")]),
+            secs(40)
+        );
+        assert_eq!(s(&[("cache-control", "max-age=60"), ("age", "60")]), None);
+        let an_hour_ago = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(3600));
+        assert_eq!(
+            s(&[("cache-control", "max-age=60"), ("date", &an_hour_ago)]),
+            None,
+            "sent an hour ago: already stale"
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        assert_eq!(
+            s(&[("cache-control", "max-age=60"), ("date", &later)]),
+            secs(60),
+            "a Date in the future adds no age"
+        );
+        assert_eq!(
+            s(&[("cache-control", "max-age=60"), ("age", "x")]),
+            secs(60)
+        );
+    }
+
+    /// RFC 9111 §4.2.2: a tenth of the time since Last-Modified, at most
+    /// the route's ttl; the route's ttl without Last-Modified.
+    #[test]
+    fn rfc9111_4_2_2_heuristic_freshness() {
+        let mut p = policy();
+        p.ttl = Duration::from_secs(3600);
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now);
+        let modified = httpdate::fmt_http_date(now - Duration::from_secs(1000));
+        let h = head(200, &[("date", &date), ("last-modified", &modified)]);
+        let ttl = storable_for(&p, &h, None).unwrap();
+        assert!((99..=100).contains(&ttl.as_secs()), "{ttl:?}");
+        p.ttl = Duration::from_secs(10);
+        assert_eq!(storable_for(&p, &h, None), secs(10), "bounded by the route");
+        assert_eq!(storable_for(&p, &head(200, &[]), None), secs(10));
+    }
+
+    /// RFC 9213: CDN-Cache-Control, else Surrogate-Control, speaks to
+    /// Kavro over Cache-Control.
+    #[test]
+    fn rfc9213_targeted_fields_come_first() {
+        let p = policy();
+        let s = |h: &[(&str, &str)]| storable_for(&p, &head(200, h), None);
+        assert_eq!(
+            s(&[
+                ("cache-control", "max-age=5"),
+                ("cdn-cache-control", "max-age=600")
+            ]),
+            secs(600)
+        );
+        assert_eq!(
+            s(&[
+                ("cache-control", "private"),
+                ("cdn-cache-control", "max-age=600")
+            ]),
+            secs(600),
+            "private speaks to shared caches the CDN field overrides"
+        );
+        assert_eq!(
+            s(&[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store")
+            ]),
+            None
+        );
+        assert_eq!(
+            s(&[
+                ("cache-control", "max-age=5"),
+                ("surrogate-control", "max-age=30")
+            ]),
+            secs(30)
+        );
+        assert_eq!(
+            s(&[
+                ("surrogate-control", "max-age=30"),
+                ("cdn-cache-control", "max-age=40")
+            ]),
+            secs(40)
+        );
+    }
+
+    /// RFC 9111 §1.2.2 and §4.2.1: large values saturate, a directive
+    /// given twice counts once (the first), a bad number is stale.
+    #[test]
+    fn rfc9111_malformed_directives() {
+        let p = policy();
+        let s = |h: &[(&str, &str)]| storable_for(&p, &head(200, h), None);
+        assert_eq!(
+            s(&[("cache-control", "max-age=99999999999999999999999")]),
+            secs(1 << 31)
+        );
+        assert_eq!(s(&[("cache-control", "max-age=\"30\"")]), secs(30));
+        assert_eq!(s(&[("cache-control", "max-age=5, max-age=60")]), secs(5));
+        assert_eq!(
+            s(&[
+                ("cache-control", "max-age=5"),
+                ("cache-control", "max-age=60")
+            ]),
+            secs(5)
+        );
+        assert_eq!(s(&[("cache-control", "max-age=-1")]), None);
+        assert_eq!(s(&[("cache-control", "max-age=1e3")]), None);
+        assert_eq!(
+            s(&[("cache-control", "bogus, max-age=7, x=\"y\"")]),
+            secs(7)
+        );
+        assert_eq!(s(&[("expires", "yesterday-ish")]), None, "RFC 9111 §5.3");
+    }
+
+    /// RFC 9111 §3: an interim response is never stored, whatever the route.
+    #[test]
+    fn rfc9111_3_interim_responses_are_never_stored() {
+        let mut p = policy();
+        p.statuses = vec![100, 103, 200];
+        assert_eq!(storable_for(&p, &head(103, &[]), None), None);
     }
 
     #[test]

@@ -651,6 +651,16 @@ fn compile_route(
         upstream::check_timeouts(r, &format!("{field}.timeouts"), t);
         TimeoutOverrides::of(t)
     });
+    if let Some(c) = &rs.cache {
+        if let Some(interim) = c.statuses.iter().find(|s| (100..200).contains(*s)) {
+            r.error(
+                None,
+                format!("{field}.cache.statuses"),
+                format!("{interim} is an interim (1xx) status, which is never stored"),
+                "list final statuses only, e.g. statuses = [200, 301, 404]",
+            );
+        }
+    }
     let cache = match rs.cache {
         None => None,
         Some(c) => match c.ttl.get_ref().parse() {
