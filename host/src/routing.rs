@@ -39,6 +39,14 @@ pub enum PatternError {
 impl HostPattern {
     pub fn parse(s: &str) -> Result<HostPattern, PatternError> {
         let s = s.trim().to_ascii_lowercase();
+        // A fully qualified name (`example.com.`) is the name requests are
+        // matched by without its dot (see `normalize_host`).
+        let s = match s.strip_suffix('.') {
+            Some(name) if !name.is_empty() && !name.ends_with('.') && name != "*" => {
+                name.to_string()
+            }
+            _ => s,
+        };
         if s.is_empty() || s == "*" {
             return Ok(HostPattern::Any);
         }
@@ -343,6 +351,12 @@ mod tests {
         assert_eq!(normalize_host("Example.COM:8080"), "example.com");
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
         assert_eq!(normalize_host("example.com."), "example.com");
+        // A route written fully qualified matches what requests carry.
+        let exact = HostPattern::parse("Example.com.").unwrap();
+        assert!(exact.matches(&normalize_host("example.com")));
+        assert!(exact.matches(&normalize_host("EXAMPLE.com.:443")));
+        let wildcard = HostPattern::parse("*.example.com.").unwrap();
+        assert!(wildcard.matches(&normalize_host("a.example.com.")));
     }
 
     #[test]
@@ -352,5 +366,6 @@ mod tests {
         assert!(PathPattern::parse("/*/*.php").is_err());
         assert!(PathPattern::parse("/*.").is_err());
         assert!(HostPattern::parse("bad host").is_err());
+        assert!(HostPattern::parse("*.").is_err(), "not a catch-all");
     }
 }

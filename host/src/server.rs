@@ -113,6 +113,15 @@ pub fn main(mut cli: Cli) -> i32 {
     let log = init_tracing(config.log_format);
     if !cli.listen.is_empty() {
         config.listen = cli.listen.clone();
+        // Only listeners that exist keep their PROXY protocol.
+        let tls_listen: Vec<String> = config.tls.iter().flat_map(|t| t.listen.clone()).collect();
+        let kept = |a: &String| config.listen.contains(a) || tls_listen.contains(a);
+        config.proxy_protocol = config
+            .proxy_protocol
+            .iter()
+            .filter(|a| kept(a))
+            .cloned()
+            .collect();
     }
     if let Some(a) = &cli.admin {
         config.admin = Some(a.clone());

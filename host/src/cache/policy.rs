@@ -47,6 +47,11 @@ struct CacheControl {
     max_age: Option<u64>,
     s_maxage: Option<u64>,
     public: bool,
+    /// Read from a field meant for Kavro (RFC 9213), whose lifetime stands
+    /// alone: `Expires` does not apply.
+    targeted: bool,
+    /// A directive this cache knows was there.
+    known: bool,
 }
 
 /// RFC 9111 §1.2.2: a delta-seconds too large to hold is 2^31.
@@ -80,6 +85,8 @@ fn directives(head: &ResponseHeader, field: &str) -> Option<CacheControl> {
                 None => (part.trim(), None),
             };
             // A directive given twice: the first counts (RFC 9111 §4.2.1).
+            let known_before = cc.known;
+            cc.known = true;
             match name.to_ascii_lowercase().as_str() {
                 "no-store" => cc.no_store = true,
                 "no-cache" => cc.no_cache = true,
@@ -91,7 +98,7 @@ fn directives(head: &ResponseHeader, field: &str) -> Option<CacheControl> {
                 "s-maxage" => {
                     cc.s_maxage.get_or_insert_with(|| delta_seconds(arg));
                 }
-                _ => {}
+                _ => cc.known = known_before,
             }
         }
     }
@@ -99,18 +106,33 @@ fn directives(head: &ResponseHeader, field: &str) -> Option<CacheControl> {
 }
 
 fn cache_control(head: &ResponseHeader) -> CacheControl {
-    // A targeted field that cannot be read is ignored (RFC 9213 §2.1);
-    // an unreadable Cache-Control is read as "do not store".
-    directives(head, "cdn-cache-control")
-        .or_else(|| directives(head, "surrogate-control"))
-        .or_else(|| {
-            let present = head.headers.contains_key(header::CACHE_CONTROL);
-            directives(head, header::CACHE_CONTROL.as_str()).or(present.then(|| CacheControl {
-                no_store: true,
-                ..Default::default()
-            }))
-        })
-        .unwrap_or_default()
+    // An unreadable Cache-Control is read as "do not store".
+    let general =
+        directives(head, header::CACHE_CONTROL.as_str()).unwrap_or_else(|| CacheControl {
+            no_store: head.headers.contains_key(header::CACHE_CONTROL),
+            ..Default::default()
+        });
+    // A targeted field that cannot be read, or holds nothing this cache
+    // knows (`Surrogate-Control: content="ESI/1.0"`), is ignored (RFC 9213
+    // §2.1). CDN-Cache-Control replaces Cache-Control whole;
+    // Surrogate-Control, older and looser, cannot lift its `private` or
+    // `no-store`.
+    let targeted = |name| directives(head, name).filter(|cc| cc.known);
+    if let Some(cc) = targeted("cdn-cache-control") {
+        return CacheControl {
+            targeted: true,
+            ..cc
+        };
+    }
+    if let Some(cc) = targeted("surrogate-control") {
+        return CacheControl {
+            targeted: true,
+            private: cc.private || general.private,
+            no_store: cc.no_store || general.no_store,
+            ..cc
+        };
+    }
+    general
 }
 
 fn date(head: &ResponseHeader, name: header::HeaderName) -> Option<SystemTime> {
@@ -205,7 +227,9 @@ pub fn storable_for(
         None if policy.origin_headers => {
             let lifetime = match cc.s_maxage.or(cc.max_age) {
                 Some(s) => Duration::from_secs(s),
-                None => expires_lifetime(head, now)
+                None => (!cc.targeted)
+                    .then(|| expires_lifetime(head, now))
+                    .flatten()
                     .or_else(|| heuristic_lifetime(head, &cc, now).map(|h| h.min(policy.ttl)))
                     .unwrap_or(policy.ttl),
             };
@@ -374,6 +398,31 @@ mod tests {
                 ("cdn-cache-control", "max-age=40")
             ]),
             secs(40)
+        );
+        // Nothing Kavro knows in it, or empty: Cache-Control decides.
+        assert_eq!(
+            s(&[
+                ("cache-control", "private, no-store"),
+                ("surrogate-control", "content=\"ESI/1.0\"")
+            ]),
+            None
+        );
+        assert_eq!(
+            s(&[("cache-control", "no-store"), ("cdn-cache-control", "")]),
+            None
+        );
+        // Surrogate-Control cannot lift Cache-Control's private.
+        assert_eq!(
+            s(&[
+                ("cache-control", "private"),
+                ("surrogate-control", "max-age=30")
+            ]),
+            None
+        );
+        // A targeted field's lifetime stands alone: Expires does not apply.
+        assert_eq!(
+            s(&[("cdn-cache-control", "public"), ("expires", "0")]),
+            secs(10)
         );
     }
 

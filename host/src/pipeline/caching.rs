@@ -3,7 +3,7 @@
 //! response once it is complete (after present, before package).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -53,8 +53,9 @@ pub struct Fill {
     policy: Arc<RoutePolicy>,
     /// Held by the request that fills the key; others wait for it.
     _lock: Option<FillLock>,
-    /// A proxied response: its head, the body so far, and its lifetime.
-    streamed: Option<(ResponseHeader, BytesMut, Duration)>,
+    /// A proxied response: its head, the body so far, its lifetime and
+    /// when its head arrived.
+    streamed: Option<(ResponseHeader, BytesMut, Duration, Instant)>,
 }
 
 fn bump(c: &std::sync::atomic::AtomicU64) {
@@ -154,7 +155,7 @@ impl RequestCache {
             .and_then(|v| v.parse::<usize>().ok());
         let fits = announced.is_none_or(|n| n <= cache.max_object_bytes);
         match storable_for(&fill.policy, resp, None).filter(|_| fits) {
-            Some(ttl) => fill.streamed = Some((resp.clone(), BytesMut::new(), ttl)),
+            Some(ttl) => fill.streamed = Some((resp.clone(), BytesMut::new(), ttl, Instant::now())),
             None => self.fill = None,
         }
     }
@@ -181,7 +182,7 @@ impl RequestCache {
         failed: bool,
     ) {
         let Some(Fill {
-            streamed: Some((_, body, _)),
+            streamed: Some((_, body, _, _)),
             ..
         }) = self.fill.as_deref_mut()
         else {
@@ -201,8 +202,12 @@ impl RequestCache {
         if failed {
             return;
         }
-        if let Some((head, body, ttl)) = fill.streamed {
-            cache.store(&fill.key, req, head, body.freeze(), ttl);
+        if let Some((head, body, ttl, arrived)) = fill.streamed {
+            // The lifetime runs from the head's arrival, not the body's end.
+            let ttl = ttl.saturating_sub(arrived.elapsed());
+            if !ttl.is_zero() {
+                cache.store(&fill.key, req, head, body.freeze(), ttl);
+            }
         }
     }
 }

@@ -538,7 +538,7 @@ impl ProxyHttp for Kavro {
 
     /// A target that refused or dropped the connection counts a failure;
     /// the request goes to another target while there is one left to try
-    /// (nothing was sent yet), within the attempts and, past its first
+    /// (nothing was sent yet), within the attempts and, past a first
     /// refusal, the retry budget.
     fn fail_to_connect(
         &self,
@@ -549,13 +549,18 @@ impl ProxyHttp for Kavro {
     ) -> Box<Error> {
         ctx.busy = None;
         e.set_retry(false);
+        let refused = matches!(
+            e.etype(),
+            pingora_core::ErrorType::ConnectRefused | pingora_core::ErrorType::ConnectNoRoute
+        );
         if let (Some(target), Some(up)) = (ctx.target.take(), ctx.upstream.clone()) {
             target.failed(&up.eject);
             ctx.tried.push(target);
             let retry = ctx.tried.len() < up.target_count()
-                && up.may_retry_refused(
+                && up.may_retry_connect(
                     ctx.attempts,
                     ctx.tried.len(),
+                    refused,
                     ctx.route_retries.as_ref(),
                     &mut ctx.retrying,
                 );

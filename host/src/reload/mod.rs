@@ -124,11 +124,12 @@ impl Reloader {
                 if next.config.listen != current.config.listen
                     || next.config.admin != current.config.admin
                     || tls_listen(&next) != tls_listen(&current)
+                    || next.config.proxy_protocol != current.config.proxy_protocol
                 {
                     tracing::warn!(
                         trigger,
-                        "listen, tls.listen and admin addresses change only on restart; \
-                         the rest is reloaded"
+                        "listen, tls.listen (proxy_protocol included) and admin addresses \
+                         change only on restart; the rest is reloaded"
                     );
                 }
                 let next = Arc::new(next);

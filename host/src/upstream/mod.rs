@@ -379,19 +379,21 @@ impl Upstream {
                 .may_retry(self.inflight(), self.retries.budget_percent, held)
     }
 
-    /// Whether a request whose connection to its `tried`th target was
-    /// refused may try another. Nothing reached that target, so the first
-    /// such retry adds no load anywhere and stays outside the budget (a
-    /// burst caught by a target that just died is not refused); later
-    /// ones count against it, so a request cannot walk every dead target.
-    pub fn may_retry_refused(
+    /// Whether a request whose connection to its `tried`th target failed
+    /// may try another. A refused one reached no target, so the first such
+    /// retry adds no load anywhere and stays outside the budget (a burst
+    /// caught by a target that just died is not refused); later ones, and
+    /// connections that timed out or failed their handshake (work for a
+    /// target, perhaps a struggling one), count against it.
+    pub fn may_retry_connect(
         &self,
         attempts: u32,
         tried: usize,
+        refused: bool,
         route: Option<&RetryOverrides>,
         held: &mut Option<Retrying>,
     ) -> bool {
-        if tried > 1 || held.is_some() {
+        if !refused || tried > 1 || held.is_some() {
             return self.may_retry(attempts, route, held);
         }
         let allowed = attempts < self.retries.with(route).attempts;

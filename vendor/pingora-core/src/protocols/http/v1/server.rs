@@ -238,8 +238,11 @@ impl HttpSession {
         let read_result = {
             let read_event = self.underlying_stream.read_buf(buf);
             match self.keepalive_timeout {
-                KeepaliveStatus::Timeout(d) => {
-                    let deadline = tokio::time::Instant::now() + d;
+                KeepaliveStatus::Timeout(d) => 'timed: {
+                    // A timeout too far to represent waits without a timer.
+                    let Some(deadline) = tokio::time::Instant::now().checked_add(d) else {
+                        break 'timed read_event.await;
+                    };
                     let timer = match self.idle_timer.as_mut() {
                         Some(timer) => {
                             timer.as_mut().reset(deadline);
