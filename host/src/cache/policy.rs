@@ -85,21 +85,34 @@ fn directives(head: &ResponseHeader, field: &str) -> Option<CacheControl> {
                 None => (part.trim(), None),
             };
             // A directive given twice: the first counts (RFC 9111 §4.2.1).
-            let known_before = cc.known;
-            cc.known = true;
-            match name.to_ascii_lowercase().as_str() {
-                "no-store" => cc.no_store = true,
-                "no-cache" => cc.no_cache = true,
-                "private" => cc.private = true,
-                "public" => cc.public = true,
+            let known = match name.to_ascii_lowercase().as_str() {
+                "no-store" => {
+                    cc.no_store = true;
+                    true
+                }
+                "no-cache" => {
+                    cc.no_cache = true;
+                    true
+                }
+                "private" => {
+                    cc.private = true;
+                    true
+                }
+                "public" => {
+                    cc.public = true;
+                    true
+                }
                 "max-age" => {
                     cc.max_age.get_or_insert_with(|| delta_seconds(arg));
+                    true
                 }
                 "s-maxage" => {
                     cc.s_maxage.get_or_insert_with(|| delta_seconds(arg));
+                    true
                 }
-                _ => cc.known = known_before,
-            }
+                _ => false,
+            };
+            cc.known |= known;
         }
     }
     Some(cc)

@@ -49,7 +49,12 @@ impl PreTlsProcess for PreHandshake {
             return Ok(());
         };
         if crate::config::listens_on(&self.proxied, local) {
-            self.take_header(stream, local).await?;
+            let peer = digest
+                .as_ref()
+                .and_then(|d| d.peer_addr())
+                .and_then(|a| a.as_inet())
+                .copied();
+            self.take_header(stream, local, peer).await?;
         }
         match &self.challenge {
             Some((tls, challenge)) if crate::config::listens_on(tls, local) => {
@@ -63,15 +68,17 @@ impl PreTlsProcess for PreHandshake {
 impl PreHandshake {
     /// Reads the header within the head timeout and makes its source the
     /// connection's peer; an error closes the connection.
-    async fn take_header(&self, stream: &mut L4Stream, local: SocketAddr) -> Result<()> {
+    async fn take_header(
+        &self,
+        stream: &mut L4Stream,
+        local: SocketAddr,
+        peer: Option<SocketAddr>,
+    ) -> Result<()> {
         let (wait, trusted) = {
             let active = self.active.load();
             let c = &active.config;
             (c.client.header_timeout, c.trusted_proxies.clone())
         };
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
         let refused = |reason: String| {
             let peer = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
             tracing::info!(
