@@ -1,7 +1,8 @@
 //! The cache's decisions on arbitrary heads: whether a request may use the
 //! cache, whether and how long a response is stored (Cache-Control,
-//! Expires, Date, Vary, Set-Cookie, a plugin's directive), the key, and the
-//! Vary variant a request is stored and found under.
+//! Expires, Date, Vary, Set-Cookie, validators, a plugin's directive), how
+//! long it may be served stale, the key, the Vary variant a request is
+//! stored and found under, and how a 304 would update it.
 
 #![no_main]
 
@@ -31,6 +32,9 @@ const NAMES: &[&str] = &[
     "x-kavro-cache",
     "transfer-encoding",
     "content-length",
+    "etag",
+    "last-modified",
+    "cdn-cache-control",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -56,6 +60,9 @@ struct Input<'a> {
     status: u16,
     resp_headers: Vec<(Name<'a>, &'a [u8])>,
     ttl_ms: u32,
+    stale_ms: u32,
+    keep_ms: u32,
+    not_modified: Vec<(Name<'a>, &'a [u8])>,
     statuses: Vec<u16>,
     query: bool,
     origin_headers: bool,
@@ -94,14 +101,22 @@ fuzz_target!(|input: Input<'_>| {
         query: input.query,
         origin_headers: input.origin_headers,
         set_cookie: input.set_cookie,
+        stale_while_revalidate: Duration::from_millis(input.stale_ms.into()),
+        stale_if_error: Duration::from_millis(input.stale_ms.into()),
+        keep: Duration::from_millis(input.keep_ms.into()),
     };
     let directive = input.directive.map(|d| match d {
         None => Directive::NoStore,
         Some(ms) => Directive::Ttl(Duration::from_millis(ms)),
     });
-    let ttl = storable_for(&policy, &head, directive);
-    if let Some(ttl) = ttl {
-        assert!(!ttl.is_zero());
+    let lifetime = storable_for(&policy, &head, directive);
+    if let Some(l) = lifetime {
+        assert!(!l.retained().is_zero());
+        assert!(l.retained() >= l.fresh);
+        // Nothing is kept past freshness for revalidation without a validator.
+        let validator =
+            head.headers.contains_key("etag") || head.headers.contains_key("last-modified");
+        assert!(validator || l.keep.is_zero());
         assert!(policy.statuses.contains(&head.status.as_u16()));
         assert!(directive != Some(Directive::NoStore));
         assert!(input.set_cookie || !head.headers.contains_key(http::header::SET_COOKIE));
@@ -112,12 +127,31 @@ fuzz_target!(|input: Input<'_>| {
 
     // Stored as the pipeline stores a cacheable response, then found again
     // by the same request (its Vary variant included).
-    let (Some(ttl), true) = (ttl, eligible) else {
+    let (Some(lifetime), true) = (lifetime, eligible) else {
         return;
     };
     let cache = ResponseCache::new(1 << 20, 1 << 16);
-    cache.store(&key, &req, head, Bytes::copy_from_slice(input.body), ttl);
-    if ttl >= Duration::from_secs(1) {
+    cache.store(
+        &key,
+        &req,
+        head,
+        Bytes::copy_from_slice(input.body),
+        lifetime,
+    );
+    if let Some(entry) = cache.find(&key, &req) {
+        // A 304 never changes the stored body's framing.
+        let mut not_modified = ResponseHeader::build(304, None).unwrap();
+        for (name, value) in &input.not_modified {
+            let _ = not_modified.append_header(name.bytes(), *value);
+        }
+        let _ = entry.matches(&not_modified);
+        let updated = entry.updated_head(&not_modified);
+        assert_eq!(
+            updated.headers.get("content-length"),
+            entry.head.headers.get("content-length")
+        );
+    }
+    if lifetime.fresh >= Duration::from_secs(1) {
         let entry = cache
             .get(&key, &req)
             .expect("a response just stored is found by its request");

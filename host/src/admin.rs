@@ -153,7 +153,7 @@ impl Admin {
         })
     }
 
-    fn cache_counters(&self) -> [(&'static str, u64); 5] {
+    fn cache_counters(&self) -> [(&'static str, u64); 10] {
         let s = &self.cache.stats;
         let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
@@ -162,6 +162,11 @@ impl Admin {
             ("bypasses", n(&s.bypasses)),
             ("stores", n(&s.stores)),
             ("coalesced", n(&s.coalesced)),
+            ("revalidated_304", n(&s.revalidated_304)),
+            ("revalidated_200", n(&s.revalidated_200)),
+            ("stale_while_revalidate", n(&s.stale_while_revalidate)),
+            ("stale_if_error", n(&s.stale_if_error)),
+            ("invalidations", n(&s.invalidations)),
         ]
     }
 

@@ -5,10 +5,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
@@ -47,20 +47,58 @@ struct Knobs {
     /// Whether every connection is closed, once its request arrived,
     /// without an answer.
     hang_up: AtomicBool,
+    /// The status every request is answered with (0: none, answer normally).
+    fail: AtomicU16,
+    /// Requests that arrived with If-None-Match or If-Modified-Since.
+    conditionals: AtomicUsize,
+    /// The If-None-Match of the last request that had one.
+    last_if_none_match: Mutex<Option<String>>,
+}
+
+impl Knobs {
+    /// Counts a conditional request and keeps its If-None-Match.
+    fn note_conditional(&self, req: &Request<Incoming>) {
+        let inm = req
+            .headers()
+            .get(hyper::header::IF_NONE_MATCH)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if inm.is_some() || req.headers().contains_key(hyper::header::IF_MODIFIED_SINCE) {
+            self.conditionals.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(v) = inm {
+            *self.last_if_none_match.lock().unwrap() = Some(v);
+        }
+    }
 }
 
 impl Upstream {
     /// Serves: `/slow?ms=N` answers after N ms; everything else answers a
     /// JSON echo of the request (method, uri, headers, body) with
-    /// `x-upstream: <name>`. Query parameters `cc`, `vary` and `cookie` set
-    /// the response's Cache-Control, Vary and Set-Cookie (`%3D`, `%2C` and
-    /// `%20` decoded); `status` its status. `/ready` answers 200, or 503
-    /// after `set_ready(false)`, and counts in `checks()`, not `hits()`.
-    /// `/partial` answers 200 with a Content-Length of 1000, sends 100
-    /// bytes of the body and closes the connection 100 ms later (every
-    /// request after `set_partial(true)`). Every request waits the delay
-    /// of `set_delay` first. After `set_hang_up(true)` every connection is
-    /// closed without an answer once a request arrived on it.
+    /// `x-upstream: <name>`. Query parameters (`%3D`, `%2C` and `%20`
+    /// decoded) shape the response:
+    /// - `cc`, `vary`, `cookie`, `age`, `cdn`: Cache-Control, Vary,
+    ///   Set-Cookie, Age, CDN-Cache-Control; `status`: its status;
+    /// - `location`, `clocation`: Location, Content-Location; `expires`:
+    ///   Expires, as given; `date=N` (unix seconds): Date, as an HTTP date;
+    /// - `etag=X`: `ETag: "X"`; a request whose If-None-Match lists `"X"`
+    ///   (or is `*`) is answered 304 without a body;
+    /// - `lm=N` (unix seconds): Last-Modified; a request without
+    ///   If-None-Match whose If-Modified-Since is at or after N is
+    ///   answered 304;
+    /// - `etag304=Y`: any conditional request (If-None-Match or
+    ///   If-Modified-Since) is answered 304 with `ETag: "Y"`, matching or
+    ///   not.
+    ///
+    /// A 304 carries the same headers from the parameters, and
+    /// `x-upstream`. Conditional requests count in `conditionals()`.
+    /// `/ready` answers 200, or 503 after `set_ready(false)`, and counts
+    /// in `checks()`, not `hits()`. `/partial` answers 200 with a
+    /// Content-Length of 1000, sends 100 bytes of the body and closes the
+    /// connection 100 ms later (every request after `set_partial(true)`).
+    /// Every request waits the delay of `set_delay` first. After
+    /// `set_hang_up(true)` every connection is closed without an answer
+    /// once a request arrived on it; after `set_fail(Some(status))` every
+    /// request but `/ready` is answered `status` with `failing\n`.
     pub fn start(name: &str) -> Upstream {
         Upstream::start_at(name, "127.0.0.1:0".parse().unwrap())
     }
@@ -101,6 +139,14 @@ impl Upstream {
                             if !check {
                                 // Counted on arrival, as before any delay.
                                 counter.fetch_add(1, Ordering::Relaxed);
+                                knobs.note_conditional(&req);
+                            }
+                            if knobs.hang_up.load(Ordering::Relaxed) {
+                                // A kept-alive connection opened before
+                                // `set_hang_up(true)` closes as a new one
+                                // does: an error from the service makes
+                                // hyper drop it without an answer.
+                                return Err(std::io::Error::other("hung up"));
                             }
                             let delay = knobs.delay_ms.load(Ordering::Relaxed);
                             if delay > 0 {
@@ -109,12 +155,19 @@ impl Upstream {
                             if check {
                                 return Ok(ready(&knobs, &req));
                             }
+                            let fail = knobs.fail.load(Ordering::Relaxed);
+                            if fail != 0 {
+                                return Ok(failing(fail, &name));
+                            }
                             if req.uri().path() == "/partial"
                                 || knobs.partial.load(Ordering::Relaxed)
                             {
                                 return Ok(partial(&name));
                             }
-                            handle(name, req).await
+                            match handle(name, req).await {
+                                Ok(reply) => Ok(reply),
+                                Err(never) => match never {},
+                            }
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -153,9 +206,30 @@ impl Upstream {
     }
 
     /// Whether connections accepted from now on are closed without an
-    /// answer once their request arrived (counted in `hits`).
+    /// answer once their request arrived (counted in `hits`); so is a
+    /// kept-alive connection, open before, when its next request arrives.
     pub fn set_hang_up(&self, hang_up: bool) {
         self.knobs.hang_up.store(hang_up, Ordering::Relaxed);
+    }
+
+    /// While `Some(status)`, every request but `/ready` is counted in
+    /// `hits` and answered `status` with the body `failing\n`, without
+    /// cache headers; `None` answers normally again.
+    pub fn set_fail(&self, status: Option<u16>) {
+        self.knobs
+            .fail
+            .store(status.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Requests (not `/ready`) that arrived with If-None-Match or
+    /// If-Modified-Since.
+    pub fn conditionals(&self) -> usize {
+        self.knobs.conditionals.load(Ordering::Relaxed)
+    }
+
+    /// The If-None-Match of the last request that had one.
+    pub fn last_if_none_match(&self) -> Option<String> {
+        self.knobs.last_if_none_match.lock().unwrap().clone()
     }
 
     /// Requests for `/ready` (health checks) so far.
@@ -186,6 +260,16 @@ fn ready(knobs: &Knobs, req: &Request<Incoming>) -> Reply {
         .status(status)
         .header("content-type", "text/plain")
         .body(whole(Bytes::from_static(body.as_bytes())))
+        .unwrap()
+}
+
+/// The answer while `set_fail` holds a status.
+fn failing(status: u16, name: &str) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", "text/plain")
+        .header("x-upstream", name)
+        .body(whole(Bytes::from_static(b"failing\n")))
         .unwrap()
 }
 
@@ -266,6 +350,11 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
         let ms: u64 = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
+    let unchanged = not_modified(&query, &req);
+    let etag = match &unchanged {
+        Some(NotModified::Mismatched(tag)) => Some(tag.clone()),
+        _ => query.get("etag").map(|e| format!("\"{e}\"")),
+    };
     let mut headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in req.headers() {
         headers
@@ -296,10 +385,31 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
         ("cookie", "set-cookie"),
         ("age", "age"),
         ("cdn", "cdn-cache-control"),
+        ("location", "location"),
+        ("clocation", "content-location"),
+        ("expires", "expires"),
     ] {
         if let Some(v) = query.get(param) {
             resp = resp.header(header, v.as_str());
         }
+    }
+    if let Some(tag) = &etag {
+        resp = resp.header("etag", tag.as_str());
+    }
+    for (param, header) in [("lm", "last-modified"), ("date", "date")] {
+        if let Some(secs) = query.get(param).and_then(|n| n.parse::<u64>().ok()) {
+            resp = resp.header(header, http_date(secs));
+        }
+    }
+    if unchanged.is_some() {
+        return Ok(resp
+            .status(304)
+            .header("x-upstream", name)
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "secret")
+            .header("keep-alive", "timeout=5")
+            .body(whole(Bytes::new()))
+            .unwrap());
     }
     if let Some(code) = query.get("status").and_then(|c| c.parse::<u16>().ok()) {
         resp = resp.status(code);
@@ -312,4 +422,57 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
         .header("keep-alive", "timeout=5")
         .body(whole(Bytes::from(body)))
         .unwrap())
+}
+
+/// `secs` after the Unix epoch as an HTTP date.
+fn http_date(secs: u64) -> String {
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Why a request is answered 304.
+enum NotModified {
+    /// Its validators match the representation's (`etag`, `lm`).
+    Matched,
+    /// `etag304`: a 304 whatever the validators, with this (quoted) ETag.
+    Mismatched(String),
+}
+
+/// Whether the request is answered 304, from the query's `etag`, `lm` and
+/// `etag304` and the request's If-None-Match and If-Modified-Since.
+fn not_modified(query: &BTreeMap<String, String>, req: &Request<Incoming>) -> Option<NotModified> {
+    let text = |name: hyper::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let if_none_match = text(hyper::header::IF_NONE_MATCH);
+    let if_modified_since = text(hyper::header::IF_MODIFIED_SINCE);
+    if if_none_match.is_none() && if_modified_since.is_none() {
+        return None;
+    }
+    if let Some(tag) = query.get("etag304") {
+        return Some(NotModified::Mismatched(format!("\"{tag}\"")));
+    }
+    let matched = match if_none_match {
+        // If-None-Match decides alone when present (RFC 9110 §13.2.2).
+        Some(list) => query.get("etag").is_some_and(|tag| {
+            let quoted = format!("\"{tag}\"");
+            list.trim() == "*"
+                || list
+                    .split(',')
+                    .map(str::trim)
+                    .any(|t| t == quoted || t.strip_prefix("W/") == Some(quoted.as_str()))
+        }),
+        None => {
+            let modified = query.get("lm").and_then(|n| n.parse::<u64>().ok());
+            let since = if_modified_since
+                .as_deref()
+                .and_then(|d| httpdate::parse_http_date(d.trim()).ok());
+            match (modified, since) {
+                (Some(lm), Some(since)) => since >= UNIX_EPOCH + Duration::from_secs(lm),
+                _ => false,
+            }
+        }
+    };
+    matched.then_some(NotModified::Matched)
 }

@@ -1,6 +1,17 @@
-//! The response cache: moka, bounded by bytes, one TTL per entry, Vary
-//! variants, purge by key or prefix, and request coalescing (concurrent
-//! misses on one key wait for the first to fill it).
+//! The response cache: moka, bounded by bytes, one lifetime per entry,
+//! Vary variants, purge by key or prefix, and request coalescing
+//! (concurrent misses on one key wait for the first to fill it). An entry
+//! is held past its freshness while it may still be revalidated or served
+//! stale (RFC 9111 §4.2.4, §4.3; RFC 5861).
+//!
+//! Kavro keeps its own store on moka rather than `pingora-cache`:
+//! pingora-cache runs inside pingora-proxy's proxy path and stores the
+//! upstream's response before the response filters, while Kavro stores
+//! what present made of it, with plugin-chosen keys and lifetimes, and
+//! also responses Kavro produces itself (FastCGI, static files, plugin
+//! replies), which never pass through that path. Revalidation and
+//! background refresh still go through Pingora: a refresh is a Pingora
+//! subrequest that runs the whole pipeline as a miss does.
 //!
 //! Keys are `host` + path (+ `?query` unless the route leaves it out), or
 //! what a prime plugin set. Only GET responses are stored; HEAD is answered
@@ -21,8 +32,9 @@ use moka::sync::Cache;
 use parking_lot::Mutex;
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
-pub use policy::{Directive, RoutePolicy};
+pub use policy::{Directive, Lifetime, RoutePolicy};
 
 /// Longest key a plugin may set.
 pub const MAX_KEY: usize = 2048;
@@ -35,12 +47,79 @@ pub struct Entry {
     stored: Instant,
     /// The age it arrived with (RFC 9111 §4.2.3), part of its `Age`.
     initial_age: Duration,
-    ttl: Duration,
+    pub lifetime: Lifetime,
 }
 
 impl Entry {
-    fn fresh(&self, now: Instant) -> bool {
-        now.duration_since(self.stored) < self.ttl
+    pub fn fresh(&self, now: Instant) -> bool {
+        now.duration_since(self.stored) < self.lifetime.fresh
+    }
+
+    /// How long past its freshness the entry is at `now`.
+    fn staleness(&self, now: Instant) -> Duration {
+        now.duration_since(self.stored)
+            .saturating_sub(self.lifetime.fresh)
+    }
+
+    /// Whether the entry, stale, may be served while it is refreshed.
+    pub fn within_stale_while_revalidate(&self, now: Instant) -> bool {
+        self.staleness(now) < self.lifetime.stale_while_revalidate
+    }
+
+    /// Whether the entry, stale, may be served because the origin failed.
+    pub fn within_stale_if_error(&self, now: Instant) -> bool {
+        self.staleness(now) < self.lifetime.stale_if_error
+    }
+
+    /// The validators to send when revalidating: `If-None-Match` from the
+    /// ETag, `If-Modified-Since` from Last-Modified (RFC 9111 §4.3.1).
+    pub fn conditions(&self) -> impl Iterator<Item = (HeaderName, http::HeaderValue)> + '_ {
+        let etag = self.head.headers.get(header::ETAG);
+        let modified = self.head.headers.get(header::LAST_MODIFIED);
+        (etag.map(|v| (header::IF_NONE_MATCH, v.clone())).into_iter())
+            .chain(modified.map(|v| (header::IF_MODIFIED_SINCE, v.clone())))
+    }
+
+    /// Whether a 304 speaks of this entry (RFC 9111 §4.3.4): by its ETag
+    /// (weak comparison) if it has one, else by its Last-Modified; one
+    /// without validators speaks of the only entry there is.
+    pub fn matches(&self, not_modified: &ResponseHeader) -> bool {
+        fn opaque(v: &http::HeaderValue) -> &[u8] {
+            let b = v.as_bytes();
+            b.strip_prefix(b"W/").unwrap_or(b)
+        }
+        let field = |h: &ResponseHeader, name| h.headers.get(name).cloned();
+        if let Some(tag) = field(not_modified, header::ETAG) {
+            return field(&self.head, header::ETAG)
+                .is_some_and(|mine| opaque(&mine) == opaque(&tag));
+        }
+        if let Some(modified) = field(not_modified, header::LAST_MODIFIED) {
+            return field(&self.head, header::LAST_MODIFIED) == Some(modified);
+        }
+        true
+    }
+
+    /// The entry updated by a 304 (RFC 9111 §3.2): its header fields
+    /// replace the stored ones, apart from the body's framing.
+    pub fn updated_head(&self, not_modified: &ResponseHeader) -> ResponseHeader {
+        let mut head = self.head.clone();
+        let framing = [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONTENT_ENCODING,
+        ];
+        let mut replaced: Vec<&HeaderName> = Vec::new();
+        for (name, value) in &not_modified.headers {
+            if framing.contains(name) {
+                continue;
+            }
+            if !replaced.contains(&name) {
+                head.remove_header(name);
+                replaced.push(name);
+            }
+            let _ = head.append_header(name.clone(), value.clone());
+        }
+        head
     }
 
     /// Seconds since the entry was stored, for the `Age` header.
@@ -59,7 +138,7 @@ enum Slot {
 impl Slot {
     fn ttl(&self) -> Duration {
         match self {
-            Slot::Object(e) => e.ttl,
+            Slot::Object(e) => e.lifetime.retained(),
             Slot::Vary(_, ttl) => *ttl,
         }
     }
@@ -107,9 +186,24 @@ pub struct CacheStats {
     pub stores: AtomicU64,
     /// Misses that waited for another request to fill the key.
     pub coalesced: AtomicU64,
+    /// Stale entries revalidated: the origin answered 304, or 200.
+    pub revalidated_304: AtomicU64,
+    pub revalidated_200: AtomicU64,
+    /// Stale entries served: while refreshed, or because the origin failed.
+    pub stale_while_revalidate: AtomicU64,
+    pub stale_if_error: AtomicU64,
+    /// Entries removed by a request with an unsafe method (RFC 9111 §4.4).
+    pub invalidations: AtomicU64,
 }
 
-type Locks = Arc<Mutex<HashMap<String, watch::Receiver<()>>>>;
+/// A key being filled: waiters watch it; a background refresh can be
+/// ended by a purge.
+struct Filling {
+    done: watch::Receiver<()>,
+    refresh: Option<AbortHandle>,
+}
+
+type Locks = Arc<Mutex<HashMap<String, Filling>>>;
 
 pub struct ResponseCache {
     slots: Cache<String, Slot>,
@@ -124,9 +218,14 @@ pub struct ResponseCache {
 /// What a lookup found.
 pub enum Lookup {
     Hit(Arc<Entry>),
-    /// Not stored. With a lock, this request fills the key and others wait
-    /// for it; without, another request tried and its response was not stored.
-    Miss(Option<FillLock>),
+    /// Stale, within stale-while-revalidate: served as is. With a lock, no
+    /// refresh was under way, and this request starts one.
+    StaleWhileRevalidate(Arc<Entry>, Option<FillLock>),
+    /// Nothing fresh. With a lock, this request fills the key and others
+    /// wait for it; without, another request tried and its response was
+    /// not stored. A stale entry, if held, is revalidated, and may answer
+    /// in place of an origin that fails.
+    Miss(Option<FillLock>, Option<Arc<Entry>>),
 }
 
 /// Held by the one request that fills a key; dropping it wakes the waiters.
@@ -136,12 +235,23 @@ pub struct FillLock {
     _tx: watch::Sender<()>,
 }
 
+impl FillLock {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Tells this fill apart from a later one of the same key.
+    pub fn watch(&self) -> watch::Receiver<()> {
+        self._tx.subscribe()
+    }
+}
+
 impl Drop for FillLock {
     fn drop(&mut self) {
         let mut locks = self.locks.lock();
         if locks
             .get(&self.key)
-            .is_some_and(|rx| rx.same_channel(&self._tx.subscribe()))
+            .is_some_and(|f| f.done.same_channel(&self._tx.subscribe()))
         {
             locks.remove(&self.key);
         }
@@ -166,14 +276,28 @@ impl ResponseCache {
 
     /// The default key: host, path, and the query unless left out.
     pub fn key(host: &str, req: &RequestHeader, with_query: bool, https: bool) -> String {
-        let path = req.uri.path();
+        let query = req.uri.query().filter(|_| with_query);
+        Self::key_of(host, req.uri.path(), query, https)
+    }
+
+    pub fn key_of(host: &str, path: &str, query: Option<&str>, https: bool) -> String {
         // HTTPS is marked like a variant, so that a response that differs by
         // scheme (an origin's redirect to HTTPS) is never served to the
         // other, and a purge of `host/path` still removes both.
         let scheme = if https { "\nscheme=https" } else { "" };
-        match req.uri.query().filter(|_| with_query) {
+        match query {
             Some(q) => format!("{host}{path}?{q}{scheme}"),
             None => format!("{host}{path}{scheme}"),
+        }
+    }
+
+    /// Marks the fill of `key` as a background refresh that a purge ends,
+    /// if that fill is still under way.
+    pub fn refreshing(&self, key: &str, fill: &watch::Receiver<()>, task: AbortHandle) {
+        if let Some(f) = self.locks.lock().get_mut(key) {
+            if f.done.same_channel(fill) {
+                f.refresh = Some(task);
+            }
         }
     }
 
@@ -193,61 +317,86 @@ impl ResponseCache {
         k
     }
 
-    /// The fresh entry for this request under `key`, Vary considered.
-    pub fn get(&self, key: &str, req: &RequestHeader) -> Option<Arc<Entry>> {
-        let now = Instant::now();
-        let entry = match self.slots.get(key)? {
-            Slot::Object(e) => e,
+    /// The entry held for this request under `key`, Vary considered,
+    /// fresh or not.
+    pub fn find(&self, key: &str, req: &RequestHeader) -> Option<Arc<Entry>> {
+        match self.slots.get(key)? {
+            Slot::Object(e) => Some(e),
             Slot::Vary(names, _) => match self.slots.get(&Self::variant_key(key, &names, req))? {
-                Slot::Object(e) => e,
-                Slot::Vary(..) => return None,
+                Slot::Object(e) => Some(e),
+                Slot::Vary(..) => None,
             },
-        };
-        entry.fresh(now).then_some(entry)
+        }
     }
 
-    /// Looks `key` up; on a miss, either takes the fill lock or waits for
-    /// the request holding it and looks again.
-    pub async fn lookup(&self, key: &str, req: &RequestHeader) -> Lookup {
-        if let Some(e) = self.get(key, req) {
-            return Lookup::Hit(e);
+    /// The fresh entry for this request under `key`, Vary considered.
+    pub fn get(&self, key: &str, req: &RequestHeader) -> Option<Arc<Entry>> {
+        self.find(key, req).filter(|e| e.fresh(Instant::now()))
+    }
+
+    /// The fill lock of `key`, unless a request holds it.
+    fn try_lock(&self, key: &str) -> Result<FillLock, watch::Receiver<()>> {
+        let mut locks = self.locks.lock();
+        if let Some(f) = locks.get(key) {
+            return Err(f.done.clone());
         }
-        let mut rx = {
-            let mut locks = self.locks.lock();
-            match locks.get(key) {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(());
-                    locks.insert(key.to_string(), rx);
-                    return Lookup::Miss(Some(FillLock {
-                        key: key.to_string(),
-                        locks: self.locks.clone(),
-                        _tx: tx,
-                    }));
-                }
+        let (tx, done) = watch::channel(());
+        locks.insert(
+            key.to_string(),
+            Filling {
+                done,
+                refresh: None,
+            },
+        );
+        Ok(FillLock {
+            key: key.to_string(),
+            locks: self.locks.clone(),
+            _tx: tx,
+        })
+    }
+
+    /// Looks `key` up. A fresh entry is a hit; a stale one within
+    /// stale-while-revalidate is served, and starts a refresh unless one is
+    /// under way. Otherwise this request either takes the fill lock or
+    /// waits for the request holding it and looks again.
+    pub async fn lookup(&self, key: &str, req: &RequestHeader) -> Lookup {
+        let held = self.find(key, req);
+        if let Some(e) = held.as_ref() {
+            let now = Instant::now();
+            if e.fresh(now) {
+                return Lookup::Hit(e.clone());
             }
+            if e.within_stale_while_revalidate(now) {
+                return Lookup::StaleWhileRevalidate(e.clone(), self.try_lock(key).ok());
+            }
+        }
+        let mut rx = match self.try_lock(key) {
+            Ok(lock) => return Lookup::Miss(Some(lock), held),
+            Err(rx) => rx,
         };
         self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
         // Wakes when the filler drops its lock, stored or not.
         let _ = tokio::time::timeout(self.lock_wait, rx.changed()).await;
-        match self.get(key, req) {
-            Some(e) => Lookup::Hit(e),
-            None => Lookup::Miss(None),
+        let held = self.find(key, req);
+        match held {
+            Some(e) if e.fresh(Instant::now()) => Lookup::Hit(e),
+            held => Lookup::Miss(None, held),
         }
     }
 
-    /// Stores a response for `req` under `key`. `head` must describe `body`
-    /// exactly; per-request headers are removed here.
+    /// Stores a response for `req` under `key`, and returns the entry.
+    /// `head` must describe `body` exactly; per-request headers are
+    /// removed here.
     pub fn store(
         &self,
         key: &str,
         req: &RequestHeader,
         mut head: ResponseHeader,
         body: Bytes,
-        ttl: Duration,
-    ) {
+        lifetime: Lifetime,
+    ) -> Option<Arc<Entry>> {
         if body.len() > self.max_object_bytes {
-            return;
+            return None;
         }
         let initial_age = policy::initial_age(&head, std::time::SystemTime::now());
         head.remove_header("x-request-id");
@@ -259,7 +408,7 @@ impl ResponseCache {
             body,
             stored: Instant::now(),
             initial_age,
-            ttl,
+            lifetime,
         });
         let names: Vec<HeaderName> = entry
             .head
@@ -271,14 +420,17 @@ impl ResponseCache {
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
             .collect();
         if names.is_empty() {
-            self.slots.insert(key.to_string(), Slot::Object(entry));
+            self.slots
+                .insert(key.to_string(), Slot::Object(entry.clone()));
         } else {
             let variant = Self::variant_key(key, &names, req);
+            let held = lifetime.retained();
             self.slots
-                .insert(key.to_string(), Slot::Vary(names.into(), ttl));
-            self.slots.insert(variant, Slot::Object(entry));
+                .insert(key.to_string(), Slot::Vary(names.into(), held));
+            self.slots.insert(variant, Slot::Object(entry.clone()));
         }
         self.stats.stores.fetch_add(1, Ordering::Relaxed);
+        Some(entry)
     }
 
     /// Removes the entry under `key` with all its variants; returns how many went.
@@ -292,7 +444,20 @@ impl ResponseCache {
         self.purge_where(|k| k.starts_with(prefix))
     }
 
+    /// Removes what a request with an unsafe method changed (RFC 9111 §4.4).
+    pub fn invalidate(&self, key: &str) -> u64 {
+        let n = self.purge(key);
+        self.stats.invalidations.fetch_add(n, Ordering::Relaxed);
+        n
+    }
+
     fn purge_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
+        // A refresh under way would store the purged response again.
+        for (key, filling) in self.locks.lock().iter() {
+            if let (true, Some(task)) = (matches(key), &filling.refresh) {
+                task.abort();
+            }
+        }
         let keys: Vec<Arc<String>> = self
             .slots
             .iter()
@@ -338,7 +503,16 @@ mod tests {
         h
     }
 
-    const TTL: Duration = Duration::from_secs(60);
+    const fn fresh_for(fresh: Duration) -> Lifetime {
+        Lifetime {
+            fresh,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            keep: Duration::ZERO,
+        }
+    }
+
+    const TTL: Lifetime = fresh_for(Duration::from_secs(60));
 
     #[test]
     fn keys_and_vary_variants() {
@@ -401,9 +575,53 @@ mod tests {
     fn entries_expire() {
         let c = ResponseCache::new(1 << 20, 1 << 16);
         let r = req("/", &[]);
-        c.store("k", &r, head(&[]), "x".into(), Duration::from_millis(30));
+        c.store(
+            "k",
+            &r,
+            head(&[]),
+            "x".into(),
+            fresh_for(Duration::from_millis(30)),
+        );
         assert!(c.get("k", &r).is_some());
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get("k", &r).is_none());
+    }
+
+    /// RFC 9111 §4.3.4: a 304 is merged only into the entry it speaks of.
+    #[test]
+    fn rfc9111_4_3_4_a_304_matches_by_its_validators() {
+        let c = ResponseCache::new(1 << 20, 1 << 16);
+        let r = req("/", &[]);
+        let stored = head(&[
+            ("etag", "\"v1\""),
+            ("x-old", "1"),
+            ("cache-control", "max-age=1"),
+        ]);
+        c.store("k", &r, stored, "body".into(), TTL);
+        let e = c.find("k", &r).unwrap();
+        let not_modified = |h: &[(&str, &str)]| {
+            let mut n = ResponseHeader::build(304, None).unwrap();
+            for (k, v) in h {
+                n.append_header(k.to_string(), *v).unwrap();
+            }
+            n
+        };
+        assert!(e.matches(&not_modified(&[("etag", "W/\"v1\"")])));
+        assert!(!e.matches(&not_modified(&[("etag", "\"v2\"")])));
+        assert!(e.matches(&not_modified(&[])));
+        assert!(!e.matches(&not_modified(&[(
+            "last-modified",
+            "Tue, 01 Dec 2026 10:00:00 GMT"
+        )])));
+        let merged = e.updated_head(&not_modified(&[
+            ("cache-control", "max-age=60"),
+            ("content-length", "0"),
+        ]));
+        assert_eq!(merged.status, 200);
+        assert_eq!(merged.headers["cache-control"], "max-age=60");
+        assert_eq!(merged.headers["content-length"], "4");
+        assert_eq!(merged.headers["x-old"], "1");
+        let conditions: Vec<_> = e.conditions().map(|(k, _)| k).collect();
+        assert_eq!(conditions, [header::IF_NONE_MATCH]);
     }
 }

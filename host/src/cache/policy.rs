@@ -20,6 +20,40 @@ pub struct RoutePolicy {
     /// Store responses that set cookies (off by default: a cookie meant
     /// for one client would be served to all).
     pub set_cookie: bool,
+    /// How long past its freshness a stale entry is served while one
+    /// background request refreshes it, when the origin does not say.
+    pub stale_while_revalidate: Duration,
+    /// How long past its freshness a stale entry is served when the origin
+    /// fails, when the origin does not say.
+    pub stale_if_error: Duration,
+    /// How long past its freshness an entry with a validator is kept to be
+    /// revalidated.
+    pub keep: Duration,
+}
+
+/// How long a stored response stays fresh, and what may be done with it
+/// once stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Zero for a response that must be revalidated before every use.
+    pub fresh: Duration,
+    /// Past `fresh`: served while a background request refreshes it.
+    pub stale_while_revalidate: Duration,
+    /// Past `fresh`: served when the origin fails.
+    pub stale_if_error: Duration,
+    /// Past `fresh`: kept to be revalidated (it has a validator).
+    pub keep: Duration,
+}
+
+impl Lifetime {
+    /// How long the entry is held at all.
+    pub fn retained(&self) -> Duration {
+        let past = self
+            .stale_while_revalidate
+            .max(self.stale_if_error)
+            .max(self.keep);
+        self.fresh.saturating_add(past)
+    }
 }
 
 /// What a prepare plugin said about its own response.
@@ -47,6 +81,10 @@ struct CacheControl {
     max_age: Option<u64>,
     s_maxage: Option<u64>,
     public: bool,
+    /// `must-revalidate` or `proxy-revalidate`: never served stale.
+    must_revalidate: bool,
+    stale_while_revalidate: Option<u64>,
+    stale_if_error: Option<u64>,
     /// Read from a field meant for Kavro (RFC 9213), whose lifetime stands
     /// alone: `Expires` does not apply.
     targeted: bool,
@@ -108,6 +146,19 @@ fn directives(head: &ResponseHeader, field: &str) -> Option<CacheControl> {
                 }
                 "s-maxage" => {
                     cc.s_maxage.get_or_insert_with(|| delta_seconds(arg));
+                    true
+                }
+                "must-revalidate" | "proxy-revalidate" => {
+                    cc.must_revalidate = true;
+                    true
+                }
+                "stale-while-revalidate" => {
+                    cc.stale_while_revalidate
+                        .get_or_insert_with(|| delta_seconds(arg));
+                    true
+                }
+                "stale-if-error" => {
+                    cc.stale_if_error.get_or_insert_with(|| delta_seconds(arg));
                     true
                 }
                 _ => false,
@@ -201,21 +252,34 @@ pub fn initial_age(head: &ResponseHeader, now: SystemTime) -> Duration {
     apparent.max(Duration::from_secs(age))
 }
 
+/// Whether a response carries a validator (RFC 9110 §8.8): an `ETag` or
+/// a `Last-Modified`, with which a stale copy can be revalidated.
+pub fn has_validator(head: &ResponseHeader) -> bool {
+    head.headers.contains_key(header::ETAG) || head.headers.contains_key(header::LAST_MODIFIED)
+}
+
 /// How long this response may be stored, or `None` when it must not be.
 ///
 /// Whatever the route says, interim (1xx) responses and those marked
-/// `no-store`, `no-cache` or `private`, with `Vary: *`, or (unless the
-/// route allows it) setting cookies are never stored. With
-/// `origin_headers`, the lifetime is the origin's (`s-maxage`, `max-age`,
-/// `Expires`, or a tenth of the time since `Last-Modified`, at most the
-/// route's `ttl`), less the age the response arrived with. Kavro never
-/// serves an entry past its lifetime, so `must-revalidate` holds by
-/// construction.
+/// `no-store` or `private`, with `Vary: *`, or (unless the route allows
+/// it) setting cookies are never stored. `no-cache` stores a response
+/// with a validator as stale from the start, so that every use
+/// revalidates it (RFC 9111 §5.2.2.4), and one without is not stored.
+/// With `origin_headers`, the lifetime is the origin's (`s-maxage`,
+/// `max-age`, `Expires`, or a tenth of the time since `Last-Modified`, at
+/// most the route's `ttl`), less the age the response arrived with.
+///
+/// Past freshness, the origin's `stale-while-revalidate` and
+/// `stale-if-error` (RFC 5861), else the route's, say how long a stale
+/// copy may still be served. `must-revalidate`, `proxy-revalidate` and
+/// `no-cache` forbid it, and so does `s-maxage` (RFC 9111 §5.2.2.10) unless
+/// the origin gave its own `stale-*` alongside, as CDN setups such as
+/// `s-maxage=60, stale-while-revalidate=30` mean it.
 pub fn storable_for(
     policy: &RoutePolicy,
     head: &ResponseHeader,
     directive: Option<Directive>,
-) -> Option<Duration> {
+) -> Option<Lifetime> {
     if head.status.is_informational() || !policy.statuses.contains(&head.status.as_u16()) {
         return None;
     }
@@ -230,11 +294,15 @@ pub fn storable_for(
         return None;
     }
     let cc = cache_control(head);
-    if cc.no_store || cc.no_cache || cc.private {
+    if cc.no_store || cc.private {
+        return None;
+    }
+    let validator = has_validator(head);
+    if cc.no_cache && !validator {
         return None;
     }
     let now = SystemTime::now();
-    let ttl = match directive {
+    let fresh = match directive {
         Some(Directive::NoStore) => return None,
         Some(Directive::Ttl(t)) => t,
         None if policy.origin_headers => {
@@ -250,7 +318,31 @@ pub fn storable_for(
         }
         None => policy.ttl,
     };
-    (!ttl.is_zero()).then_some(ttl)
+    let fresh = if cc.no_cache { Duration::ZERO } else { fresh };
+    let never_stale = cc.must_revalidate || cc.no_cache;
+    let origin_says = |d: Option<u64>| d.map(Duration::from_secs);
+    let window = |origin: Option<u64>, route: Duration| {
+        if never_stale {
+            Duration::ZERO
+        } else if let Some(d) = origin_says(origin) {
+            d
+        } else if cc.s_maxage.is_some() && policy.origin_headers {
+            Duration::ZERO
+        } else {
+            route
+        }
+    };
+    let lifetime = Lifetime {
+        fresh,
+        stale_while_revalidate: window(cc.stale_while_revalidate, policy.stale_while_revalidate),
+        stale_if_error: window(cc.stale_if_error, policy.stale_if_error),
+        keep: if validator {
+            policy.keep
+        } else {
+            Duration::ZERO
+        },
+    };
+    (!lifetime.retained().is_zero()).then_some(lifetime)
 }
 
 #[cfg(test)]
@@ -264,7 +356,96 @@ mod tests {
             query: true,
             origin_headers: true,
             set_cookie: false,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            keep: Duration::from_secs(600),
         }
+    }
+
+    /// The freshness alone, for the rules that decide it.
+    fn storable_for(p: &RoutePolicy, h: &ResponseHeader, d: Option<Directive>) -> Option<Duration> {
+        super::storable_for(p, h, d).map(|l| l.fresh)
+    }
+
+    fn lifetime(p: &RoutePolicy, h: &[(&str, &str)]) -> Option<Lifetime> {
+        super::storable_for(p, &head(200, h), None)
+    }
+
+    /// RFC 9111 §5.2.2.4: no-cache with a validator is stored stale, to be
+    /// revalidated before each use; without one it is not stored. So is
+    /// max-age=0 with a validator.
+    #[test]
+    fn rfc9111_5_2_2_4_no_cache_and_max_age_0_with_validators() {
+        let p = policy();
+        let l = lifetime(&p, &[("cache-control", "no-cache"), ("etag", "\"a\"")]).unwrap();
+        assert_eq!((l.fresh, l.keep), (Duration::ZERO, p.keep));
+        assert_eq!(lifetime(&p, &[("cache-control", "no-cache")]), None);
+        let l = lifetime(
+            &p,
+            &[
+                ("cache-control", "max-age=0"),
+                ("last-modified", "Tue, 01 Dec 2026 10:00:00 GMT"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(l.fresh, Duration::ZERO);
+        assert_eq!(lifetime(&p, &[("cache-control", "max-age=0")]), None);
+    }
+
+    /// RFC 5861 and RFC 9111 §5.2.2.2: stale windows from the origin, else
+    /// the route; none under must-revalidate, no-cache, or a bare s-maxage.
+    #[test]
+    fn rfc5861_stale_windows() {
+        let mut p = policy();
+        p.stale_if_error = Duration::from_secs(100);
+        let l = lifetime(
+            &p,
+            &[(
+                "cache-control",
+                "max-age=5, stale-while-revalidate=30, stale-if-error=60",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            (l.fresh, l.stale_while_revalidate, l.stale_if_error),
+            (secs(5).unwrap(), secs(30).unwrap(), secs(60).unwrap())
+        );
+        assert_eq!(l.retained(), secs(65).unwrap());
+        let l = lifetime(&p, &[("cache-control", "max-age=5")]).unwrap();
+        assert_eq!(
+            (l.stale_while_revalidate, l.stale_if_error),
+            (Duration::ZERO, secs(100).unwrap())
+        );
+        let l = lifetime(
+            &p,
+            &[(
+                "cache-control",
+                "max-age=5, must-revalidate, stale-if-error=60",
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            (l.stale_while_revalidate, l.stale_if_error),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        let l = lifetime(&p, &[("cache-control", "s-maxage=5")]).unwrap();
+        assert_eq!(
+            l.stale_if_error,
+            Duration::ZERO,
+            "s-maxage is proxy-revalidate"
+        );
+        let l = lifetime(
+            &p,
+            &[("cache-control", "s-maxage=5, stale-while-revalidate=9")],
+        )
+        .unwrap();
+        assert_eq!(l.stale_while_revalidate, secs(9).unwrap());
+        // Stale-only: kept to answer an error, though never fresh.
+        let l = lifetime(&p, &[("cache-control", "max-age=0")]).unwrap();
+        assert_eq!(
+            (l.fresh, l.stale_if_error),
+            (Duration::ZERO, secs(100).unwrap())
+        );
     }
 
     fn head(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {
@@ -300,6 +481,10 @@ mod tests {
         assert_eq!(s(&[("cache-control", "no-store")]), None);
         assert_eq!(s(&[("cache-control", "private, max-age=60")]), None);
         assert_eq!(s(&[("cache-control", "no-cache")]), None);
+        assert_eq!(
+            s(&[("cache-control", "no-cache"), ("etag", "\"v\"")]),
+            secs(0)
+        );
         assert_eq!(
             s(&[("cache-control", "max-age=3, must-revalidate")]),
             Some(Duration::from_secs(3))

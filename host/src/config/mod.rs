@@ -28,6 +28,10 @@ use crate::cache::RoutePolicy;
 use crate::plugin::caps::Capability;
 use crate::routing::{HostPattern, PathPattern, Route};
 
+/// How long past its freshness a response with a validator is kept to be
+/// revalidated, unless the route says.
+const DEFAULT_CACHE_KEEP: Duration = Duration::from_secs(600);
+
 /// The embedded default config, used without `--config`.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const DEFAULT_SOURCE: &str = "<embedded default>";
@@ -664,13 +668,31 @@ fn compile_route(
     let cache = match rs.cache {
         None => None,
         Some(c) => match c.ttl.get_ref().parse() {
-            Ok(ttl) => Some(Arc::new(RoutePolicy {
-                ttl,
-                statuses: c.statuses,
-                query: c.query,
-                origin_headers: c.origin_headers,
-                set_cookie: c.set_cookie,
-            })),
+            Ok(ttl) => {
+                let mut window =
+                    |v: &Option<toml::Spanned<model::DurationValue>>, name, default| {
+                        v.as_ref().map_or(default, |v| {
+                            tls::duration(r, v, &format!("{field}.cache.{name}"))
+                        })
+                    };
+                let stale_while_revalidate = window(
+                    &c.stale_while_revalidate,
+                    "stale_while_revalidate",
+                    Duration::ZERO,
+                );
+                let stale_if_error = window(&c.stale_if_error, "stale_if_error", Duration::ZERO);
+                let keep = window(&c.keep, "keep", DEFAULT_CACHE_KEEP);
+                Some(Arc::new(RoutePolicy {
+                    ttl,
+                    statuses: c.statuses,
+                    query: c.query,
+                    origin_headers: c.origin_headers,
+                    set_cookie: c.set_cookie,
+                    stale_while_revalidate,
+                    stale_if_error,
+                    keep,
+                }))
+            }
             Err(e) => {
                 r.error(
                     Some(c.ttl.span()),

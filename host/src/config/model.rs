@@ -108,6 +108,15 @@ pub struct RouteCacheSection {
     /// Store responses that carry Set-Cookie.
     #[serde(default)]
     pub set_cookie: bool,
+    /// Past freshness: how long a stale response is served while one
+    /// background request refreshes it, unless the origin says.
+    pub stale_while_revalidate: Option<Spanned<DurationValue>>,
+    /// Past freshness: how long a stale response is served when the
+    /// origin fails, unless the origin says.
+    pub stale_if_error: Option<Spanned<DurationValue>>,
+    /// Past freshness: how long a response with a validator is kept to be
+    /// revalidated.
+    pub keep: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]

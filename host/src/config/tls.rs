@@ -183,7 +183,11 @@ pub(super) fn compile(r: &mut Reporter<'_>, raw: TlsSection, base: &Path) -> Opt
     })
 }
 
-fn duration(r: &mut Reporter<'_>, v: &Spanned<model::DurationValue>, field: &str) -> Duration {
+pub(super) fn duration(
+    r: &mut Reporter<'_>,
+    v: &Spanned<model::DurationValue>,
+    field: &str,
+) -> Duration {
     match v.get_ref().parse() {
         Ok(d) => d,
         Err(e) => {

@@ -78,9 +78,11 @@ pub struct Ctx {
     pub present: Option<Box<PresentBuffer>>,
     pub bytes_sent: u64,
     pub error: Option<String>,
-    /// An error response's body, sent in place of a proxied body whose
-    /// head was replaced by the error's.
-    pub error_body: Option<Bytes>,
+    /// Set when a proxied response's head was replaced (by an error's, or
+    /// by a stored response's): `replaced_body` goes instead of the
+    /// upstream's body.
+    pub body_replaced: bool,
+    pub replaced_body: Option<Bytes>,
     /// The client waits for `100 Continue` before its body.
     pub expects_continue: bool,
     /// The route's request body limit, and what was read of the body.
@@ -130,7 +132,8 @@ impl Ctx {
             present: None,
             bytes_sent: 0,
             error: None,
-            error_body: None,
+            body_replaced: false,
+            replaced_body: None,
             expects_continue: false,
             body_limit: None,
             body_read: 0,

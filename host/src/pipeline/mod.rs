@@ -51,7 +51,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tokio::io::AsyncReadExt;
 
-use caching::CacheStatus;
+use caching::{CacheStatus, Refresh};
 pub use context::Ctx;
 use context::{PresentBuffer, Refusal};
 use phases::PrepareResult;
@@ -123,8 +123,15 @@ impl Kavro {
     /// Writes a response the host produced: present (buffered bodies),
     /// cache store, headers and package, then the bytes.
     async fn send(&self, session: &mut Session, ctx: &mut Ctx, mut p: Produced) -> Result<bool> {
-        // A hit is stored as present left it.
-        if ctx.cache.status != Some(CacheStatus::Hit) {
+        ctx.cache.invalidate_after(&self.cache, &p.head);
+        if let Some(stored) = ctx
+            .cache
+            .stored_instead(&self.cache, session.req_header(), &p.head)
+        {
+            p = stored;
+        }
+        // A stored response is as present left it.
+        if !ctx.cache.answered_from_store() {
             response::present_produced(ctx, session.req_header_mut(), &mut p).await?;
         }
         let failed = ctx.any_failed();
@@ -290,6 +297,11 @@ impl ProxyHttp for Kavro {
     /// which still costs every request its context and filter calls.
     fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
+    /// A stale entry's background refresh is a subrequest.
+    fn allow_spawning_subrequest(&self, _session: &Session, _ctx: &Ctx) -> bool {
+        true
+    }
+
     /// The config and plugins a request starts with stay its own through a
     /// hot swap.
     fn new_ctx(&self) -> Ctx {
@@ -398,6 +410,9 @@ impl ProxyHttp for Kavro {
         }
 
         if let Some(policy) = &route.cache {
+            if let Some(refresh) = Refresh::of_subrequest(session) {
+                ctx.cache.set_refresh(refresh);
+            }
             let req = session.req_header();
             let host = request_host(req);
             let https = ctx.https;
@@ -406,6 +421,9 @@ impl ProxyHttp for Kavro {
                 .lookup(&self.cache, req, &host, https, policy)
                 .await
             {
+                if let Some(refresh) = ctx.cache.take_refresh() {
+                    refresh.spawn(&self.cache, session);
+                }
                 return self.send(session, ctx, p).await;
             }
         }
@@ -687,6 +705,7 @@ impl ProxyHttp for Kavro {
         for (k, v) in &ctx.forward_headers {
             let _ = upstream_request.insert_header(k.clone(), v.clone());
         }
+        ctx.cache.add_conditions(upstream_request);
         Ok(())
     }
 
@@ -697,7 +716,17 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<()> {
         clean_upstream_response(resp);
-        ctx.cache.begin_streamed(&self.cache, resp);
+        ctx.cache.invalidate_after(&self.cache, resp);
+        let req = session.req_header();
+        if let Some(stored) = ctx.cache.begin_streamed(&self.cache, req, resp) {
+            // A stored response (or an error) goes instead of the upstream's.
+            *resp = *stored.head;
+            ctx.body_replaced = true;
+            ctx.replaced_body = match stored.body {
+                Body::Bytes(b) => Some(b),
+                _ => None,
+            };
+        }
         response::stamp(ctx, resp);
 
         // Present only on bodies of a known length that fits the buffer;
@@ -711,7 +740,7 @@ impl ProxyHttp for Kavro {
         let bodiless = session.req_header().method == http::Method::HEAD
             || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
         let presents = !ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty();
-        if presents && !bodiless {
+        if presents && !bodiless && !ctx.body_replaced {
             if let Some(len) = len.filter(|&l| l <= max) {
                 ctx.present = Some(Box::new(PresentBuffer {
                     body: BytesMut::with_capacity(len),
@@ -733,7 +762,8 @@ impl ProxyHttp for Kavro {
             ctx.present = None;
             ctx.cache.abandon();
             ctx.error = Some("package failed".into());
-            ctx.error_body = match err.body {
+            ctx.body_replaced = true;
+            ctx.replaced_body = match err.body {
                 Body::Bytes(b) => Some(b),
                 _ => None,
             };
@@ -752,9 +782,12 @@ impl ProxyHttp for Kavro {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
-        if ctx.error.is_some() && ctx.present.is_none() {
+        if ctx.body_replaced {
             // Once, in place of the upstream's body.
-            *body = ctx.error_body.take();
+            *body = ctx.replaced_body.take();
+            if let Some(b) = body.as_ref() {
+                ctx.bytes_sent += b.len() as u64;
+            }
             return Ok(None);
         }
         if let Some(buf) = ctx.present.as_mut() {
@@ -833,6 +866,20 @@ impl ProxyHttp for Kavro {
             // words in the error's context.
             tracing::warn!(upstream = %upstream, "TLS to the upstream failed: {e}");
         }
+        let informational = session
+            .response_written()
+            .is_none_or(|r| r.status.is_informational());
+        if informational && (500..600).contains(&code) {
+            // RFC 5861 §4: the origin failed; a stale entry may answer.
+            if let Some(p) = ctx.cache.stale_on_error(&self.cache) {
+                session.set_keepalive(None);
+                let _ = self.send(session, ctx, p).await;
+                return FailToProxy {
+                    error_code: 200,
+                    can_reuse_downstream: false,
+                };
+            }
+        }
         // An error the host wrote is never stored; waiters stop waiting.
         ctx.cache.abandon();
         if matches!(code, 408 | 413) {
@@ -843,9 +890,6 @@ impl ProxyHttp for Kavro {
                 "request refused: {e}"
             );
         }
-        let informational = session
-            .response_written()
-            .is_none_or(|r| r.status.is_informational());
         if code > 0 && informational {
             let body = match code {
                 408 => "408 Request Timeout: the request body stopped arriving\n".to_string(),

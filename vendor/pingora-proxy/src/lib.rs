@@ -492,6 +492,46 @@ where
         }
     }
 
+    /// A response filter may give a bodiless upstream response (a 304, a
+    /// 204) a head that has a body, such as a cache's stored response. The
+    /// upstream sends no body task then, so the body filter runs once more,
+    /// at the end of the stream, to supply that body.
+    pub(crate) async fn supply_body(
+        &self,
+        session: &mut Session,
+        task: HttpTask,
+        ctx: &mut SV::CTX,
+        out: &mut Vec<HttpTask>,
+    ) -> Result<()>
+    where
+        SV: ProxyHttp + Send + Sync,
+        SV::CTX: Send + Sync,
+    {
+        let HttpTask::Header(header, true) = task else {
+            out.push(task);
+            return Ok(());
+        };
+        let status = header.status.as_u16();
+        let declares_body = session.req_header().method != Method::HEAD
+            && !matches!(status, 100..=199 | 204 | 304)
+            && (header.headers.contains_key(header::TRANSFER_ENCODING)
+                || header
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|v| v.as_bytes() != b"0"));
+        if !declares_body {
+            out.push(HttpTask::Header(header, true));
+            return Ok(());
+        }
+        let mut data = None;
+        self.inner
+            .response_body_filter(session, &mut data, true, ctx)
+            .await?;
+        out.push(HttpTask::Header(header, false));
+        out.push(HttpTask::Body(data, true));
+        Ok(())
+    }
+
     async fn upstream_filter(
         &self,
         session: &mut Session,

@@ -425,7 +425,8 @@ where
                     return Err(e);
                 }
             }
-            filtered_tasks.push(task);
+            self.supply_body(session, task, ctx, &mut filtered_tasks)
+                .await?;
         }
 
         if !serve_from_cache.should_send_to_downstream() {

@@ -458,8 +458,8 @@ where
                     return Err(e);
                 }
             }
-            filtered_tasks.push(
-                self.h2_response_filter(
+            let task = self
+                .h2_response_filter(
                     session,
                     t,
                     ctx,
@@ -467,8 +467,9 @@ where
                     range_body_filter,
                     false,
                 )
-                .await?,
-            );
+                .await?;
+            self.supply_body(session, task, ctx, &mut filtered_tasks)
+                .await?;
             if serve_from_cache.is_miss_header() {
                 response_state.enable_cached_response();
             }
