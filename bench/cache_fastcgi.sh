@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Cache hits and FastCGI, all peers in one run:
+# Cache hits, revalidation and FastCGI, all peers in one run:
 #   cache hits: kavro-host (proxy route with a cache) against Varnish, both
 #   in front of the same origin, every request a hit after the warm-up;
+#   revalidation: the same pair on a file the origin serves with
+#   `Cache-Control: max-age=0` and an ETag, so that every request is a
+#   stale entry revalidated by a conditional request the origin answers 304;
 #   FastCGI: kavro-host's fastcgi action against nginx fastcgi_pass, both to
 #   the same php-fpm pool running a hello-world script; with
 #   BENCH_FASTCGI_KEEPALIVE=1 also, for reference, nginx keeping its php-fpm
@@ -34,21 +37,39 @@ KFCGI=127.0.0.1:18185
 NGINX_FCGI_KA=127.0.0.1:18186
 FPM_SOCK=$WORK/fpm.sock
 
-# The origin: nginx answering a fixed 1 KiB body, cacheable for 10 minutes.
-mkdir -p "$WORK/origin" "$WORK/nginx" "$WORK/app" "$WORK/varnish"
+# The origin: nginx answering a fixed 1 KiB body, cacheable for 10 minutes;
+# and under /reval/ a 1 KiB file, stale at once, with its ETag and
+# Last-Modified (nginx answers a matching If-None-Match with 304).
+mkdir -p "$WORK/origin" "$WORK/nginx" "$WORK/app" "$WORK/varnish" "$WORK/files/reval"
 BODY=$(head -c 1024 /dev/zero | tr '\0' 'k')
+printf '%s' "$BODY" > "$WORK/files/reval/page"
 nginx_config "$WORK/origin.conf" 1 "$(cat <<CONF
     server {
         listen $ORIGIN;
         location / { default_type text/plain; add_header Cache-Control "max-age=600"; return 200 "$BODY"; }
+        location /reval/ { root $WORK/files; default_type text/plain; add_header Cache-Control "max-age=0"; }
     }
 CONF
 )"
 nginx -c "$WORK/origin.conf" -p "$WORK/origin" & PIDS+=($!)
 
 # Varnish with its built-in VCL: GETs without cookies are cached per the
-# origin's Cache-Control.
-varnishd -F -a "$VARNISH" -b "$ORIGIN" -n "$WORK/varnish" -s malloc,64m >"$WORK/varnish.log" 2>&1 & PIDS+=($!)
+# origin's Cache-Control. A response stale at once is kept, as Kavro keeps
+# it (no grace, kept 10 minutes), so that each request revalidates it;
+# the built-in VCL would instead mark it uncacheable.
+cat > "$WORK/varnish.vcl" <<VCL
+vcl 4.1;
+backend origin { .host = "${ORIGIN%:*}"; .port = "${ORIGIN#*:}"; }
+sub vcl_backend_response {
+    if (bereq.url ~ "^/reval/") {
+        set beresp.ttl = 0s;
+        set beresp.grace = 0s;
+        set beresp.keep = 600s;
+        return (deliver);
+    }
+}
+VCL
+varnishd -F -a "$VARNISH" -f "$WORK/varnish.vcl" -n "$WORK/varnish" -s malloc,64m >"$WORK/varnish.log" 2>&1 & PIDS+=($!)
 
 # php-fpm: one pool that both nginx and Kavro talk to.
 echo '<?php echo "hello from php\n";' > "$WORK/app/hello.php"
@@ -140,13 +161,16 @@ curl -fsS -D - "http://$KCACHE/page" -o /dev/null | grep -qi '^x-kavro-cache: HI
     || { echo "kavro did not answer from its cache" >&2; exit 1; }
 curl -fsS -D - "http://$VARNISH/page" -o /dev/null | grep -qi '^age: ' \
     || { echo "varnish did not answer from its cache" >&2; exit 1; }
+for a in $VARNISH $KCACHE; do curl -fsS "http://$a/reval/page" -o /dev/null; done
+curl -fsS -D - "http://$KCACHE/reval/page" -o /dev/null | grep -qi '^x-kavro-cache: REVALIDATED' \
+    || { echo "kavro did not revalidate its entry" >&2; exit 1; }
 for a in "${FCGI_PEERS[@]}"; do
     [ "$(curl -fsS "http://$a/hello.php")" = "hello from php" ] \
         || { echo "$a did not run hello.php" >&2; exit 1; }
     sleep 0.5
 done
 
-WARM=("http://$VARNISH/page" "http://$KCACHE/page")
+WARM=("http://$VARNISH/page" "http://$KCACHE/page" "http://$VARNISH/reval/page" "http://$KCACHE/reval/page")
 for a in "${FCGI_PEERS[@]}"; do WARM+=("http://$a/hello.php"); done
 for u in "${WARM[@]}"; do
     wrk -t1 -c"$CONNS" -d2s "$u" >/dev/null 2>&1
@@ -157,6 +181,8 @@ ROUNDS_FILE=$WORK/rounds
 for r in $(seq 1 "$ROUNDS"); do
     load varnish-hit "http://$VARNISH/page" >> "$ROUNDS_FILE"
     load kavro-hit "http://$KCACHE/page" >> "$ROUNDS_FILE"
+    load varnish-reval "http://$VARNISH/reval/page" >> "$ROUNDS_FILE"
+    load kavro-reval "http://$KCACHE/reval/page" >> "$ROUNDS_FILE"
     # Each FastCGI turn starts after the last one's kept-alive connections
     # have closed (300 ms idle), with every php-fpm worker free. The
     # reference peer goes last: the connections it leaves queued in
@@ -169,12 +195,12 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r of $ROUNDS done" >&2
 done
 RESULTS=$WORK/results
-NAMES=(varnish-hit kavro-hit nginx-fastcgi kavro-fastcgi)
+NAMES=(varnish-hit kavro-hit varnish-reval kavro-reval nginx-fastcgi kavro-fastcgi)
 [ "$KEEPALIVE_PEER" = 1 ] && NAMES+=(nginx-fastcgi-keepalive)
 median_rounds "$ROUNDS_FILE" "${NAMES[@]}" > "$RESULTS"
 
 echo
-echo "cache + fastcgi benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, $PHP_CHILDREN php-fpm workers, $FCGI_WORKERS fastcgi proxy worker(s), $(date -u +%F)"
+echo "cache + revalidation + fastcgi benchmark: $(nproc) cores, $CONNS connections, median of $ROUNDS interleaved ${SECONDS_EACH}s rounds, $PHP_CHILDREN php-fpm workers, $FCGI_WORKERS fastcgi proxy worker(s), $(date -u +%F)"
 awk '
     { name[NR]=$1; rps[NR]=$2; p50[NR]=$3; p99[NR]=$4; by[$1]=$2 }
     END {
@@ -182,6 +208,7 @@ awk '
         for (i = 1; i <= NR; i++)
             printf "%-24s %12.0f %10.0f %10.0f\n", name[i], rps[i], p50[i], p99[i]
         printf "\nkavro cache hits / varnish hits:       %.3f  (target >= 1.0)\n", by["kavro-hit"]/by["varnish-hit"]
+        printf "kavro revalidation / varnish:          %.3f\n", by["kavro-reval"]/by["varnish-reval"]
         printf "kavro fastcgi / nginx fastcgi_pass:    %.3f  (target >= 1.0)\n", by["kavro-fastcgi"]/by["nginx-fastcgi"]
         if ("nginx-fastcgi-keepalive" in by)
             printf "kavro fastcgi / nginx with keep-alive: %.3f  (reference)\n", by["kavro-fastcgi"]/by["nginx-fastcgi-keepalive"]

@@ -381,3 +381,42 @@ fn cache_capability_is_denied_unless_granted() {
     assert!(!ok);
     assert!(out.contains("\"cache\""), "{out}");
 }
+
+/// RFC 5861 §4 on a route Kavro answers itself: PHP's 500 is answered by
+/// the stale entry, and once PHP recovers the entry is fetched again.
+#[test]
+fn rfc5861_4_stale_if_error_on_a_fastcgi_route() {
+    let fpm = PhpFpm::start(2);
+    let flag = fpm.root().join("failing");
+    std::fs::write(
+        fpm.root().join("flaky.php"),
+        format!(
+            "<?php\nheader('Cache-Control: max-age=1, stale-if-error=60');\n\
+             if (file_exists('{}')) {{ http_response_code(500); echo \"failing\\n\"; exit; }}\n\
+             echo 'ok ', hrtime(true), \"\\n\";\n",
+            flag.display()
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "[[routes]]\nname = \"php\"\npath = \"/*.php\"\n\
+         [routes.fastcgi]\naddress = \"{addr}\"\nroot = \"{root}\"\n\
+         [routes.cache]\nttl = \"60s\"\n",
+        addr = fpm.address(),
+        root = fpm.root().display(),
+    );
+    let host = Host::builder().config(&config).start();
+    let (s, first) = get(&host, "/flaky.php");
+    assert_eq!(s, "MISS");
+    assert!(first.starts_with("ok "), "{first}");
+    assert_eq!(get(&host, "/flaky.php"), ("HIT".to_string(), first.clone()));
+    std::fs::write(&flag, "").unwrap();
+    std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(get(&host, "/flaky.php"), ("STALE".to_string(), first.clone()));
+    std::fs::remove_file(&flag).unwrap();
+    let (s, again) = get(&host, "/flaky.php");
+    assert_eq!(s, "MISS");
+    assert!(again.starts_with("ok ") && again != first, "{again}");
+    let d = host.admin_json("/diagnostics");
+    assert_eq!(d["cache"]["stale_if_error"], 1, "{d}");
+}

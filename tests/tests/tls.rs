@@ -826,3 +826,48 @@ fn the_cache_keeps_http_and_https_apart() {
     assert_eq!(get(true), ("HIT".into(), serde_json::json!(["https"])));
     assert_eq!(up.hits(), 2);
 }
+
+/// A stale entry's background refresh, started by an HTTP/2 request over
+/// TLS, reaches the origin as that request did (HTTPS), and what it
+/// stores answers the next requests; then SIGTERM exits cleanly.
+#[test]
+fn stale_while_revalidate_refreshes_in_the_background_over_http2() {
+    let ca = TestCa::new();
+    let a = ca.leaf(&["a.test"]);
+    let up = Upstream::start("origin");
+    let builder = Host::builder();
+    a.write(&certs_dir(&builder), "a");
+    let port = free_port();
+    let config = format!(
+        "[upstreams.app]\ntargets = [\"{}\"]\n\n\
+         [[routes]]\nname = \"cached\"\npath = \"/c/*\"\nproxy = \"app\"\n\
+         cache = {{ ttl = \"1s\", stale_while_revalidate = \"30s\" }}\n\n{}",
+        up.addr,
+        tls_section(port, "", &["a"])
+    );
+    let (mut host, tls) = start_tls(builder, &config, port);
+    let c = https_client(&ca, tls, &["a.test"]).build().unwrap();
+    let url = https_url("a.test", tls.port(), "/c/page");
+    let get = || {
+        let r = c.get(&url).send().unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+        let status = r.headers()["x-kavro-cache"].to_str().unwrap().to_string();
+        (status, r.text().unwrap())
+    };
+    let (status, first) = get();
+    assert_eq!(status, "MISS");
+    std::thread::sleep(Duration::from_millis(1300));
+    let (status, stale) = get();
+    assert_eq!((status.as_str(), &stale), ("STALE", &first));
+    let refreshed = eventually("the background refresh to be stored", || {
+        let (status, body) = get();
+        (status == "HIT" && body != first).then_some(body)
+    });
+    assert_eq!(up.hits(), 2, "one refresh");
+    assert!(
+        refreshed.contains(r#""x-forwarded-proto":["https"]"#),
+        "{refreshed}"
+    );
+    assert!(host.terminate(Duration::from_secs(10)).success());
+}

@@ -375,11 +375,14 @@ impl ResponseCache {
             Err(rx) => rx,
         };
         self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+        let waiting = Instant::now();
         // Wakes when the filler drops its lock, stored or not.
         let _ = tokio::time::timeout(self.lock_wait, rx.changed()).await;
-        let held = self.find(key, req);
-        match held {
-            Some(e) if e.fresh(Instant::now()) => Lookup::Hit(e),
+        // An entry stored, or revalidated, while this request waited was
+        // fetched after it arrived: it answers this request too, fresh or
+        // not (collapsed requests, as for `no-cache`).
+        match self.find(key, req) {
+            Some(e) if e.fresh(Instant::now()) || e.stored >= waiting => Lookup::Hit(e),
             held => Lookup::Miss(None, held),
         }
     }
@@ -424,7 +427,11 @@ impl ResponseCache {
                 .insert(key.to_string(), Slot::Object(entry.clone()));
         } else {
             let variant = Self::variant_key(key, &names, req);
-            let held = lifetime.retained();
+            // The marker outlives every variant it leads to.
+            let held = match self.slots.get(key) {
+                Some(Slot::Vary(_, longest)) => longest.max(lifetime.retained()),
+                _ => lifetime.retained(),
+            };
             self.slots
                 .insert(key.to_string(), Slot::Vary(names.into(), held));
             self.slots.insert(variant, Slot::Object(entry.clone()));
@@ -452,11 +459,17 @@ impl ResponseCache {
     }
 
     fn purge_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
-        // A refresh under way would store the purged response again.
-        for (key, filling) in self.locks.lock().iter() {
-            if let (true, Some(task)) = (matches(key), &filling.refresh) {
-                task.abort();
-            }
+        // A refresh under way would store the purged response again. Ended
+        // outside the lock, which its fill lock takes when it drops.
+        let refreshes: Vec<AbortHandle> = self
+            .locks
+            .lock()
+            .iter()
+            .filter(|(key, _)| matches(key))
+            .filter_map(|(_, filling)| filling.refresh.clone())
+            .collect();
+        for task in refreshes {
+            task.abort();
         }
         let keys: Vec<Arc<String>> = self
             .slots

@@ -148,12 +148,32 @@ impl SubrequestHandle {
     }
 }
 
+/// The session's request as an HTTP/1.1 head the subrequest's parser
+/// reads. An HTTP/2 request's own rendering says `HTTP/2`, which an HTTP/1
+/// parser refuses, and carries its host only in `:authority`: it is
+/// rendered as HTTP/1.1 with a `Host` header instead.
+fn h1_request_of(session: &GenericHttpSession) -> Bytes {
+    let req = session.req_header();
+    if req.version != http::Version::HTTP_2 {
+        return session.to_h1_raw();
+    }
+    let mut h1 = req.clone();
+    h1.set_version(http::Version::HTTP_11);
+    if !h1.headers.contains_key(header::HOST) {
+        if let Some(authority) = req.uri.authority() {
+            let _ = h1.insert_header(header::HOST, authority.as_str());
+        }
+    }
+    crate::protocols::http::v1::client::http_req_header_to_wire(&h1)
+        .map_or_else(|| session.to_h1_raw(), |b| b.freeze())
+}
+
 impl HttpSession {
     /// Create a new http server session for a subrequest.
     /// The created session needs to call [`Self::read_request()`] first before performing
     /// any other operations.
     pub fn new_from_session(session: &GenericHttpSession) -> (Self, SubrequestHandle) {
-        let v1_inner = SessionV1::new(Box::new(DummyIO::new(&session.to_h1_raw())));
+        let v1_inner = SessionV1::new(Box::new(DummyIO::new(&h1_request_of(session))));
         let digest = session.digest().cloned();
         // allow buffering a small number of tasks, otherwise exert backpressure
         const CHANNEL_BUFFER_SIZE: usize = 4;
