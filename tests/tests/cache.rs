@@ -412,7 +412,10 @@ fn rfc5861_4_stale_if_error_on_a_fastcgi_route() {
     assert_eq!(get(&host, "/flaky.php"), ("HIT".to_string(), first.clone()));
     std::fs::write(&flag, "").unwrap();
     std::thread::sleep(Duration::from_millis(1300));
-    assert_eq!(get(&host, "/flaky.php"), ("STALE".to_string(), first.clone()));
+    assert_eq!(
+        get(&host, "/flaky.php"),
+        ("STALE".to_string(), first.clone())
+    );
     std::fs::remove_file(&flag).unwrap();
     let (s, again) = get(&host, "/flaky.php");
     assert_eq!(s, "MISS");

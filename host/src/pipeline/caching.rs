@@ -81,6 +81,9 @@ pub struct Fill {
     stale: Option<Arc<Entry>>,
     /// The upstream request carried the stale entry's validators.
     conditional: bool,
+    /// A background refresh: nobody waits for its answer, so a stale
+    /// entry never stands in for a failure.
+    background: bool,
     /// A proxied response: its head, the body so far, its lifetime and
     /// when its head arrived.
     streamed: Option<(ResponseHeader, BytesMut, Lifetime, Instant)>,
@@ -136,6 +139,7 @@ impl RequestCache {
                 _lock: Some(lock),
                 stale: Some(stale),
                 conditional: false,
+                background: true,
                 streamed: None,
             }));
             return None;
@@ -200,6 +204,7 @@ impl RequestCache {
                         _lock: lock,
                         stale,
                         conditional: false,
+                        background: false,
                         streamed: None,
                     }));
                 }
@@ -291,7 +296,9 @@ impl RequestCache {
         let fill = self.fill.as_deref()?;
         let stale = fill.stale.as_ref()?;
         let not_modified = resp.status == http::StatusCode::NOT_MODIFIED && fill.conditional;
-        let failed = resp.status.is_server_error() && stale.within_stale_if_error(Instant::now());
+        let failed = resp.status.is_server_error()
+            && !fill.background
+            && stale.within_stale_if_error(Instant::now());
         if !not_modified && !failed {
             return None;
         }
@@ -331,7 +338,7 @@ impl RequestCache {
     /// A stale entry to answer with when the origin could not be reached,
     /// within its stale-if-error.
     pub fn stale_on_error(&mut self, cache: &ResponseCache) -> Option<Produced> {
-        let fill = self.fill.as_deref()?;
+        let fill = self.fill.as_deref().filter(|f| !f.background)?;
         let stale = fill
             .stale
             .as_ref()
