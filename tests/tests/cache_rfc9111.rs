@@ -775,3 +775,51 @@ fn counters_on_diagnostics_and_metrics() {
 
     assert!(host.terminate(Duration::from_secs(10)).success());
 }
+
+/// RFC 9111 §4.3.2: a client's own conditional request is answered from
+/// the store: 304 without a body when its If-None-Match (weak comparison,
+/// or `*`) or, without one, its If-Modified-Since matches the entry;
+/// the whole entry otherwise. The origin is asked once.
+#[test]
+fn rfc9111_4_3_2_client_validators_get_304_from_the_store() {
+    let up = Upstream::start("a");
+    let host = Host::builder()
+        .config(&cached_proxy(&up, "ttl = \"60s\""))
+        .start();
+    let modified = now_secs() - 3600;
+    let path = format!("/c/cond?cc=max-age%3D60&etag=v1&lm={modified}");
+    let first = get(&host, &path);
+    assert_eq!((first.code, first.cache.as_str()), (200, "MISS"));
+    let lm = first.header("last-modified").unwrap().to_string();
+    let ask = |name: &str, value: &str| {
+        let r = client()
+            .get(host.url(&path))
+            .header(name, value)
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        let cache = r.headers()["x-kavro-cache"].to_str().unwrap().to_string();
+        let etag = r
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        (code, cache, etag, r.text().unwrap())
+    };
+    let not_modified = (
+        304,
+        "HIT".to_string(),
+        Some("\"v1\"".to_string()),
+        String::new(),
+    );
+    assert_eq!(ask("if-none-match", "\"v1\""), not_modified);
+    assert_eq!(ask("if-none-match", "W/\"v1\""), not_modified);
+    assert_eq!(ask("if-none-match", "\"x\", \"v1\""), not_modified);
+    assert_eq!(ask("if-none-match", "*"), not_modified);
+    assert_eq!(ask("if-modified-since", &lm), not_modified);
+    let (code, cache, _, body) = ask("if-none-match", "\"v2\"");
+    assert_eq!((code, cache.as_str(), &body), (200, "HIT", &first.body));
+    let earlier = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(modified - 60));
+    let (code, _, _, body) = ask("if-modified-since", &earlier);
+    assert_eq!((code, &body), (200, &first.body));
+    assert_eq!(up.hits(), 1);
+}

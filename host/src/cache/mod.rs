@@ -84,19 +84,39 @@ impl Entry {
     /// (weak comparison) if it has one, else by its Last-Modified; one
     /// without validators speaks of the only entry there is.
     pub fn matches(&self, not_modified: &ResponseHeader) -> bool {
-        fn opaque(v: &http::HeaderValue) -> &[u8] {
-            let b = v.as_bytes();
-            b.strip_prefix(b"W/").unwrap_or(b)
-        }
         let field = |h: &ResponseHeader, name| h.headers.get(name).cloned();
         if let Some(tag) = field(not_modified, header::ETAG) {
             return field(&self.head, header::ETAG)
-                .is_some_and(|mine| opaque(&mine) == opaque(&tag));
+                .is_some_and(|mine| opaque_tag(mine.as_bytes()) == opaque_tag(tag.as_bytes()));
         }
         if let Some(modified) = field(not_modified, header::LAST_MODIFIED) {
             return field(&self.head, header::LAST_MODIFIED) == Some(modified);
         }
         true
+    }
+
+    /// Whether a client's own conditional GET or HEAD is satisfied by this
+    /// entry, so that a 304 answers it (RFC 9111 §4.3.2): `If-None-Match`
+    /// against its ETag (weak comparison), else `If-Modified-Since`
+    /// against its Last-Modified (RFC 9110 §13.1.1, §13.1.3).
+    pub fn not_modified_for(&self, req: &RequestHeader) -> bool {
+        let mine = |name| self.head.headers.get(name).map(|v| v.as_bytes());
+        if let Some(wanted) = req.headers.get(header::IF_NONE_MATCH) {
+            let (Some(tag), Ok(wanted)) = (mine(header::ETAG), wanted.to_str()) else {
+                return false;
+            };
+            return wanted.trim() == "*"
+                || wanted
+                    .split(',')
+                    .any(|t| opaque_tag(t.trim().as_bytes()) == opaque_tag(tag));
+        }
+        let date = |v: &[u8]| httpdate::parse_http_date(std::str::from_utf8(v).ok()?).ok();
+        let since = req
+            .headers
+            .get(header::IF_MODIFIED_SINCE)
+            .and_then(|v| date(v.as_bytes()));
+        let modified = mine(header::LAST_MODIFIED).and_then(date);
+        matches!((since, modified), (Some(since), Some(modified)) if modified <= since)
     }
 
     /// The entry updated by a 304 (RFC 9111 §3.2): its header fields
@@ -126,6 +146,11 @@ impl Entry {
     pub fn age(&self) -> u64 {
         (self.initial_age + self.stored.elapsed()).as_secs()
     }
+}
+
+/// An entity tag without its weak marker, for the weak comparison.
+fn opaque_tag(tag: &[u8]) -> &[u8] {
+    tag.strip_prefix(b"W/").unwrap_or(tag)
 }
 
 #[derive(Clone)]
@@ -636,5 +661,8 @@ mod tests {
         assert_eq!(merged.headers["x-old"], "1");
         let conditions: Vec<_> = e.conditions().map(|(k, _)| k).collect();
         assert_eq!(conditions, [header::IF_NONE_MATCH]);
+        assert!(e.not_modified_for(&req("/", &[("if-none-match", "W/\"v1\"")])));
+        assert!(!e.not_modified_for(&req("/", &[("if-none-match", "\"v2\"")])));
+        assert!(!e.not_modified_for(&req("/", &[])));
     }
 }

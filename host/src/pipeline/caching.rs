@@ -110,6 +110,18 @@ fn hit(entry: &Entry) -> Produced {
     }
 }
 
+/// What the store answers `req` with: the entry, or a 304 when the
+/// client's own validators match it.
+fn answer(entry: &Entry, req: &RequestHeader) -> Produced {
+    let mut p = hit(entry);
+    if entry.not_modified_for(req) {
+        let _ = p.head.set_status(http::StatusCode::NOT_MODIFIED);
+        p.head.remove_header(&header::CONTENT_LENGTH);
+        p.body = Body::Empty;
+    }
+    p
+}
+
 /// Methods that change what they act on (RFC 9110 §9.2.1).
 fn unsafe_method(m: &Method) -> bool {
     !matches!(
@@ -181,7 +193,7 @@ impl RequestCache {
             Lookup::Hit(entry) => {
                 self.status = Some(CacheStatus::Hit);
                 bump(&cache.stats.hits);
-                Some(hit(&entry))
+                Some(answer(&entry, req))
             }
             Lookup::StaleWhileRevalidate(entry, lock) => {
                 self.status = Some(CacheStatus::Stale);
@@ -192,7 +204,7 @@ impl RequestCache {
                         stale: entry.clone(),
                     })
                 });
-                Some(hit(&entry))
+                Some(answer(&entry, req))
             }
             Lookup::Miss(lock, stale) => {
                 self.status = Some(CacheStatus::Miss);
@@ -323,7 +335,7 @@ impl RequestCache {
         match storable_for(&fill.policy, &head, self.directive) {
             Some(lifetime) => {
                 let entry = cache.store(&fill.key, req, head, stale.body.clone(), lifetime);
-                entry.map(|e| hit(&e))
+                entry.map(|e| answer(&e, req))
             }
             None => {
                 cache.purge(&fill.key);
