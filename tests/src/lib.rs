@@ -7,6 +7,7 @@ pub mod raw;
 pub mod sites;
 pub mod tls;
 pub mod upstream;
+pub mod websocket;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

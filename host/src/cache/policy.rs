@@ -64,10 +64,12 @@ pub enum Directive {
 }
 
 /// A request that may use the cache at all: GET or HEAD, without
-/// credentials (a shared cache must not answer for them).
+/// credentials (a shared cache must not answer for them), and not asking
+/// to switch protocols (a WebSocket handshake).
 pub fn request_eligible(req: &RequestHeader) -> bool {
     (req.method == Method::GET || req.method == Method::HEAD)
         && !req.headers.contains_key(header::AUTHORIZATION)
+        && !req.headers.contains_key(header::UPGRADE)
 }
 
 /// The directives that decide storing, from the field that speaks to

@@ -306,6 +306,10 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         ("header_timeout_ms", server.header_timeout_ms),
         ("body_timeout_ms", server.body_timeout_ms),
         (
+            "websocket_idle_timeout_ms",
+            server.websocket_idle_timeout_ms,
+        ),
+        (
             "max_requests_per_connection",
             server.max_requests_per_connection.into(),
         ),
@@ -408,6 +412,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         client: crate::protect::ClientLimits {
             header_timeout: Duration::from_millis(raw.server.header_timeout_ms),
             body_timeout: Duration::from_millis(raw.server.body_timeout_ms),
+            websocket_idle_timeout: Duration::from_millis(raw.server.websocket_idle_timeout_ms),
             keepalive_timeout_s: raw.server.keepalive_timeout_s,
             max_requests_per_connection: raw.server.max_requests_per_connection,
             max_connections_per_ip: raw.server.max_connections_per_ip,
@@ -954,6 +959,7 @@ mod tests {
         for key in [
             "header_timeout_ms",
             "body_timeout_ms",
+            "websocket_idle_timeout_ms",
             "max_requests_per_connection",
             "max_connections_per_ip",
         ] {

@@ -203,6 +203,9 @@ pub struct ServerSection {
     /// The longest wait for the next part of a request body: 408.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_ms: u64,
+    /// An upgraded connection (WebSocket) idle on one side this long is closed.
+    #[serde(default = "default_websocket_idle_timeout")]
+    pub websocket_idle_timeout_ms: u64,
     /// An idle kept-alive connection is closed after it; 0 turns keep-alive off.
     #[serde(default = "default_keepalive_timeout")]
     pub keepalive_timeout_s: u64,
@@ -253,6 +256,7 @@ impl Default for ServerSection {
             max_headers: default_max_headers(),
             header_timeout_ms: default_header_timeout(),
             body_timeout_ms: default_body_timeout(),
+            websocket_idle_timeout_ms: default_websocket_idle_timeout(),
             keepalive_timeout_s: default_keepalive_timeout(),
             max_requests_per_connection: default_max_requests_per_connection(),
             max_connections_per_ip: None,
@@ -631,6 +635,12 @@ fn default_header_timeout() -> u64 {
 fn default_body_timeout() -> u64 {
     crate::protect::ClientLimits::default()
         .body_timeout
+        .as_millis() as u64
+}
+
+fn default_websocket_idle_timeout() -> u64 {
+    crate::protect::ClientLimits::default()
+        .websocket_idle_timeout
         .as_millis() as u64
 }
 

@@ -547,6 +547,11 @@ impl ProxyHttp for Kavro {
         if let Some(t) = timeouts {
             crate::upstream::apply_timeouts(&t, &mut peer);
         }
+        if session.req_header().headers.contains_key(header::UPGRADE) {
+            // Once upgraded, a read waits as long as the connection may idle.
+            let idle = ctx.active.config.client.websocket_idle_timeout;
+            peer.options.read_timeout = Some(idle);
+        }
         ctx.attempts += 1;
         ctx.busy = Some(chosen.target.busy());
         ctx.target = Some(chosen.target);
@@ -716,6 +721,11 @@ impl ProxyHttp for Kavro {
         ctx: &mut Ctx,
     ) -> Result<()> {
         clean_upstream_response(resp);
+        if resp.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The client's side of an upgraded connection idles as long.
+            let idle = ctx.active.config.client.websocket_idle_timeout;
+            session.set_read_timeout(Some(idle));
+        }
         ctx.cache.invalidate_after(&self.cache, resp);
         let req = session.req_header();
         if let Some(stored) = ctx.cache.begin_streamed(&self.cache, req, resp) {

@@ -31,6 +31,9 @@ pub struct ClientLimits {
     pub header_timeout: std::time::Duration,
     /// The longest wait for the next piece of a request body: over it, 408.
     pub body_timeout: std::time::Duration,
+    /// An upgraded connection (WebSocket) with nothing read from one side
+    /// for this long is closed.
+    pub websocket_idle_timeout: std::time::Duration,
     /// An idle kept-alive connection is closed after it; 0: no keep-alive.
     pub keepalive_timeout_s: u64,
     /// HTTP/1 requests on one connection before it is closed (read at start).
@@ -44,6 +47,7 @@ impl Default for ClientLimits {
         ClientLimits {
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(60),
+            websocket_idle_timeout: std::time::Duration::from_secs(300),
             keepalive_timeout_s: 60,
             // nginx's keepalive_requests.
             max_requests_per_connection: 1000,
