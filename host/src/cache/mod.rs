@@ -100,15 +100,24 @@ impl Entry {
     /// against its ETag (weak comparison), else `If-Modified-Since`
     /// against its Last-Modified (RFC 9110 §13.1.1, §13.1.3).
     pub fn not_modified_for(&self, req: &RequestHeader) -> bool {
+        // Only a success is answered 304 (RFC 9110 §13.2.1).
+        if !self.head.status.is_success() {
+            return false;
+        }
         let mine = |name| self.head.headers.get(name).map(|v| v.as_bytes());
         if let Some(wanted) = req.headers.get(header::IF_NONE_MATCH) {
-            let (Some(tag), Ok(wanted)) = (mine(header::ETAG), wanted.to_str()) else {
+            let Ok(wanted) = wanted.to_str() else {
                 return false;
             };
-            return wanted.trim() == "*"
-                || wanted
-                    .split(',')
-                    .any(|t| opaque_tag(t.trim().as_bytes()) == opaque_tag(tag));
+            if wanted.trim() == "*" {
+                return true;
+            }
+            let Some(tag) = mine(header::ETAG) else {
+                return false;
+            };
+            return wanted
+                .split(',')
+                .any(|t| opaque_tag(t.trim().as_bytes()) == opaque_tag(tag));
         }
         let date = |v: &[u8]| httpdate::parse_http_date(std::str::from_utf8(v).ok()?).ok();
         let since = req
@@ -226,6 +235,9 @@ pub struct CacheStats {
 struct Filling {
     done: watch::Receiver<()>,
     refresh: Option<AbortHandle>,
+    /// The key was purged while this fill was under way: what it fetched
+    /// must not be stored.
+    purged: bool,
 }
 
 type Locks = Arc<Mutex<HashMap<String, Filling>>>;
@@ -268,6 +280,15 @@ impl FillLock {
     /// Tells this fill apart from a later one of the same key.
     pub fn watch(&self) -> watch::Receiver<()> {
         self._tx.subscribe()
+    }
+
+    /// Whether a purge or an invalidation of the key came while this fill
+    /// was under way.
+    pub fn purged(&self) -> bool {
+        self.locks
+            .lock()
+            .get(&self.key)
+            .is_some_and(|f| f.purged && f.done.same_channel(&self._tx.subscribe()))
     }
 }
 
@@ -371,6 +392,7 @@ impl ResponseCache {
             Filling {
                 done,
                 refresh: None,
+                purged: false,
             },
         );
         Ok(FillLock {
@@ -427,6 +449,9 @@ impl ResponseCache {
             return None;
         }
         let initial_age = policy::initial_age(&head, std::time::SystemTime::now());
+        // Counted in `initial_age`; an answer's `Age` is computed afresh,
+        // and a 304 without one must not leave the old one behind.
+        head.remove_header(&header::AGE);
         head.remove_header("x-request-id");
         head.remove_header("x-kavro-cache");
         head.remove_header(&header::TRANSFER_ENCODING);
@@ -484,15 +509,16 @@ impl ResponseCache {
     }
 
     fn purge_where(&self, matches: impl Fn(&str) -> bool) -> u64 {
-        // A refresh under way would store the purged response again. Ended
-        // outside the lock, which its fill lock takes when it drops.
-        let refreshes: Vec<AbortHandle> = self
-            .locks
-            .lock()
-            .iter()
-            .filter(|(key, _)| matches(key))
-            .filter_map(|(_, filling)| filling.refresh.clone())
-            .collect();
+        // A fill under way would store the purged response again: it is
+        // marked, and a background refresh ended (outside the lock, which
+        // its fill lock takes when it drops).
+        let mut refreshes: Vec<AbortHandle> = Vec::new();
+        for (key, filling) in self.locks.lock().iter_mut() {
+            if matches(key) {
+                filling.purged = true;
+                refreshes.extend(filling.refresh.clone());
+            }
+        }
         for task in refreshes {
             task.abort();
         }
@@ -634,6 +660,7 @@ mod tests {
             ("etag", "\"v1\""),
             ("x-old", "1"),
             ("cache-control", "max-age=1"),
+            ("age", "5"),
         ]);
         c.store("k", &r, stored, "body".into(), TTL);
         let e = c.find("k", &r).unwrap();
@@ -662,7 +689,36 @@ mod tests {
         let conditions: Vec<_> = e.conditions().map(|(k, _)| k).collect();
         assert_eq!(conditions, [header::IF_NONE_MATCH]);
         assert!(e.not_modified_for(&req("/", &[("if-none-match", "W/\"v1\"")])));
+        assert!(
+            !e.head.headers.contains_key("age"),
+            "counted in the entry's age"
+        );
+        assert!(e.age() >= 5);
+        let mut gone = head(&[("etag", "\"g\"")]);
+        gone.set_status(404).unwrap();
+        c.store("g", &r, gone, "".into(), TTL);
+        let g = c.find("g", &r).unwrap();
+        assert!(
+            !g.not_modified_for(&req("/", &[("if-none-match", "\"g\"")])),
+            "only a success is answered 304"
+        );
+        c.store("n", &r, head(&[]), "".into(), TTL);
+        let n = c.find("n", &r).unwrap();
+        assert!(n.not_modified_for(&req("/", &[("if-none-match", "*")])));
         assert!(!e.not_modified_for(&req("/", &[("if-none-match", "\"v2\"")])));
         assert!(!e.not_modified_for(&req("/", &[])));
+    }
+
+    /// A purge while a fill is under way keeps what it fetched out.
+    #[test]
+    fn a_purge_marks_fills_under_way() {
+        let c = ResponseCache::new(1 << 20, 1 << 16);
+        let lock = c.try_lock("h/p").ok().unwrap();
+        assert!(!lock.purged());
+        c.purge("h/p");
+        assert!(lock.purged());
+        drop(lock);
+        let again = c.try_lock("h/p").ok().unwrap();
+        assert!(!again.purged(), "a later fill starts clean");
     }
 }

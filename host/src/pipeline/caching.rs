@@ -75,7 +75,7 @@ pub struct Fill {
     key: String,
     policy: Arc<RoutePolicy>,
     /// Held by the request that fills the key; others wait for it.
-    _lock: Option<FillLock>,
+    lock: Option<FillLock>,
     /// The stale entry being revalidated, which may also answer in place
     /// of a failing origin.
     stale: Option<Arc<Entry>>,
@@ -87,6 +87,14 @@ pub struct Fill {
     /// A proxied response: its head, the body so far, its lifetime and
     /// when its head arrived.
     streamed: Option<(ResponseHeader, BytesMut, Lifetime, Instant)>,
+}
+
+impl Fill {
+    /// Whether what this fill fetched may be stored: not after a purge of
+    /// its key came while it was under way.
+    fn may_store(&self) -> bool {
+        !self.lock.as_ref().is_some_and(FillLock::purged)
+    }
 }
 
 /// RFC 9111 §4.4: what a request with an unsafe method invalidates when it
@@ -148,7 +156,7 @@ impl RequestCache {
             self.fill = Some(Box::new(Fill {
                 key: lock.key().to_string(),
                 policy: policy.clone(),
-                _lock: Some(lock),
+                lock: Some(lock),
                 stale: Some(stale),
                 conditional: false,
                 background: true,
@@ -213,7 +221,7 @@ impl RequestCache {
                     self.fill = Some(Box::new(Fill {
                         key,
                         policy: policy.clone(),
-                        _lock: lock,
+                        lock,
                         stale,
                         conditional: false,
                         background: false,
@@ -314,8 +322,8 @@ impl RequestCache {
         if !not_modified && !failed {
             return None;
         }
-        let fill = self.fill.take()?;
-        let stale = fill.stale?;
+        let mut fill = self.fill.take()?;
+        let stale = fill.stale.take()?;
         if failed {
             self.status = Some(CacheStatus::Stale);
             bump(&cache.stats.stale_if_error);
@@ -329,16 +337,17 @@ impl RequestCache {
                 "502 Bad Gateway: the upstream answered 304 Not Modified with validators that match no stored response\n",
             ));
         }
-        let head = stale.updated_head(resp);
+        let mut head = stale.updated_head(resp);
         self.status = Some(CacheStatus::Revalidated);
         bump(&cache.stats.revalidated_304);
-        match storable_for(&fill.policy, &head, self.directive) {
+        match storable_for(&fill.policy, &head, self.directive).filter(|_| fill.may_store()) {
             Some(lifetime) => {
                 let entry = cache.store(&fill.key, req, head, stale.body.clone(), lifetime);
                 entry.map(|e| answer(&e, req))
             }
             None => {
                 cache.purge(&fill.key);
+                let _ = head.insert_header(header::AGE, stale.age().to_string());
                 Some(Produced {
                     head: Box::new(head),
                     body: Body::Bytes(stale.body.clone()),
@@ -372,7 +381,7 @@ impl RequestCache {
         plugin_failed: bool,
     ) {
         let Some(fill) = self.fill.take() else { return };
-        if plugin_failed {
+        if plugin_failed || !fill.may_store() {
             return;
         }
         if let Body::Bytes(body) = &p.body {
@@ -452,7 +461,7 @@ impl RequestCache {
             return;
         }
         let fill = self.fill.take().expect("matched above");
-        if failed {
+        if failed || !fill.may_store() {
             return;
         }
         if let Some((head, body, mut lifetime, arrived)) = fill.streamed {

@@ -361,7 +361,13 @@ impl ProxyHttp for Kavro {
 
         let set = &active.plugins;
         let max = active.config.present_max_bytes;
-        if !set.global[Phase::Prime].is_empty() {
+        // A background refresh carries a request prime has already seen.
+        let refresh = Refresh::of_subrequest(session);
+        let primed = refresh.is_some();
+        if let Some(refresh) = refresh {
+            ctx.cache.set_refresh(refresh);
+        }
+        if !primed && !set.global[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
             if let Some(p) = phases::run_prime(set, &set.global[Phase::Prime], ctx, req, max).await
             {
@@ -402,7 +408,7 @@ impl ProxyHttp for Kavro {
             ctx.cache.status = Some(CacheStatus::Bypass);
         }
 
-        if !chains[Phase::Prime].is_empty() {
+        if !primed && !chains[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
             if let Some(p) = phases::run_prime(set, &chains[Phase::Prime], ctx, req, max).await {
                 return self.send(session, ctx, p).await;
@@ -410,9 +416,6 @@ impl ProxyHttp for Kavro {
         }
 
         if let Some(policy) = &route.cache {
-            if let Some(refresh) = Refresh::of_subrequest(session) {
-                ctx.cache.set_refresh(refresh);
-            }
             let req = session.req_header();
             let host = request_host(req);
             let https = ctx.https;
@@ -547,7 +550,12 @@ impl ProxyHttp for Kavro {
         if let Some(t) = timeouts {
             crate::upstream::apply_timeouts(&t, &mut peer);
         }
-        if session.req_header().headers.contains_key(header::UPGRADE) {
+        let websocket = session
+            .req_header()
+            .headers
+            .get(header::UPGRADE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        if websocket {
             // Once upgraded, a read waits as long as the connection may idle.
             let idle = ctx.active.config.client.websocket_idle_timeout;
             peer.options.read_timeout = Some(idle);
@@ -751,7 +759,8 @@ impl ProxyHttp for Kavro {
             || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
         let presents = !ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty();
         if presents && !bodiless && !ctx.body_replaced {
-            if let Some(len) = len.filter(|&l| l <= max) {
+            // An empty body has nothing to present, and no body task.
+            if let Some(len) = len.filter(|&l| l > 0 && l <= max) {
                 ctx.present = Some(Box::new(PresentBuffer {
                     body: BytesMut::with_capacity(len),
                     limit: max,

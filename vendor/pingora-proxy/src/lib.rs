@@ -518,7 +518,7 @@ where
                 || header
                     .headers
                     .get(header::CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes() != b"0"));
+                    .is_some_and(|v| v.as_bytes().iter().any(|b| *b != b'0')));
         if !declares_body {
             out.push(HttpTask::Header(header, true));
             return Ok(());

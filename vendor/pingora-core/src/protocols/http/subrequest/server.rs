@@ -148,21 +148,29 @@ impl SubrequestHandle {
     }
 }
 
-/// The session's request as an HTTP/1.1 head the subrequest's parser
-/// reads. An HTTP/2 request's own rendering says `HTTP/2`, which an HTTP/1
-/// parser refuses, and carries its host only in `:authority`: it is
-/// rendered as HTTP/1.1 with a `Host` header instead.
+/// The session's request, as it stands (with what the parent's filters
+/// changed), as an HTTP/1.1 head the subrequest's parser reads. The raw
+/// bytes of an HTTP/1 request miss those changes; an HTTP/2 request's own
+/// rendering says `HTTP/2`, which an HTTP/1 parser refuses, carries its
+/// host only in `:authority` and may split its cookies over several
+/// fields: it gets a `Host` and one `Cookie` (RFC 9113 §8.2.3).
 fn h1_request_of(session: &GenericHttpSession) -> Bytes {
     let req = session.req_header();
-    if req.version != http::Version::HTTP_2 {
-        return session.to_h1_raw();
-    }
     let mut h1 = req.clone();
     h1.set_version(http::Version::HTTP_11);
     if !h1.headers.contains_key(header::HOST) {
         if let Some(authority) = req.uri.authority() {
             let _ = h1.insert_header(header::HOST, authority.as_str());
         }
+    }
+    let cookies: Vec<&str> = req
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if cookies.len() > 1 {
+        let _ = h1.insert_header(header::COOKIE, cookies.join("; "));
     }
     crate::protocols::http::v1::client::http_req_header_to_wire(&h1)
         .map_or_else(|| session.to_h1_raw(), |b| b.freeze())
