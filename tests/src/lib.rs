@@ -15,6 +15,20 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A one-thread runtime for a test server, and its listener bound to
+/// `addr` (port 0: any free one).
+pub fn server_runtime(addr: &str) -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+    (rt, listener)
+}
+
 /// The folder holding the build's binaries (`target/release`); test
 /// binaries run from its `deps` folder, benchmark binaries from it directly.
 pub fn bin_dir() -> PathBuf {

@@ -542,14 +542,7 @@ impl TlsUpstream {
             .expect("upstream certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind upstream");
+        let (rt, listener) = crate::server_runtime("127.0.0.1:0");
         let addr = listener.local_addr().expect("upstream address");
         let hits = Arc::new(AtomicUsize::new(0));
         let refused = Arc::new(AtomicUsize::new(0));

@@ -105,14 +105,7 @@ impl Upstream {
 
     /// The same, on `addr` (a target brought back where it was).
     pub fn start_at(name: &str, addr: SocketAddr) -> Upstream {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .expect("bind upstream");
+        let (rt, listener) = crate::server_runtime(&addr.to_string());
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let knobs = Arc::new(Knobs::default());

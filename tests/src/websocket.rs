@@ -29,14 +29,7 @@ pub struct WsUpstream {
 
 impl WsUpstream {
     pub fn start() -> WsUpstream {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
+        let (rt, listener) = crate::server_runtime("127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let opened = Arc::new(AtomicUsize::new(0));
         let closes = Arc::new(Mutex::new(Vec::new()));
