@@ -26,6 +26,7 @@ pub struct Admin {
     pub reloader: Arc<Reloader>,
     pub cache: Arc<ResponseCache>,
     pub acme: Arc<crate::tls::acme::Acme>,
+    pub hub: Arc<crate::realtime::Hub>,
 }
 
 fn outcome_json(o: Option<Attempt>) -> serde_json::Value {
@@ -150,7 +151,22 @@ impl Admin {
             "post": active.services.post_slots.report(),
             "connections_refused": crate::protect::connections::refused(),
             "tls": crate::tls::diagnostics(&active, &self.acme),
+            "realtime": self.realtime(&active),
         })
+    }
+
+    /// The hub's figures, and whether publishing is on (`null` without
+    /// realtime routes or a `[realtime]` table).
+    fn realtime(&self, active: &Active) -> serde_json::Value {
+        let mut report = self.hub.report();
+        report["publish"] = match &active.config.publish {
+            None => serde_json::Value::Null,
+            Some(p) => serde_json::json!({
+                "path": p.path,
+                "on": p.secret.is_some(),
+            }),
+        };
+        report
     }
 
     fn cache_counters(&self) -> [(&'static str, u64); 10] {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod protect;
+pub mod realtime;
 pub mod reload;
 pub mod routing;
 pub mod server;

@@ -154,6 +154,8 @@ pub enum RouteAction {
     Respond(Arc<Respond>),
     Redirect(Arc<Redirect>),
     FastCgi(Arc<FastCgi>),
+    /// WebSocket clients held by the realtime hub.
+    Realtime(Arc<crate::realtime::RealtimeRoute>),
 }
 
 /// A route; `A` is its action: as configured ([`crate::config::ActionSpec`])

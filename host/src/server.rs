@@ -313,12 +313,14 @@ fn serve(
     ));
 
     let acme = Arc::new(Acme::default());
+    let hub = Arc::new(crate::realtime::Hub::default());
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Kavro {
             active: active.clone(),
             cache: shared.cache.clone(),
             acme: acme.clone(),
+            hub: hub.clone(),
         },
         "kavro",
     );
@@ -388,6 +390,7 @@ fn serve(
                 reloader,
                 cache: shared.cache.clone(),
                 acme,
+                hub,
             },
         );
         admin.add_tcp(addr);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::actions::fastcgi::FastCgi;
 use crate::actions::respond::Redirect;
 use crate::config::{ActionSpec, Config, Diagnostic, Diagnostics};
+use crate::realtime::RealtimeRoute;
 use crate::routing::{RouteAction, RouteTable};
 use crate::tls::certs::{CertStore, Certificate};
 use crate::upstream::Upstream;
@@ -156,6 +157,14 @@ impl Services {
                 ActionSpec::FastCgi(settings) => {
                     RouteAction::FastCgi(Arc::new(FastCgi::new((**settings).clone())))
                 }
+                ActionSpec::Realtime(s) => match upstreams.get(&s.backend) {
+                    Some(up) => RouteAction::Realtime(Arc::new(RealtimeRoute {
+                        backend: up.clone(),
+                        path_on_backend: s.path_on_backend.clone(),
+                        max_message_bytes: s.max_message_bytes,
+                    })),
+                    None => continue,
+                },
             };
             routes.push(route.with_action(action));
         }

@@ -59,6 +59,16 @@ pub fn draining() -> bool {
     DRAINING.load(Ordering::Relaxed)
 }
 
+/// Turns true once a SIGTERM or SIGQUIT has come: long-lived connections
+/// (the realtime hub's) close themselves instead of waiting to be cut.
+static GOING_AWAY: std::sync::LazyLock<tokio::sync::watch::Sender<bool>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(false));
+
+/// Watches for the process's way out; see [`GOING_AWAY`].
+pub fn going_away() -> tokio::sync::watch::Receiver<bool> {
+    GOING_AWAY.subscribe()
+}
+
 /// Requests under way now.
 pub fn in_flight() -> usize {
     IN_FLIGHT.load(Ordering::Acquire)
@@ -127,6 +137,7 @@ impl ShutdownSignalWatch for Signals {
             _ => (self.grace, None),
         };
         DRAINING.store(true, Ordering::Relaxed);
+        GOING_AWAY.send_replace(true);
         let active = self.active.clone();
         // A thread, not a task or background service: it must exit the
         // process even when every worker is stuck, and Pingora's services

@@ -4,6 +4,7 @@
 pub mod pebble;
 pub mod php;
 pub mod raw;
+pub mod realtime;
 pub mod sites;
 pub mod tls;
 pub mod upstream;

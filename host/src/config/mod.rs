@@ -76,6 +76,8 @@ pub struct Config {
     /// Response cache size; read at start (a reload keeps the running cache).
     pub cache_max_bytes: u64,
     pub cache_max_object_bytes: usize,
+    /// `None`: no realtime route and no `[realtime]` table.
+    pub publish: Option<PublishSettings>,
 }
 
 /// A route's action as configured.
@@ -89,6 +91,26 @@ pub enum ActionSpec {
     Respond(Arc<Respond>),
     Redirect(Arc<Redirect>),
     FastCgi(Box<fastcgi::Settings>),
+    Realtime(Arc<RealtimeSettings>),
+}
+
+/// A realtime route's settings; its backend is a declared upstream.
+#[derive(Debug, Clone)]
+pub struct RealtimeSettings {
+    pub backend: String,
+    pub path_on_backend: String,
+    pub max_message_bytes: usize,
+}
+
+/// The hub's publish endpoint, on when the config has realtime routes or a
+/// `[realtime]` table.
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    pub path: String,
+    /// Where the secret comes from, for messages.
+    pub secret_env: String,
+    /// `None`: no secret is set, and publishing answers 503.
+    pub secret: Option<String>,
 }
 
 /// How one plugin is applied: from the config file, a sidecar file, or defaults.
@@ -368,6 +390,22 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         }
     }
 
+    let realtime_routes = routes
+        .iter()
+        .any(|r| matches!(r.action, ActionSpec::Realtime(_)));
+    let publish = match raw.realtime {
+        Some(s) => Some(publish_settings(r, s)),
+        None if realtime_routes => Some(publish_settings(
+            r,
+            model::RealtimeSection {
+                publish_path: model::default_publish_path(),
+                secret_env: model::default_secret_env(),
+                secret: None,
+            },
+        )),
+        None => None,
+    };
+
     let mut plugins = BTreeMap::new();
     for (i, p) in raw.plugins.into_iter().enumerate() {
         let field = format!("plugins[{i}]");
@@ -426,6 +464,29 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         plugins,
         cache_max_bytes: raw.cache.max_bytes,
         cache_max_object_bytes: raw.cache.max_object_bytes,
+        publish,
+    }
+}
+
+/// The publish endpoint's settings; the secret is read from the
+/// environment here, at start and at each reload.
+fn publish_settings(r: &mut Reporter<'_>, s: model::RealtimeSection) -> PublishSettings {
+    if !s.publish_path.starts_with('/') || s.publish_path.contains(['?', '#', '*']) {
+        r.error(
+            None,
+            "realtime.publish_path",
+            format!("`{}` is not a path", s.publish_path),
+            "use an absolute path such as \"/publish\"",
+        );
+    }
+    let secret = s
+        .secret
+        .or_else(|| std::env::var(&s.secret_env).ok())
+        .filter(|v| !v.is_empty());
+    PublishSettings {
+        path: s.publish_path,
+        secret_env: s.secret_env,
+        secret,
     }
 }
 
@@ -643,12 +704,37 @@ fn compile_route(
             }
         }
     }
+    if let Some(s) = rs.realtime {
+        if !upstreams.contains_key(s.backend.get_ref()) {
+            r.error(
+                Some(s.backend.span()),
+                format!("{field}.realtime.backend"),
+                format!("upstream `{}` is not declared", s.backend.get_ref()),
+                "the backend is an upstream: declare [upstreams.<name>] targets = [\"host:port\"]",
+            );
+            return None;
+        }
+        if !s.path_on_backend.starts_with('/') || s.max_message_bytes == 0 {
+            r.error(
+                None,
+                format!("{field}.realtime"),
+                "path_on_backend must start with / and max_message_bytes be at least 1",
+                "leave them out for the defaults (/v1/realtime, 65536)",
+            );
+            return None;
+        }
+        actions.push(ActionSpec::Realtime(Arc::new(RealtimeSettings {
+            backend: s.backend.into_inner(),
+            path_on_backend: s.path_on_backend,
+            max_message_bytes: s.max_message_bytes,
+        })));
+    }
     if actions.len() > 1 {
         r.error(
             None,
             field.to_string(),
             format!("route `{name}` has {} actions", actions.len()),
-            "give a route one of proxy, static, fastcgi, respond or redirect",
+            "give a route one of proxy, static, fastcgi, respond, redirect or realtime",
         );
         return None;
     }

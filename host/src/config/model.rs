@@ -25,6 +25,49 @@ pub struct ConfigFile {
     /// Every upstream's timeouts, unless it or a route sets its own.
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// The realtime hub's publish endpoint.
+    pub realtime: Option<RealtimeSection>,
+}
+
+/// `[realtime]`: how the application publishes to the hub's groups.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeSection {
+    /// `POST` here on the traffic listeners publishes.
+    #[serde(default = "default_publish_path")]
+    pub publish_path: String,
+    /// The environment variable holding the publish secret.
+    #[serde(default = "default_secret_env")]
+    pub secret_env: String,
+    /// The secret itself, in place of the environment variable.
+    pub secret: Option<String>,
+}
+
+pub fn default_publish_path() -> String {
+    "/publish".into()
+}
+pub fn default_secret_env() -> String {
+    "KAVRO_PUBLISH_SECRET".into()
+}
+
+/// A route's `realtime = { backend = "app" }`: the hub holds the route's
+/// WebSocket connections and asks `backend` what each event means.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealtimeRouteSection {
+    pub backend: Spanned<String>,
+    #[serde(default = "default_path_on_backend")]
+    pub path_on_backend: String,
+    /// Larger messages from a client close its connection with 1009.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+fn default_path_on_backend() -> String {
+    "/v1/realtime".into()
+}
+fn default_max_message_bytes() -> usize {
+    64 * 1024
 }
 
 /// Timeouts towards an upstream; what is not set here comes from the
@@ -482,6 +525,8 @@ pub struct RouteSection {
     pub respond: Option<RespondSection>,
     pub redirect: Option<RedirectSection>,
     pub fastcgi: Option<FastCgiSection>,
+    /// WebSocket clients held by the realtime hub.
+    pub realtime: Option<RealtimeRouteSection>,
     /// Cache this route's responses.
     pub cache: Option<RouteCacheSection>,
     /// Timeouts towards the upstream this route's requests go to.

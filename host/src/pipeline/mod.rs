@@ -62,6 +62,7 @@ use crate::actions::{Body, Produced};
 use crate::cache::ResponseCache;
 use crate::plugin::bindings::types::Completion;
 use crate::plugin::Phase;
+use crate::realtime::{connection, publish, Hub};
 use crate::routing::{normalize_host, Match, RouteAction};
 use crate::shutdown::InFlight;
 use crate::tls::acme::Acme;
@@ -80,6 +81,8 @@ pub struct Kavro {
     pub cache: Arc<ResponseCache>,
     /// ACME's challenges, answered before routes and plugins.
     pub acme: Arc<Acme>,
+    /// The realtime hub's connections and groups; outlives swaps too.
+    pub hub: Arc<Hub>,
 }
 
 /// A client-supplied request id is kept only if it is short and printable.
@@ -358,6 +361,18 @@ impl ProxyHttp for Kavro {
         if let Some(done) = self.before_routes(session, ctx, &active).await {
             return done;
         }
+        if let Some(settings) = &active.config.publish {
+            if publish::is_publish(settings, session.req_header()) {
+                let p = match publish::refusal(settings, session.req_header()) {
+                    Some(p) => p,
+                    None => match read_body(session, publish::MAX_PUBLISH_BYTES).await? {
+                        Ok(body) => publish::publish(&self.hub, &body),
+                        Err(p) => p,
+                    },
+                };
+                return write_plain(session, ctx, p).await;
+            }
+        }
 
         let set = &active.plugins;
         let max = active.config.present_max_bytes;
@@ -498,6 +513,23 @@ impl ProxyHttp for Kavro {
                     })
                     .await;
                 self.send(session, ctx, p).await
+            }
+            RouteAction::Realtime(rt) => {
+                let req = session.req_header();
+                let http2 = session.is_http2();
+                let opened =
+                    connection::open(&self.hub, rt, req, http2, ctx.client_ip, ctx.request_id());
+                let mut accepted = match opened.await {
+                    Ok(a) => a,
+                    Err(p) => return self.send(session, ctx, p).await,
+                };
+                let req = session.req_header_mut();
+                if let Err(p) = response::finish_head(ctx, req, &mut accepted.head).await {
+                    return write_plain(session, ctx, p).await;
+                }
+                let idle = ctx.active.config.client.websocket_idle_timeout;
+                accepted.run(self.hub.clone(), session, idle).await?;
+                Ok(true)
             }
             RouteAction::None => {
                 self.send(session, ctx, Produced::text(404, "not found\n"))

@@ -4,6 +4,7 @@
 //! and how many requests go at once (`admission`).
 
 pub mod admission;
+pub mod client;
 pub mod probe;
 pub mod target;
 

@@ -5,12 +5,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 
 use wasmtime::component::Linker;
 
@@ -20,6 +16,7 @@ use crate::plugin::bindings::kavro::plugin::http::{
     self as wit, Host, IncomingResponse, OutgoingRequest,
 };
 use crate::plugin::bindings::types::HostError;
+use crate::upstream::client::{client, Client, Exchange, ExchangeError};
 use crate::upstream::Upstream;
 
 pub struct Http;
@@ -50,14 +47,7 @@ impl Unit for Http {
 }
 
 /// The client every plugin's requests share.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-pub fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new()).build(connector)
-}
+pub type HttpClient = Client;
 
 /// What a plugin granted "http" may reach.
 pub struct HttpGrant {
@@ -80,103 +70,39 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
                 req.upstream
             ))
         })?;
-        if !req.uri.starts_with('/') {
-            return Err(invalid(format!("`{}` is not a path and query", req.uri)));
-        }
-        let left = self.call.time_left();
-        // Four fifths of what is left: the plugin keeps time to handle the error.
-        let budget = (left - left / 5).min(upstream.timeouts.read);
-        let started = tokio::time::Instant::now();
-        // The upstream's limit on requests at once holds for plugins too.
-        let _slot = match &upstream.gate {
-            None => None,
-            Some(gate) => {
-                match tokio::time::timeout(budget, gate.enter(&upstream.counters)).await {
-                    Ok(Ok(slot)) => Some(slot),
-                    Ok(Err(why)) => {
-                        return Err(HostError::Unavailable(format!(
-                            "upstream `{}` is at max_inflight: {why:?}",
-                            req.upstream
-                        )))
-                    }
-                    Err(_) => {
-                        return Err(HostError::Unavailable(format!(
-                            "upstream `{}` is at max_inflight for longer than the call may wait",
-                            req.upstream
-                        )))
-                    }
-                }
-            }
-        };
-        let budget = budget.saturating_sub(started.elapsed());
-        let (addr, target) = upstream.pick().ok_or_else(|| {
-            HostError::Unavailable(format!(
-                "every target of upstream `{}` is out of rotation",
-                req.upstream
-            ))
-        })?;
-        let _busy = target.busy();
-        let uri: http::Uri = format!("http://{addr}{}", req.uri)
-            .parse()
-            .map_err(|_| invalid(format!("`{}` is not a valid path and query", req.uri)))?;
         let method = http::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| invalid(format!("`{}` is not an HTTP method", req.method)))?;
-        let mut builder = http::Request::builder().method(method).uri(uri);
-        for (k, v) in &req.headers {
-            builder = builder.header(k.as_str(), v.as_str());
+        let left = self.call.time_left();
+        let answer = Exchange {
+            method,
+            path_and_query: &req.uri,
+            headers: req.headers,
+            body: Bytes::from(req.body),
+            // Four fifths of what is left: the plugin keeps time to handle the error.
+            budget: (left - left / 5).min(upstream.timeouts.read),
+            max_body: grant.max_body,
         }
-        let request = builder
-            .body(Full::new(Bytes::from(req.body)))
-            .map_err(|e| invalid(format!("bad request: {e}")))?;
-
-        let max_body = grant.max_body;
-        let fetch = async {
-            // The outcome counts for the target's health as a proxied
-            // request's does: a failed exchange, or a 5xx where counted.
-            let resp = grant.client.request(request).await.map_err(|e| {
-                target.failed(&upstream.eject);
-                HostError::Unavailable(format!("upstream `{}`: {e}", req.upstream))
-            })?;
-            if upstream.eject.on_5xx && resp.status().is_server_error() {
-                target.failed(&upstream.eject);
-            } else {
-                target.succeeded();
-            }
-            let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, max_body)
-                .collect()
-                .await
-                .map_err(|e| HostError::Unavailable(format!("reading the response: {e}")))?
-                .to_bytes();
-            let headers = parts
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            Ok(IncomingResponse {
-                status: parts.status.as_u16(),
-                headers,
-                body: body.to_vec(),
+        .send(&grant.client, upstream)
+        .await
+        .map_err(|e| match e {
+            ExchangeError::Invalid(why) => HostError::Invalid(why),
+            ExchangeError::Unavailable(why) => HostError::Unavailable(why),
+        })?;
+        let headers = answer
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
             })
-        };
-        let outcome = tokio::time::timeout(budget, fetch).await;
-        if outcome.is_err() && budget >= upstream.timeouts.read {
-            // Only a wait as long as the upstream's read timeout is the
-            // target's fault; a shorter one is the plugin's deadline.
-            target.failed(&upstream.eject);
-        }
-        outcome.map_err(|_| {
-            HostError::Unavailable(format!(
-                "upstream `{}` did not answer within {} ms",
-                req.upstream,
-                budget.as_millis()
-            ))
-        })?
+            .collect();
+        Ok(IncomingResponse {
+            status: answer.status.as_u16(),
+            headers,
+            body: answer.body.to_vec(),
+        })
     }
 }
 
