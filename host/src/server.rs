@@ -313,7 +313,7 @@ fn serve(
     ));
 
     let acme = Arc::new(Acme::default());
-    let hub = Arc::new(crate::realtime::Hub::default());
+    let hub = shared.realtime.clone();
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Kavro {

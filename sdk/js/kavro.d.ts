@@ -82,7 +82,7 @@ declare module "kavro" {
   /** The per-request state: a fresh `{}` for every request, living through all of its phases, post included. */
   export type State = Record<string, unknown>;
   /** A capability a plugin may ask for; the operator grants it in the host's config. */
-  export type Capability = "kv" | "metrics" | "config" | "cache" | "http" | "clock" | "env" | "fs";
+  export type Capability = "kv" | "metrics" | "config" | "cache" | "http" | "clock" | "realtime" | "env" | "fs";
 
   /**
    * A plugin: the module's default export. Define only the phases it
@@ -171,6 +171,13 @@ declare module "kavro" {
     monotonicNs(): bigint;
     /** Milliseconds left before this call's deadline. */
     remainingMs(): number;
+  };
+  /** The realtime hub's groups (capability "realtime"). Refused calls throw a {@link HostCallError}. */
+  export const realtime: {
+    /** Sends `message` as one text frame to groups (names starting with "/") and client ids, each client once; returns the clients reached. */
+    publish(to: string | readonly string[], message: string): number;
+    /** The clients in a group, or 1 for a connected client's id. */
+    groupSize(name: string): number;
   };
   /** What {@link http.send} takes besides the upstream. */
   export interface HttpRequest {

@@ -27,6 +27,7 @@ import * as hostMetrics from "kavro:plugin/metrics@0.2.0";
 import * as hostCache from "kavro:plugin/cache@0.2.0";
 import * as hostHttp from "kavro:plugin/http@0.2.0";
 import * as hostClock from "kavro:plugin/clock@0.2.0";
+import * as hostRealtime from "kavro:plugin/realtime@0.2.0";
 
 const encoder = new TextEncoder();
 const bytes = (b) => (typeof b === "string" ? encoder.encode(b) : b ?? new Uint8Array());
@@ -104,6 +105,12 @@ export const clock = {
   wallMs: () => Number(hostClock.wallMs()),
   monotonicNs: () => hostClock.monotonicNs(),
   remainingMs: () => Number(hostClock.remainingMs()),
+};
+
+/** The realtime hub's groups (capability "realtime"). */
+export const realtime = {
+  publish: (to, message) => hostRealtime.publish(typeof to === "string" ? [to] : to, message),
+  groupSize: (name) => hostRealtime.groupSize(name),
 };
 
 /** The response cache (capability "cache"). */

@@ -301,3 +301,46 @@ fn a_thousand_clients_one_publish_then_sigterm() {
     drop(clients);
     assert!(host.wait_exit(Duration::from_secs(20)).success());
 }
+
+/// The `realtime` capability: a plugin (announcer, from prime) publishes
+/// to a group and reads its size; without the grant its calls are denied.
+#[test]
+fn a_plugin_publishes_with_the_realtime_capability() {
+    let backend = Backend::start();
+    let granted = format!(
+        "{}\n[[plugins]]\nname = \"announcer\"\ncapabilities = [\"realtime\"]\n",
+        config(&backend, "")
+    );
+    let host = Host::builder()
+        .plugin("announcer", "announcer")
+        .config(&granted)
+        .start();
+    let announce = |host: &Host| {
+        client()
+            .post(host.url("/announce?/lobby"))
+            .header("x-text", "maintenance")
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    runtime().block_on(async {
+        let (mut a, _) = join(&host).await;
+        let (mut b, _) = join(&host).await;
+        assert_eq!(off_runtime(|| announce(&host)), "reached 2 of 2\n");
+        for ws in [&mut a, &mut b] {
+            let got = json(&next_text(ws).await.unwrap());
+            assert_eq!(got["announce"], "maintenance");
+        }
+    });
+    let ungranted = format!(
+        "{}\n[[plugins]]\nname = \"announcer\"\n",
+        config(&backend, "")
+    );
+    let host = Host::builder()
+        .plugin("announcer", "announcer")
+        .config(&ungranted)
+        .start();
+    let denied = announce(&host);
+    assert!(denied.contains("Denied") && denied.contains("realtime"), "{denied}");
+}

@@ -1,6 +1,7 @@
 // world kavro:plugin/host@0.2.0
 export type * as KavroPluginCache020 from './interfaces/kavro-plugin-cache.js'; // import kavro:plugin/cache@0.2.0
 export type * as KavroPluginClock020 from './interfaces/kavro-plugin-clock.js'; // import kavro:plugin/clock@0.2.0
+export type * as KavroPluginRealtime020 from './interfaces/kavro-plugin-realtime.js'; // import kavro:plugin/realtime@0.2.0
 export type * as KavroPluginConfig020 from './interfaces/kavro-plugin-config.js'; // import kavro:plugin/config@0.2.0
 export type * as KavroPluginHttp020 from './interfaces/kavro-plugin-http.js'; // import kavro:plugin/http@0.2.0
 export type * as KavroPluginKv020 from './interfaces/kavro-plugin-kv.js'; // import kavro:plugin/kv@0.2.0

@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from componentize_py_types import Err
-from wit_world.imports import cache, clock, config, http, kv, log, metrics, types
+from wit_world.imports import cache, clock, config, http, kv, log, metrics, realtime, types
 
 __all__ = [
     "Plugin", "Reply", "Err", "export", "rewrite", "forward",
-    "cache", "clock", "config", "http", "kv", "log", "metrics", "debug", "info", "warn", "error",
+    "cache", "clock", "config", "http", "kv", "log", "metrics", "realtime", "debug", "info", "warn", "error",
 ]
 
 PHASES = ("prime", "prepare", "present", "package", "post")

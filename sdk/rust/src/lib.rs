@@ -275,6 +275,13 @@ pub mod kv {
     pub use super::bindings::kavro::plugin::kv::{delete, get, increment, set};
 }
 
+/// The realtime hub's groups (capability "realtime"): [`publish`] sends a
+/// text message to groups (`/room`) and client ids, each client once, and
+/// returns the clients reached; [`group_size`] counts a group's clients.
+pub mod realtime {
+    pub use super::bindings::kavro::plugin::realtime::{group_size, publish};
+}
+
 /// The host's response cache (capability "cache").
 ///
 /// In prime, [`set_key`] and [`bypass`] decide how this request uses the

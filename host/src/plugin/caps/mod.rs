@@ -20,6 +20,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod metrics;
+pub mod realtime;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -256,6 +257,7 @@ capabilities! {
     cache: Cache,
     http: Http,
     clock: Clock,
+    realtime: Realtime,
     env: Env,
     fs: Fs,
 }
