@@ -256,8 +256,9 @@ case "${1:-}" in
     test)
         setup
         # The FastCGI and cache tests run a real php-fpm, the ACME tests a
-        # real ACME test CA (pebble, with pebble-challtestsrv for DNS).
-        need_apt php-fpm pebble
+        # real ACME test CA (pebble, with pebble-challtestsrv for DNS), the
+        # cluster tests a real redis-server (each starts its own).
+        need_apt php-fpm pebble redis-server
         build_plugins
         build_test_plugins
         build_native

@@ -46,8 +46,11 @@ fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
 impl Admin {
     fn status(&self) -> serde_json::Value {
         let active = self.active.load();
+        let fleet = self.cache.fleet.as_ref();
         serde_json::json!({
-            "status": "ok",
+            // Degraded: serving, but with state this host cannot share.
+            "status": if fleet.is_some_and(|f| !f.is_up()) { "degraded" } else { "ok" },
+            "cluster": fleet.map(|f| f.report()),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_seconds": metrics::uptime().as_secs(),
             "requests": metrics::requests(),
@@ -152,6 +155,7 @@ impl Admin {
             "connections_refused": crate::protect::connections::refused(),
             "tls": crate::tls::diagnostics(&active, &self.acme),
             "realtime": self.realtime(&active),
+            "cluster": self.cache.fleet.as_ref().map(|f| f.report()),
         })
     }
 
@@ -217,8 +221,8 @@ impl Admin {
             })
         };
         let purged = match (arg("key"), arg("prefix")) {
-            (Some(k), None) if !k.is_empty() => self.cache.purge(&k),
-            (None, Some(p)) if !p.is_empty() => self.cache.purge_prefix(&p),
+            (Some(k), None) if !k.is_empty() => self.cache.purge_fleet(&k, false),
+            (None, Some(p)) if !p.is_empty() => self.cache.purge_fleet(&p, true),
             _ => {
                 return json(
                     400,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod authoring;
 pub mod cache;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;

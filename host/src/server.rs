@@ -381,6 +381,16 @@ fn serve(
     }
     server.add_service(proxy);
     server.add_services(shared.services());
+    if let Some(cluster) = shared.cache.fleet.clone() {
+        server.add_service(pingora_core::services::background::background_service(
+            "kavro-cluster",
+            crate::cluster::FleetWatch {
+                cluster,
+                hub: shared.realtime.clone(),
+                cache: shared.cache.clone(),
+            },
+        ));
+    }
 
     if let Some(addr) = &admin_addr {
         let mut admin = pingora_core::services::listening::Service::new(

@@ -5,6 +5,7 @@ pub mod pebble;
 pub mod php;
 pub mod raw;
 pub mod realtime;
+pub mod redis;
 pub mod sites;
 pub mod tls;
 pub mod upstream;

@@ -250,6 +250,8 @@ pub struct ResponseCache {
     /// How long a miss waits for another request filling the same key.
     lock_wait: Duration,
     pub stats: CacheStats,
+    /// The other hosts of a `[cluster]`, told of purges made here.
+    pub fleet: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// What a lookup found.
@@ -317,6 +319,7 @@ impl ResponseCache {
             max_object_bytes,
             lock_wait: Duration::from_secs(30),
             stats: CacheStats::default(),
+            fleet: None,
         }
     }
 
@@ -499,6 +502,19 @@ impl ResponseCache {
     /// Removes every entry whose key starts with `prefix`.
     pub fn purge_prefix(&self, prefix: &str) -> u64 {
         self.purge_where(|k| k.starts_with(prefix))
+    }
+
+    /// A purge asked for here (admin API, plugins): on this host and, in a
+    /// `[cluster]`, on the others.
+    pub fn purge_fleet(&self, key: &str, prefix: bool) -> u64 {
+        if let Some(fleet) = &self.fleet {
+            fleet.purge(key, prefix);
+        }
+        if prefix {
+            self.purge_prefix(key)
+        } else {
+            self.purge(key)
+        }
     }
 
     /// Removes what a request with an unsafe method changed (RFC 9111 §4.4).

@@ -78,6 +78,15 @@ pub struct Config {
     pub cache_max_object_bytes: usize,
     /// `None`: no realtime route and no `[realtime]` table.
     pub publish: Option<PublishSettings>,
+    /// `None`: this host keeps its state to itself.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// `[cluster]`, checked: read at start (a reload keeps the fleet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSettings {
+    pub redis: String,
+    pub prefix: String,
 }
 
 /// A route's action as configured.
@@ -406,6 +415,22 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         None => None,
     };
 
+    let cluster = raw.cluster.and_then(|c| match redis::Client::open(c.redis.get_ref().as_str()) {
+        Ok(_) => Some(ClusterSettings {
+            redis: c.redis.into_inner(),
+            prefix: c.key_prefix,
+        }),
+        Err(e) => {
+            r.error(
+                Some(c.redis.span()),
+                "cluster.redis",
+                format!("`{}` is not a Redis URL: {e}", c.redis.get_ref()),
+                "write redis://host:port, redis://:password@host:port/db or unix:///path/to/redis.sock",
+            );
+            None
+        }
+    });
+
     let mut plugins = BTreeMap::new();
     for (i, p) in raw.plugins.into_iter().enumerate() {
         let field = format!("plugins[{i}]");
@@ -465,6 +490,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         cache_max_bytes: raw.cache.max_bytes,
         cache_max_object_bytes: raw.cache.max_object_bytes,
         publish,
+        cluster,
     }
 }
 

@@ -27,6 +27,25 @@ pub struct ConfigFile {
     pub timeouts: TimeoutsSection,
     /// The realtime hub's publish endpoint.
     pub realtime: Option<RealtimeSection>,
+    /// State shared with other kavro-hosts through Redis.
+    pub cluster: Option<ClusterSection>,
+}
+
+/// `[cluster]`: a fleet of hosts sharing KV data, realtime publishes and
+/// cache purges through Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// `redis://[:password@]host:port[/db]`.
+    pub redis: Spanned<String>,
+    /// Put before every key and the events channel, so that fleets can
+    /// share one Redis.
+    #[serde(default = "default_cluster_prefix")]
+    pub key_prefix: String,
+}
+
+fn default_cluster_prefix() -> String {
+    "kavro:".into()
 }
 
 /// `[realtime]`: how the application publishes to the hub's groups.

@@ -1,11 +1,18 @@
 //! Host-side bindings for the `kavro:plugin` WIT package. Imports are
-//! synchronous (they never block) but for outbound HTTP; phase exports are
+//! synchronous (they never block) but for outbound HTTP and KV; phase exports are
 //! called async so that epoch deadlines can yield the worker thread.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "kavro:plugin/host",
-    imports: { "kavro:plugin/http.send": async },
+    // KV goes to Redis in a `[cluster]`.
+    imports: {
+        "kavro:plugin/http.send": async,
+        "kavro:plugin/kv.get": async,
+        "kavro:plugin/kv.set": async,
+        "kavro:plugin/kv.delete": async,
+        "kavro:plugin/kv.increment": async,
+    },
     exports: { default: async },
 });
 

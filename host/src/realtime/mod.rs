@@ -43,6 +43,8 @@ pub type ClientId = Arc<str>;
 /// config and plugin swaps, as its connections do.
 pub struct Hub {
     state: RwLock<State>,
+    /// The other hosts of a `[cluster]`, told of group messages sent here.
+    fleet: Option<Arc<crate::cluster::Cluster>>,
     /// Calls to the routes' backends.
     pub client: crate::upstream::client::Client,
     pub stats: Stats,
@@ -81,15 +83,20 @@ pub struct Stats {
 
 impl Default for Hub {
     fn default() -> Self {
+        Hub::new(None)
+    }
+}
+
+impl Hub {
+    pub fn new(fleet: Option<Arc<crate::cluster::Cluster>>) -> Hub {
         Hub {
+            fleet,
             state: RwLock::default(),
             client: crate::upstream::client::client(),
             stats: Stats::default(),
         }
     }
-}
 
-impl Hub {
     /// An id for a new client: 64 random bits, as 16 hex digits.
     pub fn new_id(&self) -> ClientId {
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -134,15 +141,25 @@ impl Hub {
         };
         match (&answer.to, from) {
             (Some(to), _) => self.deliver(to, message),
-            (None, Some(from)) => self.deliver(&[from.to_string()], message),
+            (None, Some(from)) => self.deliver_here(&[from.to_string()], message),
             (None, None) => 0,
         }
     }
 
     /// Queues `message` once to every client in `targets` (groups and
-    /// client ids). A client whose queue is full is dropped from the hub:
-    /// its connection then closes with 1008.
+    /// client ids) on this host, and, in a `[cluster]`, has the other
+    /// hosts deliver it to theirs. Returns the clients reached here.
     pub fn deliver(&self, targets: &[String], message: &str) -> usize {
+        if let Some(fleet) = &self.fleet {
+            fleet.publish(targets, message);
+        }
+        self.deliver_here(targets, message)
+    }
+
+    /// Queues `message` once to every client in `targets` on this host. A
+    /// client whose queue is full is dropped from the hub: its connection
+    /// then closes with 1008.
+    pub fn deliver_here(&self, targets: &[String], message: &str) -> usize {
         let message: Arc<str> = message.into();
         let mut slow = Vec::new();
         let mut sent = 0;

@@ -125,11 +125,12 @@ impl Reloader {
                     || next.config.admin != current.config.admin
                     || tls_listen(&next) != tls_listen(&current)
                     || next.config.proxy_protocol != current.config.proxy_protocol
+                    || next.config.cluster != current.config.cluster
                 {
                     tracing::warn!(
                         trigger,
-                        "listen, tls.listen (proxy_protocol included) and admin addresses \
-                         change only on restart; the rest is reloaded"
+                        "listen, tls.listen (proxy_protocol included), admin addresses and \
+                         [cluster] change only on restart; the rest is reloaded"
                     );
                 }
                 let next = Arc::new(next);

@@ -21,10 +21,9 @@ impl Unit for Cache {
     type View = CacheView;
 
     fn shared(config: &Config) -> Arc<ResponseCache> {
-        Arc::new(ResponseCache::new(
-            config.cache_max_bytes,
-            config.cache_max_object_bytes,
-        ))
+        let mut cache = ResponseCache::new(config.cache_max_bytes, config.cache_max_object_bytes);
+        cache.fleet = crate::cluster::Cluster::of(config);
+        Arc::new(cache)
     }
 
     fn view(_: &Granting<'_>, cache: &Arc<ResponseCache>) -> CacheView {
@@ -93,11 +92,11 @@ impl Host for CapCtx<'_, CacheView> {
     }
     fn purge(&mut self, key: String) -> Result<u64, HostError> {
         check_key(&key)?;
-        Ok(self.cache()?.purge(&key))
+        Ok(self.cache()?.purge_fleet(&key, false))
     }
     fn purge_prefix(&mut self, prefix: String) -> Result<u64, HostError> {
         check_key(&prefix)?;
-        Ok(self.cache()?.purge_prefix(&prefix))
+        Ok(self.cache()?.purge_fleet(&prefix, true))
     }
 }
 

@@ -32,8 +32,11 @@ impl Unit for Kv {
     /// The store, if granted.
     type View = Option<Arc<KvStore>>;
 
-    fn shared(_: &Config) -> Arc<KvStore> {
-        Arc::default()
+    fn shared(config: &Config) -> Arc<KvStore> {
+        Arc::new(KvStore {
+            fleet: crate::cluster::Cluster::of(config),
+            ..KvStore::default()
+        })
     }
 
     fn view(_: &Granting<'_>, store: &Arc<KvStore>) -> Self::View {
@@ -83,6 +86,9 @@ impl moka::Expiry<Vec<u8>, Entry> for EntryTtl {
 
 pub struct KvStore {
     entries: Cache<Vec<u8>, Entry>,
+    /// In a `[cluster]`, the data lives in Redis instead, shared by every
+    /// host; `entries` stays empty.
+    pub fleet: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for KvStore {
@@ -100,6 +106,7 @@ impl Default for KvStore {
                 .max_capacity(2 * MAX_ENTRIES)
                 .expire_after(EntryTtl)
                 .build(),
+            fleet: None,
         }
     }
 }
@@ -115,6 +122,15 @@ fn full_key(plugin: &str, key: &str) -> Result<Vec<u8>, HostError> {
     k.push(0);
     k.extend_from_slice(key.as_bytes());
     Ok(k)
+}
+
+fn check_value(value: &[u8]) -> Result<(), HostError> {
+    if value.len() > MAX_VALUE {
+        return Err(HostError::Invalid(format!(
+            "value larger than {MAX_VALUE} bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn ttl(ms: Option<u64>) -> Option<Duration> {
@@ -142,11 +158,7 @@ impl KvStore {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<(), HostError> {
-        if value.len() > MAX_VALUE {
-            return Err(HostError::Invalid(format!(
-                "value larger than {MAX_VALUE} bytes"
-            )));
-        }
+        check_value(&value)?;
         let k = full_key(plugin, key)?;
         if !self.has_room_for(&k) {
             return Err(full());
@@ -265,24 +277,72 @@ impl CapCtx<'_, Option<Arc<KvStore>>> {
     }
 }
 
+impl CapCtx<'_, Option<Arc<KvStore>>> {
+    /// What a call to the fleet's store may take: four fifths of what is
+    /// left, so the plugin keeps time to handle an error.
+    fn budget(&self) -> Duration {
+        let left = self.call.time_left();
+        left - left / 5
+    }
+}
+
 impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, HostError> {
-        self.store()?.get(&self.call.plugin, &key)
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, HostError> {
+        let store = self.store()?;
+        match &store.fleet {
+            None => store.get(&self.call.plugin, &key),
+            Some(fleet) => {
+                full_key(&self.call.plugin, &key)?;
+                fleet.kv_get(&self.call.plugin, &key, self.budget()).await
+            }
+        }
     }
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), HostError> {
-        self.store()?.set(&self.call.plugin, &key, value, ttl_ms)
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), HostError> {
+        let store = self.store()?;
+        match &store.fleet {
+            None => store.set(&self.call.plugin, &key, value, ttl_ms),
+            Some(fleet) => {
+                full_key(&self.call.plugin, &key)?;
+                check_value(&value)?;
+                let budget = self.budget();
+                fleet
+                    .kv_set(&self.call.plugin, &key, value, ttl_ms, budget)
+                    .await
+            }
+        }
     }
-    fn delete(&mut self, key: String) -> Result<bool, HostError> {
-        self.store()?.delete(&self.call.plugin, &key)
+    async fn delete(&mut self, key: String) -> Result<bool, HostError> {
+        let store = self.store()?;
+        match &store.fleet {
+            None => store.delete(&self.call.plugin, &key),
+            Some(fleet) => {
+                full_key(&self.call.plugin, &key)?;
+                fleet.kv_delete(&self.call.plugin, &key, self.budget()).await
+            }
+        }
     }
-    fn increment(
+    async fn increment(
         &mut self,
         key: String,
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> Result<i64, HostError> {
-        self.store()?
-            .increment(&self.call.plugin, &key, delta, ttl_ms)
+        let store = self.store()?;
+        match &store.fleet {
+            None => store.increment(&self.call.plugin, &key, delta, ttl_ms),
+            Some(fleet) => {
+                full_key(&self.call.plugin, &key)?;
+                let budget = self.budget();
+                fleet
+                    .kv_increment(&self.call.plugin, &key, delta, ttl_ms, budget)
+                    .await
+            }
+        }
     }
 }
 
@@ -348,21 +408,21 @@ mod tests {
         assert!(kv.set("a", "big", vec![0; MAX_VALUE + 1], None).is_err());
     }
 
-    #[test]
-    fn denied_unless_granted() {
+    #[tokio::test]
+    async fn denied_unless_granted() {
         let mut call = call();
         let mut none = view::<Kv>(&granting(&[]));
         let mut denied = CapCtx {
             view: &mut none,
             call: &mut call,
         };
-        assert!(is_denied(denied.get("k".into())));
-        assert!(is_denied(denied.increment("k".into(), 1, None)));
+        assert!(is_denied(denied.get("k".into()).await));
+        assert!(is_denied(denied.increment("k".into(), 1, None).await));
         let mut store = view::<Kv>(&granting(&[Capability::Kv]));
         let mut granted = CapCtx {
             view: &mut store,
             call: &mut call,
         };
-        assert_eq!(granted.increment("k".into(), 1, None).unwrap(), 1);
+        assert_eq!(granted.increment("k".into(), 1, None).await.unwrap(), 1);
     }
 }

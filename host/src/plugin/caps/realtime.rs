@@ -21,8 +21,8 @@ impl Unit for Realtime {
     /// The hub, if granted.
     type View = Option<Arc<Hub>>;
 
-    fn shared(_: &Config) -> Arc<Hub> {
-        Arc::new(Hub::default())
+    fn shared(config: &Config) -> Arc<Hub> {
+        Arc::new(Hub::new(crate::cluster::Cluster::of(config)))
     }
 
     fn view(_: &Granting<'_>, hub: &Arc<Hub>) -> Option<Arc<Hub>> {
