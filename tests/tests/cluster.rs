@@ -227,5 +227,8 @@ fn a_redis_url_that_does_not_parse_is_refused() {
         .config("[cluster]\nredis = \"http://nowhere\"\n")
         .validate();
     assert!(!ok, "{out}");
-    assert!(out.contains("cluster.redis") && out.contains("not a Redis URL"), "{out}");
+    assert!(
+        out.contains("cluster.redis") && out.contains("not a Redis URL"),
+        "{out}"
+    );
 }

@@ -342,5 +342,8 @@ fn a_plugin_publishes_with_the_realtime_capability() {
         .config(&ungranted)
         .start();
     let denied = announce(&host);
-    assert!(denied.contains("Denied") && denied.contains("realtime"), "{denied}");
+    assert!(
+        denied.contains("Denied") && denied.contains("realtime"),
+        "{denied}"
+    );
 }

@@ -129,10 +129,12 @@ impl Cluster {
                 why.unwrap_or_else(|| "unknown".into())
             ));
         }
-        self.conn
-            .load_full()
-            .map(|c| (*c).clone())
-            .ok_or_else(|| format!("the cluster's redis ({}) is not connected yet", self.shown_url))
+        self.conn.load_full().map(|c| (*c).clone()).ok_or_else(|| {
+            format!(
+                "the cluster's redis ({}) is not connected yet",
+                self.shown_url
+            )
+        })
     }
 
     /// Runs one Redis call within `budget` (at most [`CALL_TIMEOUT`]); a
@@ -146,8 +148,9 @@ impl Cluster {
         let conn = self.connection().map_err(CallError::Unavailable)?;
         match tokio::time::timeout(budget.min(CALL_TIMEOUT), f(conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.kind() == redis::ErrorKind::ResponseError
-                || e.kind() == redis::ErrorKind::ExtensionError =>
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::ResponseError
+                    || e.kind() == redis::ErrorKind::ExtensionError =>
             {
                 Err(CallError::Refused(e.to_string()))
             }
@@ -270,11 +273,18 @@ impl Cluster {
                 .set_connection_timeout(CALL_TIMEOUT)
                 .set_response_timeout(CALL_TIMEOUT)
                 .set_number_of_retries(1);
-            let conn = self.client.get_connection_manager_with_config(config).await?;
+            let conn = self
+                .client
+                .get_connection_manager_with_config(config)
+                .await?;
             self.conn.store(Some(Arc::new(conn)));
         }
         // The manager's own connection may be the one that failed: check it.
-        let mut conn = self.conn.load_full().map(|c| (*c).clone()).expect("stored above");
+        let mut conn = self
+            .conn
+            .load_full()
+            .map(|c| (*c).clone())
+            .expect("stored above");
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
         self.set_up(true, None);
         let mut messages = pubsub.on_message();

@@ -322,7 +322,9 @@ impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
             None => store.delete(&self.call.plugin, &key),
             Some(fleet) => {
                 full_key(&self.call.plugin, &key)?;
-                fleet.kv_delete(&self.call.plugin, &key, self.budget()).await
+                fleet
+                    .kv_delete(&self.call.plugin, &key, self.budget())
+                    .await
             }
         }
     }

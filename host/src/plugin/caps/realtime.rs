@@ -36,7 +36,9 @@ impl Unit for Realtime {
 
 impl CapCtx<'_, Option<Arc<Hub>>> {
     fn hub(&self) -> Result<Arc<Hub>, HostError> {
-        self.view.clone().ok_or_else(|| denied::<Realtime>(self.call))
+        self.view
+            .clone()
+            .ok_or_else(|| denied::<Realtime>(self.call))
     }
 }
 

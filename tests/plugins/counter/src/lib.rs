@@ -21,9 +21,8 @@ impl Prime for Counter {
             return PrimeOutcome::Continue;
         }
         let counted = if req.query().as_deref() == Some("peek") {
-            kv::get("hits").map(|v| {
-                v.map_or(0, |b| String::from_utf8_lossy(&b).parse().unwrap_or(-1))
-            })
+            kv::get("hits")
+                .map(|v| v.map_or(0, |b| String::from_utf8_lossy(&b).parse().unwrap_or(-1)))
         } else {
             kv::increment("hits", 1, None)
         };
