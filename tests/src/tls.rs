@@ -613,3 +613,38 @@ impl TlsUpstream {
         self.sni.lock().expect("not poisoned").clone()
     }
 }
+
+/// A WebSocket over TLS (`wss://`) to `addr`, trusting `ca` only, with SNI
+/// `name`, offering HTTP/1.1 by ALPN: the client, or the handshake's error.
+pub async fn wss(
+    ca: &TestCa,
+    addr: SocketAddr,
+    name: &str,
+    path: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    String,
+> {
+    init();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).map_err(|e| format!("root: {e}"))?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("client config: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let server = ServerName::try_from(name.to_string()).map_err(|e| format!("name: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(server, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let url = format!("wss://{name}:{}{path}", addr.port());
+    tokio_tungstenite::client_async(url, tls)
+        .await
+        .map(|(ws, _)| ws)
+        .map_err(|e| format!("WebSocket handshake: {e}"))
+}

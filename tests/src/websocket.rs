@@ -157,6 +157,14 @@ fn http_name(name: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
 
 /// The next text or binary message, as text.
 pub async fn next_text(ws: &mut Client) -> Option<String> {
+    next_text_of(ws).await
+}
+
+/// [`next_text`] over any transport (`wss://` too).
+pub async fn next_text_of<S>(ws: &mut WebSocketStream<S>) -> Option<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     while let Some(msg) = ws.next().await {
         match msg.ok()? {
             Message::Text(t) => return Some(t.to_string()),

@@ -871,3 +871,46 @@ fn stale_while_revalidate_refreshes_in_the_background_over_http2() {
     );
     assert!(host.terminate(Duration::from_secs(10)).success());
 }
+
+/// `wss://`: a WebSocket over HTTPS passes through a proxy route, and
+/// reaches the realtime hub, as over plain HTTP.
+#[test]
+fn websockets_over_https_pass_through_and_reach_the_hub() {
+    use futures_util::SinkExt;
+    use kavro_e2e::websocket::WsUpstream;
+    use tokio_tungstenite::tungstenite::Message;
+    let ca = TestCa::new();
+    let leaf = ca.leaf(&["ws.test"]);
+    let up = WsUpstream::start();
+    let backend = kavro_e2e::realtime::Backend::start();
+    let builder = Host::builder();
+    leaf.write(&certs_dir(&builder), "a");
+    let port = free_port();
+    let config = format!(
+        "[upstreams.live]\ntargets = [\"{}\"]\n\n[upstreams.app]\ntargets = [\"{}\"]\n\n\
+         [[routes]]\npath = \"/live/*\"\nproxy = \"live\"\n\n\
+         [[routes]]\npath = \"/hub\"\nrealtime = {{ backend = \"app\" }}\n\n{}",
+        up.addr,
+        backend.addr,
+        tls_section(port, "", &["a"])
+    );
+    let (_host, tls) = start_tls(builder, &config, port);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut ws = kavro_e2e::tls::wss(&ca, tls, "ws.test", "/live/a")
+            .await
+            .unwrap();
+        ws.send(Message::text("over tls")).await.unwrap();
+        let echo = kavro_e2e::websocket::next_text_of(&mut ws).await;
+        assert_eq!(echo.as_deref(), Some("over tls"));
+        let mut hub = kavro_e2e::tls::wss(&ca, tls, "ws.test", "/hub")
+            .await
+            .unwrap();
+        let welcome = kavro_e2e::websocket::next_text_of(&mut hub).await.unwrap();
+        assert!(welcome.contains("welcome"), "{welcome}");
+    });
+    assert_eq!(up.opened(), 1);
+}

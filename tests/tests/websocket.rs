@@ -166,3 +166,83 @@ fn prime_answers_a_handshake_in_place_of_the_upstream() {
     });
     assert_eq!(up.opened(), 1);
 }
+
+/// What a WebSocket carries passes through untouched: a message in
+/// fragments arrives whole, a 1 MiB message, a ping's payload in its pong.
+#[test]
+fn fragments_a_mebibyte_and_ping_pong_pass_through() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let up = WsUpstream::start();
+    let host = Host::builder().config(&ws_config(&up)).start();
+    runtime().block_on(async {
+        let mut ws = connect(&ws_url(&host, "/live/x")).await.unwrap();
+        // Three frames of one text message.
+        let parts = [
+            ("hel", OpCode::Data(Data::Text), false),
+            ("lo ", OpCode::Data(Data::Continue), false),
+            ("world", OpCode::Data(Data::Continue), true),
+        ];
+        for (text, op, fin) in parts {
+            let frame = Frame::message(text.as_bytes().to_vec(), op, fin);
+            ws.send(Message::Frame(frame)).await.unwrap();
+        }
+        assert_eq!(next_text(&mut ws).await.as_deref(), Some("hello world"));
+        let big: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        match futures_util::StreamExt::next(&mut ws).await {
+            Some(Ok(Message::Binary(b))) => assert!(b == big, "the 1 MiB message changed"),
+            other => panic!("{other:?}"),
+        }
+        ws.send(Message::Ping(b"are you there".to_vec()))
+            .await
+            .unwrap();
+        loop {
+            match futures_util::StreamExt::next(&mut ws).await {
+                Some(Ok(Message::Pong(p))) => {
+                    assert_eq!(p, b"are you there");
+                    break;
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("no pong: {other:?}"),
+            }
+        }
+    });
+}
+
+/// A thousand WebSockets open at once through one proxy route, each
+/// echoing; then SIGTERM: the host waits for them within its grace
+/// period and exits once they close.
+#[test]
+fn a_thousand_connections_at_once() {
+    const N: usize = 1000;
+    let up = WsUpstream::start();
+    let config = format!("[server]\nshutdown_grace_s = 20\n\n{}", ws_config(&up));
+    let mut host = Host::builder().config(&config).start();
+    let rt = runtime();
+    let mut all = rt.block_on(async {
+        let mut all = Vec::with_capacity(N);
+        let url = ws_url(&host, "/live/many");
+        for _ in 0..N / 50 {
+            let batch = (0..50).map(|_| connect(&url));
+            for ws in futures_util::future::join_all(batch).await {
+                all.push(ws.unwrap());
+            }
+        }
+        let echoes = all.iter_mut().enumerate().map(|(i, ws)| async move {
+            ws.send(Message::text(format!("{i}"))).await.unwrap();
+            assert_eq!(next_text(ws).await, Some(format!("{i}")));
+        });
+        futures_util::future::join_all(echoes).await;
+        all
+    });
+    assert_eq!(up.opened(), N);
+    host.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    rt.block_on(async {
+        let closes = all.iter_mut().map(|ws| ws.close(None));
+        futures_util::future::join_all(closes).await;
+    });
+    drop(all);
+    assert!(host.wait_exit(Duration::from_secs(20)).success());
+}
