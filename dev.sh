@@ -9,6 +9,7 @@
 #   ./dev.sh bench-instr instructions per request, zero plugins against bare Pingora (callgrind)
 #   ./dev.sh bench-swap  hot-swap latency and throughput during a swap storm
 #   ./dev.sh bench-loop  well-behaved p99 while a plugin loops to its deadline
+#   ./dev.sh bench-realtime WebSocket passthrough, hub fan-out and memory, fleet KV over Redis
 #   ./dev.sh bench-cache cache hits against Varnish, FastCGI against nginx
 #   ./dev.sh bench-lang  one plugin's cost in Rust, C, Python and TypeScript
 #   ./dev.sh bench-phase a present-only plugin under rising load, then SIGTERM
@@ -226,7 +227,9 @@ case "${1:-}" in
         build_native
         exec bench/upstreams.sh
         ;;
-    bench-swap|bench-loop)
+    bench-swap|bench-loop|bench-realtime)
+        # bench-realtime starts its own redis-server.
+        [ "$1" = bench-realtime ] && need_apt redis-server
         setup
         build_plugins
         build_test_plugins
@@ -279,7 +282,7 @@ case "${1:-}" in
         fuzz "$@"
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-upstreams | plugins | plugin new|try | fuzz [seconds] [target...]" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-realtime | bench-upstreams | plugins | plugin new|try | fuzz [seconds] [target...]" >&2
         exit 2
         ;;
 esac

@@ -147,6 +147,11 @@ impl Host {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The host's process id (for its memory, in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin, path)
     }

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use http::{header, Method};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -35,6 +35,9 @@ use crate::upstream::client::Exchange;
 
 /// The largest backend answer read.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// What the pump reads from the pipe at a time.
+const PUMP_CHUNK: usize = 4096;
 
 /// How long a closing client has to answer the close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -282,7 +285,8 @@ impl Accepted {
 
 /// Moves bytes between the client and the pipe until the pipe closes.
 async fn pump(session: &mut Session, mut edge: DuplexStream) {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Grown as reads need it: an idle client holds no more than this.
+    let mut buf = BytesMut::with_capacity(PUMP_CHUNK);
     let mut client_open = true;
     loop {
         tokio::select! {
@@ -298,10 +302,11 @@ async fn pump(session: &mut Session, mut edge: DuplexStream) {
                     let _ = edge.shutdown().await;
                 }
             },
-            n = edge.read(&mut buf) => match n {
+            n = edge.read_buf(&mut buf) => match n {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let bytes = Bytes::copy_from_slice(&buf[..n]);
+                Ok(_) => {
+                    let bytes = buf.split().freeze();
+                    buf.reserve(PUMP_CHUNK);
                     if session.write_response_body(Some(bytes), false).await.is_err() {
                         // The client cannot be written to: nothing more to pump.
                         return;
