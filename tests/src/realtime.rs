@@ -2,10 +2,11 @@
 //! answers the hub's events in the hub's JSON, and records them.
 //!
 //! - `open`: joins `/lobby` and welcomes the client with its id
-//!   (`{"welcome": ID}`); a `Cookie` with `deny` is refused with 403.
+//!   (`{"welcome": ID}`), choosing the first subprotocol the client
+//!   offers; a `Cookie` with `deny` is refused with 403.
 //! - `text`: `join G`, `leave G`, `say G TEXT` (`{"text": TEXT}` to G),
-//!   `echo TEXT` (`{"echo": TEXT}` back), `garbage` (not JSON), `fail`
-//!   (500).
+//!   `echo TEXT` (`{"echo": TEXT}` back), `sleep MS` (answers
+//!   `{"slept": MS}` that much later), `garbage` (not JSON), `fail` (500).
 //! - `close`: tells `/lobby` (`{"left": ID}`).
 
 use std::convert::Infallible;
@@ -104,10 +105,11 @@ async fn answer(
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    let (frame, client, cookie) = (
+    let (frame, client, cookie, offered) = (
         get("sec-websocket-frame"),
         get("sec-websocket-client"),
         get("cookie"),
+        get("sec-websocket-protocol"),
     );
     let body = req.into_body().collect().await.map_or_else(
         |_| String::new(),
@@ -134,6 +136,11 @@ async fn answer(
                     let t = rest.map_or(t.to_string(), |r| format!("{t} {r}"));
                     json(serde_json::json!({"echo": t}))
                 }
+                (Some("sleep"), Some(ms), _) => {
+                    let ms: u64 = ms.parse().unwrap_or(0);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    json(serde_json::json!({"slept": ms}))
+                }
                 (Some("garbage"), ..) => (200, "this is not json".to_string()),
                 (Some("fail"), ..) => (500, "failing\n".to_string()),
                 _ => (200, String::new()),
@@ -143,5 +150,11 @@ async fn answer(
     };
     let mut resp = Response::new(Full::new(Bytes::from(text)));
     *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    if let Some(first) = offered.split(',').map(str::trim).find(|p| !p.is_empty()) {
+        if frame == "open" {
+            resp.headers_mut()
+                .insert("sec-websocket-protocol", first.parse().unwrap());
+        }
+    }
     Ok(resp)
 }

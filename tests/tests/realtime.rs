@@ -347,3 +347,34 @@ fn a_plugin_publishes_with_the_realtime_capability() {
         "{denied}"
     );
 }
+
+/// A slow backend holds up neither what the client is sent nor the rest
+/// of its messages' order; the backend picks the client's subprotocol.
+#[test]
+fn a_slow_backend_holds_up_nothing_else() {
+    let backend = Backend::start();
+    let host = start(&backend, "");
+    runtime().block_on(async {
+        let chat = connect_with(&ws_url(&host), "sec-websocket-protocol", "chat.v2, chat.v1").await;
+        let Ok(mut ws) = chat else {
+            panic!("the subprotocol handshake failed");
+        };
+        next_text(&mut ws).await.expect("the welcome");
+        say(&mut ws, "sleep 800").await;
+        say(&mut ws, "echo after the sleep").await;
+        // Published while the backend sleeps: it arrives first.
+        let (status, _) = publish(
+            &host,
+            Some(&format!("Bearer {SECRET}")),
+            r#"{"@": "/lobby", "news": 2}"#,
+        );
+        assert_eq!(status, 200);
+        assert_eq!(json(&next_text(&mut ws).await.unwrap())["news"], 2);
+        // The messages' answers still come in the order they were sent.
+        assert_eq!(json(&next_text(&mut ws).await.unwrap())["slept"], 800);
+        assert_eq!(
+            json(&next_text(&mut ws).await.unwrap())["echo"],
+            "after the sleep"
+        );
+    });
+}

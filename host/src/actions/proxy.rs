@@ -78,6 +78,17 @@ fn is_upgrade(headers: &http::HeaderMap) -> bool {
         && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
+/// A WebSocket handshake: `Connection: upgrade` and `Upgrade: websocket`.
+pub fn is_websocket_upgrade(headers: &http::HeaderMap) -> bool {
+    is_upgrade(headers)
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+}
+
 /// Whether any hop-by-hop header is present; usually none is, and then one
 /// pass over the names saves every removal below.
 fn has_hop_by_hop(headers: &http::HeaderMap) -> bool {

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::cache::ResponseCache;
 use crate::config::ClusterSettings;
@@ -58,10 +59,19 @@ pub struct Cluster {
     up: AtomicBool,
     /// Why Redis was last unreachable, and since when the state holds.
     state: Mutex<(Option<String>, SystemTime)>,
+    /// Events for the other hosts, sent in order by [`Cluster::watch`].
+    outbox: mpsc::Sender<String>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<String>>>,
     pub sent: AtomicU64,
     pub received: AtomicU64,
     pub failures: AtomicU64,
 }
+
+/// Events waiting to be sent beyond which new ones are dropped (counted as
+/// failures): a slow Redis must not hold the host's memory.
+const OUTBOX: usize = 4096;
+/// How often the watcher checks that Redis still answers.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
 /// The process's one cluster handle, made from the config at start: the
 /// KV store, the hub and the cache share it.
@@ -80,7 +90,10 @@ impl Cluster {
         let client = redis::Client::open(settings.redis.as_str()).ok()?;
         let mut shown = client.get_connection_info().addr.to_string();
         shown.insert_str(0, "redis://");
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         Some(Cluster {
+            outbox,
+            outbox_rx: Mutex::new(Some(outbox_rx)),
             shown_url: shown,
             prefix: settings.prefix.clone(),
             client,
@@ -181,21 +194,27 @@ impl Cluster {
 
     /// Tells the other hosts; while Redis is unreachable, the event stays
     /// with this host.
-    fn send(self: &Arc<Self>, event: Event) {
+    fn send(&self, event: Event) {
         if !self.is_up() {
             return;
         }
-        let payload = match serde_json::to_string(&Envelope {
+        let envelope = Envelope {
             from: self.node.clone(),
             event,
-        }) {
-            Ok(p) => p,
-            Err(_) => return,
         };
-        let me = self.clone();
-        tokio::spawn(async move {
-            let channel = me.channel();
-            let sent = me
+        let Ok(payload) = serde_json::to_string(&envelope) else {
+            return;
+        };
+        if self.outbox.try_send(payload).is_err() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the outbox's events in order, one at a time.
+    async fn send_events(&self, mut outbox: mpsc::Receiver<String>) {
+        while let Some(payload) = outbox.recv().await {
+            let channel = self.channel();
+            let sent = self
                 .call(CALL_TIMEOUT, |mut c| async move {
                     redis::cmd("PUBLISH")
                         .arg(channel)
@@ -205,13 +224,13 @@ impl Cluster {
                 })
                 .await;
             if sent.is_ok() {
-                me.sent.fetch_add(1, Ordering::Relaxed);
+                self.sent.fetch_add(1, Ordering::Relaxed);
             }
-        });
+        }
     }
 
     /// A realtime message this host delivered, for the others' clients.
-    pub fn publish(self: &Arc<Self>, to: &[String], message: &str) {
+    pub fn publish(&self, to: &[String], message: &str) {
         self.send(Event::Publish {
             to: to.to_vec(),
             message: message.to_string(),
@@ -219,7 +238,7 @@ impl Cluster {
     }
 
     /// A cache purge this host made, for the others' caches.
-    pub fn purge(self: &Arc<Self>, key: &str, prefix: bool) {
+    pub fn purge(&self, key: &str, prefix: bool) {
         self.send(Event::Purge {
             key: key.to_string(),
             prefix,
@@ -245,73 +264,116 @@ impl Cluster {
     }
 
     /// Keeps the connection and the subscription to the other hosts'
-    /// events: on a lost connection, marks the host degraded and tries
-    /// again, with backoff, until Redis answers.
+    /// events, and sends this host's: on a lost connection, or a Redis
+    /// that stops answering, marks the host degraded and tries again,
+    /// with backoff, until Redis answers.
     pub async fn watch(self: Arc<Self>, hub: Arc<Hub>, cache: Arc<ResponseCache>) {
+        if let Some(outbox) = self.outbox_rx.lock().take() {
+            let me = self.clone();
+            tokio::spawn(async move { me.send_events(outbox).await });
+        }
         let mut wait = RETRY_FIRST;
         loop {
-            match self.subscribe_and_listen(&hub, &cache).await {
-                Ok(()) => wait = RETRY_FIRST,
-                Err(e) => {
-                    self.set_up(false, Some(e.to_string()));
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(RETRY_MAX);
-                }
-            }
+            let Err(e) = self.subscribe_and_listen(&hub, &cache, &mut wait).await;
+            self.set_up(false, Some(e.to_string()));
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(RETRY_MAX);
         }
     }
 
+    /// Returns only with why it stopped: the subscription ended, or Redis
+    /// stopped answering the health check.
     async fn subscribe_and_listen(
         &self,
         hub: &Hub,
         cache: &ResponseCache,
-    ) -> redis::RedisResult<()> {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(self.channel()).await?;
+        wait: &mut Duration,
+    ) -> Result<std::convert::Infallible, redis::RedisError> {
+        let timed_out = || redis::RedisError::from((redis::ErrorKind::IoError, "timed out"));
+        let limit = CALL_TIMEOUT * 2;
+        let mut pubsub = tokio::time::timeout(limit, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| timed_out())??;
+        tokio::time::timeout(limit, pubsub.subscribe(self.channel()))
+            .await
+            .map_err(|_| timed_out())??;
         if self.conn.load().is_none() {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(CALL_TIMEOUT)
                 .set_response_timeout(CALL_TIMEOUT)
                 .set_number_of_retries(1);
-            let conn = self
-                .client
-                .get_connection_manager_with_config(config)
-                .await?;
+            let made = self.client.get_connection_manager_with_config(config);
+            let conn = tokio::time::timeout(limit, made)
+                .await
+                .map_err(|_| timed_out())??;
             self.conn.store(Some(Arc::new(conn)));
         }
-        // The manager's own connection may be the one that failed: check it.
-        let mut conn = self
-            .conn
-            .load_full()
-            .map(|c| (*c).clone())
-            .expect("stored above");
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
-        self.set_up(true, None);
+        self.health().await?;
+        *wait = RETRY_FIRST;
         let mut messages = pubsub.on_message();
-        while let Some(msg) = messages.next().await {
-            let Ok(envelope) = serde_json::from_slice::<Envelope>(msg.get_payload_bytes()) else {
-                continue;
-            };
-            if envelope.from == self.node {
-                continue;
-            }
-            self.received.fetch_add(1, Ordering::Relaxed);
-            match envelope.event {
-                Event::Publish { to, message } => {
-                    hub.deliver_here(&to, &message);
+        let mut health = tokio::time::interval(HEALTH_EVERY);
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(msg) = msg else {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::IoError,
+                            "the subscription ended",
+                        )));
+                    };
+                    self.apply(hub, cache, msg.get_payload_bytes());
                 }
-                Event::Purge { key, prefix: false } => {
-                    cache.purge(&key);
-                }
-                Event::Purge { key, prefix: true } => {
-                    cache.purge_prefix(&key);
-                }
+                // A call that failed may have marked the host degraded while
+                // the subscription held: Redis answering again brings it back.
+                _ = health.tick() => self.health().await?,
             }
         }
-        Err(redis::RedisError::from((
-            redis::ErrorKind::IoError,
-            "the subscription ended",
-        )))
+    }
+
+    /// PING through the calls' connection; up if it answers.
+    async fn health(&self) -> redis::RedisResult<()> {
+        let Some(conn) = self.conn.load_full() else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "no connection",
+            )));
+        };
+        let mut conn = (*conn).clone();
+        let cmd = redis::cmd("PING");
+        let ping = cmd.query_async::<String>(&mut conn);
+        match tokio::time::timeout(CALL_TIMEOUT, ping).await {
+            Ok(Ok(_)) => {
+                self.set_up(true, None);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "no answer to PING within a second",
+            ))),
+        }
+    }
+
+    /// Applies another host's event here.
+    fn apply(&self, hub: &Hub, cache: &ResponseCache, payload: &[u8]) {
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(payload) else {
+            return;
+        };
+        if envelope.from == self.node {
+            return;
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        match envelope.event {
+            Event::Publish { to, message } => {
+                hub.deliver_here(&to, &message);
+            }
+            Event::Purge { key, prefix: false } => {
+                cache.purge(&key);
+            }
+            Event::Purge { key, prefix: true } => {
+                cache.purge_prefix(&key);
+            }
+        }
     }
 }
 

@@ -275,6 +275,9 @@ pub fn deserialize<T: serde::de::DeserializeOwned>(r: &mut Reporter<'_>) -> Opti
     }
 }
 
+/// The longest `websocket_idle_timeout_ms`.
+const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
+
 fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
     let mut no_redirect = Vec::new();
     let listen: Vec<String> = raw
@@ -357,6 +360,15 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
                 "leave it out for the default, or set a positive limit",
             );
         }
+    }
+
+    if server.websocket_idle_timeout_ms > WEEK_MS {
+        r.error(
+            None,
+            "server.websocket_idle_timeout_ms",
+            format!("{} ms is over a week", server.websocket_idle_timeout_ms),
+            "a WebSocket idle for longer is gone; clients that keep one open send pings",
+        );
     }
 
     let trusted_proxies =

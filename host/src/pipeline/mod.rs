@@ -524,7 +524,18 @@ impl ProxyHttp for Kavro {
                     Err(p) => return self.send(session, ctx, p).await,
                 };
                 let req = session.req_header_mut();
-                if let Err(p) = response::finish_head(ctx, req, &mut accepted.head).await {
+                let packaged = response::finish_head(ctx, req, &mut accepted.head).await;
+                let p = match packaged {
+                    Ok(()) if accepted.head.status == 101 => None,
+                    Ok(()) => Some(Produced::text(
+                        500,
+                        "500 Internal Server Error: a package plugin changed the 101 of a \
+                         realtime handshake\n",
+                    )),
+                    Err(p) => Some(p),
+                };
+                if let Some(p) = p {
+                    accepted.abandon(self.hub.clone());
                     return write_plain(session, ctx, p).await;
                 }
                 let idle = ctx.active.config.client.websocket_idle_timeout;

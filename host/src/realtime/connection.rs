@@ -58,8 +58,18 @@ struct Event {
     headers: Vec<(String, String)>,
 }
 
+/// What a backend's refusal of an open keeps of its headers, besides its
+/// Content-Type.
+const REFUSAL_HEADERS: [header::HeaderName; 4] = [
+    header::LOCATION,
+    header::WWW_AUTHENTICATE,
+    header::SET_COOKIE,
+    header::RETRY_AFTER,
+];
+
 /// Request headers passed on to the backend with every event.
-const PASSED_ON: [header::HeaderName; 4] = [
+const PASSED_ON: [header::HeaderName; 5] = [
+    header::SEC_WEBSOCKET_PROTOCOL,
     header::COOKIE,
     header::AUTHORIZATION,
     header::ORIGIN,
@@ -97,8 +107,12 @@ pub async fn open(
         id: id.clone(),
         headers,
     };
+    let mut subprotocol = None;
     let answer = match event.call(hub, "open", Bytes::new()).await {
-        Called::Answer(a) => a,
+        Called::Answer(a, chosen) => {
+            subprotocol = chosen;
+            a
+        }
         Called::Refused(p) => {
             hub.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(p);
@@ -120,6 +134,10 @@ pub async fn open(
     let _ = head.insert_header(header::UPGRADE, "websocket");
     let _ = head.insert_header(header::CONNECTION, "Upgrade");
     let _ = head.insert_header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key));
+    // The backend picks among the client's subprotocols, if it offered any.
+    if let Some(chosen) = subprotocol {
+        let _ = head.insert_header(header::SEC_WEBSOCKET_PROTOCOL, chosen);
+    }
     Ok(Accepted {
         head: Box::new(head),
         id,
@@ -143,16 +161,7 @@ fn handshake_key(req: &RequestHeader, http2: bool) -> Result<&[u8], Box<Produced
             "this is a WebSocket endpoint; connect with HTTP/1.1 (ws:// or wss://)",
         ));
     }
-    let has = |name: header::HeaderName, token: &str| {
-        req.headers.get_all(name).iter().any(|v| {
-            v.to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
-    if req.method != Method::GET
-        || !has(header::UPGRADE, "websocket")
-        || !has(header::CONNECTION, "upgrade")
-    {
+    if req.method != Method::GET || !crate::actions::proxy::is_websocket_upgrade(&req.headers) {
         return Err(upgrade_required(
             "this is a WebSocket endpoint; send GET with Upgrade: websocket and Connection: Upgrade",
         ));
@@ -177,7 +186,8 @@ fn handshake_key(req: &RequestHeader, http2: bool) -> Result<&[u8], Box<Produced
 }
 
 enum Called {
-    Answer(Answer),
+    /// A 2xx's answer, and the subprotocol the backend chose, if any.
+    Answer(Answer, Option<http::HeaderValue>),
     /// The backend's non-2xx answer, for the client.
     Refused(Produced),
     /// No answer: the backend could not be reached or timed out.
@@ -218,10 +228,18 @@ impl Event {
             if let Some(ct) = answer.headers.get(header::CONTENT_TYPE) {
                 let _ = p.head.insert_header(header::CONTENT_TYPE, ct.clone());
             }
+            for name in REFUSAL_HEADERS {
+                for v in answer.headers.get_all(&name) {
+                    let _ = p.head.append_header(name.clone(), v.clone());
+                }
+            }
             return Called::Refused(p);
         }
         match protocol::parse(&answer.body) {
-            Ok(a) => Called::Answer(a),
+            Ok(a) => Called::Answer(
+                a,
+                answer.headers.get(header::SEC_WEBSOCKET_PROTOCOL).cloned(),
+            ),
             Err(why) => {
                 hub.stats.backend_errors.fetch_add(1, Ordering::Relaxed);
                 Called::Unreadable(why)
@@ -233,7 +251,7 @@ impl Event {
     /// connection stays.
     async fn text(&self, hub: &Hub, text: String) {
         let why = match self.call(hub, "text", Bytes::from(text)).await {
-            Called::Answer(a) => {
+            Called::Answer(a, _) => {
                 hub.apply(Some(&self.id), &a);
                 return;
             }
@@ -249,6 +267,16 @@ impl Event {
 }
 
 impl Accepted {
+    /// The backend accepted a client that will not be served (package
+    /// refused the 101, or the client left): it hears of the close.
+    pub fn abandon(self, hub: Arc<Hub>) {
+        Accepted::closed(hub, self.event);
+    }
+
+    fn closed(hub: Arc<Hub>, event: Event) {
+        tokio::spawn(async move { event.call(&hub, "close", Bytes::new()).await });
+    }
+
     /// Serves the connection until it closes; the 101 is written first.
     pub async fn run(
         self,
@@ -262,9 +290,14 @@ impl Accepted {
             answer,
             event,
         } = self;
-        session.write_response_header(head, false).await?;
-        // An upgraded client idles as long as any WebSocket may.
+        if let Err(e) = session.write_response_header(head, false).await {
+            Accepted::closed(hub, event);
+            return Err(e);
+        }
+        // An upgraded client idles as long as any WebSocket may, and one
+        // that stops reading is let go after as long.
         session.set_read_timeout(Some(idle));
+        session.set_write_timeout(Some(idle));
         let queue = hub.register(id.clone());
         hub.apply(Some(&id), &answer);
         let (edge, socket) = tokio::io::duplex(64 * 1024);
@@ -320,83 +353,135 @@ async fn pump(session: &mut Session, mut edge: DuplexStream) {
     }
 }
 
-/// The WebSocket side of one client: its messages to the backend, the
-/// hub's messages to it, until either side closes.
+/// Why the hub ends a connection: the close frame it sends, if any.
+type Ending = Option<(CloseCode, &'static str)>;
+
+/// The WebSocket side of one client. Its reader and writer run side by
+/// side, so that neither waits on the other (nor on the pump), and the
+/// backend is called by a worker of its own, one event at a time, so that
+/// a slow backend holds up neither the client's messages nor its pings.
 async fn converse(
     hub: Arc<Hub>,
     event: Event,
-    mut ws: WebSocketStream<DuplexStream>,
-    mut queue: mpsc::Receiver<Arc<str>>,
+    ws: WebSocketStream<DuplexStream>,
+    queue: mpsc::Receiver<Arc<str>>,
     idle: Duration,
 ) {
+    let (mut sink, mut stream) = ws.split();
+    let (texts, pending) = mpsc::channel(EVENTS_QUEUE);
+    tokio::spawn(call_backend(hub.clone(), event.clone(), pending));
+    let ending = tokio::select! {
+        e = read(&hub, &mut stream, texts) => e,
+        e = write(&mut sink, queue, idle) => e,
+    };
+    hub.unregister(&event.id);
+    let Ok(mut ws) = stream.reunite(sink) else {
+        return;
+    };
+    match ending {
+        Some((code, reason)) => {
+            let frame = CloseFrame {
+                code,
+                reason: Cow::Borrowed(reason),
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(Some(frame))).await;
+            // The client's close frame, or its hang-up, ends the handshake.
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
+        }
+        // The client closed: tungstenite has queued the reply.
+        None => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
+        }
+    }
+}
+
+/// Text events waiting for the backend, per client, beyond which the
+/// client's messages are read no faster than the backend answers.
+const EVENTS_QUEUE: usize = 64;
+
+/// Reads the client's messages until it closes or breaks the protocol.
+async fn read(
+    hub: &Hub,
+    stream: &mut futures_util::stream::SplitStream<WebSocketStream<DuplexStream>>,
+    texts: mpsc::Sender<String>,
+) -> Ending {
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) => {
+                hub.stats.messages.fetch_add(1, Ordering::Relaxed);
+                if texts.send(text).await.is_err() {
+                    return None;
+                }
+            }
+            Some(Ok(Message::Binary(_))) => {
+                return Some((
+                    CloseCode::Unsupported,
+                    "the realtime protocol carries text messages",
+                ))
+            }
+            Some(Ok(Message::Close(_))) | None => return None,
+            Some(Ok(_)) => {}
+            Some(Err(WsError::Capacity(_))) => {
+                return Some((
+                    CloseCode::Size,
+                    "the message is over the route's max_message_bytes",
+                ))
+            }
+            Some(Err(WsError::Utf8)) => {
+                return Some((CloseCode::Invalid, "a text message that is not UTF-8"))
+            }
+            Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))
+            | Some(Err(WsError::ConnectionClosed))
+            | Some(Err(WsError::AlreadyClosed))
+            | Some(Err(WsError::Io(_))) => return None,
+            Some(Err(_)) => return Some((CloseCode::Protocol, "a malformed frame")),
+        }
+    }
+}
+
+/// Writes the hub's messages and the pings, until the hub lets go of the
+/// client, the client stops reading, or the process is going away.
+async fn write(
+    sink: &mut futures_util::stream::SplitSink<WebSocketStream<DuplexStream>, Message>,
+    mut queue: mpsc::Receiver<Arc<str>>,
+    idle: Duration,
+) -> Ending {
     let mut going_away = crate::shutdown::going_away();
     // A ping in each half of the idle timeout keeps a listening client's
     // connection alive: its pong counts as traffic.
     let mut ping = tokio::time::interval(idle / 2);
     ping.tick().await;
-    let close = loop {
-        tokio::select! {
-            incoming = ws.next() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    hub.stats.messages.fetch_add(1, Ordering::Relaxed);
-                    event.text(&hub, text).await;
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    break Some((CloseCode::Unsupported, "the realtime protocol carries text messages"));
-                }
-                Some(Ok(Message::Close(_))) => {
-                    // tungstenite has queued the close reply: send it.
-                    let _ = ws.flush().await;
-                    break None;
-                }
-                None => break None,
-                Some(Ok(_)) => {}
-                Some(Err(WsError::Capacity(_))) => {
-                    break Some((CloseCode::Size, "the message is over the route's max_message_bytes"));
-                }
-                Some(Err(WsError::Utf8)) => break Some((CloseCode::Invalid, "a text message that is not UTF-8")),
-                Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)))
-                | Some(Err(WsError::ConnectionClosed))
-                | Some(Err(WsError::AlreadyClosed))
-                | Some(Err(WsError::Io(_))) => break None,
-                Some(Err(_)) => break Some((CloseCode::Protocol, "a malformed frame")),
-            },
+    let stalled = Some((CloseCode::Policy, "the client did not read its messages"));
+    loop {
+        let message = tokio::select! {
             out = queue.recv() => match out {
-                Some(text) => {
-                    if ws.send(Message::Text(text.to_string())).await.is_err() {
-                        break None;
-                    }
-                }
+                Some(text) => Message::Text(text.to_string()),
                 // The hub let go of this client: it did not read its messages.
-                None => break Some((CloseCode::Policy, "the client did not read its messages")),
+                None => return stalled,
             },
-            _ = ping.tick() => {
-                if ws.send(Message::Ping(Vec::new())).await.is_err() {
-                    break None;
-                }
-            }
+            _ = ping.tick() => Message::Ping(Vec::new()),
             _ = async { going_away.wait_for(|&away| away).await.map(|_| ()) } => {
-                break Some((CloseCode::Away, "the server is shutting down"));
+                return Some((CloseCode::Away, "the server is shutting down"));
             }
-        }
-    };
-    hub.unregister(&event.id);
-    if let Some((code, reason)) = close {
-        let frame = CloseFrame {
-            code,
-            reason: Cow::Borrowed(reason),
         };
-        let _ = ws.close(Some(frame)).await;
-        // The client's close frame, or its hang-up, ends the handshake.
-        let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
+        match tokio::time::timeout(idle, sink.send(message)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => return stalled,
+        }
     }
-    drop(ws);
-    // The close event is the backend's to know about; its `@` message, if
-    // any, goes to the others.
-    if let Called::Answer(a) = event.call(&hub, "close", Bytes::new()).await {
+}
+
+/// Calls the backend with the client's messages in order, then with its
+/// close, whose `@` message goes to the others.
+async fn call_backend(hub: Arc<Hub>, event: Event, mut texts: mpsc::Receiver<String>) {
+    while let Some(text) = texts.recv().await {
+        event.text(&hub, text).await;
+    }
+    if let Called::Answer(a, _) = event.call(&hub, "close", Bytes::new()).await {
         hub.apply(None, &a);
     }
 }
