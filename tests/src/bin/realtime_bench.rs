@@ -56,6 +56,42 @@ fn echo_rate(rt: &tokio::runtime::Runtime, url: &str, conns: usize, secs: u64) -
     })
 }
 
+/// nginx proxying WebSockets to `upstream` on `port`, two workers as Kavro
+/// has two threads; `None` when nginx is not installed.
+fn nginx(upstream: std::net::SocketAddr, port: u16, dir: &std::path::Path) -> Option<std::process::Child> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 2;\ndaemon off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{ access_log off;\n\
+               server {{ listen 127.0.0.1:{port};\n\
+                 location / {{ proxy_pass http://{upstream}; proxy_http_version 1.1;\n\
+                   proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";\n\
+                   proxy_read_timeout 300s; }} }} }}\n",
+            dir.display()
+        ),
+    )
+    .ok()?;
+    let child = std::process::Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
 fn passthrough(secs: u64, rounds: u64) {
     let up = WsUpstream::start();
     let config = format!(
@@ -66,20 +102,35 @@ fn passthrough(secs: u64, rounds: u64) {
     let rt = runtime();
     let direct_url = format!("ws://{}/", up.addr);
     let kavro_url = host.url("/").replacen("http://", "ws://", 1);
-    let (mut direct, mut kavro) = (Vec::new(), Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let nginx_port = kavro_e2e::free_port();
+    let mut peer = nginx(up.addr, nginx_port, dir.path());
+    let nginx_url = format!("ws://127.0.0.1:{nginx_port}/");
+    let (mut direct, mut kavro, mut via_nginx) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         direct.push(echo_rate(&rt, &direct_url, 32, secs));
         kavro.push(echo_rate(&rt, &kavro_url, 32, secs));
+        if peer.is_some() {
+            via_nginx.push(echo_rate(&rt, &nginx_url, 32, secs));
+        }
+    }
+    if let Some(mut p) = peer.take() {
+        // TERM: the master takes its workers with it (a KILL would not).
+        let _ = std::process::Command::new("kill").arg(p.id().to_string()).status();
+        let _ = p.wait();
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (d, k) = (median(&mut direct), median(&mut kavro));
+    let (d, k, n) = (median(&mut direct), median(&mut kavro), median(&mut via_nginx));
     println!(
-        "passthrough echo, 32 connections, median of {rounds} rounds of {secs} s: \
-         direct {d:.0}/s, through kavro {k:.0}/s, ratio {:.2}",
-        k / d
+        "passthrough echo, 32 connections, median of {rounds} interleaved rounds of {secs} s: \
+         direct {d:.0}/s, through kavro {k:.0}/s ({:.2}x direct), through nginx {n:.0}/s \
+         ({:.2}x direct); kavro / nginx {:.2}",
+        k / d,
+        n / d,
+        k / n
     );
 }
 
