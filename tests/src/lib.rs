@@ -121,6 +121,19 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A request's or response's headers as (lowercase name, value) pairs.
+pub fn header_pairs(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// A running kavro-host; killed on drop.
 pub struct Host {
     child: Child,

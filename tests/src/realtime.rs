@@ -88,16 +88,7 @@ async fn answer(
     req: Request<hyper::body::Incoming>,
     log: Arc<Mutex<Vec<Event>>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::header_pairs(req.headers());
     let get = |name: &str| {
         headers
             .iter()

@@ -45,16 +45,7 @@ impl WsUpstream {
                     // tungstenite's callback type: its error is an HTTP response.
                     #[allow(clippy::result_large_err)]
                     let record = |req: &Request, resp: Response| {
-                        *h.lock().unwrap() = req
-                            .headers()
-                            .iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.as_str().to_string(),
-                                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                )
-                            })
-                            .collect();
+                        *h.lock().unwrap() = crate::header_pairs(req.headers());
                         Ok(resp)
                     };
                     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, record).await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use kavro_e2e::realtime::Backend;
 use kavro_e2e::redis::Redis;
 use kavro_e2e::upstream::Upstream;
-use kavro_e2e::websocket::{connect, next_text};
+use kavro_e2e::websocket::{connect, next_text, Client};
 use kavro_e2e::{client, eventually, eventually_within, Host};
 
 const SECRET: &str = "fleet-secret";
@@ -74,6 +74,14 @@ fn publish(host: &Host, body: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().unwrap())
 }
 
+/// A hub client of `host`, past its welcome.
+async fn welcomed(host: &Host) -> Client {
+    let url = host.url("/live").replacen("http://", "ws://", 1);
+    let mut ws = connect(&url).await.unwrap();
+    next_text(&mut ws).await.expect("the welcome");
+    ws
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,13 +115,8 @@ fn counters_publishes_and_purges_span_the_fleet() {
     assert_eq!(get(&b, "/count?peek").2.as_deref(), Some("800"));
 
     // A client on A receives what is published on B.
-    let url = a.url("/live").replacen("http://", "ws://", 1);
     let rt = runtime();
-    let mut ws = rt.block_on(async {
-        let mut ws = connect(&url).await.unwrap();
-        next_text(&mut ws).await.expect("the welcome");
-        ws
-    });
+    let mut ws = rt.block_on(welcomed(&a));
     let (status, body) = publish(&b, r#"{"@": "/lobby", "from": "b"}"#);
     assert_eq!((status, body.trim()), (200, r#"{"delivered":0}"#));
     let got = rt.block_on(async {
@@ -189,13 +192,8 @@ fn without_redis_the_fleet_degrades_then_recovers() {
     });
     // The rest is served, and the hub delivers locally.
     assert_eq!(get(&a, "/").2.as_deref(), Some("ok"));
-    let url = a.url("/live").replacen("http://", "ws://", 1);
     let rt = runtime();
-    let mut ws = rt.block_on(async {
-        let mut ws = connect(&url).await.unwrap();
-        next_text(&mut ws).await.expect("the welcome");
-        ws
-    });
+    let mut ws = rt.block_on(welcomed(&a));
     let (status, body) = publish(&a, r#"{"@": "/lobby", "local": true}"#);
     assert_eq!((status, body.trim()), (200, r#"{"delivered":1}"#));
     assert_eq!(

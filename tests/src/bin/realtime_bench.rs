@@ -58,7 +58,11 @@ fn echo_rate(rt: &tokio::runtime::Runtime, url: &str, conns: usize, secs: u64) -
 
 /// nginx proxying WebSockets to `upstream` on `port`, two workers as Kavro
 /// has two threads; `None` when nginx is not installed.
-fn nginx(upstream: std::net::SocketAddr, port: u16, dir: &std::path::Path) -> Option<std::process::Child> {
+fn nginx(
+    upstream: std::net::SocketAddr,
+    port: u16,
+    dir: &std::path::Path,
+) -> Option<std::process::Child> {
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,
@@ -116,14 +120,20 @@ fn passthrough(secs: u64, rounds: u64) {
     }
     if let Some(mut p) = peer.take() {
         // TERM: the master takes its workers with it (a KILL would not).
-        let _ = std::process::Command::new("kill").arg(p.id().to_string()).status();
+        let _ = std::process::Command::new("kill")
+            .arg(p.id().to_string())
+            .status();
         let _ = p.wait();
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
-    let (d, k, n) = (median(&mut direct), median(&mut kavro), median(&mut via_nginx));
+    let (d, k, n) = (
+        median(&mut direct),
+        median(&mut kavro),
+        median(&mut via_nginx),
+    );
     println!(
         "passthrough echo, 32 connections, median of {rounds} interleaved rounds of {secs} s: \
          direct {d:.0}/s, through kavro {k:.0}/s ({:.2}x direct), through nginx {n:.0}/s \
