@@ -29,6 +29,12 @@ use crate::utils::BufRef;
 
 // TODO: make this dynamically adjusted
 const BODY_BUFFER_SIZE: usize = 1024 * 64;
+/// The first read of a body read until close (an upgraded connection's, a
+/// response without framing). Each read that fills the buffer doubles the
+/// next, up to `body_buf_size`; a short one goes back to this. A
+/// WebSocket that idles between small messages then holds 4 KiB for its
+/// pending read, not 64 KiB.
+const UNTIL_CLOSE_FIRST_READ: usize = 4 * 1024;
 // limit how much incomplete chunk-size and chunk-ext to buffer
 const PARTIAL_CHUNK_HEAD_LIMIT: usize = 1024 * 8;
 // Trailers: https://datatracker.ietf.org/doc/html/rfc9112#section-7.1.2
@@ -148,6 +154,8 @@ pub struct BodyReader {
     pub body_state: ParseState,
     pub body_buf: Option<BytesMut>,
     pub body_buf_size: usize,
+    /// The next read's size while reading until close.
+    until_close_read: usize,
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
@@ -159,6 +167,7 @@ impl BodyReader {
             body_state: PS::ToStart,
             body_buf: None,
             body_buf_size: BODY_BUFFER_SIZE,
+            until_close_read: UNTIL_CLOSE_FIRST_READ,
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
@@ -462,13 +471,26 @@ impl BodyReader {
         self.rewind_buf_len = 0; // we only need to read rewind data once
         if n == 0 {
             /* Need to actually read */
-            let read_size = self.body_buf_size;
+            let read_size = self.until_close_read.clamp(1, self.body_buf_size.max(1));
+            if self
+                .body_buf
+                .as_ref()
+                .is_some_and(|b| b.capacity() > read_size * 4)
+            {
+                // Back to small reads: let the large buffer go.
+                self.body_buf = None;
+            }
             let body_buf = self.prepare_buf_for_io(read_size);
             n = stream
                 .take(read_size as u64)
                 .read_buf(body_buf)
                 .await
                 .or_err(ReadError, "when reading body")?;
+            self.until_close_read = if n == read_size {
+                (read_size * 2).min(self.body_buf_size)
+            } else {
+                UNTIL_CLOSE_FIRST_READ
+            };
         }
         match self.body_state {
             PS::UntilClose(read) => {
