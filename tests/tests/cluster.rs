@@ -45,6 +45,33 @@ fn host(config: &str) -> Host {
         .start()
 }
 
+/// Two hosts with `plugins` on one Redis, both connected to it, and what
+/// they serve from. Bind every part: one left out is dropped, and stops.
+struct Fleet {
+    redis: Redis,
+    a: Host,
+    b: Host,
+    _backend: Backend,
+    _origin: Upstream,
+}
+
+fn fleet(plugins: &str) -> Fleet {
+    let redis = Redis::start();
+    let backend = Backend::start();
+    let origin = Upstream::start("origin");
+    let config = fleet_config(&redis, &backend, &origin, plugins);
+    let (a, b) = (host(&config), host(&config));
+    until_up(&a);
+    until_up(&b);
+    Fleet {
+        redis,
+        a,
+        b,
+        _backend: backend,
+        _origin: origin,
+    }
+}
+
 /// Waits until the host reaches Redis.
 fn until_up(host: &Host) {
     eventually_within(Duration::from_secs(15), "the cluster up", || {
@@ -91,13 +118,13 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn counters_publishes_and_purges_span_the_fleet() {
-    let redis = Redis::start();
-    let backend = Backend::start();
-    let origin = Upstream::start("origin");
-    let config = fleet_config(&redis, &backend, &origin, COUNTER);
-    let (a, b) = (host(&config), host(&config));
-    until_up(&a);
-    until_up(&b);
+    let Fleet {
+        a,
+        b,
+        redis: _redis,
+        _backend,
+        _origin,
+    } = fleet(COUNTER);
 
     // 32 clients, 25 increments each, alternating hosts: exact.
     std::thread::scope(|s| {
@@ -148,15 +175,15 @@ fn counters_publishes_and_purges_span_the_fleet() {
 
 #[test]
 fn a_shared_rate_limit_holds_its_rate() {
-    let redis = Redis::start();
-    let backend = Backend::start();
-    let origin = Upstream::start("origin");
     let limit = "[[plugins]]\nname = \"rate-limit\"\ncapabilities = [\"kv\"]\n\
                  [plugins.config]\nlimit = \"10\"\nwindow_s = \"60\"\n";
-    let config = fleet_config(&redis, &backend, &origin, limit);
-    let (a, b) = (host(&config), host(&config));
-    until_up(&a);
-    until_up(&b);
+    let Fleet {
+        a,
+        b,
+        redis: _redis,
+        _backend,
+        _origin,
+    } = fleet(limit);
     let statuses: Vec<u16> = (0..20)
         .map(|i| get(if i % 2 == 0 { &a } else { &b }, "/").0)
         .collect();
@@ -167,13 +194,13 @@ fn a_shared_rate_limit_holds_its_rate() {
 
 #[test]
 fn without_redis_the_fleet_degrades_then_recovers() {
-    let mut redis = Redis::start();
-    let backend = Backend::start();
-    let origin = Upstream::start("origin");
-    let config = fleet_config(&redis, &backend, &origin, COUNTER);
-    let (a, b) = (host(&config), host(&config));
-    until_up(&a);
-    until_up(&b);
+    let Fleet {
+        mut redis,
+        a,
+        b,
+        _backend,
+        _origin,
+    } = fleet(COUNTER);
     assert_eq!(get(&a, "/count").2.as_deref(), Some("1"));
 
     redis.stop();

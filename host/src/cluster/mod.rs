@@ -88,8 +88,7 @@ impl Cluster {
     fn new(settings: &ClusterSettings) -> Option<Cluster> {
         // The URL was checked by validation.
         let client = redis::Client::open(settings.redis.as_str()).ok()?;
-        let mut shown = client.get_connection_info().addr.to_string();
-        shown.insert_str(0, "redis://");
+        let shown = format!("redis://{}", client.get_connection_info().addr);
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
         Some(Cluster {
             outbox,

@@ -414,18 +414,10 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
     let realtime_routes = routes
         .iter()
         .any(|r| matches!(r.action, ActionSpec::Realtime(_)));
-    let publish = match raw.realtime {
-        Some(s) => Some(publish_settings(r, s)),
-        None if realtime_routes => Some(publish_settings(
-            r,
-            model::RealtimeSection {
-                publish_path: model::default_publish_path(),
-                secret_env: model::default_secret_env(),
-                secret: None,
-            },
-        )),
-        None => None,
-    };
+    let publish = raw
+        .realtime
+        .or_else(|| realtime_routes.then(model::RealtimeSection::default))
+        .map(|s| publish_settings(r, s));
 
     let cluster = raw.cluster.and_then(|c| match redis::Client::open(c.redis.get_ref().as_str()) {
         Ok(_) => Some(ClusterSettings {

@@ -62,10 +62,21 @@ pub struct RealtimeSection {
     pub secret: Option<String>,
 }
 
-pub fn default_publish_path() -> String {
+impl Default for RealtimeSection {
+    /// What a config with realtime routes and no `[realtime]` table gets.
+    fn default() -> Self {
+        RealtimeSection {
+            publish_path: default_publish_path(),
+            secret_env: default_secret_env(),
+            secret: None,
+        }
+    }
+}
+
+fn default_publish_path() -> String {
     "/publish".into()
 }
-pub fn default_secret_env() -> String {
+fn default_secret_env() -> String {
     "KAVRO_PUBLISH_SECRET".into()
 }
 

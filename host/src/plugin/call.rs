@@ -78,6 +78,13 @@ impl Call {
         super::epoch::TICK * ticks.min(u32::MAX as u64) as u32
     }
 
+    /// How long a host call that waits on the network may take: four
+    /// fifths of what is left, so the plugin keeps time to handle an error.
+    pub fn io_budget(&self) -> Duration {
+        let left = self.time_left();
+        left - left / 5
+    }
+
     /// The request's id, or "" outside a request.
     pub fn request_id(&self) -> &str {
         self.info.as_ref().map_or("", |i| i.id.as_str())

@@ -24,15 +24,15 @@ pub struct Http;
 impl Unit for Http {
     const NAME: &'static str = "http";
     /// One connection pool for every plugin's outbound requests.
-    type Shared = HttpClient;
+    type Shared = Client;
     /// What the plugin may reach, if granted.
     type View = Option<Arc<HttpGrant>>;
 
-    fn shared(_: &Config) -> HttpClient {
+    fn shared(_: &Config) -> Client {
         client()
     }
 
-    fn view(plugin: &Granting<'_>, client: &HttpClient) -> Self::View {
+    fn view(plugin: &Granting<'_>, client: &Client) -> Self::View {
         Some(Arc::new(HttpGrant {
             client: client.clone(),
             upstreams: plugin.upstreams.clone(),
@@ -46,12 +46,9 @@ impl Unit for Http {
     }
 }
 
-/// The client every plugin's requests share.
-pub type HttpClient = Client;
-
 /// What a plugin granted "http" may reach.
 pub struct HttpGrant {
-    pub client: HttpClient,
+    pub client: Client,
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Largest response body the plugin may fetch.
     pub max_body: usize,
@@ -72,14 +69,12 @@ impl CapCtx<'_, Option<Arc<HttpGrant>>> {
         })?;
         let method = http::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| invalid(format!("`{}` is not an HTTP method", req.method)))?;
-        let left = self.call.time_left();
         let answer = Exchange {
             method,
             path_and_query: &req.uri,
             headers: req.headers,
             body: Bytes::from(req.body),
-            // Four fifths of what is left: the plugin keeps time to handle the error.
-            budget: (left - left / 5).min(upstream.timeouts.read),
+            budget: self.call.io_budget().min(upstream.timeouts.read),
             max_body: grant.max_body,
         }
         .send(&grant.client, upstream)

@@ -111,12 +111,17 @@ impl Default for KvStore {
     }
 }
 
-fn full_key(plugin: &str, key: &str) -> Result<Vec<u8>, HostError> {
+fn check_key(key: &str) -> Result<(), HostError> {
     if key.len() > MAX_KEY {
         return Err(HostError::Invalid(format!(
             "key longer than {MAX_KEY} bytes"
         )));
     }
+    Ok(())
+}
+
+fn full_key(plugin: &str, key: &str) -> Result<Vec<u8>, HostError> {
+    check_key(key)?;
     let mut k = Vec::with_capacity(plugin.len() + 1 + key.len());
     k.extend_from_slice(plugin.as_bytes());
     k.push(0);
@@ -277,23 +282,16 @@ impl CapCtx<'_, Option<Arc<KvStore>>> {
     }
 }
 
-impl CapCtx<'_, Option<Arc<KvStore>>> {
-    /// What a call to the fleet's store may take: four fifths of what is
-    /// left, so the plugin keeps time to handle an error.
-    fn budget(&self) -> Duration {
-        let left = self.call.time_left();
-        left - left / 5
-    }
-}
-
 impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, HostError> {
         let store = self.store()?;
         match &store.fleet {
             None => store.get(&self.call.plugin, &key),
             Some(fleet) => {
-                full_key(&self.call.plugin, &key)?;
-                fleet.kv_get(&self.call.plugin, &key, self.budget()).await
+                check_key(&key)?;
+                fleet
+                    .kv_get(&self.call.plugin, &key, self.call.io_budget())
+                    .await
             }
         }
     }
@@ -307,9 +305,9 @@ impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
         match &store.fleet {
             None => store.set(&self.call.plugin, &key, value, ttl_ms),
             Some(fleet) => {
-                full_key(&self.call.plugin, &key)?;
+                check_key(&key)?;
                 check_value(&value)?;
-                let budget = self.budget();
+                let budget = self.call.io_budget();
                 fleet
                     .kv_set(&self.call.plugin, &key, value, ttl_ms, budget)
                     .await
@@ -321,9 +319,9 @@ impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
         match &store.fleet {
             None => store.delete(&self.call.plugin, &key),
             Some(fleet) => {
-                full_key(&self.call.plugin, &key)?;
+                check_key(&key)?;
                 fleet
-                    .kv_delete(&self.call.plugin, &key, self.budget())
+                    .kv_delete(&self.call.plugin, &key, self.call.io_budget())
                     .await
             }
         }
@@ -338,8 +336,8 @@ impl Host for CapCtx<'_, Option<Arc<KvStore>>> {
         match &store.fleet {
             None => store.increment(&self.call.plugin, &key, delta, ttl_ms),
             Some(fleet) => {
-                full_key(&self.call.plugin, &key)?;
-                let budget = self.budget();
+                check_key(&key)?;
+                let budget = self.call.io_budget();
                 fleet
                     .kv_increment(&self.call.plugin, &key, delta, ttl_ms, budget)
                     .await
