@@ -134,34 +134,48 @@ fn a_long_call_starved_on_the_slow_lane_is_not_failed_for_it() {
     let host = hostile_host("[limits]\ndeadline_ms = 200\n");
     assert_eq!(ask(&host, "busy-prime"), (200, "ok\n".to_string()));
     // Whether this first call moved depends on where the epoch's ticks
-    // fell on a busy machine; the starved call below must move.
+    // fell on a busy machine.
     let slow_calls = |host: &Host| {
         host.admin_json("/diagnostics")["plugins"][0]["slow_calls"]
             .as_u64()
             .expect("slow_calls")
     };
-    let moved_before = slow_calls(&host);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        for _ in 0..cores {
-            s.spawn(|| {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i = std::hint::black_box(i.wrapping_add(1));
-                }
-            });
+    // The epoch's ticker competes with the spinners too: on a loaded
+    // machine a starved call may finish on its worker before any tick
+    // reaches it (seen once in CI). Starve calls until one moves, then the
+    // question is only whether any was failed.
+    let mut moved = false;
+    for _ in 0..5 {
+        let moved_before = slow_calls(&host);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for _ in 0..cores {
+                s.spawn(|| {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i = std::hint::black_box(i.wrapping_add(1));
+                    }
+                });
+            }
+            let spinning_until = std::time::Instant::now() + std::time::Duration::from_millis(600);
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let answer = s.spawn(|| ask(&host, "busy-prime"));
+            std::thread::sleep(spinning_until - std::time::Instant::now());
+            stop.store(true, Ordering::Relaxed);
+            assert_eq!(answer.join().unwrap(), (200, "ok\n".to_string()));
+        });
+        if slow_calls(&host) > moved_before {
+            moved = true;
+            break;
         }
-        let spinning_until = std::time::Instant::now() + std::time::Duration::from_millis(600);
-        std::thread::sleep(std::time::Duration::from_millis(30));
-        let answer = s.spawn(|| ask(&host, "busy-prime"));
-        std::thread::sleep(spinning_until - std::time::Instant::now());
-        stop.store(true, Ordering::Relaxed);
-        assert_eq!(answer.join().unwrap(), (200, "ok\n".to_string()));
-    });
+    }
     let d: serde_json::Value = host.admin_json("/diagnostics");
     assert_eq!(d["plugins"][0]["errors"]["deadline"], 0, "{d}");
-    assert_eq!(slow_calls(&host), moved_before + 1, "{d}");
+    assert!(
+        moved,
+        "no starved call moved to the slow lane in 5 tries: {d}"
+    );
 }
 
 #[test]
