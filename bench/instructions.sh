@@ -2,7 +2,9 @@
 # Instructions per proxied request, counted by callgrind: bare Pingora
 # against kavro-host with zero plugins, then the benchmark's header work
 # natively in Pingora against the same work in a Rust plugin under Kavro
-# (bench/plugins/header-work). Unlike requests/s, the count does
+# (bench/plugins/header-work), and headers + access-log with post in
+# batches against the same with each completion alone (post_batch = 1).
+# Unlike requests/s, the count does
 # not move with what else the machine runs, so a change of a few hundred
 # instructions a request shows. User space only: the kernel's share (the
 # sockets) is the same for both.
@@ -22,20 +24,29 @@ BARE=127.0.0.1:18092
 KAVRO=127.0.0.1:18093
 BARE_HW=127.0.0.1:18097
 KAVRO_HW=127.0.0.1:18098
+KAVRO_TWO=127.0.0.1:18099
+KAVRO_TWO_ALONE=127.0.0.1:18100
 WASM="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
 
 source bench/lib.sh
 bench_workdir
 
 fixed_upstream "$UP"
-mkdir -p "$WORK/none" "$WORK/hw"
+mkdir -p "$WORK/none" "$WORK/hw" "$WORK/two"
 cp "$WASM/header_work.wasm" "$WORK/hw/"
+cp "$WASM/headers.wasm" "$WASM/access_log.wasm" "$WORK/two/"
+cat > "$WORK/two/headers.toml" <<EOF
+[config]
+request_set = "x-env: bench"
+response_set = "x-served-by: kavro"
+EOF
 wait_port "$UP"
 kavro_config() {
     cat <<CONF
 [server]
 listen = ["$1"]
 threads = 1
+${2:-}
 [upstreams.app]
 targets = ["$UP"]
 [[routes]]
@@ -45,6 +56,8 @@ CONF
 }
 kavro_config "$KAVRO" > "$WORK/none.toml"
 kavro_config "$KAVRO_HW" > "$WORK/hw.toml"
+kavro_config "$KAVRO_TWO" > "$WORK/two.toml"
+kavro_config "$KAVRO_TWO_ALONE" "post_batch = 1" > "$WORK/two-alone.toml"
 
 # count NAME ADDR CMD...: prints "NAME requests instructions per-request".
 count() {
@@ -80,6 +93,10 @@ count() {
     # valgrind cannot reserve the address space of a thousand instance slots.
     KAVRO_INSTANCE_SLOTS=12 count kavro-plugin-header-work "$KAVRO_HW" "$BIN/kavro-host" \
         --config "$WORK/hw.toml" --plugins "$WORK/hw"
+    KAVRO_INSTANCE_SLOTS=12 count kavro-headers+access-log "$KAVRO_TWO" "$BIN/kavro-host" \
+        --config "$WORK/two.toml" --plugins "$WORK/two"
+    KAVRO_INSTANCE_SLOTS=12 count kavro-headers+access-log-alone "$KAVRO_TWO_ALONE" "$BIN/kavro-host" \
+        --config "$WORK/two-alone.toml" --plugins "$WORK/two"
 } > "$WORK/counts"
 
 echo
@@ -87,9 +104,11 @@ echo "instructions per request (user space, callgrind), ${SECONDS_EACH}s of wrk 
 awk '
     { name[NR]=$1; req[NR]=$2; per[NR]=$4; by[$1]=$4 }
     END {
-        printf "%-20s %10s %14s\n", "server", "requests", "instr/request"
-        for (i = 1; i <= NR; i++) printf "%-20s %10d %14d\n", name[i], req[i], per[i]
+        printf "%-32s %10s %14s\n", "server", "requests", "instr/request"
+        for (i = 1; i <= NR; i++) printf "%-32s %10d %14d\n", name[i], req[i], per[i]
         printf "\nkavro, zero plugins / bare pingora:               %.3f (instructions; lower is better)\n", by["kavro-0-plugins"]/by["bare-pingora"]
         printf "header work, kavro plugin / pingora native:       %.3f\n", by["kavro-plugin-header-work"]/by["pingora-native-header-work"]
         printf "header work plugin over zero plugins:             %d instructions\n", by["kavro-plugin-header-work"]-by["kavro-0-plugins"]
+        printf "headers+access-log over zero plugins, batched:    %d instructions\n", by["kavro-headers+access-log"]-by["kavro-0-plugins"]
+        printf "the same, each completion alone (post_batch = 1): %d instructions\n", by["kavro-headers+access-log-alone"]-by["kavro-0-plugins"]
     }' "$WORK/counts"

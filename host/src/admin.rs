@@ -137,6 +137,8 @@ impl Admin {
                 })
             })
             .collect();
+        let mut post = active.services.post_slots.report();
+        crate::pipeline::post_queue::report(&mut post);
         serde_json::json!({
             "uptime_seconds": metrics::uptime().as_secs(),
             "requests": metrics::requests(),
@@ -151,7 +153,7 @@ impl Admin {
                 .map(|(name, u)| (name.clone(), u.report()))
                 .collect::<serde_json::Map<_, _>>(),
             "plugins": plugins,
-            "post": active.services.post_slots.report(),
+            "post": post,
             "connections_refused": crate::protect::connections::refused(),
             "tls": crate::tls::diagnostics(&active, &self.acme),
             "realtime": self.realtime(&active),

@@ -30,11 +30,12 @@ pub struct Services {
     pub post_slots: PostSlots,
 }
 
-/// Bounds the post chains running at once. A request whose post finds no
-/// slot waits for one in Pingora's logging hook, which holds its connection's
-/// next request: a post slower than the responses it follows slows the
-/// clients, where spawning every completion would pile up tasks and
-/// instances until calls miss their deadlines and completions are lost.
+/// Bounds the post calls running at once (a batch's, or one request's
+/// chain). A completion that finds no room waits in Pingora's logging hook,
+/// which holds its connection's next request: a post slower than the
+/// responses it follows slows the clients, where taking every completion
+/// would pile up tasks and instances until calls miss their deadlines and
+/// completions are lost.
 pub struct PostSlots {
     slots: Arc<tokio::sync::Semaphore>,
     limit: usize,
@@ -51,17 +52,32 @@ impl PostSlots {
         }
     }
 
-    /// A slot, held by the post chain until it ends.
+    /// A slot, held by the post chain until it ends; a completion that
+    /// waits for one is counted.
     pub async fn acquire(&self) -> tokio::sync::OwnedSemaphorePermit {
         if let Ok(slot) = self.slots.clone().try_acquire_owned() {
             return slot;
         }
-        self.waited.fetch_add(1, Ordering::Relaxed);
+        self.count_wait();
+        self.slot().await
+    }
+
+    /// A slot, for a batch of completions already counted.
+    pub async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
         self.slots
             .clone()
             .acquire_owned()
             .await
             .expect("the semaphore is never closed")
+    }
+
+    /// A completion waited for room.
+    pub fn count_wait(&self) {
+        self.waited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// For `/diagnostics`: the limit, the chains running, and how many

@@ -224,14 +224,16 @@ fn present_alone_while_the_pool_grows() {
 
 /// A post slower than the responses it follows (a respond route answers in
 /// microseconds; this post works for a millisecond or more), under 32
-/// connections: completions wait for one of `post_concurrency` slots
+/// connections: completions queue for batches in `post_concurrency` slots,
+/// and once a worker's queue is full its finished requests wait for room,
 /// instead of piling up tasks and instances until calls miss their
 /// deadlines. Every completion is delivered, none fails, the instances stay
 /// within the slots, and the host then stops on SIGTERM.
 #[test]
 fn a_post_slower_than_the_traffic_loses_no_completion() {
     const SLOTS: u64 = 4;
-    const EACH: usize = 10;
+    // More than the two workers' queues hold (256 each).
+    const EACH: usize = 20;
     let config = format!(
         "[server]\npost_concurrency = {SLOTS}\n{}\n[[plugins]]\nname = \"only\"\n[plugins.limits]\ndeadline_ms = 5000\n",
         respond_route("r", "/*", "ok")

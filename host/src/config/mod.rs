@@ -58,6 +58,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// None: 8 per worker thread (see [`Config::post_slots`]).
     pub post_concurrency: Option<usize>,
+    /// Finished requests one post call carries at the most.
+    pub post_batch: usize,
     /// Request line and header sizes; over them, 414 or 431.
     pub head_limits: crate::protect::HeadLimits,
     /// Timeouts and counts that bound what one client holds.
@@ -328,6 +330,17 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             "leave it out for the default (8 per worker thread), or set at least 1",
         );
     }
+    if !(1..=256).contains(&raw.server.post_batch) {
+        r.error(
+            None,
+            "server.post_batch",
+            format!(
+                "post_batch = {} is not a number of requests a post call can carry",
+                raw.server.post_batch
+            ),
+            "set 1 (each request alone) to 256; the default is 32",
+        );
+    }
 
     let server = &raw.server;
     for (key, value) in [
@@ -471,6 +484,7 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         h2c: raw.server.h2c,
         shutdown_grace: Duration::from_secs(raw.server.shutdown_grace_s),
         post_concurrency: raw.server.post_concurrency,
+        post_batch: raw.server.post_batch,
         head_limits: crate::protect::HeadLimits {
             max_request_line_bytes: raw.server.max_request_line_bytes,
             max_header_bytes: raw.server.max_header_bytes,
@@ -1059,6 +1073,33 @@ mod tests {
             .to_string();
         assert!(e.contains("server.post_concurrency"), "{e}");
         assert!(e.contains("hint:"), "{e}");
+    }
+
+    #[test]
+    fn post_batches_default_to_32_and_carry_1_to_256() {
+        assert_eq!(Config::parse("k.toml", "").unwrap().post_batch, 32);
+        let c = Config::parse(
+            "k.toml",
+            "[server]
+post_batch = 1
+",
+        )
+        .unwrap();
+        assert_eq!(c.post_batch, 1);
+        for bad in [0, 257] {
+            let e = Config::parse(
+                "k.toml",
+                &format!(
+                    "[server]
+post_batch = {bad}
+"
+                ),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("server.post_batch"), "{e}");
+            assert!(e.contains("hint:"), "{e}");
+        }
     }
 
     #[test]

@@ -261,6 +261,10 @@ pub struct ServerSection {
     /// instead of piling up instances.
     #[serde(default)]
     pub post_concurrency: Option<usize>,
+    /// Finished requests one post call carries at the most, for plugins
+    /// that export post alone; 1 hands each over alone.
+    #[serde(default = "default_post_batch")]
+    pub post_batch: usize,
     /// A longer request line is answered 414.
     #[serde(default = "default_max_request_line")]
     pub max_request_line_bytes: usize,
@@ -324,6 +328,7 @@ impl Default for ServerSection {
             h2c: true,
             shutdown_grace_s: default_shutdown_grace(),
             post_concurrency: None,
+            post_batch: default_post_batch(),
             max_request_line_bytes: default_max_request_line(),
             max_header_bytes: default_max_header_bytes(),
             max_headers: default_max_headers(),
@@ -685,6 +690,10 @@ fn default_listen() -> Vec<Spanned<ListenEntry>> {
         ListenEntry::Address("127.0.0.1:8080".to_string()),
     )]
 }
+fn default_post_batch() -> usize {
+    32
+}
+
 fn default_shutdown_grace() -> u64 {
     10
 }

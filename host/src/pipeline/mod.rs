@@ -18,7 +18,9 @@
 //!   response_body_filter   body held back → present at its end
 //!                          → cache store → the body is written
 //!
-//! logging          metrics → post, spawned → instances back to their pools
+//! logging          metrics → instances back to their pools → post: queued
+//!                  for a batch (post_queue), or, when it continues the
+//!                  request's state, spawned on the request's instances
 //! ```
 //!
 //! A proxied head goes out before its body has arrived, so there package
@@ -35,6 +37,7 @@
 mod caching;
 mod context;
 pub(crate) mod phases;
+pub(crate) mod post_queue;
 mod response;
 
 use std::borrow::Cow;
@@ -61,6 +64,7 @@ use crate::actions::proxy::{clean_upstream_response, prepare_upstream_request, F
 use crate::actions::{Body, Produced};
 use crate::cache::ResponseCache;
 use crate::plugin::bindings::types::Completion;
+use crate::plugin::call::Finished;
 use crate::plugin::Phase;
 use crate::realtime::{connection, publish, Hub};
 use crate::routing::{normalize_host, Match, RouteAction};
@@ -1024,6 +1028,30 @@ impl ProxyHttp for Kavro {
             .response_written()
             .cloned()
             .unwrap_or_else(|| ResponseHeader::build(status.max(100), Some(0)).expect("valid"));
+        // A chain that continues no plugin's state of this request (its
+        // plugins export post alone, say) runs batched with other
+        // requests'; one that does runs on the instances the request holds.
+        let chain = &set.chains(ctx.route)[Phase::Post];
+        let holds =
+            |i: usize| ctx.has_failed(i) || ctx.instances.get(i).is_some_and(Option::is_some);
+        if !chain.iter().any(|&i| holds(i)) {
+            phases::release(set, ctx);
+            let finished = Finished {
+                seq: ctx.seq,
+                req,
+                resp,
+                info: ctx.info(),
+                done,
+            };
+            post_queue::enqueue(post_queue::Pending {
+                active: active.clone(),
+                route: ctx.route,
+                finished,
+                in_flight: ctx.in_flight.take(),
+            })
+            .await;
+            return;
+        }
         let slot = active.services.post_slots.acquire().await;
         let owned = std::mem::replace(ctx, Ctx::new(active.clone(), None));
         phases::spawn_post(set.clone(), owned, req, resp, done, slot);

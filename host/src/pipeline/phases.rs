@@ -29,7 +29,16 @@ pub enum Verdict {
 fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) -> Verdict {
     let plugin = &set.plugins[i];
     ctx.mark_failed(i);
-    plugin.stats.failed(phase, f, ctx.request_id());
+    record_failure(plugin, phase, f, ctx.request_id());
+    match plugin.settings.failure {
+        FailurePolicy::FailOpen => Verdict::Skip,
+        FailurePolicy::FailClosed => Verdict::Fail(failed_closed(&plugin.name, ctx.request_id())),
+    }
+}
+
+/// Counts a plugin's failure on one request, and logs it.
+pub(crate) fn record_failure(plugin: &Plugin, phase: Phase, f: &Failure, request_id: &str) {
+    plugin.stats.failed(phase, f, request_id);
     crate::metrics::record_failure(&plugin.name, f.kind);
     // A back-off was logged once as it began, with the failures before it.
     if f.kind != FailureKind::Backoff {
@@ -38,15 +47,11 @@ fn verdict(set: &PluginSet, i: usize, ctx: &mut Ctx, phase: Phase, f: &Failure) 
             plugin = %plugin.name,
             phase = phase.name(),
             kind = f.kind.as_str(),
-            request = ctx.request_id(),
+            request = request_id,
             "plugin failed: {}",
             // A traceback's lines stay one log line.
             crate::plugin::caps::log::escape_controls(&f.detail)
         );
-    }
-    match plugin.settings.failure {
-        FailurePolicy::FailOpen => Verdict::Skip,
-        FailurePolicy::FailClosed => Verdict::Fail(failed_closed(&plugin.name, ctx.request_id())),
     }
 }
 

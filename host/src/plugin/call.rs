@@ -23,6 +23,17 @@ pub struct RequestInfo {
     pub scheme: &'static str,
 }
 
+/// A finished request in a post batch: its heads and facts, behind the
+/// batch's own `request` / `response` handles.
+#[derive(Debug)]
+pub struct Finished {
+    pub seq: u64,
+    pub req: RequestHeader,
+    pub resp: ResponseHeader,
+    pub info: Arc<RequestInfo>,
+    pub done: types::Completion,
+}
+
 /// What a phase may change.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Access {
@@ -52,6 +63,14 @@ pub struct Call {
     max_headers: usize,
     /// What the plugin reported through `log.fail` during the call.
     pub reported: Option<String>,
+    /// A post batch's finished requests, behind handles 1..=n (handle 0 is
+    /// the heads lent to every other call).
+    pub batch: Vec<Finished>,
+    /// In a batch: the failures the plugin reported, by request.
+    pub batch_reports: Vec<(u64, String)>,
+    /// The batch's request the plugin read last (its handle; 0 none): its
+    /// id goes with the plugin's log lines.
+    current: u32,
 }
 
 impl Call {
@@ -69,6 +88,9 @@ impl Call {
             headers_added: 0,
             max_headers: limits.max_headers,
             reported: None,
+            batch: Vec::new(),
+            batch_reports: Vec::new(),
+            current: 0,
         }
     }
 
@@ -85,9 +107,46 @@ impl Call {
         left - left / 5
     }
 
-    /// The request's id, or "" outside a request.
+    /// The request's id, or "" outside a request; in a post batch, the id
+    /// of the request the plugin read last.
     pub fn request_id(&self) -> &str {
-        self.info.as_ref().map_or("", |i| i.id.as_str())
+        let info = match self.current {
+            0 => self.info.as_ref(),
+            n => self.batch.get(n as usize - 1).map(|f| &f.info),
+        };
+        info.map_or("", |i| i.id.as_str())
+    }
+
+    /// Hands a post batch to the store for one call.
+    pub fn lend_batch(&mut self, batch: Vec<Finished>) {
+        self.batch = batch;
+        self.batch_reports.clear();
+        self.current = 0;
+    }
+
+    /// Takes the batch back after the call.
+    pub fn take_batch(&mut self) -> Vec<Finished> {
+        self.current = 0;
+        std::mem::take(&mut self.batch)
+    }
+
+    /// The request a handle stands for, with its facts.
+    fn request_at(&mut self, rep: u32) -> (&RequestHeader, Option<&Arc<RequestInfo>>) {
+        if rep != 0 && rep as usize <= self.batch.len() {
+            self.current = rep;
+            let f = &self.batch[rep as usize - 1];
+            return (&f.req, Some(&f.info));
+        }
+        (&self.req, self.info.as_ref())
+    }
+
+    /// The response a handle stands for.
+    fn response_at(&mut self, rep: u32) -> &ResponseHeader {
+        if rep != 0 && rep as usize <= self.batch.len() {
+            self.current = rep;
+            return &self.batch[rep as usize - 1].resp;
+        }
+        &self.resp
     }
 }
 
@@ -190,45 +249,58 @@ impl Call {
 impl types::Host for Call {}
 
 impl HostRequest for Call {
-    fn method(&mut self, _: Resource<types::Request>) -> String {
-        self.req.method.as_str().to_string()
+    fn method(&mut self, r: Resource<types::Request>) -> String {
+        self.request_at(r.rep()).0.method.as_str().to_string()
     }
-    fn uri(&mut self, _: Resource<types::Request>) -> String {
-        self.req
+    fn uri(&mut self, r: Resource<types::Request>) -> String {
+        self.request_at(r.rep())
+            .0
             .uri
             .path_and_query()
             .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string())
     }
-    fn path(&mut self, _: Resource<types::Request>) -> String {
-        self.req.uri.path().to_string()
+    fn path(&mut self, r: Resource<types::Request>) -> String {
+        self.request_at(r.rep()).0.uri.path().to_string()
     }
-    fn query(&mut self, _: Resource<types::Request>) -> Option<String> {
-        self.req.uri.query().map(str::to_string)
+    fn query(&mut self, r: Resource<types::Request>) -> Option<String> {
+        self.request_at(r.rep()).0.uri.query().map(str::to_string)
     }
-    fn authority(&mut self, _: Resource<types::Request>) -> Option<String> {
-        one(&self.req.headers, "host")
-            .or_else(|| self.req.uri.authority().map(|a| a.as_str().to_string()))
+    fn authority(&mut self, r: Resource<types::Request>) -> Option<String> {
+        let req = self.request_at(r.rep()).0;
+        one(&req.headers, "host").or_else(|| req.uri.authority().map(|a| a.as_str().to_string()))
     }
-    fn scheme(&mut self, _: Resource<types::Request>) -> String {
-        self.info.as_ref().map_or("http", |i| i.scheme).to_string()
+    fn scheme(&mut self, r: Resource<types::Request>) -> String {
+        self.request_at(r.rep())
+            .1
+            .map_or("http", |i| i.scheme)
+            .to_string()
     }
-    fn client_ip(&mut self, _: Resource<types::Request>) -> String {
-        self.info
-            .as_ref()
+    fn client_ip(&mut self, r: Resource<types::Request>) -> String {
+        self.request_at(r.rep())
+            .1
             .map(|i| i.client_ip.clone())
             .unwrap_or_default()
     }
-    fn id(&mut self, _: Resource<types::Request>) -> String {
-        self.info.as_ref().map(|i| i.id.clone()).unwrap_or_default()
+    fn id(&mut self, r: Resource<types::Request>) -> String {
+        self.request_at(r.rep())
+            .1
+            .map(|i| i.id.clone())
+            .unwrap_or_default()
     }
-    fn header(&mut self, _: Resource<types::Request>, name: String) -> Option<String> {
-        one(&self.req.headers, &name.to_ascii_lowercase())
+    fn header(&mut self, r: Resource<types::Request>, name: String) -> Option<String> {
+        one(
+            &self.request_at(r.rep()).0.headers,
+            &name.to_ascii_lowercase(),
+        )
     }
-    fn header_all(&mut self, _: Resource<types::Request>, name: String) -> Vec<String> {
-        all(&self.req.headers, &name.to_ascii_lowercase())
+    fn header_all(&mut self, r: Resource<types::Request>, name: String) -> Vec<String> {
+        all(
+            &self.request_at(r.rep()).0.headers,
+            &name.to_ascii_lowercase(),
+        )
     }
-    fn headers(&mut self, _: Resource<types::Request>) -> Vec<Header> {
-        pairs(&self.req.headers)
+    fn headers(&mut self, r: Resource<types::Request>) -> Vec<Header> {
+        pairs(&self.request_at(r.rep()).0.headers)
     }
     fn set_header(
         &mut self,
@@ -259,17 +331,23 @@ impl HostRequest for Call {
 }
 
 impl HostResponse for Call {
-    fn status(&mut self, _: Resource<types::Response>) -> u16 {
-        self.resp.status.as_u16()
+    fn status(&mut self, r: Resource<types::Response>) -> u16 {
+        self.response_at(r.rep()).status.as_u16()
     }
-    fn header(&mut self, _: Resource<types::Response>, name: String) -> Option<String> {
-        one(&self.resp.headers, &name.to_ascii_lowercase())
+    fn header(&mut self, r: Resource<types::Response>, name: String) -> Option<String> {
+        one(
+            &self.response_at(r.rep()).headers,
+            &name.to_ascii_lowercase(),
+        )
     }
-    fn header_all(&mut self, _: Resource<types::Response>, name: String) -> Vec<String> {
-        all(&self.resp.headers, &name.to_ascii_lowercase())
+    fn header_all(&mut self, r: Resource<types::Response>, name: String) -> Vec<String> {
+        all(
+            &self.response_at(r.rep()).headers,
+            &name.to_ascii_lowercase(),
+        )
     }
-    fn headers(&mut self, _: Resource<types::Response>) -> Vec<Header> {
-        pairs(&self.resp.headers)
+    fn headers(&mut self, r: Resource<types::Response>) -> Vec<Header> {
+        pairs(&self.response_at(r.rep()).headers)
     }
     fn set_header(
         &mut self,

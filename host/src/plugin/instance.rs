@@ -16,7 +16,7 @@ use wasmtime::Store;
 
 use super::bindings::types::Completion;
 use super::bindings::{package_phase, post, prepare, present, prime};
-use super::call::Access;
+use super::call::{Access, Finished};
 use super::caps::cache::CacheChoice;
 use super::epoch::{tick_at, ticks_for};
 use super::epoch_policy::DeadlineExceeded;
@@ -44,6 +44,17 @@ pub struct Instance {
     pub(crate) stats: Arc<PluginStats>,
     /// When the current phase call began.
     pub(crate) call_started: std::time::Instant,
+}
+
+/// What became of a post batch.
+pub struct BatchOutcome {
+    /// The finished requests, back from the store, in their order.
+    pub batch: Vec<Finished>,
+    /// The requests whose post failed (by place in the batch), each once.
+    pub failed: Vec<(usize, Failure)>,
+    /// The call ended early: the requests from this place on were not
+    /// handled, or (from 0) it cannot be told which were.
+    pub undelivered_from: Option<usize>,
 }
 
 impl Drop for Instance {
@@ -285,6 +296,85 @@ impl Instance {
             })
             .await;
         self.leave(r)
+    }
+
+    /// Hands post a batch of finished requests in one call, each behind
+    /// handles of its own. The deadline, and the CPU time the call may use
+    /// on a worker before it moves to the slow lane, are the plugin's for
+    /// each of them. The batch comes back with what became of it.
+    pub async fn post_batch(
+        &mut self,
+        batch: Vec<Finished>,
+        deadline: std::time::Duration,
+    ) -> BatchOutcome {
+        let list: Vec<post::Completed> = batch
+            .iter()
+            .zip(1u32..)
+            .map(|(f, handle)| post::Completed {
+                seq: f.seq,
+                req: Resource::new_own(handle),
+                resp: Resource::new_own(handle),
+                done: f.done.clone(),
+            })
+            .collect();
+        let n = batch.len().max(1) as u32;
+        self.enter(Access::default(), deadline * n);
+        let call = &mut self.store().data_mut().call;
+        let worker_cpu = call.worker_cpu;
+        call.worker_cpu = worker_cpu * n;
+        call.lend_batch(batch);
+        let r = self
+            .call(move |mut l| async move {
+                let g = exported::<post::Guest>(&l.guests);
+                let r = g.call_on_complete(&mut l.store, &list).await;
+                (l, r)
+            })
+            .await;
+        self.stats
+            .call_seconds
+            .observe(self.call_started.elapsed().as_secs_f64());
+        let call = &mut self.store().data_mut().call;
+        call.worker_cpu = worker_cpu;
+        let batch = call.take_batch();
+        let mut reports = std::mem::take(&mut call.batch_reports);
+        let at = |seq: u64| batch.iter().position(|f| f.seq == seq);
+        let reported = |(seq, detail): (u64, String)| {
+            at(seq).map(|k| {
+                let kind = FailureKind::Reported;
+                (k, Failure { kind, detail })
+            })
+        };
+        let (failed, undelivered_from) = match r {
+            Ok(()) => {
+                self.broken = false;
+                (reports.into_iter().filter_map(reported).collect(), None)
+            }
+            Err(e) => {
+                let mut f = self.failed(e);
+                // A report just before a trap says where the batch stopped
+                // (the Rust and C SDKs report, then trap); without one, the
+                // batch is delivered again a request at a time, unless it
+                // was one already.
+                match reports
+                    .pop()
+                    .and_then(|(seq, message)| Some((at(seq)?, message)))
+                {
+                    Some((k, message)) => {
+                        f.detail = format!("{}; the plugin reported: {message}", f.detail);
+                        let mut failed: Vec<_> = reports.into_iter().filter_map(reported).collect();
+                        failed.push((k, f));
+                        (failed, Some(k + 1).filter(|&k| k < batch.len()))
+                    }
+                    None if batch.len() == 1 => (vec![(0, f)], None),
+                    None => (Vec::new(), Some(0)),
+                }
+            }
+        };
+        BatchOutcome {
+            batch,
+            failed,
+            undelivered_from,
+        }
     }
 
     /// Ends a call: a trap, a deadline or a limit fails it and the instance

@@ -50,9 +50,21 @@ fn bounded(mut message: String) -> String {
 
 impl Host for CapCtx<'_, ()> {
     /// Kept with the call: the host shows it with the failure it ends in.
-    /// One completion per post call, so the call's request is `seq`'s.
-    fn fail(&mut self, _seq: u64, message: String) {
-        self.call.reported = Some(bounded(message));
+    /// In a post batch, kept by request: the host counts the failure once
+    /// for that completion, and knows how far the batch got if it traps.
+    fn fail(&mut self, seq: u64, message: String) {
+        if self.call.batch.is_empty() {
+            self.call.reported = Some(bounded(message));
+        } else {
+            // One report a completion, the last: a plugin cannot grow it.
+            let reports = &mut self.call.batch_reports;
+            if reports.last().is_some_and(|last| last.0 == seq) {
+                reports.pop();
+            }
+            if reports.len() < self.call.batch.len() {
+                reports.push((seq, bounded(message)));
+            }
+        }
     }
 
     fn log(&mut self, level: Level, message: String) {

@@ -1,6 +1,8 @@
 //! Exports post alone: reads what was sent (its calls are counted by the
-//! host), spins until its deadline on `x-spin`, and on `x-work: N` works
-//! through N iterations before it returns (a post slower than a response).
+//! host), spins until its deadline on `x-spin`, panics on `x-panic`, on
+//! `x-work: N` works through N iterations before it returns (a post slower
+//! than a response), and on `x-n: N` logs `completed N` (tests count the
+//! completions delivered).
 
 use kavro_sdk::{export, Completion, Manifest, Plugin, Post, Request, Response};
 
@@ -16,6 +18,9 @@ impl Plugin for OnlyPost {
 
 impl Post for OnlyPost {
     fn on_complete(&self, _: &mut (), req: &Request, _: &Response, done: &Completion) {
+        if req.header("x-panic").is_some() {
+            panic!("asked to panic");
+        }
         if req.header("x-spin").is_some() {
             loop {
                 std::hint::spin_loop();
@@ -30,6 +35,9 @@ impl Post for OnlyPost {
             acc = std::hint::black_box(acc.wrapping_mul(31).wrapping_add(i));
         }
         std::hint::black_box(acc);
+        if let Some(n) = req.header("x-n") {
+            kavro_sdk::log::info(&format!("completed {n}"));
+        }
     }
 }
 

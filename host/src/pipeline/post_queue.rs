@@ -1,0 +1,213 @@
+//! Post off the request path, in batches. A finished request whose post
+//! chain holds none of its instances (post-only plugins, such as a logger:
+//! there is no per-request state to continue) joins its worker's queue, and
+//! each plugin of the chain gets the queued requests in one call. The
+//! queue's first completion starts a flusher, which first lets the other
+//! requests the worker has ready finish, so under load a call carries many
+//! completions and, on an idle host, one without delay.
+//!
+//! Nothing is lost: a queued request counts as under way until every plugin
+//! of its chain has had it (a SIGTERM waits for it, within the grace
+//! period); a call that traps mid-batch has the rest of its batch delivered
+//! again on a fresh instance, and a failure counts once per request.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::plugin::call::Finished;
+use crate::plugin::{Phase, PluginSet};
+use crate::shutdown::InFlight;
+use crate::Active;
+
+use super::phases::record_failure;
+
+/// Completions a worker holds before its finished requests wait for room
+/// (the back-pressure that keeps a post slower than the traffic bounded);
+/// also the largest `post_batch`.
+const QUEUE_MAX: usize = 256;
+
+/// Completions queued now, on every worker.
+static QUEUED: AtomicU64 = AtomicU64::new(0);
+/// Batch calls made, and the completions they carried.
+static BATCHES: AtomicU64 = AtomicU64::new(0);
+static BATCHED: AtomicU64 = AtomicU64::new(0);
+
+/// For `/diagnostics` → `post`: completions queued now, and the batch
+/// calls made with the completions they carried (their ratio is the mean
+/// batch).
+pub fn report(into: &mut serde_json::Value) {
+    into["queued"] = QUEUED.load(Ordering::Relaxed).into();
+    into["batches"] = BATCHES.load(Ordering::Relaxed).into();
+    into["batched"] = BATCHED.load(Ordering::Relaxed).into();
+}
+
+/// A finished request waiting for its post chain.
+pub struct Pending {
+    /// The config and plugins the request ran with.
+    pub active: Arc<Active>,
+    pub route: Option<usize>,
+    pub finished: Finished,
+    pub in_flight: Option<InFlight>,
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<State>,
+    room: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<Pending>,
+    flushers: usize,
+}
+
+thread_local! {
+    /// The worker's queue; a flusher may run on another thread, so it is
+    /// shared.
+    static QUEUE: Arc<Queue> = Arc::default();
+}
+
+/// Queues a finished request for its post chain; waits while the worker's
+/// queue is full.
+pub async fn enqueue(pending: Pending) {
+    let queue = QUEUE.with(Arc::clone);
+    let mut pending = Some(pending);
+    let mut waited = false;
+    loop {
+        let room = queue.room.notified();
+        {
+            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.pending.len() < QUEUE_MAX {
+                let p = pending.take().expect("queued once");
+                let limit = p.active.services.post_slots.limit();
+                let batch = p.active.config.post_batch;
+                state.pending.push_back(p);
+                QUEUED.fetch_add(1, Ordering::Relaxed);
+                // One flusher, and another for each batch the running ones
+                // leave waiting, up to the post slots.
+                let more = state.pending.len() > state.flushers * batch;
+                if state.flushers == 0 || (more && state.flushers < limit) {
+                    state.flushers += 1;
+                    tokio::spawn(flush(queue.clone()));
+                }
+                return;
+            }
+        }
+        if !waited {
+            waited = true;
+            if let Some(p) = &pending {
+                p.active.services.post_slots.count_wait();
+            }
+        }
+        room.await;
+    }
+}
+
+async fn flush(queue: Arc<Queue>) {
+    // The requests this worker has ready finish first and join the batch.
+    tokio::task::yield_now().await;
+    loop {
+        let batch: Vec<Pending> = {
+            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.pending.is_empty() {
+                state.flushers -= 1;
+                return;
+            }
+            let n = state
+                .pending
+                .len()
+                .min(state.pending[0].active.config.post_batch);
+            QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
+            state.pending.drain(..n).collect()
+        };
+        queue.room.notify_waiters();
+        let _slot = batch[0].active.services.post_slots.slot().await;
+        deliver(batch).await;
+    }
+}
+
+/// Hands a batch to the post chains of its requests: grouped by plugin set
+/// and route, each plugin of a group's chain in turn.
+async fn deliver(batch: Vec<Pending>) {
+    struct Group {
+        active: Arc<Active>,
+        route: Option<usize>,
+        finished: Vec<Finished>,
+        in_flight: Vec<InFlight>,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    for p in batch {
+        let at = groups
+            .iter()
+            .position(|g| Arc::ptr_eq(&g.active, &p.active) && g.route == p.route);
+        let g = match at {
+            Some(at) => &mut groups[at],
+            None => {
+                groups.push(Group {
+                    active: p.active.clone(),
+                    route: p.route,
+                    finished: Vec::new(),
+                    in_flight: Vec::new(),
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        g.finished.push(p.finished);
+        g.in_flight.extend(p.in_flight);
+    }
+    for g in groups {
+        let set = &g.active.plugins;
+        let mut finished = g.finished;
+        for &i in &set.chains(g.route)[Phase::Post] {
+            finished = deliver_to(set, i, finished).await;
+        }
+        // The requests are done once the last plugin has had them.
+        drop(g.in_flight);
+    }
+}
+
+/// Hands finished requests to plugin `i`, oldest first, and returns them
+/// for the next plugin. A call that ends early has the rest delivered
+/// again; a request whose post failed is counted once.
+async fn deliver_to(set: &PluginSet, i: usize, finished: Vec<Finished>) -> Vec<Finished> {
+    let plugin = &set.plugins[i];
+    let mut handled = Vec::with_capacity(finished.len());
+    let mut todo = VecDeque::from([finished]);
+    while let Some(batch) = todo.pop_front() {
+        plugin
+            .stats
+            .calls
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        BATCHES.fetch_add(1, Ordering::Relaxed);
+        BATCHED.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut instance = match plugin.checkout().await {
+            Ok(instance) => instance,
+            Err(f) => {
+                for r in &batch {
+                    record_failure(plugin, Phase::Post, &f, &r.info.id);
+                }
+                handled.extend(batch);
+                continue;
+            }
+        };
+        instance.set_request_info(None);
+        let out = instance
+            .post_batch(batch, plugin.settings.limits.deadline)
+            .await;
+        plugin.give_back(instance);
+        for (k, f) in &out.failed {
+            record_failure(plugin, Phase::Post, f, &out.batch[*k].info.id);
+        }
+        let mut batch = out.batch;
+        match out.undelivered_from {
+            Some(0) => todo.extend(batch.drain(..).map(|r| vec![r])),
+            Some(k) => todo.push_front(batch.split_off(k)),
+            None => {}
+        }
+        handled.extend(batch);
+    }
+    handled.sort_by_key(|r| r.seq);
+    handled
+}
