@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::plugin::call::Finished;
+use crate::plugin::instance::Again;
 use crate::plugin::{Phase, PluginSet};
 use crate::shutdown::InFlight;
 use crate::Active;
@@ -57,6 +58,12 @@ struct Queue {
     room: tokio::sync::Notify,
 }
 
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 #[derive(Default)]
 struct State {
     pending: VecDeque<Pending>,
@@ -78,7 +85,7 @@ pub async fn enqueue(pending: Pending) {
     loop {
         let room = queue.room.notified();
         {
-            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
+            let mut state = queue.lock();
             if state.pending.len() < QUEUE_MAX {
                 let p = pending.take().expect("queued once");
                 let limit = p.active.services.post_slots.limit();
@@ -88,9 +95,11 @@ pub async fn enqueue(pending: Pending) {
                 // One flusher, and another for each batch the running ones
                 // leave waiting, up to the post slots.
                 let more = state.pending.len() > state.flushers * batch;
-                if state.flushers == 0 || (more && state.flushers < limit) {
-                    state.flushers += 1;
-                    tokio::spawn(flush(queue.clone()));
+                let start = state.flushers == 0 || (more && state.flushers < limit);
+                state.flushers += usize::from(start);
+                drop(state);
+                if start {
+                    Flusher::spawn(&queue);
                 }
                 return;
             }
@@ -105,25 +114,66 @@ pub async fn enqueue(pending: Pending) {
     }
 }
 
-async fn flush(queue: Arc<Queue>) {
+/// A running flusher, counted until it ends however it ends: if it ends
+/// by a panic while requests wait, another takes over.
+struct Flusher(Arc<Queue>);
+
+impl Flusher {
+    /// Runs a flusher already counted in `flushers`. Called without the
+    /// queue's lock: a runtime that is shutting down drops the task at
+    /// once, and its drop takes the lock.
+    fn spawn(queue: &Arc<Queue>) {
+        let flusher = Flusher(queue.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(flush(flusher));
+        }
+    }
+}
+
+thread_local! {
+    /// Set while a flusher's drop starts another, so that the drop of one
+    /// a shutting-down runtime refuses does not start yet another.
+    static TAKING_OVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        let take_over = {
+            let mut state = self.0.lock();
+            state.flushers -= 1;
+            let take_over = state.flushers == 0 && !state.pending.is_empty() && !TAKING_OVER.get();
+            state.flushers += usize::from(take_over);
+            take_over
+        };
+        if take_over {
+            TAKING_OVER.set(true);
+            Flusher::spawn(&self.0);
+            TAKING_OVER.set(false);
+        }
+    }
+}
+
+async fn flush(flusher: Flusher) {
+    let queue = &flusher.0;
     // The requests this worker has ready finish first and join the batch.
     tokio::task::yield_now().await;
     loop {
+        // A post slot first: the batch stays queued, and counted, while
+        // every slot is busy.
+        let Some(active) = queue.lock().pending.front().map(|p| p.active.clone()) else {
+            return;
+        };
+        let _slot = active.services.post_slots.slot().await;
         let batch: Vec<Pending> = {
-            let mut state = queue.state.lock().unwrap_or_else(|e| e.into_inner());
-            if state.pending.is_empty() {
-                state.flushers -= 1;
-                return;
-            }
-            let n = state
-                .pending
-                .len()
-                .min(state.pending[0].active.config.post_batch);
+            let mut state = queue.lock();
+            let n = state.pending.len().min(active.config.post_batch);
             QUEUED.fetch_sub(n as u64, Ordering::Relaxed);
             state.pending.drain(..n).collect()
         };
+        if batch.is_empty() {
+            return;
+        }
         queue.room.notify_waiters();
-        let _slot = batch[0].active.services.post_slots.slot().await;
         deliver(batch).await;
     }
 }
@@ -201,10 +251,18 @@ async fn deliver_to(set: &PluginSet, i: usize, finished: Vec<Finished>) -> Vec<F
             record_failure(plugin, Phase::Post, f, &out.batch[*k].info.id);
         }
         let mut batch = out.batch;
-        match out.undelivered_from {
-            Some(0) => todo.extend(batch.drain(..).map(|r| vec![r])),
-            Some(k) => todo.push_front(batch.split_off(k)),
-            None => {}
+        match out.again {
+            Again::Nothing => {}
+            Again::From(k) => todo.push_front(batch.split_off(k)),
+            Again::EachUnreported => {
+                let reported: Vec<usize> = out.failed.iter().map(|(k, _)| *k).collect();
+                let (done, again): (Vec<_>, Vec<_>) = batch
+                    .into_iter()
+                    .enumerate()
+                    .partition(|(k, _)| reported.contains(k));
+                todo.extend(again.into_iter().map(|(_, r)| vec![r]));
+                batch = done.into_iter().map(|(_, r)| r).collect();
+            }
         }
         handled.extend(batch);
     }

@@ -66,11 +66,18 @@ pub struct Call {
     /// A post batch's finished requests, behind handles 1..=n (handle 0 is
     /// the heads lent to every other call).
     pub batch: Vec<Finished>,
-    /// In a batch: the failures the plugin reported, by request.
+    /// In a batch: the failures the plugin reported, one a request.
     pub batch_reports: Vec<(u64, String)>,
+    /// In a batch: the request whose failure the plugin's last host call
+    /// reported (the Rust and C SDKs report, then trap: the batch stopped
+    /// there).
+    pub reported_last: Option<u64>,
     /// The batch's request the plugin read last (its handle; 0 none): its
     /// id goes with the plugin's log lines.
     current: u32,
+    /// In a batch: the ticks each request may take, and the tick by which
+    /// the whole batch must end.
+    batch_clock: Option<(u64, u64)>,
 }
 
 impl Call {
@@ -90,7 +97,9 @@ impl Call {
             reported: None,
             batch: Vec::new(),
             batch_reports: Vec::new(),
+            reported_last: None,
             current: 0,
+            batch_clock: None,
         }
     }
 
@@ -117,23 +126,76 @@ impl Call {
         info.map_or("", |i| i.id.as_str())
     }
 
-    /// Hands a post batch to the store for one call.
-    pub fn lend_batch(&mut self, batch: Vec<Finished>) {
+    /// Hands a post batch to the store for one call, armed (see
+    /// [`Instance::arm`](super::Instance)) with `per_request` for each of
+    /// its requests: the first request's deadline is that far, and each
+    /// request the plugin moves on to gets as long again, within the
+    /// batch's total.
+    pub fn lend_batch(&mut self, batch: Vec<Finished>, per_request: Duration) {
+        let per = super::epoch::ticks_for(per_request);
+        let end = self.call_tick + per * batch.len().max(1) as u64;
+        self.deadline_tick = self.call_tick + per;
+        self.batch_clock = Some((per, end));
         self.batch = batch;
         self.batch_reports.clear();
+        self.reported_last = None;
         self.current = 0;
     }
 
     /// Takes the batch back after the call.
     pub fn take_batch(&mut self) -> Vec<Finished> {
         self.current = 0;
+        self.batch_clock = None;
         std::mem::take(&mut self.batch)
+    }
+
+    /// Records a failure the plugin reported for request `seq` of the batch.
+    pub fn report_in_batch(&mut self, seq: u64, message: String) {
+        if !self.batch.iter().any(|f| f.seq == seq) {
+            return;
+        }
+        self.reported_last = Some(seq);
+        match self.batch_reports.iter_mut().find(|r| r.0 == seq) {
+            Some(r) => r.1 = message,
+            None => self.batch_reports.push((seq, message)),
+        }
+    }
+
+    /// The plugin touched batch handle `rep`: a request it moves on to
+    /// gets its own deadline, and a report before is no longer its last
+    /// word.
+    fn touched(&mut self, rep: u32) {
+        self.reported_last = None;
+        if rep != self.current {
+            self.current = rep;
+            self.restart_clock();
+        }
+    }
+
+    fn restart_clock(&mut self) {
+        if let Some((per, end)) = self.batch_clock {
+            self.deadline_tick = (super::epoch::now_tick() + per).min(end);
+        }
+    }
+
+    fn in_batch(&self, rep: u32) -> bool {
+        rep != 0 && rep as usize <= self.batch.len()
+    }
+
+    /// A batch handle is dropped: the plugin is done with that request,
+    /// and the next one's clock starts.
+    fn dropped(&mut self, rep: u32) {
+        if self.in_batch(rep) {
+            self.reported_last = None;
+            self.current = rep;
+            self.restart_clock();
+        }
     }
 
     /// The request a handle stands for, with its facts.
     fn request_at(&mut self, rep: u32) -> (&RequestHeader, Option<&Arc<RequestInfo>>) {
-        if rep != 0 && rep as usize <= self.batch.len() {
-            self.current = rep;
+        if self.in_batch(rep) {
+            self.touched(rep);
             let f = &self.batch[rep as usize - 1];
             return (&f.req, Some(&f.info));
         }
@@ -142,8 +204,8 @@ impl Call {
 
     /// The response a handle stands for.
     fn response_at(&mut self, rep: u32) -> &ResponseHeader {
-        if rep != 0 && rep as usize <= self.batch.len() {
-            self.current = rep;
+        if self.in_batch(rep) {
+            self.touched(rep);
             return &self.batch[rep as usize - 1].resp;
         }
         &self.resp
@@ -325,7 +387,8 @@ impl HostRequest for Call {
     ) -> Result<(), HostError> {
         self.edit(Head::Request, Edit::Remove, &name, "")
     }
-    fn drop(&mut self, _: Resource<types::Request>) -> wasmtime::Result<()> {
+    fn drop(&mut self, r: Resource<types::Request>) -> wasmtime::Result<()> {
+        self.dropped(r.rep());
         Ok(())
     }
 }
@@ -372,7 +435,8 @@ impl HostResponse for Call {
     ) -> Result<(), HostError> {
         self.edit(Head::Response, Edit::Remove, &name, "")
     }
-    fn drop(&mut self, _: Resource<types::Response>) -> wasmtime::Result<()> {
+    fn drop(&mut self, r: Resource<types::Response>) -> wasmtime::Result<()> {
+        self.dropped(r.rep());
         Ok(())
     }
 }

@@ -52,9 +52,18 @@ pub struct BatchOutcome {
     pub batch: Vec<Finished>,
     /// The requests whose post failed (by place in the batch), each once.
     pub failed: Vec<(usize, Failure)>,
-    /// The call ended early: the requests from this place on were not
-    /// handled, or (from 0) it cannot be told which were.
-    pub undelivered_from: Option<usize>,
+    /// What must be handed over again.
+    pub again: Again,
+}
+
+/// What of a batch goes again, after a call that ended early.
+pub enum Again {
+    Nothing,
+    /// The requests from this place on were not handled.
+    From(usize),
+    /// It cannot be told which requests were handled: each one that was
+    /// not reported on goes again alone.
+    EachUnreported,
 }
 
 impl Drop for Instance {
@@ -299,9 +308,9 @@ impl Instance {
     }
 
     /// Hands post a batch of finished requests in one call, each behind
-    /// handles of its own. The deadline, and the CPU time the call may use
-    /// on a worker before it moves to the slow lane, are the plugin's for
-    /// each of them. The batch comes back with what became of it.
+    /// handles of its own, with the plugin's deadline for each of them (see
+    /// [`Call::lend_batch`](super::call::Call::lend_batch)). The batch
+    /// comes back with what became of it.
     pub async fn post_batch(
         &mut self,
         batch: Vec<Finished>,
@@ -317,12 +326,8 @@ impl Instance {
                 done: f.done.clone(),
             })
             .collect();
-        let n = batch.len().max(1) as u32;
-        self.enter(Access::default(), deadline * n);
-        let call = &mut self.store().data_mut().call;
-        let worker_cpu = call.worker_cpu;
-        call.worker_cpu = worker_cpu * n;
-        call.lend_batch(batch);
+        self.enter(Access::default(), deadline);
+        self.store().data_mut().call.lend_batch(batch, deadline);
         let r = self
             .call(move |mut l| async move {
                 let g = exported::<post::Guest>(&l.guests);
@@ -334,46 +339,52 @@ impl Instance {
             .call_seconds
             .observe(self.call_started.elapsed().as_secs_f64());
         let call = &mut self.store().data_mut().call;
-        call.worker_cpu = worker_cpu;
         let batch = call.take_batch();
-        let mut reports = std::mem::take(&mut call.batch_reports);
+        let reports = std::mem::take(&mut call.batch_reports);
+        let stopped_at = call.reported_last.take();
         let at = |seq: u64| batch.iter().position(|f| f.seq == seq);
-        let reported = |(seq, detail): (u64, String)| {
-            at(seq).map(|k| {
+        // Each report is one request's failure, counted once.
+        let mut failed: Vec<(usize, Failure)> = Vec::with_capacity(reports.len());
+        let mut stop_message = None;
+        for (seq, detail) in reports {
+            let Some(k) = at(seq) else { continue };
+            if r.is_err() && Some(seq) == stopped_at {
+                stop_message = Some((k, detail));
+            } else {
                 let kind = FailureKind::Reported;
-                (k, Failure { kind, detail })
-            })
-        };
-        let (failed, undelivered_from) = match r {
+                failed.push((k, Failure { kind, detail }));
+            }
+        }
+        let again = match r {
             Ok(()) => {
                 self.broken = false;
-                (reports.into_iter().filter_map(reported).collect(), None)
+                Again::Nothing
             }
             Err(e) => {
+                // A report as the plugin's last word says where the batch
+                // stopped (the Rust and C SDKs report, then trap): the
+                // requests after it go again on a fresh instance. Without
+                // one, each request not reported on goes again alone,
+                // unless the batch was one request.
                 let mut f = self.failed(e);
-                // A report just before a trap says where the batch stopped
-                // (the Rust and C SDKs report, then trap); without one, the
-                // batch is delivered again a request at a time, unless it
-                // was one already.
-                match reports
-                    .pop()
-                    .and_then(|(seq, message)| Some((at(seq)?, message)))
-                {
+                match stop_message {
                     Some((k, message)) => {
                         f.detail = format!("{}; the plugin reported: {message}", f.detail);
-                        let mut failed: Vec<_> = reports.into_iter().filter_map(reported).collect();
                         failed.push((k, f));
-                        (failed, Some(k + 1).filter(|&k| k < batch.len()))
+                        Again::From(k + 1)
                     }
-                    None if batch.len() == 1 => (vec![(0, f)], None),
-                    None => (Vec::new(), Some(0)),
+                    None if batch.len() == 1 => {
+                        failed.push((0, f));
+                        Again::Nothing
+                    }
+                    None => Again::EachUnreported,
                 }
             }
         };
         BatchOutcome {
             batch,
             failed,
-            undelivered_from,
+            again,
         }
     }
 

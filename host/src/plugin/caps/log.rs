@@ -56,14 +56,7 @@ impl Host for CapCtx<'_, ()> {
         if self.call.batch.is_empty() {
             self.call.reported = Some(bounded(message));
         } else {
-            // One report a completion, the last: a plugin cannot grow it.
-            let reports = &mut self.call.batch_reports;
-            if reports.last().is_some_and(|last| last.0 == seq) {
-                reports.pop();
-            }
-            if reports.len() < self.call.batch.len() {
-                reports.push((seq, bounded(message)));
-            }
+            self.call.report_in_batch(seq, bounded(message));
         }
     }
 
