@@ -34,12 +34,7 @@ bench_workdir
 fixed_upstream "$UP"
 mkdir -p "$WORK/none" "$WORK/hw" "$WORK/two"
 cp "$WASM/header_work.wasm" "$WORK/hw/"
-cp "$WASM/headers.wasm" "$WASM/access_log.wasm" "$WORK/two/"
-cat > "$WORK/two/headers.toml" <<EOF
-[config]
-request_set = "x-env: bench"
-response_set = "x-served-by: kavro"
-EOF
+headers_and_access_log "$WORK/two"
 wait_port "$UP"
 kavro_config() {
     cat <<CONF

@@ -91,3 +91,15 @@ fixed_upstream() {
     nginx_config "$WORK/up.conf" 1 "    server { listen $1; location / { default_type text/plain; return 200 \"$body\"; } }"
     nginx -c "$WORK/up.conf" -p "$WORK/up" & PIDS+=($!)
 }
+
+# headers_and_access_log DIR: the first-party headers and access-log
+# plugins, as the proxy benchmarks load them, with headers' settings.
+headers_and_access_log() {
+    mkdir -p "$1"
+    cp "$WASM/headers.wasm" "$WASM/access_log.wasm" "$1/"
+    cat > "$1/headers.toml" <<EOF
+[config]
+request_set = "x-env: bench"
+response_set = "x-served-by: kavro"
+EOF
+}

@@ -108,12 +108,7 @@ kavro_config "$KAVRO0" > "$WORK/none.toml"
 kavro_config "$KAVRO2" > "$WORK/two.toml"
 kavro_config "$KAVRO_HW" > "$WORK/hw.toml"
 cp "$WASM/header_work.wasm" "$WORK/hw/"
-cp "$WASM/headers.wasm" "$WASM/access_log.wasm" "$WORK/two/"
-cat > "$WORK/two/headers.toml" <<EOF
-[config]
-request_set = "x-env: bench"
-response_set = "x-served-by: kavro"
-EOF
+headers_and_access_log "$WORK/two"
 # Both with the default log filter, as an operator runs them.
 "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/none" >"$WORK/none.log" 2>&1 & PIDS+=($!)
 # The access log goes to a file, as it would in production.
