@@ -7,6 +7,7 @@ pub mod authoring;
 pub mod cache;
 pub mod cli;
 pub mod cluster;
+pub mod compression;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;

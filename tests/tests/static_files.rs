@@ -97,3 +97,146 @@ fn content_types_conditional_and_ranges() {
         405
     );
 }
+
+/// A site whose `app.js` has `.br` and `.gz` siblings (their bytes stand
+/// in for compressed ones: Kavro serves them as they are), and whose
+/// `lib.js.gz` is a symlink leading out of the root.
+fn precompressed_site() -> Host {
+    let b = Host::builder();
+    let root = b.dir.path().join("site");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("app.js"), "console.log('identity');").unwrap();
+    std::fs::write(root.join("app.js.br"), "BROTLI-BYTES").unwrap();
+    std::fs::write(root.join("app.js.gz"), "GZIP-BYTES").unwrap();
+    std::fs::write(root.join("lib.js"), "lib").unwrap();
+    std::fs::write(b.dir.path().join("outside.gz"), "top secret").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(b.dir.path().join("outside.gz"), root.join("lib.js.gz")).unwrap();
+    let config = format!(
+        "[[routes]]\npath = \"/*\"\nstatic = {{ root = \"{}\", precompressed = true }}\n",
+        root.display()
+    );
+    b.config(&config).start()
+}
+
+fn get(host: &Host, method: &str, path: &str, headers: &str) -> String {
+    host.raw(
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
+#[test]
+fn precompressed_siblings_by_accept_encoding() {
+    let host = precompressed_site();
+    let head_of = |r: &str| r.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    for (accept, body, coding) in [
+        (
+            "accept-encoding: gzip, deflate, br\r\n",
+            "BROTLI-BYTES",
+            Some("br"),
+        ),
+        ("accept-encoding: gzip\r\n", "GZIP-BYTES", Some("gzip")),
+        (
+            "accept-encoding: br;q=0, gzip;q=0.5\r\n",
+            "GZIP-BYTES",
+            Some("gzip"),
+        ),
+        // zstd accepted, but there is no .zst: the next best.
+        (
+            "accept-encoding: zstd, gzip;q=0.9\r\n",
+            "GZIP-BYTES",
+            Some("gzip"),
+        ),
+        ("", "console.log('identity');", None),
+        (
+            "accept-encoding: identity\r\n",
+            "console.log('identity');",
+            None,
+        ),
+        // Garbage and absurd q-values: identity.
+        (
+            "accept-encoding: gzip;q=5\r\n",
+            "console.log('identity');",
+            None,
+        ),
+        (
+            "accept-encoding: ;;;==\r\n",
+            "console.log('identity');",
+            None,
+        ),
+    ] {
+        let r = get(&host, "GET", "/app.js", accept);
+        assert!(r.starts_with("HTTP/1.1 200"), "{accept:?}:\n{r}");
+        assert!(r.ends_with(body), "{accept:?}:\n{r}");
+        let head = head_of(&r);
+        assert!(
+            head.contains("content-type: text/javascript"),
+            "{accept:?}:\n{r}"
+        );
+        match coding {
+            Some(c) => {
+                assert!(head.contains(&format!("content-encoding: {c}\r\n")), "{r}");
+                assert!(head.contains("vary: accept-encoding"), "{r}");
+                assert!(!head.contains("accept-ranges"), "{r}");
+                assert!(
+                    head.contains(&format!("content-length: {}\r\n", body.len())),
+                    "{r}"
+                );
+            }
+            None => {
+                assert!(!head.contains("content-encoding"), "{accept:?}:\n{r}");
+                assert!(head.contains("accept-ranges: bytes"), "{r}");
+            }
+        }
+    }
+    // A range is of the file itself.
+    let r = get(
+        &host,
+        "GET",
+        "/app.js",
+        "accept-encoding: br\r\nrange: bytes=0-6\r\n",
+    );
+    assert!(r.starts_with("HTTP/1.1 206"), "{r}");
+    assert!(r.ends_with("console"), "{r}");
+    assert!(!head_of(&r).contains("content-encoding"), "{r}");
+    // HEAD: the encoded representation's head, no body.
+    let r = get(&host, "HEAD", "/app.js", "accept-encoding: br\r\n");
+    assert!(head_of(&r).contains("content-encoding: br"), "{r}");
+    assert!(!r.contains("BROTLI-BYTES"), "{r}");
+    // The encoded representation has its own ETag, and revalidates.
+    let r = get(&host, "GET", "/app.js", "accept-encoding: br\r\n");
+    let etag = head_of(&r)
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: ").map(str::to_string))
+        .unwrap();
+    let identity = get(&host, "GET", "/app.js", "");
+    assert!(!head_of(&identity).contains(&etag), "{identity}");
+    let r = get(
+        &host,
+        "GET",
+        "/app.js",
+        &format!("accept-encoding: br\r\nif-none-match: {etag}\r\n"),
+    );
+    assert!(r.starts_with("HTTP/1.1 304"), "{r}");
+    // A sibling that leads out of the root is not served.
+    let r = get(&host, "GET", "/lib.js", "accept-encoding: gzip\r\n");
+    assert!(r.ends_with("lib"), "{r}");
+    assert!(!r.contains("top secret"), "{r}");
+}
+
+#[test]
+fn siblings_are_ignored_unless_the_route_asks_for_them() {
+    let b = Host::builder();
+    let root = b.dir.path().join("site");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("app.js"), "identity").unwrap();
+    std::fs::write(root.join("app.js.br"), "BROTLI-BYTES").unwrap();
+    let config = format!(
+        "[[routes]]\npath = \"/*\"\nstatic = {{ root = \"{}\" }}\n",
+        root.display()
+    );
+    let host = b.config(&config).start();
+    let r = get(&host, "GET", "/app.js", "accept-encoding: br\r\n");
+    assert!(r.ends_with("\r\n\r\nidentity"), "{r}");
+}

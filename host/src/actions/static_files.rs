@@ -1,6 +1,8 @@
 //! The `static` action: files under a root, with no way out of it (`..`,
 //! encoded or not, and symlinks leading outside are all refused), content
-//! types, ETag / Last-Modified with 304, and single byte ranges.
+//! types, ETag / Last-Modified with 304, single byte ranges, and a file's
+//! precompressed sibling (`.br`, `.zst`, `.gz`) for a client that accepts
+//! its coding.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
@@ -12,6 +14,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncSeekExt;
 
 use super::{usable_dir, Body, Produced, SettingsError};
+use crate::compression::{acceptable, Encoding};
 
 #[derive(Debug)]
 pub struct StaticRoot {
@@ -19,6 +22,8 @@ pub struct StaticRoot {
     root: PathBuf,
     index: Vec<String>,
     strip_prefix: Option<String>,
+    /// Look for precompressed siblings (a lookup a request, so opt-in).
+    precompressed: bool,
 }
 
 impl StaticRoot {
@@ -26,12 +31,14 @@ impl StaticRoot {
         root: &Path,
         index: Vec<String>,
         strip_prefix: Option<String>,
+        precompressed: bool,
     ) -> Result<StaticRoot, SettingsError> {
         let root = usable_dir("static root", root)?;
         Ok(StaticRoot {
             root,
             index,
             strip_prefix,
+            precompressed,
         })
     }
 
@@ -44,7 +51,10 @@ impl StaticRoot {
         relative_path(path)
     }
 
-    pub async fn serve(&self, req: &RequestHeader) -> Produced {
+    /// Serves the file `req` names; with `precompressed` (and the root's
+    /// own setting), a sibling in a coding the client accepts may go
+    /// instead (not when present plugins would read the body).
+    pub async fn serve(&self, req: &RequestHeader, precompressed: bool) -> Produced {
         if req.method != Method::GET && req.method != Method::HEAD {
             let mut p = Produced::text(405, "method not allowed\n");
             let _ = p.head.insert_header(header::ALLOW, "GET, HEAD");
@@ -69,11 +79,55 @@ impl StaticRoot {
                 return p;
             }
             return match self.index_file(&path).await {
-                Some((file, meta)) => serve_file(req, &file, &meta).await,
+                Some((file, meta)) => self.serve_file(req, &file, &meta, precompressed).await,
                 None => Produced::text(404, "not found\n"),
             };
         }
-        serve_file(req, &path, &meta).await
+        self.serve_file(req, &path, &meta, precompressed).await
+    }
+
+    async fn serve_file(
+        &self,
+        req: &RequestHeader,
+        path: &Path,
+        meta: &std::fs::Metadata,
+        precompressed: bool,
+    ) -> Produced {
+        // A range is of the file as it is: no sibling for it.
+        let look = self.precompressed && precompressed && !req.headers.contains_key(header::RANGE);
+        let sibling = match look {
+            true => self.sibling(req, path).await,
+            false => None,
+        };
+        match &sibling {
+            Some((file, meta, coding)) => serve_file(req, path, file, meta, Some(*coding)).await,
+            None => serve_file(req, path, path, meta, None).await,
+        }
+    }
+
+    /// The best precompressed sibling of `path` the client accepts, if one
+    /// is a file inside the root. One blocking task looks for all of them:
+    /// most files have none, and a task hop costs more than the lookups.
+    async fn sibling(
+        &self,
+        req: &RequestHeader,
+        path: &Path,
+    ) -> Option<(PathBuf, std::fs::Metadata, Encoding)> {
+        let codings = acceptable(req.headers.get(header::ACCEPT_ENCODING));
+        if codings.is_empty() {
+            return None;
+        }
+        let (root, path) = (self.root.clone(), path.as_os_str().to_owned());
+        let find = move || {
+            codings.into_iter().find_map(|coding| {
+                let mut name = path.clone();
+                name.push(coding.suffix());
+                let real = std::fs::canonicalize(&name).ok()?;
+                let meta = std::fs::metadata(&real).ok()?;
+                (real.starts_with(&root) && meta.is_file()).then_some((real, meta, coding))
+            })
+        };
+        tokio::task::spawn_blocking(find).await.ok().flatten()
     }
 
     async fn open_target(&self, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
@@ -165,15 +219,31 @@ fn byte_range(req: &RequestHeader, etag: &str, len: u64) -> Result<Option<(u64, 
     }
 }
 
-async fn serve_file(req: &RequestHeader, path: &Path, meta: &std::fs::Metadata) -> Produced {
+/// Serves `file` (with `meta`) as the representation of `path`: its
+/// content type is `path`'s, and `coding` says how `file` encodes it.
+async fn serve_file(
+    req: &RequestHeader,
+    path: &Path,
+    file: &Path,
+    meta: &std::fs::Metadata,
+    coding: Option<Encoding>,
+) -> Produced {
     let etag = etag_of(meta);
     let modified = meta.modified().ok();
-    let mut head = ResponseHeader::build(StatusCode::OK, Some(6)).expect("valid");
+    let mut head = ResponseHeader::build(StatusCode::OK, Some(7)).expect("valid");
     let _ = head.insert_header(header::ETAG, etag.as_str());
     if let Some(m) = modified {
         let _ = head.insert_header(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
     }
-    let _ = head.insert_header(header::ACCEPT_RANGES, "bytes");
+    match coding {
+        Some(coding) => {
+            let _ = head.insert_header(header::CONTENT_ENCODING, coding.token());
+            let _ = head.insert_header(header::VARY, "accept-encoding");
+        }
+        None => {
+            let _ = head.insert_header(header::ACCEPT_RANGES, "bytes");
+        }
+    }
     // Pingora's own evaluation, as its cache uses: If-None-Match by weak
     // comparison (every listed tag, `*`), else If-Modified-Since.
     if not_modified_filter(req, &head) {
@@ -214,7 +284,7 @@ async fn serve_file(req: &RequestHeader, path: &Path, meta: &std::fs::Metadata) 
             body: Body::Empty,
         };
     }
-    let file = match tokio::fs::File::open(path).await {
+    let file = match tokio::fs::File::open(file).await {
         Ok(mut f) => {
             if start > 0 && f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
                 return Produced::text(500, "cannot read the file\n");
@@ -238,6 +308,7 @@ mod tests {
             root: PathBuf::from("/srv"),
             index: vec![],
             strip_prefix: None,
+            precompressed: false,
         }
     }
 

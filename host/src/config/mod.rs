@@ -676,7 +676,7 @@ fn compile_route(
     }
     if let Some(s) = rs.static_files {
         let root = base.join(s.root.get_ref());
-        match StaticRoot::new(&root, s.index, s.strip_prefix) {
+        match StaticRoot::new(&root, s.index, s.strip_prefix, s.precompressed) {
             Ok(root) => actions.push(ActionSpec::Static(Arc::new(root))),
             Err(e) => {
                 r.error(

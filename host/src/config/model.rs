@@ -589,6 +589,10 @@ pub struct StaticSection {
     pub index: Vec<String>,
     /// A leading part of the path removed before looking up the file.
     pub strip_prefix: Option<String>,
+    /// Serve a file's `.br` / `.zst` / `.gz` sibling to clients that
+    /// accept it.
+    #[serde(default)]
+    pub precompressed: bool,
 }
 
 #[derive(Debug, Deserialize)]

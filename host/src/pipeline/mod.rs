@@ -478,7 +478,8 @@ impl ProxyHttp for Kavro {
                 Ok(false)
             }
             RouteAction::Static(root) => {
-                let p = root.serve(session.req_header()).await;
+                let precompressed = chains[Phase::Present].is_empty();
+                let p = root.serve(session.req_header(), precompressed).await;
                 self.send(session, ctx, p).await
             }
             RouteAction::Respond(r) => {

@@ -1,0 +1,160 @@
+//! Content codings: which one a client accepts, by RFC 9110's
+//! `Accept-Encoding` with q-values. Static routes use it to serve a file's
+//! precompressed sibling (`app.js.br`, `.zst`, `.gz`).
+
+use http::HeaderValue;
+
+/// The codings Kavro serves, in its order of preference when a client
+/// weighs several alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Brotli,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    pub const ALL: [Encoding; 3] = [Encoding::Brotli, Encoding::Zstd, Encoding::Gzip];
+
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Brotli => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The file-name suffix of a precompressed sibling.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Brotli => ".br",
+            Encoding::Zstd => ".zst",
+            Encoding::Gzip => ".gz",
+        }
+    }
+}
+
+/// The codings `accept` allows, best first (by q, then by Kavro's
+/// preference); empty for identity. A header that does not parse, or with
+/// a q-value RFC 9110 does not allow, counts as absent: identity.
+pub fn acceptable(accept: Option<&HeaderValue>) -> Vec<Encoding> {
+    let Some(weights) = accept.and_then(|v| weights(v.to_str().ok()?)) else {
+        return Vec::new();
+    };
+    let star = weights.iter().find(|(t, _)| *t == "*").map(|(_, q)| *q);
+    let mut ranked: Vec<(Encoding, u16)> = Encoding::ALL
+        .into_iter()
+        .filter_map(|e| {
+            let named = weights.iter().find(|(t, _)| {
+                t.eq_ignore_ascii_case(e.token())
+                    || (e == Encoding::Gzip && t.eq_ignore_ascii_case("x-gzip"))
+            });
+            let q = named.map(|(_, q)| *q).or(star)?;
+            (q > 0).then_some((e, q))
+        })
+        .collect();
+    // Stable: equal weights keep Kavro's order.
+    ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
+    ranked.into_iter().map(|(e, _)| e).collect()
+}
+
+/// Each coding token with its weight in thousandths; `None` when the
+/// header is malformed.
+fn weights(header: &str) -> Option<Vec<(&str, u16)>> {
+    let mut out = Vec::new();
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let token = parts.next()?.trim();
+        if token.is_empty() {
+            // An empty list element is allowed (`gzip, , br`).
+            if parts.next().is_none() {
+                continue;
+            }
+            return None;
+        }
+        if !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return None;
+        }
+        let mut q = 1000;
+        for param in parts {
+            let (name, value) = param.split_once('=')?;
+            let name = name.trim();
+            if name.is_empty() {
+                return None;
+            }
+            if name.eq_ignore_ascii_case("q") {
+                q = qvalue(value.trim())?;
+            }
+        }
+        out.push((token, q));
+    }
+    Some(out)
+}
+
+/// RFC 9110's qvalue: `0` or `1` with up to three decimals, at most 1.
+fn qvalue(s: &str) -> Option<u16> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths: u16 = format!("{frac:0<3}").parse().ok()?;
+    match whole {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoding::{Brotli, Gzip, Zstd};
+    use super::*;
+
+    fn accept(s: &str) -> Vec<Encoding> {
+        acceptable(Some(&HeaderValue::from_str(s).unwrap()))
+    }
+
+    #[test]
+    fn q_values_rank_and_ties_keep_kavros_order() {
+        assert_eq!(accept("gzip, deflate, br, zstd"), [Brotli, Zstd, Gzip]);
+        assert_eq!(accept("gzip;q=1, br;q=0.5"), [Gzip, Brotli]);
+        assert_eq!(accept("br;q=0, gzip"), [Gzip]);
+        assert_eq!(accept("x-gzip"), [Gzip]);
+        assert_eq!(accept("GZIP;Q=0.8"), [Gzip]);
+        assert_eq!(accept("gzip, , br"), [Brotli, Gzip]);
+        assert_eq!(acceptable(None), []);
+        assert_eq!(accept(""), []);
+        assert_eq!(accept("identity"), []);
+    }
+
+    #[test]
+    fn star_covers_what_is_not_named() {
+        assert_eq!(accept("*"), [Brotli, Zstd, Gzip]);
+        assert_eq!(accept("*;q=0.5, gzip"), [Gzip, Brotli, Zstd]);
+        assert_eq!(accept("*;q=0"), []);
+        assert_eq!(accept("identity;q=0, *;q=0, gzip;q=0.1"), [Gzip]);
+    }
+
+    #[test]
+    fn garbage_and_absurd_q_values_mean_identity() {
+        for bad in [
+            "gzip;q=2",
+            "gzip;q=1.5",
+            "gzip;q=-1",
+            "gzip;q=0.0001",
+            "gzip;q=abc",
+            "gzip;q",
+            "gz ip",
+            "br;q=0.5;=",
+            "\u{7f}",
+        ] {
+            let value = HeaderValue::from_bytes(bad.as_bytes());
+            let got = value.map(|v| acceptable(Some(&v))).unwrap_or_default();
+            assert_eq!(got, [], "{bad}");
+        }
+    }
+}
