@@ -88,21 +88,28 @@ fn settings_override_the_application_and_turn_a_header_off() {
     }
 }
 
-#[test]
-fn hsts_only_over_tls() {
+/// A host serving `config(settings)` over HTTPS too, with `[tls]` lines
+/// `tls_extra`: the host, its HTTPS client and port.
+fn start_tls(settings: &str, tls_extra: &str) -> (Host, reqwest::blocking::Client, u16) {
     let ca = TestCa::new();
     let leaf = ca.leaf(&["a.test"]);
     let builder = Host::builder().plugin("security_headers", "security-headers");
     leaf.write(&builder.dir.path().join("certs"), "a");
     let port = free_port();
     let config = format!(
-        "{}\n[tls]\nlisten = [\"127.0.0.1:{port}\"]\nredirect = false\n\n[[tls.certificates]]\ncert = \"certs/a.pem\"\nkey = \"certs/a.key\"\n",
-        config("")
+        "{}\n[tls]\nlisten = [\"127.0.0.1:{port}\"]\nredirect = false\n{tls_extra}\n\n[[tls.certificates]]\ncert = \"certs/a.pem\"\nkey = \"certs/a.key\"\n",
+        config(settings)
     );
     let host = builder.config(&config).start();
     let tls = SocketAddr::from(([127, 0, 0, 1], port));
     assert!(wait_for_port(tls), "{}", host.log());
     let https = https_client(&ca, tls, &["a.test"]).build().unwrap();
+    (host, https, port)
+}
+
+#[test]
+fn hsts_only_over_tls_and_the_listeners_own_kept() {
+    let (host, https, port) = start_tls("", "");
     let r = https.get(https_url("a.test", port, "/")).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -111,4 +118,11 @@ fn hsts_only_over_tls() {
     );
     let r = client().get(host.url("/")).send().unwrap();
     assert_eq!(header(&r, "strict-transport-security"), None);
+    drop(host);
+
+    // The listener's HSTS stands, even with override.
+    let (_host, https, port) = start_tls("override = \"true\"", "hsts = { max_age_s = 60 }");
+    let r = https.get(https_url("a.test", port, "/")).send().unwrap();
+    let hsts = header(&r, "strict-transport-security").unwrap();
+    assert!(hsts.starts_with("max-age=60"), "{hsts}");
 }

@@ -93,16 +93,22 @@ impl StaticRoot {
         meta: &std::fs::Metadata,
         precompressed: bool,
     ) -> Produced {
+        let may_encode = self.precompressed && precompressed;
         // A range is of the file as it is: no sibling for it.
-        let look = self.precompressed && precompressed && !req.headers.contains_key(header::RANGE);
-        let sibling = match look {
-            true => self.sibling(req, path).await,
+        let sibling = match may_encode && !req.headers.contains_key(header::RANGE) {
+            true => self.sibling(req, path, meta).await,
             false => None,
         };
-        match &sibling {
+        let mut p = match &sibling {
             Some((file, meta, coding)) => serve_file(req, path, file, meta, Some(*coding)).await,
             None => serve_file(req, path, path, meta, None).await,
+        };
+        if may_encode {
+            // The file itself varies by Accept-Encoding too: a shared cache
+            // must not hand it to a client a sibling would have served.
+            let _ = p.head.insert_header(header::VARY, "accept-encoding");
         }
+        p
     }
 
     /// The best precompressed sibling of `path` the client accepts, if one
@@ -112,19 +118,24 @@ impl StaticRoot {
         &self,
         req: &RequestHeader,
         path: &Path,
+        file_meta: &std::fs::Metadata,
     ) -> Option<(PathBuf, std::fs::Metadata, Encoding)> {
-        let codings = acceptable(req.headers.get(header::ACCEPT_ENCODING));
+        let codings = acceptable(&req.headers);
         if codings.is_empty() {
             return None;
         }
         let (root, path) = (self.root.clone(), path.as_os_str().to_owned());
+        let file_time = file_meta.modified().ok();
         let find = move || {
             codings.into_iter().find_map(|coding| {
                 let mut name = path.clone();
                 name.push(coding.suffix());
                 let real = std::fs::canonicalize(&name).ok()?;
                 let meta = std::fs::metadata(&real).ok()?;
-                (real.starts_with(&root) && meta.is_file()).then_some((real, meta, coding))
+                // A sibling older than the file is of an older version.
+                let current = meta.modified().ok() >= file_time;
+                (real.starts_with(&root) && meta.is_file() && current)
+                    .then_some((real, meta, coding))
             })
         };
         tokio::task::spawn_blocking(find).await.ok().flatten()
@@ -228,21 +239,20 @@ async fn serve_file(
     meta: &std::fs::Metadata,
     coding: Option<Encoding>,
 ) -> Produced {
-    let etag = etag_of(meta);
+    let mut etag = etag_of(meta);
+    if let Some(coding) = coding {
+        // Its own tag even where a compressor kept the file's length and
+        // time: a 304 or an If-Range never confuses the two.
+        etag.insert_str(etag.len() - 1, &format!("-{}", coding.token()));
+    }
     let modified = meta.modified().ok();
     let mut head = ResponseHeader::build(StatusCode::OK, Some(7)).expect("valid");
     let _ = head.insert_header(header::ETAG, etag.as_str());
     if let Some(m) = modified {
         let _ = head.insert_header(header::LAST_MODIFIED, httpdate::fmt_http_date(m));
     }
-    match coding {
-        Some(coding) => {
-            let _ = head.insert_header(header::CONTENT_ENCODING, coding.token());
-            let _ = head.insert_header(header::VARY, "accept-encoding");
-        }
-        None => {
-            let _ = head.insert_header(header::ACCEPT_RANGES, "bytes");
-        }
+    if coding.is_none() {
+        let _ = head.insert_header(header::ACCEPT_RANGES, "bytes");
     }
     // Pingora's own evaluation, as its cache uses: If-None-Match by weak
     // comparison (every listed tag, `*`), else If-Modified-Since.
@@ -252,6 +262,10 @@ async fn serve_file(
             head: Box::new(head),
             body: Body::Empty,
         };
+    }
+    // Not on a 304: a cache merging its headers would mislabel its body.
+    if let Some(coding) = coding {
+        let _ = head.insert_header(header::CONTENT_ENCODING, coding.token());
     }
     let mime = mime_guess::from_path(path).first_or_octet_stream();
     let content_type = if mime.type_() == mime_guess::mime::TEXT {

@@ -2,7 +2,7 @@
 //! `Accept-Encoding` with q-values. Static routes use it to serve a file's
 //! precompressed sibling (`app.js.br`, `.zst`, `.gz`).
 
-use http::HeaderValue;
+use http::HeaderMap;
 
 /// The codings Kavro serves, in its order of preference when a client
 /// weighs several alike.
@@ -35,11 +35,27 @@ impl Encoding {
     }
 }
 
-/// The codings `accept` allows, best first (by q, then by Kavro's
-/// preference); empty for identity. A header that does not parse, or with
-/// a q-value RFC 9110 does not allow, counts as absent: identity.
-pub fn acceptable(accept: Option<&HeaderValue>) -> Vec<Encoding> {
-    let Some(weights) = accept.and_then(|v| weights(v.to_str().ok()?)) else {
+/// The codings a request's `Accept-Encoding` allows (its lines taken as
+/// one list), best first (by q, then by Kavro's preference); empty for
+/// identity. A header that does not parse, or with a q-value RFC 9110 does
+/// not allow, counts as absent: identity.
+pub fn acceptable(headers: &HeaderMap) -> Vec<Encoding> {
+    let mut lines = headers.get_all(http::header::ACCEPT_ENCODING).iter();
+    let joined;
+    let accept = match (lines.next(), lines.next()) {
+        (None, _) => return Vec::new(),
+        (Some(one), None) => one.to_str().ok(),
+        (Some(first), Some(second)) => {
+            let all: Option<Vec<&str>> = [first, second]
+                .into_iter()
+                .chain(lines)
+                .map(|v| v.to_str().ok())
+                .collect();
+            joined = all.map(|all| all.join(","));
+            joined.as_deref()
+        }
+    };
+    let Some(weights) = accept.and_then(weights) else {
         return Vec::new();
     };
     let star = weights.iter().find(|(t, _)| *t == "*").map(|(_, q)| *q);
@@ -113,9 +129,12 @@ fn qvalue(s: &str) -> Option<u16> {
 mod tests {
     use super::Encoding::{Brotli, Gzip, Zstd};
     use super::*;
+    use http::HeaderValue;
 
     fn accept(s: &str) -> Vec<Encoding> {
-        acceptable(Some(&HeaderValue::from_str(s).unwrap()))
+        let mut headers = HeaderMap::new();
+        headers.insert("accept-encoding", HeaderValue::from_str(s).unwrap());
+        acceptable(&headers)
     }
 
     #[test]
@@ -126,9 +145,19 @@ mod tests {
         assert_eq!(accept("x-gzip"), [Gzip]);
         assert_eq!(accept("GZIP;Q=0.8"), [Gzip]);
         assert_eq!(accept("gzip, , br"), [Brotli, Gzip]);
-        assert_eq!(acceptable(None), []);
+        assert_eq!(acceptable(&HeaderMap::new()), []);
         assert_eq!(accept(""), []);
         assert_eq!(accept("identity"), []);
+    }
+
+    #[test]
+    fn several_lines_are_one_list() {
+        let mut headers = HeaderMap::new();
+        headers.append("accept-encoding", HeaderValue::from_static("gzip"));
+        headers.append("accept-encoding", HeaderValue::from_static("br;q=0.5"));
+        assert_eq!(acceptable(&headers), [Gzip, Brotli]);
+        headers.append("accept-encoding", HeaderValue::from_static("gzip;q=x"));
+        assert_eq!(acceptable(&headers), []);
     }
 
     #[test]
@@ -152,9 +181,11 @@ mod tests {
             "br;q=0.5;=",
             "\u{7f}",
         ] {
-            let value = HeaderValue::from_bytes(bad.as_bytes());
-            let got = value.map(|v| acceptable(Some(&v))).unwrap_or_default();
-            assert_eq!(got, [], "{bad}");
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(bad.as_bytes()) {
+                headers.insert("accept-encoding", v);
+            }
+            assert_eq!(acceptable(&headers), [], "{bad}");
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Security response headers with Kvarn-like defaults, in package, so that
-//! every response gets them: produced ones, proxied ones, errors and cache
-//! hits. A header the response already carries (the application's own
-//! choice) is kept unless `override = "true"`; a setting left empty turns
-//! its header off.
+//! the responses package sees get them: produced ones, proxied ones, errors
+//! and cache hits. A header the response already carries (the
+//! application's own choice) is kept unless `override = "true"`; HSTS
+//! already there (the TLS listener's `hsts`, or the application's) is
+//! always kept. A setting left empty turns its header off.
 //!
 //! ```toml
 //! [config]
@@ -67,8 +68,8 @@ impl Default for SecurityHeaders {
 }
 
 impl SecurityHeaders {
-    fn apply(&self, resp: &Response, name: &str, value: &str) {
-        if self.overrides || resp.header(name).is_none() {
+    fn apply(&self, resp: &Response, name: &str, value: &str, overrides: bool) {
+        if overrides || resp.header(name).is_none() {
             let _ = resp.set_header(name, value);
         }
     }
@@ -84,11 +85,12 @@ impl Plugin for SecurityHeaders {
 impl Package for SecurityHeaders {
     fn on_response(&self, _: &mut (), req: &Request, resp: &Response) {
         for (name, value) in &self.always {
-            self.apply(resp, name, value);
+            self.apply(resp, name, value, self.overrides);
         }
         if let Some((name, value)) = &self.hsts {
             if req.scheme() == "https" {
-                self.apply(resp, name, value);
+                // Never weakened or strengthened behind the operator's back.
+                self.apply(resp, name, value, false);
             }
         }
     }
