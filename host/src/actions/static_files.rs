@@ -130,12 +130,10 @@ impl StaticRoot {
             codings.into_iter().find_map(|coding| {
                 let mut name = path.clone();
                 name.push(coding.suffix());
-                let real = std::fs::canonicalize(&name).ok()?;
-                let meta = std::fs::metadata(&real).ok()?;
+                let (real, meta) = confined_now(&root, Path::new(&name))?;
                 // A sibling older than the file is of an older version.
                 let current = meta.modified().ok() >= file_time;
-                (real.starts_with(&root) && meta.is_file() && current)
-                    .then_some((real, meta, coding))
+                (meta.is_file() && current).then_some((real, meta, coding))
             })
         };
         tokio::task::spawn_blocking(find).await.ok().flatten()
@@ -183,13 +181,23 @@ pub(super) fn relative_path(url_path: &str) -> Option<PathBuf> {
 }
 
 /// `root`/`rel` with symlinks resolved, refused if it lands outside the
-/// (canonical) root.
+/// (canonical) root; both lookups in one blocking task.
 async fn confined(root: &Path, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
-    let real = tokio::fs::canonicalize(root.join(rel)).await.ok()?;
+    let (root, target) = (root.to_path_buf(), root.join(rel));
+    tokio::task::spawn_blocking(move || confined_now(&root, &target))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// [`confined`], on the calling thread: `target` (under the canonical
+/// `root`) with symlinks resolved, if it stays inside the root.
+fn confined_now(root: &Path, target: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+    let real = std::fs::canonicalize(target).ok()?;
     if !real.starts_with(root) {
         return None;
     }
-    let meta = tokio::fs::metadata(&real).await.ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
     Some((real, meta))
 }
 
