@@ -222,20 +222,20 @@ fn present_alone_while_the_pool_grows() {
     }
 }
 
-/// A post slower than the responses it follows (a respond route answers in
-/// microseconds; this post works for a millisecond or more), under 32
-/// connections: completions queue for batches in `post_concurrency` slots,
-/// and once a worker's queue is full its finished requests wait for room,
-/// instead of piling up tasks and instances until calls miss their
-/// deadlines. Every completion is delivered, none fails, the instances stay
-/// within the slots, and the host then stops on SIGTERM.
+/// A post slower than the traffic it follows, under 32 connections: one
+/// completion holds the only post slot for a second or more while the
+/// connections keep sending, so completions queue for batches, and once a
+/// worker's queue is full (256) its finished requests wait for room instead
+/// of piling up tasks and instances until calls miss their deadlines. Every
+/// completion is delivered, none fails, the instances stay within the slot,
+/// and the host then stops on SIGTERM.
 #[test]
 fn a_post_slower_than_the_traffic_loses_no_completion() {
-    const SLOTS: u64 = 4;
+    const SLOTS: u64 = 1;
     // More than the two workers' queues hold (256 each).
     const EACH: usize = 20;
     let config = format!(
-        "[server]\npost_concurrency = {SLOTS}\n{}\n[[plugins]]\nname = \"only\"\n[plugins.limits]\ndeadline_ms = 5000\n",
+        "[server]\npost_concurrency = {SLOTS}\n{}\n[[plugins]]\nname = \"only\"\n[plugins.limits]\ndeadline_ms = 60000\n",
         respond_route("r", "/*", "ok")
     );
     let mut host = Host::builder()
@@ -243,6 +243,13 @@ fn a_post_slower_than_the_traffic_loses_no_completion() {
         .config(&config)
         .start();
     let url = host.url("/");
+    // The slot is busy with this completion while the others arrive.
+    let slow = connection()
+        .get(&url)
+        .header("x-work", "300000000")
+        .send()
+        .expect("the slow request");
+    assert_eq!(slow.status(), 200);
     let failures: Vec<String> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..CONNECTIONS)
             .map(|_| {
@@ -250,7 +257,7 @@ fn a_post_slower_than_the_traffic_loses_no_completion() {
                 s.spawn(move || {
                     let c = connection();
                     (0..EACH)
-                        .filter_map(|_| match c.get(url).header("x-work", "2000000").send() {
+                        .filter_map(|_| match c.get(url).header("x-work", "20000").send() {
                             Ok(r) if r.status() == 200 => None,
                             Ok(r) => Some(format!("status {}", r.status())),
                             Err(e) => Some(format!("no answer: {e}")),
@@ -265,7 +272,7 @@ fn a_post_slower_than_the_traffic_loses_no_completion() {
             .collect()
     });
     assert!(failures.is_empty(), "{failures:?}\n{}", host.log());
-    let sent = (CONNECTIONS * EACH) as u64;
+    let sent = (CONNECTIONS * EACH) as u64 + 1;
     eventually("a post call for every request", || {
         (calls(&host) >= sent).then_some(())
     });
