@@ -27,6 +27,7 @@ pub struct Admin {
     pub cache: Arc<ResponseCache>,
     pub acme: Arc<crate::tls::acme::Acme>,
     pub hub: Arc<crate::realtime::Hub>,
+    pub compressed: Arc<crate::compression::Store>,
 }
 
 fn outcome_json(o: Option<Attempt>) -> serde_json::Value {
@@ -146,6 +147,7 @@ impl Admin {
             "responses": classes,
             "latency_us": { "p50": micros(metrics::latency(), 0.5), "p99": micros(metrics::latency(), 0.99) },
             "cache": self.cache_figures(),
+            "compression": self.compressed.figures(),
             "upstreams": active
                 .services
                 .upstreams

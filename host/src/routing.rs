@@ -179,6 +179,8 @@ pub struct Route<A = RouteAction> {
     pub retries: Option<RetryOverrides>,
     /// Larger request bodies get 413 (the route's limit, or the server's).
     pub max_request_bytes: Option<u64>,
+    /// Kavro may compress this route's responses.
+    pub compress: bool,
 }
 
 impl<A> Route<A> {
@@ -196,6 +198,7 @@ impl<A> Route<A> {
             timeouts: self.timeouts,
             retries: self.retries,
             max_request_bytes: self.max_request_bytes,
+            compress: self.compress,
         }
     }
 }
@@ -291,6 +294,7 @@ mod tests {
             timeouts: None,
             retries: None,
             max_request_bytes: None,
+            compress: true,
         }
     }
 

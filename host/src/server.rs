@@ -314,6 +314,9 @@ fn serve(
 
     let acme = Arc::new(Acme::default());
     let hub = shared.realtime.clone();
+    let compressed = Arc::new(crate::compression::Store::new(
+        active.load().config.compression_memory_bytes,
+    ));
     let mut proxy = pingora_proxy::http_proxy_service_with_name(
         &server.configuration,
         Kavro {
@@ -321,6 +324,7 @@ fn serve(
             cache: shared.cache.clone(),
             acme: acme.clone(),
             hub: hub.clone(),
+            compressed: compressed.clone(),
         },
         "kavro",
     );
@@ -401,6 +405,7 @@ fn serve(
                 cache: shared.cache.clone(),
                 acme,
                 hub,
+                compressed,
             },
         );
         admin.add_tcp(addr);

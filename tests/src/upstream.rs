@@ -87,7 +87,10 @@ impl Upstream {
     ///   answered 304;
     /// - `etag304=Y`: any conditional request (If-None-Match or
     ///   If-Modified-Since) is answered 304 with `ETag: "Y"`, matching or
-    ///   not.
+    ///   not;
+    /// - `ct`, `ce`: Content-Type (else application/json),
+    ///   Content-Encoding; `pad=N`: the echo gets a `pad` field of N
+    ///   `<p>padding</p>`.
     ///
     /// A 304 carries the same headers from the parameters, and
     /// `x-upstream`. Conditional requests count in `conditionals()`.
@@ -370,6 +373,10 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
         "headers": headers,
         "body": String::from_utf8_lossy(&body),
     });
+    let mut echo = echo;
+    if let Some(n) = query.get("pad").and_then(|n| n.parse::<usize>().ok()) {
+        echo["pad"] = "<p>padding</p>".repeat(n).into();
+    }
     let body = serde_json::to_vec(&echo).unwrap();
     let mut resp = Response::builder();
     for (param, header) in [
@@ -381,6 +388,7 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
         ("location", "location"),
         ("clocation", "content-location"),
         ("expires", "expires"),
+        ("ce", "content-encoding"),
     ] {
         if let Some(v) = query.get(param) {
             resp = resp.header(header, v.as_str());
@@ -407,8 +415,9 @@ async fn handle(name: String, req: Request<Incoming>) -> Result<Reply, Infallibl
     if let Some(code) = query.get("status").and_then(|c| c.parse::<u16>().ok()) {
         resp = resp.status(code);
     }
+    let content_type = query.get("ct").map_or("application/json", String::as_str);
     Ok(resp
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("x-upstream", name)
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "secret")

@@ -65,6 +65,9 @@ pub struct Produced {
     /// several result types on its way out.
     pub head: Box<ResponseHeader>,
     pub body: Body,
+    /// Names the body for the compressed forms Kavro keeps of it: the same
+    /// identity, the same bytes. `None`: compressed for each response.
+    pub identity: Option<std::sync::Arc<str>>,
 }
 
 impl Produced {
@@ -89,6 +92,7 @@ impl Produced {
         Produced {
             head: Box::new(head),
             body: Body::Bytes(body),
+            identity: None,
         }
     }
 }

@@ -49,6 +49,7 @@ impl Respond {
         Produced {
             head: Box::new(head),
             body: Body::Bytes(self.body.clone()),
+            identity: None,
         }
     }
 }
@@ -85,6 +86,7 @@ impl Redirect {
                 Produced {
                     head: Box::new(head),
                     body: Body::Empty,
+                    identity: None,
                 }
             }
             Err(_) => Produced::text(400, "bad request: cannot redirect this URI\n"),

@@ -201,6 +201,16 @@ fn confined_now(root: &Path, target: &Path) -> Option<(PathBuf, std::fs::Metadat
     Some((real, meta))
 }
 
+/// Names a file's bytes for the compressed forms kept of it: its path, tag
+/// (size, modification time), inode and change time, so that a file
+/// rewritten in place within one clock tick is still a new body.
+fn file_identity(path: &Path, meta: &std::fs::Metadata, etag: &str) -> std::sync::Arc<str> {
+    use std::os::unix::fs::MetadataExt;
+    let changed = (meta.ctime(), meta.ctime_nsec());
+    let id = format!("{}\n{etag}\n{}\n{changed:?}", path.display(), meta.ino());
+    id.into()
+}
+
 fn etag_of(meta: &std::fs::Metadata) -> String {
     let mtime = meta
         .modified()
@@ -269,6 +279,7 @@ async fn serve_file(
         return Produced {
             head: Box::new(head),
             body: Body::Empty,
+            identity: None,
         };
     }
     // Not on a 304: a cache merging its headers would mislabel its body.
@@ -304,6 +315,7 @@ async fn serve_file(
         return Produced {
             head: Box::new(head),
             body: Body::Empty,
+            identity: None,
         };
     }
     let file = match tokio::fs::File::open(file).await {
@@ -315,9 +327,12 @@ async fn serve_file(
         }
         Err(_) => return Produced::text(404, "not found\n"),
     };
+    // The whole file, as it is on disk: its compressed forms are kept.
+    let identity = (coding.is_none() && count == len).then(|| file_identity(path, meta, &etag));
     Produced {
         head: Box::new(head),
         body: Body::File { file, len: count },
+        identity,
     }
 }
 

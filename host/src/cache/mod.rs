@@ -36,6 +36,9 @@ use tokio::task::AbortHandle;
 
 pub use policy::{Directive, Lifetime, RoutePolicy};
 
+/// Numbers the entries stored, for their identities.
+static NEXT_ENTRY: AtomicU64 = AtomicU64::new(0);
+
 /// Longest key a plugin may set.
 pub const MAX_KEY: usize = 2048;
 
@@ -48,6 +51,8 @@ pub struct Entry {
     /// The age it arrived with (RFC 9111 §4.2.3), part of its `Age`.
     initial_age: Duration,
     pub lifetime: Lifetime,
+    /// Unique to this entry: its compressed forms are kept under it.
+    pub identity: Arc<str>,
 }
 
 impl Entry {
@@ -465,6 +470,7 @@ impl ResponseCache {
             stored: Instant::now(),
             initial_age,
             lifetime,
+            identity: format!("stored\n{}", NEXT_ENTRY.fetch_add(1, Ordering::Relaxed)).into(),
         });
         let names: Vec<HeaderName> = entry
             .head

@@ -1,8 +1,18 @@
 //! Content codings: which one a client accepts, by RFC 9110's
-//! `Accept-Encoding` with q-values. Static routes use it to serve a file's
-//! precompressed sibling (`app.js.br`, `.zst`, `.gz`).
+//! `Accept-Encoding` with q-values; which responses Kavro compresses
+//! ([`policy`]); the compressor ([`encoder`]); and the forms compressed
+//! once and kept ([`store`]). Static routes also use the negotiation to
+//! serve a file's precompressed sibling (`app.js.br`, `.zst`, `.gz`).
+
+mod encoder;
+mod policy;
+mod store;
 
 use http::HeaderMap;
+
+pub use encoder::{compress, Encoder};
+pub use policy::{plan, Settings, DEFAULT_TYPES};
+pub use store::Store;
 
 /// The codings Kavro serves, in its order of preference when a client
 /// weighs several alike.

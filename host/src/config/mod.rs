@@ -78,6 +78,10 @@ pub struct Config {
     /// Response cache size; read at start (a reload keeps the running cache).
     pub cache_max_bytes: u64,
     pub cache_max_object_bytes: usize,
+    /// `None`: Kavro compresses nothing.
+    pub compression: Option<Arc<crate::compression::Settings>>,
+    /// Memory for compressed forms kept; read at start.
+    pub compression_memory_bytes: u64,
     /// `None`: no realtime route and no `[realtime]` table.
     pub publish: Option<PublishSettings>,
     /// `None`: this host keeps its state to itself.
@@ -507,9 +511,76 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         plugins,
         cache_max_bytes: raw.cache.max_bytes,
         cache_max_object_bytes: raw.cache.max_object_bytes,
+        compression: compression_settings(r, &raw.compression),
+        compression_memory_bytes: raw.compression.memory_bytes,
         publish,
         cluster,
     }
+}
+
+/// `[compression]`, checked: levels within each coding's range, media
+/// types written `type/subtype` or `type/*`.
+fn compression_settings(
+    r: &mut Reporter<'_>,
+    c: &model::CompressionSection,
+) -> Option<Arc<crate::compression::Settings>> {
+    for (name, level, max) in [
+        ("gzip", c.gzip, 9),
+        ("brotli", c.brotli, 11),
+        ("zstd", c.zstd, 19),
+    ] {
+        if level > max {
+            r.error(
+                None,
+                format!("compression.{name}"),
+                format!("level {level} is over {name}'s highest, {max}"),
+                "use 1 (fastest) to the highest, or 0 to never offer the coding",
+            );
+        }
+    }
+    let types: Vec<String> = match &c.types {
+        Some(t) => t.iter().map(|t| t.trim().to_ascii_lowercase()).collect(),
+        None => crate::compression::DEFAULT_TYPES
+            .iter()
+            .map(|t| t.to_string())
+            .collect(),
+    };
+    for t in &types {
+        let valid = t.split_once('/').is_some_and(|(kind, sub)| {
+            !kind.is_empty()
+                && kind != "*"
+                && !sub.is_empty()
+                && !sub.contains('/')
+                && (sub == "*" || !sub.contains('*'))
+        }) && !t.contains([';', ' ', ',']);
+        if !valid {
+            r.error(
+                None,
+                "compression.types",
+                format!("`{t}` is not a media type"),
+                "write type/subtype (\"text/html\") or type/* (\"text/*\"), without parameters",
+            );
+        }
+    }
+    if c.once_max_bytes > c.memory_bytes {
+        r.error(
+            None,
+            "compression.once_max_bytes",
+            format!(
+                "{} bytes is over compression.memory_bytes ({})",
+                c.once_max_bytes, c.memory_bytes
+            ),
+            "a body compressed once must fit the memory that keeps it: lower once_max_bytes or raise memory_bytes",
+        );
+    }
+    c.enabled.then(|| {
+        Arc::new(crate::compression::Settings {
+            min_bytes: c.min_bytes,
+            types,
+            levels: [c.brotli, c.zstd, c.gzip],
+            once_max_bytes: c.once_max_bytes,
+        })
+    })
 }
 
 /// The publish endpoint's settings; the secret is read from the
@@ -851,6 +922,7 @@ fn compile_route(
         timeouts,
         retries,
         max_request_bytes: rs.max_request_bytes,
+        compress: rs.compress,
     })
 }
 

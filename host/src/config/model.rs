@@ -29,6 +29,72 @@ pub struct ConfigFile {
     pub realtime: Option<RealtimeSection>,
     /// State shared with other kavro-hosts through Redis.
     pub cluster: Option<ClusterSection>,
+    /// Responses compressed by Accept-Encoding.
+    #[serde(default)]
+    pub compression: CompressionSection,
+}
+
+/// `[compression]`: gzip, brotli and zstd by Accept-Encoding, on by default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSection {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Bodies known to be shorter go as they are.
+    #[serde(default = "default_compress_min")]
+    pub min_bytes: u64,
+    /// Media types compressed (`text/html`, or `text/*`); replaces the
+    /// default list.
+    pub types: Option<Vec<String>>,
+    /// Levels; 0 never offers the coding.
+    #[serde(default = "default_gzip_level")]
+    pub gzip: u32,
+    #[serde(default = "default_brotli_level")]
+    pub brotli: u32,
+    #[serde(default = "default_zstd_level")]
+    pub zstd: u32,
+    /// Memory for the compressed forms of static files and stored
+    /// responses, which are compressed once; read at start.
+    #[serde(default = "default_compress_memory")]
+    pub memory_bytes: u64,
+    /// Static files and stored responses up to this size are compressed
+    /// once and kept; larger ones are compressed as they are sent.
+    #[serde(default = "default_compress_once_max")]
+    pub once_max_bytes: u64,
+}
+
+impl Default for CompressionSection {
+    fn default() -> Self {
+        CompressionSection {
+            enabled: true,
+            min_bytes: default_compress_min(),
+            types: None,
+            gzip: default_gzip_level(),
+            brotli: default_brotli_level(),
+            zstd: default_zstd_level(),
+            memory_bytes: default_compress_memory(),
+            once_max_bytes: default_compress_once_max(),
+        }
+    }
+}
+
+fn default_compress_min() -> u64 {
+    256
+}
+fn default_gzip_level() -> u32 {
+    6
+}
+fn default_brotli_level() -> u32 {
+    4
+}
+fn default_zstd_level() -> u32 {
+    3
+}
+fn default_compress_memory() -> u64 {
+    64 << 20
+}
+fn default_compress_once_max() -> u64 {
+    8 << 20
 }
 
 /// `[cluster]`: a fleet of hosts sharing KV data, realtime publishes and
@@ -570,6 +636,9 @@ pub struct RouteSection {
     pub retries: Option<RouteRetrySection>,
     /// Larger request bodies get 413; over `[server] max_request_bytes`.
     pub max_request_bytes: Option<u64>,
+    /// `false`: this route's responses are never compressed by Kavro.
+    #[serde(default = "yes")]
+    pub compress: bool,
 }
 
 /// What a route may change of its upstream's retries; the budget stays

@@ -115,6 +115,7 @@ fn hit(entry: &Entry) -> Produced {
     Produced {
         head: Box::new(head),
         body: Body::Bytes(entry.body.clone()),
+        identity: Some(entry.identity.clone()),
     }
 }
 
@@ -351,6 +352,7 @@ impl RequestCache {
                 Some(Produced {
                     head: Box::new(head),
                     body: Body::Bytes(stale.body.clone()),
+                    identity: None,
                 })
             }
         }

@@ -83,6 +83,12 @@ pub struct Ctx {
     /// upstream's body.
     pub body_replaced: bool,
     pub replaced_body: Option<Bytes>,
+    /// Names `replaced_body` for its kept compressed forms (a stored one).
+    pub replaced_identity: Option<std::sync::Arc<str>>,
+    /// The route lets Kavro compress its responses.
+    pub compress: bool,
+    /// A proxied body's compressor, when it goes compressed.
+    pub compressing: Option<Box<super::compressing::Compressing>>,
     /// The client waits for `100 Continue` before its body.
     pub expects_continue: bool,
     /// The route's request body limit, and what was read of the body.
@@ -134,6 +140,9 @@ impl Ctx {
             error: None,
             body_replaced: false,
             replaced_body: None,
+            replaced_identity: None,
+            compress: false,
+            compressing: None,
             expects_continue: false,
             body_limit: None,
             body_read: 0,

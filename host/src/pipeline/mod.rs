@@ -35,6 +35,7 @@
 //! waits on nothing.
 
 mod caching;
+mod compressing;
 mod context;
 pub(crate) mod phases;
 pub(crate) mod post_queue;
@@ -87,6 +88,8 @@ pub struct Kavro {
     pub acme: Arc<Acme>,
     /// The realtime hub's connections and groups; outlives swaps too.
     pub hub: Arc<Hub>,
+    /// Compressed forms of static files and stored responses.
+    pub compressed: Arc<crate::compression::Store>,
 }
 
 /// A client-supplied request id is kept only if it is short and printable.
@@ -149,6 +152,24 @@ impl Kavro {
         }
 
         let head_only = session.req_header().method == http::Method::HEAD;
+        let coding = compressing::choose(ctx, session.req_header(), &mut p.head);
+        let mut encoder = None;
+        if let (Some(coding), false) = (coding, head_only) {
+            let settings = ctx.active.config.compression.clone().expect("chosen");
+            let identity = p.identity.as_deref();
+            let body = std::mem::replace(&mut p.body, Body::Empty);
+            let store = &self.compressed;
+            (p.body, encoder) =
+                compressing::produced(store, &settings, coding, body, identity).await?;
+            match &p.body {
+                Body::Bytes(b) => {
+                    let _ = p
+                        .head
+                        .insert_header(header::CONTENT_LENGTH, b.len().to_string());
+                }
+                _ => chunked(session, &mut p.head),
+            }
+        }
         let empty = head_only || matches!(p.body, Body::Empty);
         session.write_response_header(p.head, empty).await?;
         if empty {
@@ -171,10 +192,14 @@ impl Kavro {
                         return Error::e_explain(ErrorType::ReadError, "static file shrank");
                     }
                     left = left.saturating_sub(n as u64);
-                    ctx.bytes_sent += n as u64;
-                    session
-                        .write_response_body(Some(buf.freeze()), left == 0)
-                        .await?;
+                    let mut out = buf.freeze();
+                    if let Some(e) = encoder.as_mut() {
+                        out = e
+                            .encode(&out, left == 0)
+                            .map_err(|e| compressing::failed(&self.compressed, e))?;
+                    }
+                    ctx.bytes_sent += out.len() as u64;
+                    session.write_response_body(Some(out), left == 0).await?;
                 }
             }
         }
@@ -415,6 +440,8 @@ impl ProxyHttp for Kavro {
             }
         };
         ctx.route = Some(route.index);
+        // A background refresh's answer goes to the cache, not to a client.
+        ctx.compress = route.compress && !primed;
         if let Some(max) = route.max_request_bytes {
             if head.content_length.is_some_and(|n| n > max) {
                 let refused = crate::protect::Refused::body_over(max);
@@ -788,6 +815,7 @@ impl ProxyHttp for Kavro {
             // A stored response (or an error) goes instead of the upstream's.
             *resp = *stored.head;
             ctx.body_replaced = true;
+            ctx.replaced_identity = stored.identity;
             ctx.replaced_body = match stored.body {
                 Body::Bytes(b) => Some(b),
                 _ => None,
@@ -830,10 +858,28 @@ impl ProxyHttp for Kavro {
             ctx.cache.abandon();
             ctx.error = Some("package failed".into());
             ctx.body_replaced = true;
+            ctx.replaced_identity = None;
             ctx.replaced_body = match err.body {
                 Body::Bytes(b) => Some(b),
                 _ => None,
             };
+        }
+        if let Some(coding) = compressing::choose(ctx, session.req_header(), resp) {
+            if ctx.body_replaced {
+                // Whole already: compressed here, sent with its length.
+                let settings = ctx.active.config.compression.clone().expect("chosen");
+                let identity = ctx.replaced_identity.take();
+                let whole = ctx.replaced_body.take().unwrap_or_default();
+                let store = &self.compressed;
+                let out = compressing::whole(store, &settings, coding, identity.as_deref(), whole)
+                    .await?;
+                let _ = resp.insert_header(header::CONTENT_LENGTH, out.len().to_string());
+                resp.remove_header(&header::TRANSFER_ENCODING);
+                ctx.replaced_body = Some(out);
+            } else {
+                chunked(session, resp);
+                ctx.compressing = Some(compressing::streaming(ctx, coding)?);
+            }
         }
         Ok(())
     }
@@ -857,6 +903,8 @@ impl ProxyHttp for Kavro {
             }
             return Ok(None);
         }
+        // The cache takes the body as present leaves it, before compression.
+        let mut collect = ctx.cache.collecting();
         if let Some(buf) = ctx.present.as_mut() {
             if let Some(chunk) = body.take() {
                 if buf.body.len() + chunk.len() > buf.limit {
@@ -865,32 +913,33 @@ impl ProxyHttp for Kavro {
                     all.extend_from_slice(&chunk);
                     ctx.present = None;
                     *body = Some(all.freeze());
-                    return Ok(None);
+                    // What was held back is not in the cache's copy.
+                    ctx.cache.abandon();
+                    collect = false;
+                } else {
+                    buf.body.extend_from_slice(&chunk);
                 }
-                buf.body.extend_from_slice(&chunk);
             }
-            if !end_of_stream {
+            if ctx.present.is_some() && !end_of_stream {
                 return Ok(None);
             }
-            let mut buf = ctx.present.take().expect("checked");
-            let input = buf.body.freeze();
-            let req = session.req_header_mut();
-            let out = response::present(ctx, req, &mut buf.head, input, false).await;
-            *body = Some(match out {
-                Ok(b) => b,
-                Err(err) => {
-                    ctx.error = Some("present failed".into());
-                    match err.body {
-                        Body::Bytes(b) => b,
-                        _ => Bytes::new(),
+            if let Some(mut buf) = ctx.present.take() {
+                let input = buf.body.freeze();
+                let req = session.req_header_mut();
+                let out = response::present(ctx, req, &mut buf.head, input, false).await;
+                *body = Some(match out {
+                    Ok(b) => b,
+                    Err(err) => {
+                        ctx.error = Some("present failed".into());
+                        match err.body {
+                            Body::Bytes(b) => b,
+                            _ => Bytes::new(),
+                        }
                     }
-                }
-            });
+                });
+            }
         }
-        if let Some(b) = body.as_ref() {
-            ctx.bytes_sent += b.len() as u64;
-        }
-        if ctx.cache.collecting() {
+        if collect {
             let failed = ctx.error.is_some() || ctx.any_failed();
             ctx.cache.collect_streamed(
                 &self.cache,
@@ -899,6 +948,10 @@ impl ProxyHttp for Kavro {
                 end_of_stream,
                 failed,
             );
+        }
+        compressing::piece(ctx, &self.compressed, body, end_of_stream)?;
+        if let Some(b) = body.as_ref() {
+            ctx.bytes_sent += b.len() as u64;
         }
         Ok(None)
     }

@@ -117,6 +117,7 @@ pub fn reply_to_produced(reply: types::Reply, max_body: usize) -> Result<Produce
     Ok(Produced {
         head: Box::new(head),
         body: Body::Bytes(Bytes::from(reply.body)),
+        identity: None,
     })
 }
 

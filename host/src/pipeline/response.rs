@@ -81,6 +81,8 @@ pub async fn present_produced(
                 .head
                 .insert_header(header::CONTENT_LENGTH, out.len().to_string());
             p.body = Body::Bytes(out);
+            // Present's output is this response's own.
+            p.identity = None;
         }
         Err(err) => *p = err,
     }

@@ -117,6 +117,7 @@ pub fn parse_response(stdout: Bytes) -> Option<Produced> {
     Some(Produced {
         head: Box::new(head),
         body: Body::Bytes(body),
+        identity: None,
     })
 }
 

@@ -165,6 +165,7 @@ fn route_response(args: &TryArgs) -> Result<Produced, Refusal> {
     Ok(Produced {
         head: Box::new(head),
         body: Body::Bytes(body),
+        identity: None,
     })
 }
 
