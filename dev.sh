@@ -14,6 +14,7 @@
 #   ./dev.sh bench-lang  one plugin's cost in Rust, C, Python and TypeScript
 #   ./dev.sh bench-phase a present-only plugin under rising load, then SIGTERM
 #   ./dev.sh bench-upstreams least in flight against round robin with one slow target
+#   ./dev.sh bench-compress static gzip against nginx gzip on; cached brotli
 #   ./dev.sh plugins  only build the plugins into ./plugins/*.wasm
 #   ./dev.sh plugin new|try ...  kavro-host's plugin commands: write a plugin from
 #                   a template, or run one request through a built plugin
@@ -221,6 +222,12 @@ case "${1:-}" in
         build_native
         exec bench/cache_fastcgi.sh
         ;;
+    bench-compress)
+        setup
+        need_apt nginx wrk curl
+        build_native
+        exec bench/compression.sh
+        ;;
     bench-upstreams)
         setup
         need_apt nginx libnginx-mod-http-lua wrk curl
@@ -282,7 +289,7 @@ case "${1:-}" in
         fuzz "$@"
         ;;
     *)
-        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-realtime | bench-upstreams | plugins | plugin new|try | fuzz [seconds] [target...]" >&2
+        echo "usage: ./dev.sh run [kavro-host flags] | test | lint | bench | bench-tls | bench-instr | bench-cache | bench-lang | bench-phase | bench-swap | bench-loop | bench-realtime | bench-upstreams | bench-compress | plugins | plugin new|try | fuzz [seconds] [target...]" >&2
         exit 2
         ;;
 esac
