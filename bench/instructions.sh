@@ -26,6 +26,7 @@ BARE_HW=127.0.0.1:18097
 KAVRO_HW=127.0.0.1:18098
 KAVRO_TWO=127.0.0.1:18099
 KAVRO_TWO_ALONE=127.0.0.1:18100
+KAVRO_RAW=127.0.0.1:18101
 WASM="$CARGO_TARGET_DIR/wasm32-wasip2/plugin"
 
 source bench/lib.sh
@@ -47,12 +48,16 @@ targets = ["$UP"]
 [[routes]]
 path = "/*"
 proxy = "app"
+${3:-}
 CONF
 }
 kavro_config "$KAVRO" > "$WORK/none.toml"
 kavro_config "$KAVRO_HW" > "$WORK/hw.toml"
 kavro_config "$KAVRO_TWO" > "$WORK/two.toml"
 kavro_config "$KAVRO_TWO_ALONE" "post_batch = 1" > "$WORK/two-alone.toml"
+# What deciding on compression costs a response (the upstream's 1 KiB of
+# text/plain is compressible; wrk asks for no coding).
+kavro_config "$KAVRO_RAW" "" "compress = false" > "$WORK/raw.toml"
 
 # count NAME ADDR CMD...: prints "NAME requests instructions per-request".
 count() {
@@ -83,6 +88,7 @@ count() {
 {
     count bare-pingora "$BARE" "$BIN/bare-pingora" --listen "$BARE" --upstream "$UP" --threads 1 --read-timeout-ms 30000
     count kavro-0-plugins "$KAVRO" "$BIN/kavro-host" --config "$WORK/none.toml" --plugins "$WORK/none"
+    count kavro-0-plugins-compress-off "$KAVRO_RAW" "$BIN/kavro-host" --config "$WORK/raw.toml" --plugins "$WORK/none"
     count pingora-native-header-work "$BARE_HW" "$BIN/bare-pingora" --listen "$BARE_HW" --upstream "$UP" \
         --threads 1 --read-timeout-ms 30000 --header-work
     # valgrind cannot reserve the address space of a thousand instance slots.
@@ -106,4 +112,5 @@ awk '
         printf "header work plugin over zero plugins:             %d instructions\n", by["kavro-plugin-header-work"]-by["kavro-0-plugins"]
         printf "headers+access-log over zero plugins, batched:    %d instructions\n", by["kavro-headers+access-log"]-by["kavro-0-plugins"]
         printf "the same, each completion alone (post_batch = 1): %d instructions\n", by["kavro-headers+access-log-alone"]-by["kavro-0-plugins"]
+        printf "deciding on compression (zero plugins):           %d instructions\n", by["kavro-0-plugins"]-by["kavro-0-plugins-compress-off"]
     }' "$WORK/counts"

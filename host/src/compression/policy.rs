@@ -160,8 +160,15 @@ fn add_vary(head: &mut ResponseHeader) {
             let n = n.trim();
             n == "*" || n.eq_ignore_ascii_case("accept-encoding")
         });
-    if !listed {
+    if listed {
+        return;
+    }
+    if head.headers.contains_key(header::VARY) {
         let _ = head.append_header(header::VARY, "accept-encoding");
+    } else {
+        // Most responses have no Vary: a name parsed once, no case copy.
+        let value = HeaderValue::from_static("accept-encoding");
+        head.insert_parsed_header(&header::VARY, "vary", value);
     }
 }
 

@@ -159,8 +159,11 @@ impl Kavro {
             let identity = p.identity.as_deref();
             let body = std::mem::replace(&mut p.body, Body::Empty);
             let store = &self.compressed;
-            (p.body, encoder) =
-                compressing::produced(store, &settings, coding, body, identity).await?;
+            // Boxed: its state would otherwise enlarge every request's future.
+            (p.body, encoder) = Box::pin(compressing::produced(
+                store, &settings, coding, body, identity,
+            ))
+            .await?;
             match &p.body {
                 Body::Bytes(b) => {
                     let _ = p
@@ -871,8 +874,8 @@ impl ProxyHttp for Kavro {
                 let identity = ctx.replaced_identity.take();
                 let whole = ctx.replaced_body.take().unwrap_or_default();
                 let store = &self.compressed;
-                let out = compressing::whole(store, &settings, coding, identity.as_deref(), whole)
-                    .await?;
+                let id = identity.as_deref();
+                let out = Box::pin(compressing::whole(store, &settings, coding, id, whole)).await?;
                 let _ = resp.insert_header(header::CONTENT_LENGTH, out.len().to_string());
                 resp.remove_header(&header::TRANSFER_ENCODING);
                 ctx.replaced_body = Some(out);
