@@ -12,6 +12,12 @@ use super::Encoding;
 
 pub struct Encoder(Option<Inner>);
 
+/// A response body on its way out compressed: its coding and compressor.
+pub struct Compressing {
+    pub coding: Encoding,
+    pub encoder: Encoder,
+}
+
 enum Inner {
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),

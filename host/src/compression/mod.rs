@@ -10,7 +10,7 @@ mod store;
 
 use http::HeaderMap;
 
-pub use encoder::{compress, Encoder};
+pub use encoder::{compress, Compressing, Encoder};
 pub use policy::{plan, Settings, DEFAULT_TYPES};
 pub use store::Store;
 

@@ -10,13 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::context::Ctx;
 use crate::actions::Body;
-use crate::compression::{self, Encoder, Encoding, Settings, Store};
-
-/// How a response's body is compressed.
-pub struct Compressing {
-    pub coding: Encoding,
-    encoder: Encoder,
-}
+use crate::compression::{self, Compressing, Encoder, Encoding, Settings, Store};
 
 /// The coding this response goes in, if any, with `head` made to say so.
 pub fn choose(ctx: &Ctx, req: &RequestHeader, head: &mut ResponseHeader) -> Option<Encoding> {

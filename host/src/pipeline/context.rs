@@ -88,7 +88,7 @@ pub struct Ctx {
     /// The route lets Kavro compress its responses.
     pub compress: bool,
     /// A proxied body's compressor, when it goes compressed.
-    pub compressing: Option<Box<super::compressing::Compressing>>,
+    pub compressing: Option<Box<crate::compression::Compressing>>,
     /// The client waits for `100 Continue` before its body.
     pub expects_continue: bool,
     /// The route's request body limit, and what was read of the body.
