@@ -77,9 +77,10 @@ impl Settings {
 pub fn plan(s: &Settings, req: &RequestHeader, head: &mut ResponseHeader) -> Option<Encoding> {
     let status = head.status.as_u16();
     if status == 304 {
-        // The client holds the compressed form (its weak tag): the 304
-        // says what that 200 said, so a cache can freshen it.
-        if validates_compressed(req, head) {
+        // A client that asks for a coding and holds the compressed form
+        // (its weak tag): the 304 says what that 200 said, so a cache can
+        // freshen it.
+        if validates_compressed(req, head) && !acceptable(&req.headers).is_empty() {
             add_vary(head);
             weaken_etag(head);
         }
