@@ -414,8 +414,7 @@ impl HostBuilder {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        // The admin listener starts beside the proxy's, not before it.
-        while TcpStream::connect(addr).is_err() || TcpStream::connect(admin).is_err() {
+        while TcpStream::connect(addr).is_err() {
             if let Ok(Some(status)) = host.child.try_wait() {
                 panic!("kavro-host exited with {status}:\n{}", host.log());
             }

@@ -75,7 +75,12 @@ fn fleet(plugins: &str) -> Fleet {
 /// Waits until the host reaches Redis.
 fn until_up(host: &Host) {
     eventually_within(Duration::from_secs(15), "the cluster up", || {
-        let s = host.admin_json("/status");
+        // The admin listener may start a moment after the proxy's.
+        let s: serde_json::Value = client()
+            .get(host.admin_url("/status"))
+            .send()
+            .and_then(|r| r.json())
+            .ok()?;
         (s["cluster"]["state"] == "up" && s["status"] == "ok").then_some(())
     });
 }
