@@ -83,6 +83,18 @@ pub async fn whole(
         store.counted(coding);
         return Ok(kept);
     }
+    compress_and_keep(store, s, coding, identity, body).await
+}
+
+/// Compresses a whole body (on a blocking thread when large) and keeps it
+/// under `identity`, if it has one and is small enough.
+async fn compress_and_keep(
+    store: &Store,
+    s: &Settings,
+    coding: Encoding,
+    identity: Option<&str>,
+    body: Bytes,
+) -> Result<Bytes> {
     let level = s.level(coding);
     let len = body.len();
     let out = if len <= INLINE_MAX {
@@ -144,7 +156,7 @@ pub async fn produced(
             if all.len() as u64 != len {
                 return Error::e_explain(ErrorType::ReadError, "static file shrank");
             }
-            let out = whole(store, s, coding, Some(id), Bytes::from(all)).await?;
+            let out = compress_and_keep(store, s, coding, Some(id), Bytes::from(all)).await?;
             Ok((Body::Bytes(out), None))
         }
     }
