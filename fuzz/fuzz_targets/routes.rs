@@ -149,6 +149,7 @@ fuzz_target!(|input: Input<'_>| {
         timeouts: None,
         retries: None,
         max_request_bytes: None,
+        compress: true,
     }]);
     let _ = one.find(&host, path, &req.method);
     // The route's own exact path or prefix reaches it, from any host when
