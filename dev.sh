@@ -31,7 +31,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kavro/target}"
 FIRST_PARTY=(headers redirects cors router access-log)
 # Built with them, but not served by default (each needs settings and a
 # grant): copied to plugins/opt-in/.
-OPT_IN=(rate-limit security-headers)
+OPT_IN=(rate-limit security-headers tmpl hide nonce)
 TEST_PLUGINS_DIR=tests/plugins
 
 need_apt() {

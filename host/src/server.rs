@@ -90,6 +90,19 @@ fn print_errors(errors: &[Diagnostic]) {
     eprintln!("{}", Diagnostics(errors.to_vec()));
 }
 
+/// Warns about files under static roots whose `!>` directives would not
+/// run (the host serves them as 500s).
+fn warn_directives(services: &Services, plugins: &PluginSet) {
+    for route in services.routes.iter() {
+        if let crate::routing::RouteAction::Static(root) = &route.action {
+            let answered = |name: &str| plugins.directive(name, Some(route.index)).is_some();
+            for problem in crate::actions::directives::problems(root.root(), answered) {
+                eprintln!("warning: route `{}`: {problem}", route.name);
+            }
+        }
+    }
+}
+
 /// Runs the CLI; returns the exit code.
 pub fn main(mut cli: Cli) -> i32 {
     let validate = match cli.command.take() {
@@ -171,6 +184,7 @@ pub fn main(mut cli: Cli) -> i32 {
     };
 
     if validate {
+        warn_directives(&services, &plugins);
         let names: Vec<String> = plugins
             .plugins
             .iter()

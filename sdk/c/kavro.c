@@ -13,6 +13,9 @@
 extern const char *const kavro__name;
 extern const char *const kavro__version;
 extern const char *const kavro__capabilities;
+/* KAVRO_ANSWERS defines it; a plugin without it answers no directive (a
+ * weak reference: its address is NULL when no source defines it). */
+extern const char *const kavro__directives __attribute__((weak));
 
 enum { K_CONTINUE, K_REWRITE, K_RESPOND, K_DECLINE, K_FORWARD, K_KEEP, K_REPLACE };
 
@@ -159,30 +162,33 @@ kavro_outcome kavro_replace(const void *body, size_t len) {
 
 /* ---- exports ---- */
 
-void exports_kavro_plugin_plugin_describe(exports_kavro_plugin_plugin_manifest_t *ret) {
-    ret->name = dup(kavro__name);
-    ret->version = dup(kavro__version);
-    ret->capabilities.ptr = NULL;
-    ret->capabilities.len = 0;
-    ret->directives.ptr = NULL;
-    ret->directives.len = 0;
-    const char *p = kavro__capabilities;
+/* The items of a comma-separated list ("kv, metrics"), trimmed, empty
+ * ones left out. */
+static plugin_list_string_t split(const char *p) {
+    plugin_list_string_t list = {NULL, 0};
     while (*p) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         while (n && *p == ' ') p++, n--;
         while (n && p[n - 1] == ' ') n--;
         if (n) {
-            plugin_list_string_t *c = &ret->capabilities;
-            c->ptr = realloc(c->ptr, (c->len + 1) * sizeof *c->ptr);
-            c->ptr[c->len].ptr = malloc(n);
-            memcpy(c->ptr[c->len].ptr, p, n);
-            c->ptr[c->len].len = n;
-            c->len++;
+            list.ptr = realloc(list.ptr, (list.len + 1) * sizeof *list.ptr);
+            list.ptr[list.len].ptr = malloc(n);
+            memcpy(list.ptr[list.len].ptr, p, n);
+            list.ptr[list.len].len = n;
+            list.len++;
         }
         if (!end) break;
         p = end + 1;
     }
+    return list;
+}
+
+void exports_kavro_plugin_plugin_describe(exports_kavro_plugin_plugin_manifest_t *ret) {
+    ret->name = dup(kavro__name);
+    ret->version = dup(kavro__version);
+    ret->capabilities = split(kavro__capabilities);
+    ret->directives = split(&kavro__directives != NULL ? kavro__directives : "");
 }
 
 #ifdef KAVRO_PHASE_PRIME
@@ -231,14 +237,35 @@ void exports_kavro_plugin_prepare_on_prepare(uint64_t seq, exports_kavro_plugin_
 }
 #endif
 
+/* The directive of the running present call, if a `!>` line named the
+ * plugin; its strings are the request's. */
+static const kavro_directive *directive;
+
+const kavro_directive *kavro_present_directive(void) { return directive; }
+
 #ifdef KAVRO_PHASE_PRESENT
-/* `args` (the `!>` directive's) are not exposed yet. */
+/* `args`: a `!>` directive's name, then its arguments; empty for an
+ * ordinary present call. */
 void exports_kavro_plugin_present_on_body(uint64_t seq, exports_kavro_plugin_present_borrow_request_t req,
                                           exports_kavro_plugin_present_borrow_response_t resp,
                                           plugin_list_u8_t *body, plugin_list_string_t *args,
                                           exports_kavro_plugin_present_outcome_t *ret) {
     begin(seq);
+    if (args->len > 0) {
+        /* The strings become the request's (own); the list goes now. */
+        const char **list = keep(malloc(args->len * sizeof *list));
+        for (size_t i = 0; i < args->len; i++) list[i] = own(&args->ptr[i]);
+        kavro_directive *d = keep(malloc(sizeof *d));
+        d->name = list[0];
+        d->args = list + 1;
+        d->nargs = args->len - 1;
+        directive = d;
+        free(args->ptr);
+        args->ptr = NULL;
+        args->len = 0;
+    }
     kavro_outcome o = kavro_present(req, resp, body->ptr, body->len);
+    directive = NULL;
     done_with_both(req, resp);
     if (o.kind == K_REPLACE) {
         ret->tag = EXPORTS_KAVRO_PLUGIN_PRESENT_OUTCOME_REPLACE;
@@ -333,6 +360,11 @@ bool kavro_resp_append_header(kavro_response resp, const char *name, const char 
     plugin_string_t n = borrow(name), v = borrow(value);
     kavro_plugin_types_host_error_t err;
     return head_changed(kavro_plugin_types_method_response_append_header(resp, &n, &v, &err), &err);
+}
+
+bool kavro_resp_set_status(kavro_response resp, uint16_t status) {
+    kavro_plugin_types_host_error_t err;
+    return head_changed(kavro_plugin_types_method_response_set_status(resp, status, &err), &err);
 }
 
 /* ---- host imports ---- */

@@ -18,14 +18,13 @@ function fail(message, hint) {
   process.exit(1);
 }
 
-/** The phases the plugin object defines, read from its source. */
+/** The phases the plugin object defines, read from its source (`directive` is present's). */
 function phasesOf(source) {
   const text = fs.readFileSync(source, "utf8");
-  const found = PHASES.filter((p) =>
-    new RegExp(`^\\s*(async\\s+)?${p}\\s*(\\(|:)`, "m").test(text),
-  );
+  const defines = (name) => new RegExp(`^\\s*(async\\s+)?${name}\\s*(\\(|:)`, "m").test(text);
+  const found = PHASES.filter((p) => defines(p) || (p === "present" && defines("directive")));
   if (found.length === 0) {
-    fail(`${source} defines none of ${PHASES.join(", ")}`, "see sdk/js/README.md");
+    fail(`${source} defines none of ${PHASES.join(", ")} (or directive)`, "see sdk/js/README.md");
   }
   return found;
 }

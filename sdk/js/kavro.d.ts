@@ -37,9 +37,11 @@ declare module "kavro" {
   export type Request = import("./types/interfaces/kavro-plugin-types.js").Request;
   /**
    * The response head's handle: `status()`, `header(name)`, `headerAll(name)`,
-   * `headers()`; `setHeader`, `appendHeader`, `removeHeader` change it in
-   * package, and in present until the head has gone. Valid only during the
-   * phase call.
+   * `headers()`; `setHeader`, `appendHeader`, `removeHeader` and
+   * `setStatus(status)` change it in package, and in present until the head
+   * has gone. `setStatus` takes a final status, 200-599 except 204 and 304
+   * (which carry no body), and throws a {@link HostCallError} for another.
+   * Valid only during the phase call.
    */
   export type Response = import("./types/interfaces/kavro-plugin-types.js").Response;
   /**
@@ -79,6 +81,15 @@ declare module "kavro" {
     readonly upstream: string;
     readonly opts: ForwardOptions;
   }
+  /**
+   * A `!>` directive that named the plugin, from a static file's first line:
+   * `!> tmpl header.html &> nonce` is two directives, `tmpl` with args
+   * `["header.html"]` and `nonce` with none.
+   */
+  export interface Directive {
+    readonly name: string;
+    readonly args: readonly string[];
+  }
   /** The per-request state: a fresh `{}` for every request, living through all of its phases, post included. */
   export type State = Record<string, unknown>;
   /** A capability a plugin may ask for; the operator grants it in the host's config. */
@@ -95,6 +106,13 @@ declare module "kavro" {
     version: string;
     /** The capabilities it needs; a plugin not granted one is refused at load. Default none. */
     capabilities?: readonly Capability[];
+    /**
+     * The `!>` file directives it answers ("tmpl"). A plugin that answers any
+     * runs in present only where a static file's directive line names it,
+     * and gets {@link Plugin.directive} (else `present`) there; its other
+     * phases run as usual. Default none.
+     */
+    directives?: readonly string[];
     /** Before the cache and routing: nothing to continue, a {@link rewrite}, or a {@link reply}. */
     prime?(state: S, req: Request): Reply | Rewrite | null | undefined | void;
     /** Produces the route's response: nothing to decline, a {@link reply}, or a {@link forward}. */
@@ -105,6 +123,18 @@ declare module "kavro" {
       req: Request,
       resp: Response,
       body: Uint8Array,
+    ): string | Uint8Array | null | undefined | void;
+    /**
+     * Present, for a static file whose `!>` line names one of `directives`:
+     * returns what present does. Without it, such a call goes to `present`;
+     * defining it exports present.
+     */
+    directive?(
+      state: S,
+      req: Request,
+      resp: Response,
+      body: Uint8Array,
+      directive: Directive,
     ): string | Uint8Array | null | undefined | void;
     /** Adjusts the headers of every response, errors and cache hits included. */
     package?(state: S, req: Request, resp: Response): void;

@@ -13,6 +13,9 @@
 //   prime(state, req)                 undefined (continue), rewrite("/uri"), or a reply(...)
 //   prepare(state, req)               undefined (decline), a reply(...), or forward("upstream", {...})
 //   present(state, req, resp, body)   undefined (keep), or the new body (string or Uint8Array)
+//   directive(state, req, resp, body, { name, args })
+//                                     present, for a static file's `!>` directive named in
+//                                     `directives: ["tmpl"]`; returns as present (default: present)
 //   package(state, req, resp)         nothing
 //   post(state, req, resp, done)      nothing
 //
@@ -172,7 +175,7 @@ export function exportsFor(p) {
         name: p.name,
         version: p.version,
         capabilities: p.capabilities ?? [],
-        directives: [],
+        directives: p.directives ?? [],
       }),
     },
     prime: {
@@ -207,10 +210,17 @@ export function exportsFor(p) {
       },
     },
     present: {
-      // `args` (the `!>` directive's) is not exposed yet.
-      onBody(seq, req, resp, body, _args) {
+      // `args`: a `!>` directive's name, then its arguments; empty for an
+      // ordinary present call. A directive goes to `directive` if the
+      // plugin has it, else to `present`.
+      onBody(seq, req, resp, body, args) {
         try {
-          const out = p.present(stateFor(seq), req, resp, body);
+          let out;
+          if (args.length > 0 && typeof p.directive === "function") {
+            out = p.directive(stateFor(seq), req, resp, body, { name: args[0], args: args.slice(1) });
+          } else if (typeof p.present === "function") {
+            out = p.present(stateFor(seq), req, resp, body);
+          }
           if (out === undefined || out === null) return { tag: "keep" };
           return { tag: "replace", val: bytes(out) };
         } catch (e) {

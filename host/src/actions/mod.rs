@@ -1,5 +1,6 @@
 //! Built-in route actions: native, no sandbox crossing.
 
+pub mod directives;
 pub mod fastcgi;
 pub mod proxy;
 pub mod respond;

@@ -2,9 +2,11 @@
 //! encoded or not, and symlinks leading outside are all refused), content
 //! types, ETag / Last-Modified with 304, single byte ranges, and a file's
 //! precompressed sibling (`.br`, `.zst`, `.gz`) for a client that accepts
-//! its coding.
+//! its coding. A file whose first line holds `!>` directives is read whole
+//! for the plugins it names (see [`super::directives`]).
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use http::{header, Method, StatusCode};
@@ -13,6 +15,7 @@ use pingora_core::protocols::http::conditional_filter::not_modified_filter;
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncSeekExt;
 
+use super::directives::{FileDirectives, Lines};
 use super::{usable_dir, Body, Produced, SettingsError};
 use crate::compression::{acceptable, Encoding};
 
@@ -24,6 +27,23 @@ pub struct StaticRoot {
     strip_prefix: Option<String>,
     /// Look for precompressed siblings (a lookup a request, so opt-in).
     precompressed: bool,
+    lines: Lines,
+}
+
+/// What a static route serves: the response, and the directives its
+/// file's first line names, which run on it before it goes out.
+pub struct Served {
+    pub produced: Produced,
+    pub directives: Option<Arc<FileDirectives>>,
+}
+
+impl From<Produced> for Served {
+    fn from(produced: Produced) -> Served {
+        Served {
+            produced,
+            directives: None,
+        }
+    }
 }
 
 impl StaticRoot {
@@ -39,7 +59,13 @@ impl StaticRoot {
             index,
             strip_prefix,
             precompressed,
+            lines: Lines::default(),
         })
+    }
+
+    /// The root folder, canonical.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The file under the root that `url_path` names, if it stays inside the root.
@@ -53,19 +79,25 @@ impl StaticRoot {
 
     /// Serves the file `req` names; with `precompressed` (and the root's
     /// own setting), a sibling in a coding the client accepts may go
-    /// instead (not when present plugins would read the body).
-    pub async fn serve(&self, req: &RequestHeader, precompressed: bool) -> Produced {
+    /// instead (not when present plugins would read the body). A file with
+    /// directives is read whole if it is at most `directed_max` bytes.
+    pub async fn serve(
+        &self,
+        req: &RequestHeader,
+        precompressed: bool,
+        directed_max: usize,
+    ) -> Served {
         if req.method != Method::GET && req.method != Method::HEAD {
             let mut p = Produced::text(405, "method not allowed\n");
             let _ = p.head.insert_header(header::ALLOW, "GET, HEAD");
-            return p;
+            return p.into();
         }
         let url_path = req.uri.path();
         let Some(rel) = self.resolve_relative(url_path) else {
-            return Produced::text(404, "not found\n");
+            return Produced::text(404, "not found\n").into();
         };
         let Some((path, meta)) = self.open_target(&rel).await else {
-            return Produced::text(404, "not found\n");
+            return Produced::text(404, "not found\n").into();
         };
         if meta.is_dir() {
             if !url_path.ends_with('/') {
@@ -76,14 +108,18 @@ impl StaticRoot {
                 }
                 let mut p = Produced::text(301, "");
                 let _ = p.head.insert_header(header::LOCATION, location);
-                return p;
+                return p.into();
             }
             return match self.index_file(&path).await {
-                Some((file, meta)) => self.serve_file(req, &file, &meta, precompressed).await,
-                None => Produced::text(404, "not found\n"),
+                Some((file, meta)) => {
+                    self.serve_file(req, &file, &meta, precompressed, directed_max)
+                        .await
+                }
+                None => Produced::text(404, "not found\n").into(),
             };
         }
-        self.serve_file(req, &path, &meta, precompressed).await
+        self.serve_file(req, &path, &meta, precompressed, directed_max)
+            .await
     }
 
     async fn serve_file(
@@ -92,7 +128,15 @@ impl StaticRoot {
         path: &Path,
         meta: &std::fs::Metadata,
         precompressed: bool,
-    ) -> Produced {
+        directed_max: usize,
+    ) -> Served {
+        if let Some(directives) = self.lines.of(path, meta).await {
+            let produced = directed(path, meta, &directives, directed_max).await;
+            return Served {
+                produced,
+                directives: Some(directives),
+            };
+        }
         let may_encode = self.precompressed && precompressed;
         // A range is of the file as it is: no sibling for it.
         let sibling = match may_encode && !req.headers.contains_key(header::RANGE) {
@@ -108,7 +152,7 @@ impl StaticRoot {
             // must not hand it to a client a sibling would have served.
             let _ = p.head.insert_header(header::VARY, "accept-encoding");
         }
-        p
+        p.into()
     }
 
     /// The best precompressed sibling of `path` the client accepts, if one
@@ -248,6 +292,56 @@ fn byte_range(req: &RequestHeader, etag: &str, len: u64) -> Result<Option<(u64, 
     }
 }
 
+fn content_type(path: &Path) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    if mime.type_() == mime_guess::mime::TEXT {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    }
+}
+
+/// A file with directives, read whole without its directive line, for the
+/// plugins it names to make the response: no validators (their output may
+/// differ each time), no ranges, no precompressed sibling.
+async fn directed(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    directives: &FileDirectives,
+    max: usize,
+) -> Produced {
+    if meta.len() > max as u64 {
+        tracing::warn!(
+            event = "directive_failed",
+            file = %path.display(),
+            "a file with directives is over present_max_bytes ({max}): not served"
+        );
+        return Produced::text(
+            500,
+            "500 Internal Server Error: file too large for its directives\n",
+        );
+    }
+    let whole = match tokio::fs::read(path).await {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(_) => return Produced::text(404, "not found\n"),
+    };
+    // Changed since its line was read: the line is measured again.
+    let line_len = match whole.starts_with(b"!>") {
+        true => directives.line_len,
+        false => 0,
+    };
+    let start = (line_len as usize).min(whole.len());
+    let body = whole.slice(start..);
+    let mut head = ResponseHeader::build(StatusCode::OK, Some(3)).expect("valid");
+    let _ = head.insert_header(header::CONTENT_TYPE, content_type(path));
+    let _ = head.insert_header(header::CONTENT_LENGTH, body.len().to_string());
+    Produced {
+        head: Box::new(head),
+        body: Body::Bytes(body),
+        identity: None,
+    }
+}
+
 /// Serves `file` (with `meta`) as the representation of `path`: its
 /// content type is `path`'s, and `coding` says how `file` encodes it.
 async fn serve_file(
@@ -286,13 +380,7 @@ async fn serve_file(
     if let Some(coding) = coding {
         let _ = head.insert_header(header::CONTENT_ENCODING, coding.token());
     }
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let content_type = if mime.type_() == mime_guess::mime::TEXT {
-        format!("{mime}; charset=utf-8")
-    } else {
-        mime.to_string()
-    };
-    let _ = head.insert_header(header::CONTENT_TYPE, content_type);
+    let _ = head.insert_header(header::CONTENT_TYPE, content_type(path));
 
     let len = meta.len();
     let (start, count) = match byte_range(req, &etag, len) {
@@ -346,6 +434,7 @@ mod tests {
             index: vec![],
             strip_prefix: None,
             precompressed: false,
+            lines: Lines::default(),
         }
     }
 

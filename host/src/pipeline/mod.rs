@@ -509,7 +509,14 @@ impl ProxyHttp for Kavro {
             }
             RouteAction::Static(root) => {
                 let precompressed = chains[Phase::Present].is_empty();
-                let p = root.serve(session.req_header(), precompressed).await;
+                let max = ctx.active.config.present_max_bytes;
+                let served = root.serve(session.req_header(), precompressed, max).await;
+                let p = match served.directives {
+                    Some(d) => {
+                        response::directed(ctx, session.req_header_mut(), served.produced, &d).await
+                    }
+                    None => served.produced,
+                };
                 self.send(session, ctx, p).await
             }
             RouteAction::Respond(r) => {

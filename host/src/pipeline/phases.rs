@@ -131,6 +131,8 @@ struct Walk<'s> {
     phase: Phase,
     /// The plugin whose turn it is.
     current: usize,
+    /// Its place in the chain.
+    place: usize,
 }
 
 /// A plugin's turn in a chain.
@@ -161,6 +163,7 @@ impl<'s> Walk<'s> {
             chain: chain.iter(),
             phase,
             current: 0,
+            place: usize::MAX,
         }
     }
 
@@ -171,6 +174,7 @@ impl<'s> Walk<'s> {
             let Some(&i) = self.chain.next() else {
                 return Ok(None);
             };
+            self.place = self.place.wrapping_add(1);
             if ctx.has_failed(i) {
                 continue;
             }
@@ -321,13 +325,15 @@ pub async fn run_prepare(
     }
 }
 
-/// Runs the present chain over a whole body. `head_writable` is false when
-/// the head has already gone to the client (a streamed proxy response).
-/// On fail-closed, returns the error response.
+/// Runs the present chain over a whole body. `args` are the arguments of
+/// each plugin of the chain, where `!>` directives name it (else empty).
+/// `head_writable` is false when the head has already gone to the client
+/// (a streamed proxy response). On fail-closed, returns the error response.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_present(
     set: &PluginSet,
     chain: &[usize],
+    args: &[Vec<String>],
     ctx: &mut Ctx,
     req: &mut RequestHeader,
     resp: &mut ResponseHeader,
@@ -339,9 +345,10 @@ pub async fn run_present(
     let mut walk = Walk::new(set, chain, Phase::Present);
     while let Some(turn) = walk.next(ctx).await? {
         let limit = turn.body_limit(max_body);
+        let args = args.get(walk.place).map_or(&[][..], Vec::as_slice);
         let called = turn
             .instance
-            .present(seq, req, resp, &body, &[], head_writable, turn.deadline())
+            .present(seq, req, resp, &body, args, head_writable, turn.deadline())
             .await;
         let outcome = called.and_then(|o| presented(o, limit));
         match outcome {

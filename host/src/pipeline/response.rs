@@ -11,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use super::caching::X_KAVRO_CACHE;
 use super::context::Ctx;
 use super::phases;
+use crate::actions::directives::FileDirectives;
 use crate::actions::{Body, Produced};
 use crate::plugin::Phase;
 
@@ -38,6 +39,7 @@ pub async fn present(
     phases::run_present(
         &active.plugins,
         chain,
+        &[],
         ctx,
         req,
         head,
@@ -46,6 +48,78 @@ pub async fn present(
         max,
     )
     .await
+}
+
+/// Runs the plugins a static file's `!>` line names, left to right, each
+/// with its arguments, on the file's body; what they leave goes on to the
+/// route's own present chain. A line that cannot run (malformed, or a
+/// directive no plugin here answers) is a 500, logged with the file.
+pub async fn directed(
+    ctx: &mut Ctx,
+    req: &mut RequestHeader,
+    mut p: Produced,
+    file: &FileDirectives,
+) -> Produced {
+    let failed = |why: String| {
+        tracing::warn!(
+            event = "directive_failed",
+            file = %file.file.display(),
+            request = ctx.request_id(),
+            "{why}"
+        );
+        Produced::text(
+            500,
+            format!(
+                "500 Internal Server Error: this file's directives cannot run (request id {})\n",
+                ctx.request_id()
+            ),
+        )
+    };
+    let list = match &file.list {
+        Ok(list) => list,
+        Err(why) => return failed(format!("malformed directive line: {why}")),
+    };
+    let active = ctx.active.clone();
+    let mut chain = Vec::with_capacity(list.len());
+    for d in list {
+        match active.plugins.directive(&d.name, ctx.route) {
+            Some(i) => chain.push(i),
+            None => {
+                return failed(format!(
+                    "no loaded plugin answers the directive `{}` (on this route)",
+                    d.name
+                ))
+            }
+        }
+    }
+    let args: Vec<Vec<String>> = list.iter().map(|d| d.args.clone()).collect();
+    let Body::Bytes(body) = std::mem::replace(&mut p.body, Body::Empty) else {
+        return p;
+    };
+    let max = active.config.present_max_bytes;
+    let plugins = &active.plugins;
+    match phases::run_present(
+        plugins,
+        &chain,
+        &args,
+        ctx,
+        req,
+        &mut p.head,
+        body,
+        true,
+        max,
+    )
+    .await
+    {
+        Ok(out) => {
+            let _ = p
+                .head
+                .insert_header(header::CONTENT_LENGTH, out.len().to_string());
+            p.body = Body::Bytes(out);
+            p
+        }
+        Err(err) => err,
+    }
 }
 
 /// Present over a response Kavro produced, if its body is whole and fits:

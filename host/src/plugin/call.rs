@@ -435,6 +435,22 @@ impl HostResponse for Call {
     ) -> Result<(), HostError> {
         self.edit(Head::Response, Edit::Remove, &name, "")
     }
+    fn set_status(&mut self, _: Resource<types::Response>, status: u16) -> Result<(), HostError> {
+        if !self.access.response_writable {
+            return Err(read_only("response"));
+        }
+        // 204 and 304 would drop a body the response already has.
+        let status = http::StatusCode::from_u16(status)
+            .ok()
+            .filter(|s| (200..600).contains(&s.as_u16()) && !matches!(s.as_u16(), 204 | 304))
+            .ok_or_else(|| {
+                HostError::Invalid(format!(
+                    "status {status} cannot be set: use 200-599, except 204 and 304"
+                ))
+            })?;
+        let _ = self.resp.set_status(status);
+        Ok(())
+    }
     fn drop(&mut self, r: Resource<types::Response>) -> wasmtime::Result<()> {
         self.dropped(r.rep());
         Ok(())

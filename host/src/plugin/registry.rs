@@ -26,6 +26,9 @@ pub struct PluginSet {
     /// By route index: route-scoped prime plugins (run after routing),
     /// and the full prepare/present/package/post chains.
     pub per_route: Vec<Chains>,
+    /// The plugin that answers each `!>` file directive. Such a plugin is
+    /// in no present chain: it presents only the files that name it.
+    pub directives: HashMap<String, usize>,
 }
 
 impl PluginSet {
@@ -36,6 +39,17 @@ impl PluginSet {
             .unwrap_or(&self.global)
     }
 
+    /// The plugin answering directive `name` on `route`, if one does there.
+    pub fn directive(&self, name: &str, route: Option<usize>) -> Option<usize> {
+        let &i = self.directives.get(name)?;
+        let scope = &self.plugins[i].settings.routes;
+        match (scope, route) {
+            (None, _) => Some(i),
+            (Some(routes), Some(r)) if routes.contains(&r) => Some(i),
+            _ => None,
+        }
+    }
+
     fn index(plugins: Vec<Arc<Plugin>>, routes: usize) -> PluginSet {
         let mut set = PluginSet {
             per_route: vec![Chains::default(); routes],
@@ -43,11 +57,17 @@ impl PluginSet {
         };
         for (i, p) in plugins.iter().enumerate() {
             let exported = p.phases;
+            let directed = !p.manifest.directives.is_empty();
+            for name in &p.manifest.directives {
+                set.directives.entry(name.clone()).or_insert(i);
+            }
             // A route-scoped plugin's prime runs after routing, with the
             // route's chains; a global one's before, with the global chains.
             let add = |c: &mut Chains, prime: bool| {
                 for phase in Phase::ALL {
-                    if exported[phase] && (prime || phase != Phase::Prime) {
+                    let skipped =
+                        (phase == Phase::Prime && !prime) || (phase == Phase::Present && directed);
+                    if exported[phase] && !skipped {
                         c[phase].push(i);
                     }
                 }
@@ -275,5 +295,31 @@ pub async fn load(
     }
     // Explicit priority first, then file-name order (the sort is stable).
     plugins.sort_by_key(|p| p.settings.priority.unwrap_or(0));
+    check_directives(&plugins)?;
     Ok(PluginSet::index(plugins, routes))
+}
+
+/// Refuses two plugins answering the same `!>` directive: a file could not
+/// say which it means.
+fn check_directives(plugins: &[Arc<Plugin>]) -> Result<(), Vec<Diagnostic>> {
+    let mut answered: HashMap<&str, &Plugin> = HashMap::new();
+    let mut errors = Vec::new();
+    for p in plugins {
+        for name in &p.manifest.directives {
+            if let Some(first) = answered.insert(name, p) {
+                errors.push(error(
+                    &p.file,
+                    format!(
+                        "plugins `{}` and `{}` both answer the directive `{name}`",
+                        first.name, p.name
+                    ),
+                    "load only one of them",
+                ));
+            }
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(()),
+        false => Err(errors),
+    }
 }

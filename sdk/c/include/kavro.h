@@ -44,6 +44,13 @@ typedef kavro_plugin_types_borrow_response_t kavro_response;
     const char *const kavro__version = (VERSION);                    \
     const char *const kavro__capabilities = (CAPABILITIES)
 
+/* The `!>` file directives the plugin answers, comma-separated ("tmpl" or
+ * "tmpl,nonce"). Once, at file scope, beside KAVRO_PLUGIN; without it the
+ * plugin answers none. A plugin that answers any runs in present only
+ * where a static file's directive line names it (its other phases run as
+ * usual); kavro_present_directive() then says which. */
+#define KAVRO_ANSWERS(DIRECTIVES) const char *const kavro__directives = (DIRECTIVES)
+
 /* A response a plugin produces. Build with kavro_reply_new(), add to it,
  * and return it with kavro_respond(), which takes it over: there is no
  * free, so build one only to return it. */
@@ -94,8 +101,21 @@ kavro_outcome kavro_prime(kavro_request req);
 /* Produces the route's response. Returns decline, respond or forward. */
 kavro_outcome kavro_prepare(kavro_request req);
 /* A buffered response body: `body` is `len` bytes, valid during the call
- * (kavro_replace may point into it). Returns keep or replace. */
+ * (kavro_replace may point into it). Returns keep or replace. Also called
+ * for a `!>` directive the plugin answers: see kavro_present_directive. */
 kavro_outcome kavro_present(kavro_request req, kavro_response resp, const uint8_t *body, size_t len);
+/* A `!>` directive that named the plugin, from a static file's first line:
+ * `!> tmpl header.html &> nonce` is two directives, `tmpl` with the one
+ * argument "header.html" and `nonce` with none. */
+typedef struct kavro_directive {
+    const char *name;        /* "tmpl" */
+    const char *const *args; /* its arguments, `nargs` of them */
+    size_t nargs;
+} kavro_directive;
+/* In kavro_present: the directive this call is for, or NULL for an
+ * ordinary present call (and outside present). It and its strings live
+ * until the request ends. */
+const kavro_directive *kavro_present_directive(void);
 /* The headers of every response, errors and cache hits included. */
 void kavro_package(kavro_request req, kavro_response resp);
 /* What the host knows once the response has been written. */
@@ -140,6 +160,10 @@ bool kavro_resp_set_header(kavro_response resp, const char *name, const char *va
 /* Adds a value of response header `name` beside the others. False as for
  * kavro_resp_set_header. */
 bool kavro_resp_append_header(kavro_response resp, const char *name, const char *value);
+/* Sets the response's status: a final one, 200-599 except 204 and 304
+ * (which carry no body). False when the host refuses: another status, or
+ * where kavro_resp_set_header would be refused. */
+bool kavro_resp_set_status(kavro_response resp, uint16_t status);
 
 /* Host imports. Calls that can be refused return false (denied, invalid,
  * unavailable) or NULL, and drop the host's message. */

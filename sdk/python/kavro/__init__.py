@@ -20,6 +20,9 @@ Phases and what they return:
 - `prime(state, req)`: None to continue, `rewrite("/new?uri")`, or a `Reply`.
 - `prepare(state, req)`: None to decline, a `Reply`, or `forward("upstream", ...)`.
 - `present(state, req, resp, body)`: None to keep the body, or new `bytes`.
+- `directive(state, req, resp, body, directive)`: present, for a static
+  file whose `!>` line names a directive in the class's `directives`; as
+  present returns. Without it, such a call goes to `present`.
 - `package(state, req, resp)` and `post(state, req, resp, done)`: nothing.
 
 `state` is per request: a fresh `self.State()` (a dict by default) for every
@@ -37,7 +40,7 @@ from componentize_py_types import Err
 from wit_world.imports import cache, clock, config, http, kv, log, metrics, realtime, types
 
 __all__ = [
-    "Plugin", "Reply", "Err", "export", "rewrite", "forward",
+    "Plugin", "Reply", "Directive", "Err", "export", "rewrite", "forward",
     "cache", "clock", "config", "http", "kv", "log", "metrics", "realtime", "debug", "info", "warn", "error",
 ]
 
@@ -61,12 +64,35 @@ def error(message: str) -> None:
 
 
 class Plugin:
-    """Base class: set `name`, `version`, `capabilities`; define phases."""
+    """Base class: set `name`, `version`, `capabilities` (and `directives`);
+    define phases."""
 
     name = "plugin"
     version = "0.1.0"
     capabilities: List[str] = []
+    # The `!>` file directives the plugin answers ("tmpl"). A plugin that
+    # answers any runs in present only where a file names it, and gets
+    # `directive(...)` (else `present(...)`) there.
+    directives: List[str] = []
     State = dict
+
+
+@dataclass
+class Directive:
+    """A `!>` directive that named the plugin, from a static file's first
+    line (`!> tmpl header.html &> nonce`: two directives, `tmpl` with one
+    argument and `nonce` with none)."""
+
+    name: str
+    args: List[str]
+
+    @staticmethod
+    def from_args(args) -> Optional["Directive"]:
+        """What the host passes to present: the name first, then the
+        arguments; None for an ordinary present call."""
+        if not args:
+            return None
+        return Directive(args[0], list(args[1:]))
 
 
 @dataclass
@@ -154,8 +180,13 @@ def _wrong(phase, value):
 
 
 def implemented(cls) -> List[str]:
-    """The phases a plugin class defines (used by the build)."""
-    return [p for p in PHASES if callable(getattr(cls, p, None))]
+    """The phases a plugin class defines (used by the build); `directive`
+    counts as present."""
+    def defines(p):
+        if p == "present" and callable(getattr(cls, "directive", None)):
+            return True
+        return callable(getattr(cls, p, None))
+    return [p for p in PHASES if defines(p)]
 
 
 def _neutral(phase):
@@ -190,7 +221,7 @@ def _reported(phase):
 class PluginExport:
     def describe(self) -> types.Manifest:
         p = _plugin()
-        return types.Manifest(p.name, p.version, list(p.capabilities), [])
+        return types.Manifest(p.name, p.version, list(p.capabilities), list(p.directives))
 
 
 class PrimeExport:
@@ -224,14 +255,21 @@ class PrepareExport:
 class PresentExport:
     @_reported("present")
     def on_body(self, seq, req, resp, body, args):
-        # `args` (a `!>` directive's arguments) are not exposed yet.
         from wit_world.exports import present as w
-        out = _plugin().present(_for(seq), req, resp, body)
+        p = _plugin()
+        d = Directive.from_args(args)
+        if d is not None and callable(getattr(p, "directive", None)):
+            method, out = "directive", p.directive(_for(seq), req, resp, body, d)
+        elif callable(getattr(p, "present", None)):
+            method, out = "present", p.present(_for(seq), req, resp, body)
+        else:
+            # A plugin with `directive` alone, called without a directive.
+            method, out = "present", None
         if out is None:
             return w.Outcome_Keep()
         if isinstance(out, (bytes, bytearray, str)):
             return w.Outcome_Replace(out.encode() if isinstance(out, str) else bytes(out))
-        _wrong("present", out)
+        _wrong(method, out)
 
 
 class PackageExport:

@@ -18,11 +18,12 @@ from kavro._wit import http as http
 from kavro._wit import kv as kv
 from kavro._wit import log as log
 from kavro._wit import metrics as metrics
+from kavro._wit import realtime as realtime
 from kavro._wit import types as types
 
 __all__ = [
-    "Plugin", "Reply", "Err", "export", "rewrite", "forward",
-    "cache", "clock", "config", "http", "kv", "log", "metrics", "debug", "info", "warn", "error",
+    "Plugin", "Reply", "Directive", "Err", "export", "rewrite", "forward",
+    "cache", "clock", "config", "http", "kv", "log", "metrics", "realtime", "debug", "info", "warn", "error",
 ]
 
 _E = TypeVar("_E")
@@ -75,6 +76,19 @@ class Reply:
     def header(self, name: str, value: str) -> Reply:
         """Adds a header; returns the reply, for chaining."""
 
+@dataclass
+class Directive:
+    """A `!>` directive that named the plugin, from a static file's first
+    line: `!> tmpl header.html &> nonce` is two directives, `tmpl` with
+    args `["header.html"]` and `nonce` with none."""
+
+    name: str
+    args: list[str]
+    @staticmethod
+    def from_args(args: list[str]) -> Directive | None:
+        """What the host passes to present: the name first, then the
+        arguments; None (an ordinary present call) when empty."""
+
 def rewrite(uri: str) -> _Rewrite:
     """From prime: route and forward the request as `uri` (path and query)."""
 
@@ -86,7 +100,8 @@ def forward(
     set on the upstream request, replacing same-named ones."""
 
 class Plugin:
-    """Base class: set `name`, `version`, `capabilities`; define phases.
+    """Base class: set `name`, `version`, `capabilities` (and `directives`);
+    define phases.
 
     The phase methods below are declared for type checkers and editors
     only: the real base class defines none, and a plugin has exactly the
@@ -100,6 +115,11 @@ class Plugin:
     capabilities: list[str]
     """Capabilities the plugin needs: "kv", "metrics", "cache", "http",
     "clock", ... (the operator grants them)."""
+    directives: list[str]
+    """The `!>` file directives the plugin answers ("tmpl"); empty by
+    default. A plugin that answers any runs in present only where a static
+    file's directive line names it, and gets `directive` (else `present`)
+    there; its other phases run as usual."""
     State: Callable[[], Any]
     """Makes the per-request `state`, once per request; `dict` by default."""
 
@@ -113,7 +133,14 @@ class Plugin:
         self, state: Any, req: types.Request, resp: types.Response, body: bytes
     ) -> bytes | bytearray | str | None:
         """Transform the buffered body. None: keep it; bytes (or str, sent as
-        UTF-8): the new body."""
+        UTF-8): the new body. Also called for a directive when the class
+        has no `directive`."""
+    def directive(
+        self, state: Any, req: types.Request, resp: types.Response, body: bytes, directive: Directive
+    ) -> bytes | bytearray | str | None:
+        """Present, for a static file whose `!>` line names one of
+        `directives`: `directive.name` and its `args`. Returns what present
+        does. Defining it exports present."""
     def package(self, state: Any, req: types.Request, resp: types.Response) -> None:
         """Adjust the headers of every response, errors and cache hits
         included."""
@@ -126,4 +153,4 @@ def export(cls: type[_P]) -> type[_P]:
     """Registers the plugin class; call once, at the end of the module."""
 
 def implemented(cls: type) -> list[str]:
-    """The phases a plugin class defines."""
+    """The phases a plugin class defines (`directive` counts as present)."""

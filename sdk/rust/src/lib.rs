@@ -116,6 +116,35 @@ impl Manifest {
         self.capabilities.push(capability.to_string());
         self
     }
+
+    /// Declares a `!>` file directive the plugin answers ("tmpl"). A plugin
+    /// that answers any runs in present only where a file names it, and
+    /// gets [`Present::on_directive`].
+    pub fn answers(mut self, directive: &str) -> Manifest {
+        self.directives.push(directive.to_string());
+        self
+    }
+}
+
+/// A `!>` directive that named the plugin, from a static file's first line
+/// (`!> tmpl header.html &> nonce`: two directives, `tmpl` with one
+/// argument and `nonce` with none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Directive {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+impl Directive {
+    /// What the host passes to present: the name first, then the
+    /// arguments; nothing for an ordinary present call.
+    pub fn from_args(mut args: Vec<String>) -> Option<Directive> {
+        if args.is_empty() {
+            return None;
+        }
+        let name = args.remove(0);
+        Some(Directive { name, args })
+    }
 }
 
 impl Reply {
@@ -215,13 +244,33 @@ pub trait Prepare: Plugin {
 }
 
 pub trait Present: Plugin {
+    /// Called with every buffered body of the plugin's routes (unless it
+    /// answers directives); by default, keeps it.
     fn on_body(
         &self,
         state: &mut Self::State,
         req: &Request,
         resp: &Response,
         body: Vec<u8>,
-    ) -> PresentOutcome;
+    ) -> PresentOutcome {
+        let _ = (state, req, resp, body);
+        PresentOutcome::Keep
+    }
+
+    /// Called instead of [`Present::on_body`] when a static file's `!>`
+    /// line names a directive the plugin answers (see
+    /// [`Manifest::answers`]); by default, `on_body`.
+    fn on_directive(
+        &self,
+        state: &mut Self::State,
+        req: &Request,
+        resp: &Response,
+        body: Vec<u8>,
+        directive: &Directive,
+    ) -> PresentOutcome {
+        let _ = directive;
+        self.on_body(state, req, resp, body)
+    }
 }
 
 pub trait Package: Plugin {
@@ -436,11 +485,15 @@ pub mod __private {
             req: &Request,
             resp: &Response,
             body: Vec<u8>,
-            _args: Vec<String>,
+            args: Vec<String>,
         ) -> crate::present_bindings::exports::kavro::plugin::present::Outcome {
             use crate::present_bindings::exports::kavro::plugin::present::Outcome;
             running(seq);
-            match T::with(seq, |p, s| p.on_body(s, req, resp, body)) {
+            let outcome = match crate::Directive::from_args(args) {
+                Some(d) => T::with(seq, |p, s| p.on_directive(s, req, resp, body, &d)),
+                None => T::with(seq, |p, s| p.on_body(s, req, resp, body)),
+            };
+            match outcome {
                 PresentOutcome::Keep => Outcome::Keep,
                 PresentOutcome::Replace(b) => Outcome::Replace(b),
             }

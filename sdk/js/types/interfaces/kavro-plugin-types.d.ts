@@ -108,8 +108,9 @@ export interface Manifest {
    */
   capabilities: Array<string>,
   /**
-   * The `!>` file directives it answers in present (empty for most
-   * plugins).
+   * The `!>` file directives it answers in present. A plugin that
+   * answers any runs in present only where a file's directive line
+   * names it (its other phases run as usual).
    */
   directives: Array<string>,
 }
@@ -165,4 +166,10 @@ export class Response {
   setHeader(name: string, value: string): void;
   appendHeader(name: string, value: string): void;
   removeHeader(name: string): void;
+  /**
+  * A final status (200-599, not 204 or 304, which carry no body),
+  * where the head can still change (present before the head is
+  * sent, package).
+  */
+  setStatus(status: number): void;
 }

@@ -113,6 +113,14 @@ class Response:
 
         Raises: `kavro.Err(HostError_Invalid)` in other phases.
         """
+    def set_status(self, status: int) -> None:
+        """Sets a final status: 200-599, except 204 and 304 (they carry no
+        body). Where `set_header` may: package, and present while the head
+        is not sent yet.
+
+        Raises: `kavro.Err(HostError_Invalid)` in other phases, or for
+        another status.
+        """
     def __enter__(self) -> Self: ...
     def __exit__(
         self,
@@ -168,3 +176,4 @@ class Manifest:
     version: str
     capabilities: list[str]
     directives: list[str]
+    """The `!>` file directives it answers in present."""
