@@ -118,7 +118,7 @@ impl PathPattern {
         }
     }
 
-    fn matches(&self, path: &str) -> bool {
+    pub fn matches(&self, path: &str) -> bool {
         match self {
             PathPattern::Exact(p) => p == path,
             PathPattern::Prefix(p) => {

@@ -135,6 +135,9 @@ pub struct PluginSettings {
     pub priority: Option<i32>,
     /// Route indices the plugin applies to; `None` is every route.
     pub routes: Option<Vec<usize>>,
+    /// Request paths the plugin applies to, within its routes; `None` is
+    /// every path.
+    pub paths: Option<Vec<PathPattern>>,
     /// What `capabilities = [...]` grants; env and fs are granted by
     /// their own settings.
     pub capabilities: BTreeSet<Capability>,
@@ -190,6 +193,7 @@ impl Default for PluginSettings {
             file: None,
             priority: None,
             routes: None,
+            paths: None,
             capabilities: BTreeSet::new(),
             isolation: Isolation::Pooled,
             failure: FailurePolicy::FailClosed,
@@ -198,6 +202,15 @@ impl Default for PluginSettings {
             env: Vec::new(),
             dirs: Vec::new(),
         }
+    }
+}
+
+impl PluginSettings {
+    /// Whether the plugin applies to a request for `path`.
+    pub fn covers(&self, path: &str) -> bool {
+        self.paths
+            .as_ref()
+            .is_none_or(|paths| paths.iter().any(|p| p.matches(path)))
     }
 }
 
@@ -954,6 +967,21 @@ pub fn plugin_settings(
             }
         }
         settings.routes = Some(idx);
+    }
+    if let Some(paths) = p.paths {
+        let mut patterns = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            match PathPattern::parse(path.get_ref()) {
+                Ok(pattern) => patterns.push(pattern),
+                Err(e) => r.error(
+                    Some(path.span()),
+                    format!("{field}.paths[{i}]"),
+                    e.to_string(),
+                    "write a path as routes do: \"/exact\", \"/prefix/*\" or \"/*.html\"",
+                ),
+            }
+        }
+        settings.paths = Some(patterns);
     }
     for (i, c) in p.capabilities.iter().enumerate() {
         match Capability::from_name(c.get_ref()) {

@@ -696,6 +696,9 @@ pub struct PluginSection {
     pub priority: Option<i32>,
     /// Route names this plugin applies to; absent means every route.
     pub routes: Option<Vec<Spanned<String>>>,
+    /// Request paths it applies to (route path patterns), within its
+    /// routes; absent means every path.
+    pub paths: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub capabilities: Vec<Spanned<String>>,
     #[serde(default)]

@@ -9,7 +9,7 @@ use sync_wrapper::SyncWrapper;
 
 use super::caching::RequestCache;
 use crate::config::{RetryOverrides, TimeoutOverrides};
-use crate::plugin::{Instance, RequestInfo};
+use crate::plugin::{Instance, PluginSet, RequestInfo};
 use crate::shutdown::InFlight;
 use crate::upstream::admission::{Refused, Retrying, Slot};
 use crate::upstream::target::{Busy, Target};
@@ -49,6 +49,8 @@ pub struct Ctx {
     /// Plugins (by index) that failed during this request and are skipped
     /// for the rest of it.
     failed: Vec<usize>,
+    /// Plugins (by index) whose `paths` leave this request's path out.
+    out_of_scope: Vec<usize>,
     pub upstream: Option<Arc<Upstream>>,
     /// The target of the attempt in progress, whose health its outcome counts for.
     pub target: Option<Arc<Target>>,
@@ -122,6 +124,7 @@ impl Ctx {
             route: None,
             instances: Vec::new(),
             failed: Vec::new(),
+            out_of_scope: Vec::new(),
             upstream: None,
             target: None,
             tried: Vec::new(),
@@ -174,6 +177,24 @@ impl Ctx {
 
     pub fn has_failed(&self, plugin: usize) -> bool {
         self.failed.contains(&plugin)
+    }
+
+    /// Whether plugin `i` sits this request out: it failed earlier in it,
+    /// or its `paths` leave the request's path out.
+    pub fn skips(&self, plugin: usize) -> bool {
+        self.failed.contains(&plugin) || self.out_of_scope.contains(&plugin)
+    }
+
+    /// Whether some plugin of `chain` has a turn in this request.
+    pub fn any_turn(&self, chain: &[usize]) -> bool {
+        chain.iter().any(|&i| !self.skips(i))
+    }
+
+    /// Scopes the path-scoped plugins to `path` (the request's, as routing
+    /// sees it).
+    pub fn scope_to(&mut self, set: &PluginSet, path: &str) {
+        self.out_of_scope.clear();
+        self.out_of_scope.extend(set.out_of_scope(path));
     }
 
     /// Whether any plugin failed during this request.

@@ -414,6 +414,9 @@ impl ProxyHttp for Kavro {
         if let Some(refresh) = refresh {
             ctx.cache.set_refresh(refresh);
         }
+        if set.path_scoped {
+            ctx.scope_to(set, session.req_header().uri.path());
+        }
         if !primed && !set.global[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
             if let Some(p) = phases::run_prime(set, &set.global[Phase::Prime], ctx, req, max).await
@@ -443,6 +446,10 @@ impl ProxyHttp for Kavro {
             }
         };
         ctx.route = Some(route.index);
+        if set.path_scoped {
+            // Prime may have rewritten the path.
+            ctx.scope_to(set, session.req_header().uri.path());
+        }
         // A background refresh's answer goes to the cache, not to a client.
         ctx.compress = route.compress && !primed;
         if let Some(max) = route.max_request_bytes {
@@ -508,7 +515,7 @@ impl ProxyHttp for Kavro {
                 Ok(false)
             }
             RouteAction::Static(root) => {
-                let precompressed = chains[Phase::Present].is_empty();
+                let precompressed = !ctx.any_turn(&chains[Phase::Present]);
                 let max = ctx.active.config.present_max_bytes;
                 let served = root.serve(session.req_header(), precompressed, max).await;
                 let p = match served.directives {
@@ -843,7 +850,7 @@ impl ProxyHttp for Kavro {
             .and_then(|v| v.parse::<usize>().ok());
         let bodiless = session.req_header().method == http::Method::HEAD
             || matches!(resp.status.as_u16(), 100..=199 | 204 | 304);
-        let presents = !ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty();
+        let presents = ctx.any_turn(&ctx.active.plugins.chains(ctx.route)[Phase::Present]);
         if presents && !bodiless && !ctx.body_replaced {
             // An empty body has nothing to present, and no body task.
             if let Some(len) = len.filter(|&l| l > 0 && l <= max) {

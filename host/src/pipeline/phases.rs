@@ -175,7 +175,7 @@ impl<'s> Walk<'s> {
                 return Ok(None);
             };
             self.place = self.place.wrapping_add(1);
-            if ctx.has_failed(i) {
+            if ctx.skips(i) {
                 continue;
             }
             self.current = i;

@@ -211,7 +211,18 @@ async fn deliver(batch: Vec<Pending>) {
         let set = &g.active.plugins;
         let mut finished = g.finished;
         for &i in &set.chains(g.route)[Phase::Post] {
-            finished = deliver_to(set, i, finished).await;
+            let plugin = &set.plugins[i];
+            if plugin.settings.paths.is_none() {
+                finished = deliver_to(set, i, finished).await;
+                continue;
+            }
+            // A path-scoped plugin has the requests of its paths only.
+            let (mine, others): (Vec<_>, Vec<_>) = finished
+                .into_iter()
+                .partition(|f| plugin.settings.covers(f.req.uri.path()));
+            finished = deliver_to(set, i, mine).await;
+            finished.extend(others);
+            finished.sort_by_key(|f| f.seq);
         }
         // The requests are done once the last plugin has had them.
         drop(g.in_flight);
@@ -222,6 +233,9 @@ async fn deliver(batch: Vec<Pending>) {
 /// for the next plugin. A call that ends early has the rest delivered
 /// again; a request whose post failed is counted once.
 async fn deliver_to(set: &PluginSet, i: usize, finished: Vec<Finished>) -> Vec<Finished> {
+    if finished.is_empty() {
+        return finished;
+    }
     let plugin = &set.plugins[i];
     let mut handled = Vec::with_capacity(finished.len());
     let mut todo = VecDeque::from([finished]);

@@ -28,7 +28,7 @@ pub async fn present(
     body: Bytes,
     head_writable: bool,
 ) -> std::result::Result<Bytes, Produced> {
-    if ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty() {
+    if !ctx.any_turn(&ctx.active.plugins.chains(ctx.route)[Phase::Present]) {
         return Ok(body);
     }
     // The chain is read from the request's own snapshot, which the chain
@@ -83,10 +83,10 @@ pub async fn directed(
     let mut chain = Vec::with_capacity(list.len());
     for d in list {
         match active.plugins.directive(&d.name, ctx.route) {
-            Some(i) => chain.push(i),
-            None => {
+            Some(i) if !ctx.skips(i) => chain.push(i),
+            _ => {
                 return failed(format!(
-                    "no loaded plugin answers the directive `{}` (on this route)",
+                    "no loaded plugin answers the directive `{}` (on this route and path)",
                     d.name
                 ))
             }
@@ -129,7 +129,7 @@ pub async fn present_produced(
     req: &mut RequestHeader,
     p: &mut Produced,
 ) -> Result<()> {
-    if ctx.active.plugins.chains(ctx.route)[Phase::Present].is_empty() {
+    if !ctx.any_turn(&ctx.active.plugins.chains(ctx.route)[Phase::Present]) {
         return Ok(());
     }
     let max = ctx.active.config.present_max_bytes;

@@ -29,6 +29,8 @@ pub struct PluginSet {
     /// The plugin that answers each `!>` file directive. Such a plugin is
     /// in no present chain: it presents only the files that name it.
     pub directives: HashMap<String, usize>,
+    /// Some plugin is scoped to `paths`.
+    pub path_scoped: bool,
 }
 
 impl PluginSet {
@@ -50,6 +52,15 @@ impl PluginSet {
         }
     }
 
+    /// The plugins whose `paths` leave `path` out.
+    pub fn out_of_scope<'a>(&'a self, path: &'a str) -> impl Iterator<Item = usize> + 'a {
+        self.plugins
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| !p.settings.covers(path))
+            .map(|(i, _)| i)
+    }
+
     fn index(plugins: Vec<Arc<Plugin>>, routes: usize) -> PluginSet {
         let mut set = PluginSet {
             per_route: vec![Chains::default(); routes],
@@ -58,6 +69,7 @@ impl PluginSet {
         for (i, p) in plugins.iter().enumerate() {
             let exported = p.phases;
             let directed = !p.manifest.directives.is_empty();
+            set.path_scoped |= p.settings.paths.is_some();
             for name in &p.manifest.directives {
                 set.directives.entry(name.clone()).or_insert(i);
             }
