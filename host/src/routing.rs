@@ -181,6 +181,9 @@ pub struct Route<A = RouteAction> {
     pub max_request_bytes: Option<u64>,
     /// Kavro may compress this route's responses.
     pub compress: bool,
+    /// The Cache-Control its responses get towards clients when they have
+    /// none (`client_cache`).
+    pub client_cache: Option<http::HeaderValue>,
 }
 
 impl<A> Route<A> {
@@ -199,6 +202,7 @@ impl<A> Route<A> {
             retries: self.retries,
             max_request_bytes: self.max_request_bytes,
             compress: self.compress,
+            client_cache: self.client_cache.clone(),
         }
     }
 }
@@ -295,6 +299,7 @@ mod tests {
             retries: None,
             max_request_bytes: None,
             compress: true,
+            client_cache: None,
         }
     }
 

@@ -94,9 +94,12 @@ fn print_errors(errors: &[Diagnostic]) {
 /// run (the host serves them as 500s).
 fn warn_directives(services: &Services, plugins: &PluginSet) {
     for route in services.routes.iter() {
-        if let crate::routing::RouteAction::Static(root) = &route.action {
+        let crate::routing::RouteAction::Static(root) = &route.action else {
+            continue;
+        };
+        if let Some(dir) = root.directed_root() {
             let answered = |name: &str| plugins.directive(name, Some(route.index)).is_some();
-            for problem in crate::actions::directives::problems(root.root(), answered) {
+            for problem in crate::actions::directives::problems(dir, answered) {
                 eprintln!("warning: route `{}`: {problem}", route.name);
             }
         }

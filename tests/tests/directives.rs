@@ -39,6 +39,8 @@ fn site() -> HostBuilder {
     std::fs::write(templates.join("base.html"), TEMPLATES).unwrap();
     let config = format!(
         "[[routes]]\nname = \"loud\"\npath = \"/loud/*\"\nstatic = {{ root = \"{root}\", strip_prefix = \"/loud\" }}\n\n\
+         [[routes]]\nname = \"raw\"\npath = \"/raw/*\"\nstatic = {{ root = \"{root}\", strip_prefix = \"/raw\", directives = false }}\n\n\
+         [[routes]]\nname = \"cached\"\npath = \"/cached/*\"\nstatic = {{ root = \"{root}\", strip_prefix = \"/cached\" }}\ncache = {{ ttl = 60 }}\n\n\
          [[routes]]\nname = \"site\"\npath = \"/*\"\nstatic = {{ root = \"{root}\" }}\n\n\
          [[plugins]]\nname = \"tmpl\"\n[plugins.dirs]\n\"/templates\" = \"{templates}\"\n\n\
          [[plugins]]\nname = \"loud\"\nroutes = [\"loud\"]\n",
@@ -109,6 +111,19 @@ fn directives_run_in_order_with_their_arguments_and_the_line_is_not_served() {
         "{body}"
     );
     assert!(body.contains("NONCE=\""), "{body}");
+
+    // A root that runs no directives serves the line as it is.
+    let r = client().get(host.url("/raw/page.html")).send().unwrap();
+    assert_eq!(r.text().unwrap(), PAGE);
+    // What directives make is never stored: a cached route still gives
+    // each response its own nonce.
+    let mut cached = HashSet::new();
+    for _ in 0..3 {
+        let r = client().get(host.url("/cached/page.html")).send().unwrap();
+        assert_ne!(header(&r, "x-kavro-cache"), "HIT");
+        cached.insert(nonces(&r.text().unwrap())[0].clone());
+    }
+    assert_eq!(cached.len(), 3);
 
     // A file without a line is served as it is, with its validators.
     let r = client().get(host.url("/plain.html")).send().unwrap();

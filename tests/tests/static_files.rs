@@ -245,3 +245,60 @@ fn siblings_are_ignored_unless_the_route_asks_for_them() {
     assert!(r.ends_with("\r\n\r\nidentity"), "{r}");
     assert!(!r.to_ascii_lowercase().contains("vary"), "{r}");
 }
+
+/// A route's client cache preference: the Cache-Control its 2xx and 3xx
+/// answers get when they carry none (304s too), never on errors; the
+/// named preferences and a number of seconds; a bad one is refused.
+#[test]
+fn client_cache_preferences_set_cache_control_towards_clients() {
+    let b = Host::builder();
+    let root = b.dir.path().join("site");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("app.js"), "go()").unwrap();
+    let config = format!(
+        "[[routes]]\npath = \"/assets/*\"\nstatic = {{ root = \"{0}\", strip_prefix = \"/assets\" }}\nclient_cache = \"full\"\n\n\
+         [[routes]]\npath = \"/short/*\"\nstatic = {{ root = \"{0}\", strip_prefix = \"/short\" }}\nclient_cache = 60\n\n\
+         [[routes]]\npath = \"/own\"\nrespond = {{ body = \"own\", headers = {{ cache-control = \"private\" }} }}\nclient_cache = \"none\"\n\n\
+         [[routes]]\npath = \"/*\"\nstatic = {{ root = \"{0}\" }}\n",
+        root.display()
+    );
+    let mut host = b.config(&config).start();
+    let c = kavro_e2e::client();
+    let cc = |r: &reqwest::blocking::Response| {
+        r.headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let r = c.get(host.url("/assets/app.js")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(cc(&r).as_deref(), Some("public, max-age=604800, immutable"));
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let r = c
+        .get(host.url("/assets/app.js"))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(cc(&r).as_deref(), Some("public, max-age=604800, immutable"));
+    let r = c.get(host.url("/assets/missing.js")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(cc(&r), None);
+    let r = c.get(host.url("/short/app.js")).send().unwrap();
+    assert_eq!(cc(&r).as_deref(), Some("max-age=60"));
+    // The response's own header wins.
+    let r = c.get(host.url("/own")).send().unwrap();
+    assert_eq!(cc(&r).as_deref(), Some("private"));
+    let r = c.get(host.url("/app.js")).send().unwrap();
+    assert_eq!(cc(&r), None);
+    assert!(host.terminate(std::time::Duration::from_secs(10)).success());
+
+    let bad = Host::builder().config(
+        "[[routes]]\npath = \"/*\"\nrespond = { body = \"x\" }\nclient_cache = \"forever\"\n",
+    );
+    let (ok, out) = bad.validate();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("client_cache") && out.contains("\"changing\""),
+        "{out}"
+    );
+}

@@ -30,6 +30,17 @@ pub struct FileDirectives {
     pub list: Result<Vec<Directive>, String>,
     /// Bytes of the line, its line break included: the body starts after.
     pub line_len: u64,
+    /// The line as read, to tell whether the bytes served still start
+    /// with it.
+    pub raw: Box<[u8]>,
+}
+
+/// Whether `name` can be a directive's name: letters, digits, `-`, `_`.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Parses a directive line (without its line break).
@@ -43,10 +54,7 @@ pub fn parse_line(line: &str) -> Result<Vec<Directive>, String> {
             let name = words.next().ok_or_else(|| {
                 "an empty directive (nothing after `!>`, or two `&>` in a row)".to_string()
             })?;
-            let valid = name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid {
+            if !is_name(name) {
                 return Err(format!(
                     "`{name}` is not a directive name (letters, digits, `-` and `_`)"
                 ));
@@ -58,6 +66,19 @@ pub fn parse_line(line: &str) -> Result<Vec<Directive>, String> {
             })
         })
         .collect()
+}
+
+/// The directive line of `whole` (a file's bytes), `known` if it still
+/// starts with that line, else read again: the file may have changed since.
+pub fn current(
+    file: &Path,
+    whole: &[u8],
+    known: Arc<FileDirectives>,
+) -> Option<Arc<FileDirectives>> {
+    if !known.raw.is_empty() && whole.starts_with(&known.raw) {
+        return Some(known);
+    }
+    line_of(file, whole, whole.len() as u64).map(Arc::new)
 }
 
 /// The directive line at the start of `head` (the file's first bytes, of a
@@ -76,9 +97,11 @@ fn line_of(file: &Path, head: &[u8], len: u64) -> Option<FileDirectives> {
                     "the directive line is longer than {MAX_LINE} bytes"
                 )),
                 line_len: 0,
+                raw: Box::default(),
             })
         }
     };
+    let raw = head[..line_len as usize].into();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let list = match std::str::from_utf8(line) {
         Ok(text) => parse_line(text),
@@ -88,6 +111,7 @@ fn line_of(file: &Path, head: &[u8], len: u64) -> Option<FileDirectives> {
         file: file.to_path_buf(),
         list,
         line_len,
+        raw,
     })
 }
 

@@ -15,7 +15,7 @@ use pingora_core::protocols::http::conditional_filter::not_modified_filter;
 use pingora_http::{RequestHeader, ResponseHeader};
 use tokio::io::AsyncSeekExt;
 
-use super::directives::{FileDirectives, Lines};
+use super::directives::{current, FileDirectives, Lines};
 use super::{usable_dir, Body, Produced, SettingsError};
 use crate::compression::{acceptable, Encoding};
 
@@ -27,7 +27,8 @@ pub struct StaticRoot {
     strip_prefix: Option<String>,
     /// Look for precompressed siblings (a lookup a request, so opt-in).
     precompressed: bool,
-    lines: Lines,
+    /// The files' directive lines; `None` serves files as they are.
+    lines: Option<Lines>,
 }
 
 /// What a static route serves: the response, and the directives its
@@ -52,6 +53,7 @@ impl StaticRoot {
         index: Vec<String>,
         strip_prefix: Option<String>,
         precompressed: bool,
+        directives: bool,
     ) -> Result<StaticRoot, SettingsError> {
         let root = usable_dir("static root", root)?;
         Ok(StaticRoot {
@@ -59,13 +61,13 @@ impl StaticRoot {
             index,
             strip_prefix,
             precompressed,
-            lines: Lines::default(),
+            lines: directives.then(Lines::default),
         })
     }
 
-    /// The root folder, canonical.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The root folder, canonical, if its files' directives run.
+    pub fn directed_root(&self) -> Option<&Path> {
+        self.lines.is_some().then_some(self.root.as_path())
     }
 
     /// The file under the root that `url_path` names, if it stays inside the root.
@@ -130,12 +132,10 @@ impl StaticRoot {
         precompressed: bool,
         directed_max: usize,
     ) -> Served {
-        if let Some(directives) = self.lines.of(path, meta).await {
-            let produced = directed(path, meta, &directives, directed_max).await;
-            return Served {
-                produced,
-                directives: Some(directives),
-            };
+        if let Some(lines) = &self.lines {
+            if let Some(known) = lines.of(path, meta).await {
+                return directed(path, known, directed_max).await;
+            }
         }
         let may_encode = self.precompressed && precompressed;
         // A range is of the file as it is: no sibling for it.
@@ -303,14 +303,19 @@ fn content_type(path: &Path) -> String {
 
 /// A file with directives, read whole without its directive line, for the
 /// plugins it names to make the response: no validators (their output may
-/// differ each time), no ranges, no precompressed sibling.
-async fn directed(
-    path: &Path,
-    meta: &std::fs::Metadata,
-    directives: &FileDirectives,
-    max: usize,
-) -> Produced {
-    if meta.len() > max as u64 {
+/// differ each time), no ranges, no precompressed sibling. The line is read
+/// again from the bytes served, which may be newer than the line known.
+async fn directed(path: &Path, known: Arc<FileDirectives>, max: usize) -> Served {
+    use tokio::io::AsyncReadExt;
+    let mut whole = Vec::new();
+    let read = match tokio::fs::File::open(path).await {
+        Ok(f) => f.take(max as u64 + 1).read_to_end(&mut whole).await,
+        Err(_) => return Produced::text(404, "not found\n").into(),
+    };
+    if read.is_err() {
+        return Produced::text(500, "cannot read the file\n").into();
+    }
+    if whole.len() > max {
         tracing::warn!(
             event = "directive_failed",
             file = %path.display(),
@@ -319,26 +324,24 @@ async fn directed(
         return Produced::text(
             500,
             "500 Internal Server Error: file too large for its directives\n",
-        );
+        )
+        .into();
     }
-    let whole = match tokio::fs::read(path).await {
-        Ok(b) => bytes::Bytes::from(b),
-        Err(_) => return Produced::text(404, "not found\n"),
-    };
-    // Changed since its line was read: the line is measured again.
-    let line_len = match whole.starts_with(b"!>") {
-        true => directives.line_len,
-        false => 0,
-    };
-    let start = (line_len as usize).min(whole.len());
-    let body = whole.slice(start..);
+    let directives = current(path, &whole, known);
+    let whole = bytes::Bytes::from(whole);
+    let start = directives.as_ref().map_or(0, |d| d.line_len as usize);
+    let body = whole.slice(start.min(whole.len())..);
     let mut head = ResponseHeader::build(StatusCode::OK, Some(3)).expect("valid");
     let _ = head.insert_header(header::CONTENT_TYPE, content_type(path));
     let _ = head.insert_header(header::CONTENT_LENGTH, body.len().to_string());
-    Produced {
+    let produced = Produced {
         head: Box::new(head),
         body: Body::Bytes(body),
         identity: None,
+    };
+    Served {
+        produced,
+        directives,
     }
 }
 
@@ -434,7 +437,7 @@ mod tests {
             index: vec![],
             strip_prefix: None,
             precompressed: false,
-            lines: Lines::default(),
+            lines: None,
         }
     }
 

@@ -760,7 +760,13 @@ fn compile_route(
     }
     if let Some(s) = rs.static_files {
         let root = base.join(s.root.get_ref());
-        match StaticRoot::new(&root, s.index, s.strip_prefix, s.precompressed) {
+        match StaticRoot::new(
+            &root,
+            s.index,
+            s.strip_prefix,
+            s.precompressed,
+            s.directives,
+        ) {
             Ok(root) => actions.push(ActionSpec::Static(Arc::new(root))),
             Err(e) => {
                 r.error(
@@ -936,7 +942,38 @@ fn compile_route(
         retries,
         max_request_bytes: rs.max_request_bytes,
         compress: rs.compress,
+        client_cache: rs
+            .client_cache
+            .as_ref()
+            .and_then(|v| client_cache(r, &format!("{field}.client_cache"), v)),
     })
+}
+
+/// A route's `client_cache` as the Cache-Control value it stands for.
+fn client_cache(
+    r: &mut Reporter<'_>,
+    field: &str,
+    v: &toml::Spanned<toml::Value>,
+) -> Option<http::HeaderValue> {
+    let value = match v.get_ref() {
+        toml::Value::String(s) => match s.as_str() {
+            "none" => Some("no-store".to_string()),
+            "changing" => Some("max-age=120".to_string()),
+            "full" => Some("public, max-age=604800, immutable".to_string()),
+            _ => None,
+        },
+        toml::Value::Integer(n) if *n >= 0 => Some(format!("max-age={n}")),
+        _ => None,
+    };
+    if value.is_none() {
+        r.error(
+            Some(v.span()),
+            field.to_string(),
+            format!("`{}` is not a client cache preference", v.get_ref()),
+            "client_cache = \"none\" (no-store), \"changing\" (2 minutes), \"full\" (a week, immutable) or a number of seconds",
+        );
+    }
+    value.map(|v| http::HeaderValue::from_str(&v).expect("ASCII"))
 }
 
 /// Validates one plugin entry (from the config file or a sidecar file).

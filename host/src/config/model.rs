@@ -639,6 +639,9 @@ pub struct RouteSection {
     /// `false`: this route's responses are never compressed by Kavro.
     #[serde(default = "yes")]
     pub compress: bool,
+    /// The Cache-Control its responses get towards clients when they have
+    /// none (Kvarn's client cache preference).
+    pub client_cache: Option<Spanned<toml::Value>>,
 }
 
 /// What a route may change of its upstream's retries; the budget stays
@@ -662,6 +665,10 @@ pub struct StaticSection {
     /// accept it.
     #[serde(default)]
     pub precompressed: bool,
+    /// Run the `!>` directives of files' first lines (`false` for a root
+    /// of files others upload, which must not choose plugins).
+    #[serde(default = "yes")]
+    pub directives: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -89,6 +89,8 @@ pub struct Ctx {
     pub replaced_identity: Option<std::sync::Arc<str>>,
     /// The route lets Kavro compress its responses.
     pub compress: bool,
+    /// The route's Cache-Control towards clients, for responses without one.
+    pub client_cache: Option<HeaderValue>,
     /// A proxied body's compressor, when it goes compressed.
     pub compressing: Option<Box<crate::compression::Compressing>>,
     /// The client waits for `100 Continue` before its body.
@@ -145,6 +147,7 @@ impl Ctx {
             replaced_body: None,
             replaced_identity: None,
             compress: false,
+            client_cache: None,
             compressing: None,
             expects_continue: false,
             body_limit: None,

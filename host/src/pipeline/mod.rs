@@ -452,6 +452,7 @@ impl ProxyHttp for Kavro {
         }
         // A background refresh's answer goes to the cache, not to a client.
         ctx.compress = route.compress && !primed;
+        ctx.client_cache = route.client_cache.clone();
         if let Some(max) = route.max_request_bytes {
             if head.content_length.is_some_and(|n| n > max) {
                 let refused = crate::protect::Refused::body_over(max);

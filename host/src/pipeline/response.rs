@@ -60,24 +60,9 @@ pub async fn directed(
     mut p: Produced,
     file: &FileDirectives,
 ) -> Produced {
-    let failed = |why: String| {
-        tracing::warn!(
-            event = "directive_failed",
-            file = %file.file.display(),
-            request = ctx.request_id(),
-            "{why}"
-        );
-        Produced::text(
-            500,
-            format!(
-                "500 Internal Server Error: this file's directives cannot run (request id {})\n",
-                ctx.request_id()
-            ),
-        )
-    };
     let list = match &file.list {
         Ok(list) => list,
-        Err(why) => return failed(format!("malformed directive line: {why}")),
+        Err(why) => return cannot_run(ctx, file, format!("malformed directive line: {why}")),
     };
     let active = ctx.active.clone();
     let mut chain = Vec::with_capacity(list.len());
@@ -85,20 +70,27 @@ pub async fn directed(
         match active.plugins.directive(&d.name, ctx.route) {
             Some(i) if !ctx.skips(i) => chain.push(i),
             _ => {
-                return failed(format!(
+                let why = format!(
                     "no loaded plugin answers the directive `{}` (on this route and path)",
                     d.name
-                ))
+                );
+                return cannot_run(ctx, file, why);
             }
         }
+    }
+    if p.head.status != http::StatusCode::OK {
+        return p;
     }
     let args: Vec<Vec<String>> = list.iter().map(|d| d.args.clone()).collect();
     let Body::Bytes(body) = std::mem::replace(&mut p.body, Body::Empty) else {
         return p;
     };
+    // What directives make may differ for each response (a nonce): it is
+    // never stored for others.
+    ctx.cache.directive = Some(crate::cache::Directive::NoStore);
     let max = active.config.present_max_bytes;
     let plugins = &active.plugins;
-    match phases::run_present(
+    let out = phases::run_present(
         plugins,
         &chain,
         &args,
@@ -108,18 +100,39 @@ pub async fn directed(
         body,
         true,
         max,
-    )
-    .await
-    {
-        Ok(out) => {
-            let _ = p
-                .head
-                .insert_header(header::CONTENT_LENGTH, out.len().to_string());
-            p.body = Body::Bytes(out);
-            p
-        }
-        Err(err) => err,
+    );
+    let out = match out.await {
+        Ok(out) => out,
+        Err(err) => return err,
+    };
+    // A directive whose plugin failed open did not run: the file is not
+    // served as if it had (`hide` must not let it through).
+    if let Some((d, _)) = list.iter().zip(&chain).find(|(_, &i)| ctx.skips(i)) {
+        let why = format!("the directive `{}` did not run: its plugin failed", d.name);
+        return cannot_run(ctx, file, why);
     }
+    let _ = p
+        .head
+        .insert_header(header::CONTENT_LENGTH, out.len().to_string());
+    p.body = Body::Bytes(out);
+    p
+}
+
+/// The 500 of a file whose directives cannot run, logged with the file.
+fn cannot_run(ctx: &Ctx, file: &FileDirectives, why: String) -> Produced {
+    tracing::warn!(
+        event = "directive_failed",
+        file = %file.file.display(),
+        request = ctx.request_id(),
+        "{why}"
+    );
+    Produced::text(
+        500,
+        format!(
+            "500 Internal Server Error: this file's directives cannot run (request id {})\n",
+            ctx.request_id()
+        ),
+    )
 }
 
 /// Present over a response Kavro produced, if its body is whole and fits:
@@ -171,6 +184,14 @@ pub fn stamp(ctx: &Ctx, head: &mut ResponseHeader) {
         head.insert_parsed_header(&X_KAVRO_CACHE, "x-kavro-cache", status);
     }
     head.insert_parsed_header(&X_REQUEST_ID, "x-request-id", ctx.id.clone());
+    // The route's client preference, for answers worth keeping (not errors)
+    // that do not say themselves.
+    if let Some(cc) = &ctx.client_cache {
+        let kept = (200..400).contains(&head.status.as_u16());
+        if kept && !head.headers.contains_key(http::header::CACHE_CONTROL) {
+            let _ = head.insert_header(http::header::CACHE_CONTROL, cc.clone());
+        }
+    }
     if ctx.https {
         if let Some(hsts) = ctx.active.config.tls.as_ref().and_then(|t| t.hsts.as_ref()) {
             let _ = head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());

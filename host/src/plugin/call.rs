@@ -439,13 +439,21 @@ impl HostResponse for Call {
         if !self.access.response_writable {
             return Err(read_only("response"));
         }
-        // 204 and 304 would drop a body the response already has.
+        // A body's framing follows its status: neither side of the change
+        // may be one without a body (1xx, 204, 205, 304) or a part of one (206).
+        let bodied = |s: u16| (200..600).contains(&s) && !matches!(s, 204 | 205 | 206 | 304);
+        let current = self.resp.status.as_u16();
+        if !bodied(current) {
+            return Err(HostError::Invalid(format!(
+                "a {current} response keeps its status"
+            )));
+        }
         let status = http::StatusCode::from_u16(status)
             .ok()
-            .filter(|s| (200..600).contains(&s.as_u16()) && !matches!(s.as_u16(), 204 | 304))
+            .filter(|s| bodied(s.as_u16()))
             .ok_or_else(|| {
                 HostError::Invalid(format!(
-                    "status {status} cannot be set: use 200-599, except 204 and 304"
+                    "status {status} cannot be set: use 200-599, except 204, 205, 206 and 304"
                 ))
             })?;
         let _ = self.resp.set_status(status);

@@ -317,7 +317,27 @@ fn check_directives(plugins: &[Arc<Plugin>]) -> Result<(), Vec<Diagnostic>> {
     let mut answered: HashMap<&str, &Plugin> = HashMap::new();
     let mut errors = Vec::new();
     for p in plugins {
+        if !p.manifest.directives.is_empty() && !p.phases[Phase::Present] {
+            errors.push(error(
+                &p.file,
+                format!(
+                    "plugin `{}` answers directives but does not export present, which runs them",
+                    p.name
+                ),
+                "implement present (on_directive in Rust), or declare no directives",
+            ));
+        }
         for name in &p.manifest.directives {
+            if !crate::actions::directives::is_name(name) {
+                errors.push(error(
+                    &p.file,
+                    format!(
+                        "plugin `{}` answers `{name}`, which no `!>` line can name",
+                        p.name
+                    ),
+                    "a directive name is letters, digits, `-` and `_`",
+                ));
+            }
             if let Some(first) = answered.insert(name, p) {
                 errors.push(error(
                     &p.file,

@@ -63,6 +63,11 @@ def error(message: str) -> None:
     log.log(types.Level.ERROR, str(message))
 
 
+def _names(value):
+    """A list of names; one name written alone (`directives = "tmpl"`) is one."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 class Plugin:
     """Base class: set `name`, `version`, `capabilities` (and `directives`);
     define phases."""
@@ -221,7 +226,7 @@ def _reported(phase):
 class PluginExport:
     def describe(self) -> types.Manifest:
         p = _plugin()
-        return types.Manifest(p.name, p.version, list(p.capabilities), list(p.directives))
+        return types.Manifest(p.name, p.version, _names(p.capabilities), _names(p.directives))
 
 
 class PrimeExport:
