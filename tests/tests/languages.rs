@@ -217,3 +217,42 @@ fn javascript_exceptions_reach_the_operator() {
 fn c_failures_reach_the_operator() {
     failures_reach_the_operator("failing-c", "trap", "the plugin reported");
 }
+
+/// The `label` test plugin of each language answers `!>` directives: its
+/// name and arguments arrive in order, twice in one chain with different
+/// arguments, and it can set the status.
+fn directives_reach_the_plugin(wasm: &str) {
+    let b = Host::builder().plugin(wasm, "label");
+    let root = b.dir.path().join("site");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("page.html"), "!> label a b &> label c\n<p>x</p>").unwrap();
+    std::fs::write(root.join("bare.html"), "!> label\n<p>x</p>").unwrap();
+    let config = format!(
+        "[[routes]]\npath = \"/*\"\nstatic = {{ root = \"{}\" }}\n\n\
+         [[plugins]]\nname = \"label\"\n# A fresh Python or JS instance takes a while on a busy machine.\nlimits = {{ deadline_ms = 5000 }}\n",
+        root.display()
+    );
+    let mut host = b.config(&config).start();
+    let r = client().get(host.url("/page.html")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "label:c:label:a,b:<p>x</p>");
+    let r = client().get(host.url("/bare.html")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.text().unwrap(), "which label?");
+    assert!(host.terminate(std::time::Duration::from_secs(10)).success());
+}
+
+#[test]
+fn python_directives() {
+    directives_reach_the_plugin("label-python");
+}
+
+#[test]
+fn typescript_directives() {
+    directives_reach_the_plugin("label-typescript");
+}
+
+#[test]
+fn c_directives() {
+    directives_reach_the_plugin("label-c");
+}
