@@ -29,7 +29,7 @@ ROOT=$PWD
 # outside the clone so fresh clones reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kavro/target}"
 FIRST_PARTY=(headers redirects cors router access-log)
-# Built with them, but not served by default (each needs settings and a
+# Built with them, but not served by default (most need settings or a
 # grant): copied to plugins/opt-in/.
 OPT_IN=(rate-limit security-headers tmpl hide nonce)
 TEST_PLUGINS_DIR=tests/plugins

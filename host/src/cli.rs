@@ -52,7 +52,8 @@ pub struct Common {
     /// Folder whose *.wasm components are loaded as plugins [default: ./plugins].
     #[arg(long, value_name = "DIR")]
     pub plugins: Option<PathBuf>,
-    /// Config file (TOML); without it the embedded default is used.
+    /// Config file: TOML, or JSON (`.json`, the same keys); without it the
+    /// embedded default is used.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
@@ -108,10 +109,29 @@ impl CacheArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a config and the plugins folder without serving; exits non-zero on errors.
-    Validate(Common),
+    Validate(ValidateArgs),
+    /// Print a config (TOML or JSON) as its canonical JSON graph: keys
+    /// sorted, defaults written out, relative paths resolved.
+    Compile(CompileArgs),
     /// Write a new plugin, or try one on a request without a server.
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The config to check (the same as --config).
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The config to compile [default: --config, else the embedded default].
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -110,9 +110,24 @@ fn warn_directives(services: &Services, plugins: &PluginSet) {
 pub fn main(mut cli: Cli) -> i32 {
     let validate = match cli.command.take() {
         Some(Command::Plugin(command)) => return crate::authoring::main(command, &cli),
-        Some(Command::Validate(common)) => {
+        Some(Command::Validate(args)) => {
+            let mut common = args.common;
+            common.config = args.file.or(common.config);
             cli.common = common.or(&cli.common);
             true
+        }
+        Some(Command::Compile(args)) => {
+            let file = args.file.or_else(|| cli.common.config.clone());
+            return match Config::canonical(file.as_deref()) {
+                Ok(graph) => {
+                    print!("{graph}");
+                    0
+                }
+                Err(d) => {
+                    eprintln!("{d}");
+                    2
+                }
+            };
         }
         None => false,
     };

@@ -339,3 +339,56 @@ fn a_fastcgi_wait_that_runs_out_is_503() {
         "the burst took {took:?}"
     );
 }
+
+/// A FastCGI server that sees the site under another path (php-fpm in a
+/// container): `script_root` names it. Scripts are checked under the local
+/// root (a bare copy of the names here), and SCRIPT_FILENAME, DOCUMENT_ROOT
+/// and PATH_TRANSLATED are written under the server's own.
+#[test]
+fn script_root_is_the_path_the_fastcgi_server_sees() {
+    let fpm = PhpFpm::start(1);
+    let b = Host::builder();
+    let local = b.dir.path().join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    // Empty: only the names matter here, php-fpm reads its own copy.
+    std::fs::write(local.join("server.php"), "").unwrap();
+    let seen = std::fs::canonicalize(fpm.root()).unwrap();
+    let config = format!(
+        "[[routes]]\npath = \"/*.php\"\n[routes.fastcgi]\naddress = \"{}\"\nroot = \"{}\"\nscript_root = \"{}\"\n",
+        fpm.address(),
+        local.display(),
+        seen.display()
+    );
+    let mut host = b.config(&config).start();
+    let r = client()
+        .get(host.url("/server.php/extra/path"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v = json(r);
+    assert_eq!(
+        v["SCRIPT_FILENAME"],
+        seen.join("server.php").display().to_string()
+    );
+    assert_eq!(v["DOCUMENT_ROOT"], seen.display().to_string());
+    assert_eq!(
+        v["PATH_TRANSLATED"],
+        seen.join("extra/path").display().to_string()
+    );
+    // A script the local root lacks is a 404 without asking php-fpm.
+    let r = client().get(host.url("/counter.php")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(host.terminate(std::time::Duration::from_secs(10)).success());
+
+    let bad = Host::builder().config(&format!(
+        "[[routes]]\npath = \"/*.php\"\n[routes.fastcgi]\naddress = \"{}\"\nroot = \"{}\"\nscript_root = \"var/www\"\n",
+        fpm.address(),
+        local.display()
+    ));
+    let (ok, out) = bad.validate();
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("script_root") && out.contains("absolute"),
+        "{out}"
+    );
+}

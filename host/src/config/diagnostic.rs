@@ -37,6 +37,9 @@ pub struct Reporter<'a> {
     pub file: &'a str,
     pub text: &'a str,
     pub errors: Vec<Diagnostic>,
+    /// The text was made from a JSON file: errors name JSON pointers, not
+    /// places in the text.
+    pub json: bool,
 }
 
 impl<'a> Reporter<'a> {
@@ -45,6 +48,7 @@ impl<'a> Reporter<'a> {
             file,
             text,
             errors: Vec::new(),
+            json: false,
         }
     }
 
@@ -60,13 +64,19 @@ impl<'a> Reporter<'a> {
         message: impl std::fmt::Display,
         hint: impl Into<String>,
     ) {
+        // A JSON config's text is made from it: its places say nothing.
         let position = span
-            .filter(|s| !(s.start == 0 && s.end == 0))
+            .filter(|s| !self.json && *s != (0..0))
             .map(|s| line_col(self.text, s.start));
+        let field = field.into();
+        let field = match self.json {
+            true => super::graph::pointer(&field),
+            false => field,
+        };
         self.errors.push(Diagnostic {
             file: self.file.to_string(),
             position,
-            field: field.into(),
+            field,
             message: message.to_string(),
             hint: hint.into(),
         });

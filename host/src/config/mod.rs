@@ -5,6 +5,7 @@
 //! describes.
 
 mod diagnostic;
+pub mod graph;
 pub mod model;
 pub mod tls;
 mod upstream;
@@ -233,27 +234,52 @@ impl Config {
             .max(1)
     }
 
-    /// Reads and validates `path`, or the embedded default when `None`.
+    /// Reads and validates `path` (TOML, or JSON by its extension), or
+    /// the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> Result<Config, Diagnostics> {
-        match path {
-            None => Config::parse(DEFAULT_SOURCE, DEFAULT_CONFIG),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    Diagnostics(vec![Diagnostic {
-                        file: p.display().to_string(),
-                        position: None,
-                        field: String::new(),
-                        message: format!("cannot read the config file: {e}"),
-                        hint: "check the path given to --config".into(),
-                    }])
-                })?;
-                Config::parse(&p.display().to_string(), &text)
-            }
-        }
+        let (file, text) = Config::read(path)?;
+        Config::parse(&file, &text)
     }
 
+    /// The canonical JSON graph of `path`'s config, once it is valid.
+    pub fn canonical(path: Option<&Path>) -> Result<String, Diagnostics> {
+        let (file, text) = Config::read(path)?;
+        Config::parse(&file, &text)?;
+        let text = match graph::is_json(&file) {
+            true => graph::toml_from_json(&file, &text)?,
+            false => text,
+        };
+        let mut r = Reporter::new(&file, &text);
+        let raw = deserialize(&mut r).ok_or_else(|| Diagnostics(r.errors.clone()))?;
+        Ok(graph::canonical(&file, raw))
+    }
+
+    /// The config's name and text.
+    fn read(path: Option<&Path>) -> Result<(String, String), Diagnostics> {
+        let Some(p) = path else {
+            return Ok((DEFAULT_SOURCE.to_string(), DEFAULT_CONFIG.to_string()));
+        };
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            Diagnostics(vec![Diagnostic {
+                file: p.display().to_string(),
+                position: None,
+                field: String::new(),
+                message: format!("cannot read the config file: {e}"),
+                hint: "check the path given to --config".into(),
+            }])
+        })?;
+        Ok((p.display().to_string(), text))
+    }
+
+    /// Validates a config's text: JSON when `file` ends in `.json`, else TOML.
     pub fn parse(file: &str, text: &str) -> Result<Config, Diagnostics> {
-        let mut r = Reporter::new(file, text);
+        let json = graph::is_json(file);
+        let text = match json {
+            true => std::borrow::Cow::Owned(graph::toml_from_json(file, text)?),
+            false => std::borrow::Cow::Borrowed(text),
+        };
+        let mut r = Reporter::new(file, &text);
+        r.json = json;
         let raw: model::ConfigFile = match deserialize(&mut r) {
             Some(raw) => raw,
             None => return Err(Diagnostics(r.errors)),
@@ -298,6 +324,18 @@ pub fn deserialize<T: serde::de::DeserializeOwned>(r: &mut Reporter<'_>) -> Opti
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
 
 fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
+    if raw.schema > graph::SCHEMA {
+        r.error(
+            None,
+            "schema",
+            format!(
+                "written for graph schema {}; this kavro-host reads schema {} and older",
+                raw.schema,
+                graph::SCHEMA
+            ),
+            "upgrade kavro-host, or compile the config with the kavro-host that serves it",
+        );
+    }
     let mut no_redirect = Vec::new();
     let listen: Vec<String> = raw
         .server
@@ -619,7 +657,7 @@ fn publish_settings(r: &mut Reporter<'_>, s: model::RealtimeSection) -> PublishS
 }
 
 /// The folder that relative paths in a config file start from.
-fn base_dir(file: &str) -> std::path::PathBuf {
+pub(crate) fn base_dir(file: &str) -> std::path::PathBuf {
     match Path::new(file).parent() {
         Some(p) if file != DEFAULT_SOURCE => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -780,9 +818,25 @@ fn compile_route(
         }
     }
     if let Some(s) = rs.fastcgi {
+        let script_root = s
+            .script_root
+            .as_ref()
+            .map(|p| std::path::PathBuf::from(p.get_ref()));
+        if let (Some(raw), Some(p)) = (&s.script_root, &script_root) {
+            if !p.is_absolute() {
+                r.error(
+                    Some(raw.span()),
+                    format!("{field}.fastcgi.script_root"),
+                    format!("script_root `{}` is not an absolute path", p.display()),
+                    "write the document root as the FastCGI server sees it, e.g. \"/var/www/html\"",
+                );
+                return None;
+            }
+        }
         let settings = fastcgi::Settings {
             address: fastcgi::Address::parse(s.address.get_ref()),
             root: base.join(s.root.get_ref()),
+            script_root,
             index: s.index,
             extension: s.extension,
             split_path_info: s.split_path_info,

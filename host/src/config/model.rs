@@ -3,12 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// The graph schema the config is written for (`graph::SCHEMA`).
+    #[serde(default = "schema")]
+    pub schema: u32,
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
@@ -34,8 +37,12 @@ pub struct ConfigFile {
     pub compression: CompressionSection,
 }
 
+fn schema() -> u32 {
+    super::graph::SCHEMA
+}
+
 /// `[compression]`: gzip, brotli and zstd by Accept-Encoding, on by default.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionSection {
     #[serde(default = "yes")]
@@ -99,7 +106,7 @@ fn default_compress_once_max() -> u64 {
 
 /// `[cluster]`: a fleet of hosts sharing KV data, realtime publishes and
 /// cache purges through Redis.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSection {
     /// `redis://[:password@]host:port[/db]`.
@@ -115,7 +122,7 @@ fn default_cluster_prefix() -> String {
 }
 
 /// `[realtime]`: how the application publishes to the hub's groups.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealtimeSection {
     /// `POST` here on the traffic listeners publishes.
@@ -148,7 +155,7 @@ fn default_secret_env() -> String {
 
 /// A route's `realtime = { backend = "app" }`: the hub holds the route's
 /// WebSocket connections and asks `backend` what each event means.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RealtimeRouteSection {
     pub backend: Spanned<String>,
@@ -168,7 +175,7 @@ fn default_max_message_bytes() -> usize {
 
 /// Timeouts towards an upstream; what is not set here comes from the
 /// level above (route, then upstream, then `[timeouts]`).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsSection {
     pub connect_ms: Option<u64>,
@@ -178,7 +185,7 @@ pub struct TimeoutsSection {
 }
 
 /// The response cache, shared by every route that has a `cache` table.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSection {
     /// Bytes the cache may hold in all (bodies, heads and keys).
@@ -199,7 +206,7 @@ impl Default for CacheSection {
 }
 
 /// A duration: whole seconds, or text such as "500ms", "10s", "5m".
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum DurationValue {
     Seconds(u64),
@@ -229,7 +236,7 @@ impl DurationValue {
 }
 
 /// A route's cache settings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteCacheSection {
     /// Lifetime of a stored response when the origin does not give one.
@@ -258,13 +265,16 @@ pub struct RouteCacheSection {
     pub keep: Option<Spanned<DurationValue>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FastCgiSection {
     /// "unix:/run/php/php-fpm.sock", "/path/to.sock" or "host:port".
     pub address: Spanned<String>,
     /// The document root: SCRIPT_FILENAME is resolved under it.
     pub root: Spanned<String>,
+    /// The same folder as the FastCGI server sees it (a php-fpm in a
+    /// container): SCRIPT_FILENAME and DOCUMENT_ROOT are written with it.
+    pub script_root: Option<Spanned<String>>,
     #[serde(default = "default_php_index")]
     pub index: Vec<String>,
     #[serde(default = "default_php_extension")]
@@ -301,7 +311,7 @@ pub struct FastCgiSection {
     pub params: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     #[serde(default = "default_listen")]
@@ -372,7 +382,7 @@ pub struct ServerSection {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -412,14 +422,14 @@ impl Default for ServerSection {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Where the admin API listens; none disables it.
     pub listen: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
     /// `host:port`, or `https://host[:port]` for a target reached over TLS;
@@ -464,7 +474,7 @@ pub struct UpstreamSection {
 }
 
 /// One target: its address alone, or with a weight.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum TargetEntry {
     Address(String),
@@ -494,14 +504,14 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum HostHeaderEntry {
     Keyword(String),
     Fixed { fixed: String },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySection {
     /// Attempts a request may make in all, the first included.
@@ -536,7 +546,7 @@ fn default_budget_percent() -> u32 {
 
 /// A request the host sends to each target on its own, to learn whether
 /// it is up.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckSection {
     pub path: Spanned<String>,
@@ -569,7 +579,7 @@ fn default_check_rise() -> u32 {
 
 /// A target that keeps failing is ejected for a period that doubles while
 /// it goes on failing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EjectSection {
     /// Consecutive failures that eject a target; 0 never ejects.
@@ -607,7 +617,7 @@ fn default_eject_max_ms() -> u64 {
     300_000
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
     pub name: Option<String>,
@@ -646,14 +656,14 @@ pub struct RouteSection {
 
 /// What a route may change of its upstream's retries; the budget stays
 /// the upstream's.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRetrySection {
     pub attempts: Option<u32>,
     pub reads: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaticSection {
     pub root: Spanned<String>,
@@ -671,7 +681,7 @@ pub struct StaticSection {
     pub directives: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RespondSection {
     #[serde(default = "default_status")]
@@ -682,7 +692,7 @@ pub struct RespondSection {
     pub body: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedirectSection {
     /// Target; `{path}`, `{uri}` and `{host}` are replaced from the request.
@@ -693,7 +703,7 @@ pub struct RedirectSection {
 
 /// How one plugin is applied. Also the shape of a plugin's sidecar
 /// `<name>.toml` in the plugins folder (without `name` and `file`).
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSection {
     pub name: Option<Spanned<String>>,
@@ -725,7 +735,7 @@ pub struct PluginSection {
     pub dirs: BTreeMap<String, Spanned<String>>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
     /// A warm instance from a pool, kept for all of one request's phases.
@@ -735,7 +745,7 @@ pub enum Isolation {
     Request,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailurePolicy {
     /// A failing plugin fails the request with a 500.
@@ -745,7 +755,7 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSection {
     pub deadline_ms: Option<u64>,
@@ -882,14 +892,14 @@ fn yes() -> bool {
 
 /// A plain listener: its address, or a table for one that keeps serving
 /// plain HTTP when TLS is configured.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum ListenEntry {
     Address(String),
     Table(ListenTable),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenTable {
     pub address: String,
@@ -915,7 +925,7 @@ impl ListenEntry {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     pub listen: Vec<Spanned<ListenEntry>>,
@@ -930,7 +940,7 @@ pub struct TlsSection {
     pub acme: Option<AcmeSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HstsSection {
     pub max_age_s: u64,
@@ -941,7 +951,7 @@ pub struct HstsSection {
 }
 
 /// What a handshake for a name no certificate covers gets.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownName {
     /// The first certificate.
@@ -951,7 +961,7 @@ pub enum UnknownName {
     Refuse,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateSection {
     pub cert: Spanned<String>,
@@ -959,7 +969,7 @@ pub struct CertificateSection {
     pub names: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeSection {
     pub domains: Vec<Spanned<String>>,
@@ -979,7 +989,7 @@ pub struct AcmeSection {
 }
 
 /// How the CA checks that this host answers for a domain.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Challenge {
     #[default]
     #[serde(rename = "http-01")]

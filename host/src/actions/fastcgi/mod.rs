@@ -37,6 +37,8 @@ use script::Script;
 pub struct Settings {
     pub address: Address,
     pub root: PathBuf,
+    /// `root` as the FastCGI server sees it, when that differs.
+    pub script_root: Option<PathBuf>,
     pub index: Vec<String>,
     /// Script extension; `/a.php/b` runs `/a.php` with PATH_INFO `/b`.
     pub extension: String,
@@ -229,6 +231,7 @@ fn test_settings(root: PathBuf) -> Settings {
     Settings {
         address: Address::parse("/nowhere.sock"),
         root,
+        script_root: None,
         index: vec!["index.php".into()],
         extension: ".php".into(),
         split_path_info: true,

@@ -1,5 +1,8 @@
 //! The CGI/1.1 variables sent with a request.
 
+use std::borrow::Cow;
+use std::path::Path;
+
 use fastcgi_client::Params;
 use http::header;
 
@@ -7,6 +10,19 @@ use super::script::Script;
 use super::{CgiRequest, FastCgi};
 
 impl FastCgi {
+    /// The document root as the FastCGI server sees it.
+    fn seen_root(&self) -> &Path {
+        self.s.script_root.as_deref().unwrap_or(&self.s.root)
+    }
+
+    /// A file under the local root, as the FastCGI server sees it.
+    pub(super) fn as_seen<'p>(&self, local: &'p Path) -> Cow<'p, Path> {
+        match (&self.s.script_root, local.strip_prefix(&self.s.root)) {
+            (Some(seen), Ok(rel)) => Cow::Owned(seen.join(rel)),
+            _ => Cow::Borrowed(local),
+        }
+    }
+
     pub(super) fn params<'a>(&'a self, r: &'a CgiRequest<'a>, script: &'a Script) -> Params<'a> {
         let req = r.req;
         let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -18,18 +34,24 @@ impl FastCgi {
             .server_software(concat!("kavro/", env!("CARGO_PKG_VERSION")))
             .server_protocol(if r.http2 { "HTTP/2.0" } else { "HTTP/1.1" })
             .request_method(req.method.as_str())
-            .script_filename(script.filename.to_string_lossy())
+            .script_filename(
+                self.as_seen(&script.filename)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
             .script_name(script.name.as_str())
             .query_string(req.uri.query().unwrap_or(""))
             .request_uri(uri)
             .document_uri(script.name.as_str())
-            .document_root(self.s.root.to_string_lossy())
+            .document_root(self.seen_root().to_string_lossy())
             .server_name(r.host)
             .custom("PATH_INFO", script.path_info.as_str())
             .custom("REDIRECT_STATUS", "200")
             .custom("REQUEST_ID", r.request_id);
         if !script.path_info.is_empty() {
-            let translated = self.s.root.join(script.path_info.trim_start_matches('/'));
+            let translated = self
+                .seen_root()
+                .join(script.path_info.trim_start_matches('/'));
             p = p.custom("PATH_TRANSLATED", translated.to_string_lossy().into_owned());
         }
         if let Some(c) = r.client {
