@@ -19,10 +19,13 @@ const TEMPLATES: &str = "[head]\n<title>Kavro</title>\n[foot]\n<script src=\"foo
 /// `/loud/` where an ordinary present plugin (upper-casing) runs too.
 fn site() -> HostBuilder {
     let b = Host::builder()
-        .plugin("tmpl", "tmpl")
         .plugin("hide", "hide")
         .plugin("nonce", "nonce")
         .plugin("only_present", "loud");
+    // Where `./dev.sh plugins` puts it, named by `file` as its README says.
+    let opt_in = b.plugins_dir().join("opt-in");
+    std::fs::create_dir_all(&opt_in).unwrap();
+    std::fs::copy(kavro_e2e::wasm("tmpl"), opt_in.join("tmpl.wasm")).unwrap();
     let root = b.dir.path().join("site");
     let templates = b.dir.path().join("templates");
     std::fs::create_dir_all(&root).unwrap();
@@ -42,7 +45,7 @@ fn site() -> HostBuilder {
          [[routes]]\nname = \"raw\"\npath = \"/raw/*\"\nstatic = {{ root = \"{root}\", strip_prefix = \"/raw\", directives = false }}\n\n\
          [[routes]]\nname = \"cached\"\npath = \"/cached/*\"\nstatic = {{ root = \"{root}\", strip_prefix = \"/cached\" }}\ncache = {{ ttl = 60 }}\n\n\
          [[routes]]\nname = \"site\"\npath = \"/*\"\nstatic = {{ root = \"{root}\" }}\n\n\
-         [[plugins]]\nname = \"tmpl\"\n[plugins.dirs]\n\"/templates\" = \"{templates}\"\n\n\
+         [[plugins]]\nname = \"tmpl\"\nfile = \"opt-in/tmpl.wasm\"\n[plugins.dirs]\n\"/templates\" = \"{templates}\"\n\n\
          [[plugins]]\nname = \"loud\"\nroutes = [\"loud\"]\n",
         root = root.display(),
         templates = templates.display(),

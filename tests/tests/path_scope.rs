@@ -11,9 +11,9 @@ use kavro_e2e::{client, eventually, Host};
 /// stamps (`<1>`, `<2>`) scoped to different paths, and a post-only
 /// plugin scoped to `/*.html`.
 fn start() -> Host {
+    // One component, two entries: two plugins with their own settings.
     let b = Host::builder()
-        .plugin("stamp", "first")
-        .plugin("stamp", "second")
+        .plugin("stamp", "stamp")
         .plugin("only_post", "tail");
     let root = b.dir.path().join("site");
     std::fs::create_dir_all(root.join("docs")).unwrap();
@@ -22,8 +22,8 @@ fn start() -> Host {
     std::fs::write(root.join("a.txt"), "text").unwrap();
     let config = format!(
         "[[routes]]\nname = \"site\"\npath = \"/*\"\nstatic = {{ root = \"{}\" }}\n\n\
-         [[plugins]]\nname = \"second\"\npriority = 2\npaths = [\"/*.html\", \"/docs/*\"]\n[plugins.config]\nmark = \"2\"\n\n\
-         [[plugins]]\nname = \"first\"\npriority = 1\npaths = [\"/*.html\"]\n[plugins.config]\nmark = \"1\"\n\n\
+         [[plugins]]\nname = \"second\"\nfile = \"stamp.wasm\"\npriority = 2\npaths = [\"/*.html\", \"/docs/*\"]\n[plugins.config]\nmark = \"2\"\n\n\
+         [[plugins]]\nname = \"first\"\nfile = \"stamp.wasm\"\npriority = 1\npaths = [\"/*.html\"]\n[plugins.config]\nmark = \"1\"\n\n\
          [[plugins]]\nname = \"tail\"\npaths = [\"/*.html\"]\n",
         root.display()
     );

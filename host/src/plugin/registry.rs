@@ -175,7 +175,9 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
     };
     files.sort();
 
-    let mut by_file: HashMap<PathBuf, (String, PluginSettings)> = HashMap::new();
+    // One component may be configured several times, each entry a plugin
+    // of its own with its own settings.
+    let mut by_file: HashMap<PathBuf, Vec<(String, PluginSettings)>> = HashMap::new();
     for (name, s) in &config.plugins {
         let file = dir.join(s.file.clone().unwrap_or_else(|| format!("{name}.wasm")));
         if !file.is_file() {
@@ -189,32 +191,44 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
             ));
             continue;
         }
-        by_file.insert(file, (name.clone(), s.clone()));
+        by_file
+            .entry(file)
+            .or_default()
+            .push((name.clone(), s.clone()));
     }
 
     let mut out = Vec::new();
     for file in files {
-        let (name, settings) = match by_file.remove(&file) {
-            Some(x) => x,
-            None => {
-                let name = file
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                match sidecar(&file, &route_names) {
-                    Ok(s) => (name, s.unwrap_or_default()),
-                    Err(mut e) => {
-                        errors.append(&mut e);
-                        continue;
-                    }
-                }
-            }
-        };
-        out.push(Candidate {
+        if let Some(entries) = by_file.remove(&file) {
+            out.extend(entries.into_iter().map(|(name, settings)| Candidate {
+                name,
+                file: file.clone(),
+                settings,
+            }));
+            continue;
+        }
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match sidecar(&file, &route_names) {
+            Ok(s) => out.push(Candidate {
+                name,
+                file,
+                settings: s.unwrap_or_default(),
+            }),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    // Entries whose file sits elsewhere under the folder (`opt-in/x.wasm`).
+    let mut elsewhere: Vec<_> = by_file.into_iter().collect();
+    elsewhere.sort_by(|a, b| a.0.cmp(&b.0));
+    for (file, entries) in elsewhere {
+        out.extend(entries.into_iter().map(|(name, settings)| Candidate {
             name,
-            file,
+            file: file.clone(),
             settings,
-        });
+        }));
     }
     if errors.is_empty() {
         Ok(out)
