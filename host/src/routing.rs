@@ -95,6 +95,36 @@ pub enum PathPattern {
     },
 }
 
+/// A request path as the actions read it: percent-decoded, with `//`, `.`
+/// and `..` worked out, so that `/%61dmin/x` and `//admin/./x` are
+/// `/admin/x`. What plugins' `paths` are matched against.
+pub fn plain_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let simple = !path.contains('%') && !path.contains("//") && !path.contains("/.");
+    if simple {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let mut parts: Vec<&str> = Vec::new();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for p in &parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    if out.is_empty() || decoded.ends_with('/') {
+        out.push('/');
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 impl PathPattern {
     pub fn parse(s: &str) -> Result<PathPattern, PatternError> {
         if !s.starts_with('/') {
@@ -283,6 +313,18 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use super::plain_path;
+
+    #[test]
+    fn plain_paths_are_decoded_with_dot_segments_worked_out() {
+        assert_eq!(plain_path("/page.html"), "/page.html");
+        assert_eq!(plain_path("/%61dmin/x"), "/admin/x");
+        assert_eq!(plain_path("//admin/./x"), "/admin/x");
+        assert_eq!(plain_path("/a/../admin/"), "/admin/");
+        assert_eq!(plain_path("/.."), "/");
+        assert_eq!(plain_path("/"), "/");
+    }
+
     use super::*;
 
     fn route(name: &str, host: &str, path: &str, priority: i32, index: usize) -> Route {

@@ -75,6 +75,10 @@ fn to_toml(
         J::Bool(b) => toml::Value::Boolean(b),
         J::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => toml::Value::Integer(i),
+            // `5.0` (what many JSON writers make of 5) is the integer 5.
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                toml::Value::Integer(f as i64)
+            }
             (None, Some(f)) if n.is_f64() => toml::Value::Float(f),
             _ => {
                 return Err(diagnostic(
@@ -169,9 +173,10 @@ fn drop_nulls(value: &mut serde_json::Value) {
 /// absolute (as the host would open it), so the graph reads the same from
 /// anywhere.
 fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
+    // Joined and cleaned as text, symlinks kept: a graph names
+    // `/etc/letsencrypt/live/x/fullchain.pem`, not what it points to today.
     let absolute = |p: &mut toml::Spanned<String>| {
-        let joined = base.join(p.get_ref());
-        let clean = std::fs::canonicalize(&joined).unwrap_or(joined);
+        let clean = lexical(&base.join(p.get_ref()));
         *p = toml::Spanned::new(p.span(), clean.display().to_string());
     };
     for route in &mut raw.routes {
@@ -186,9 +191,12 @@ fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
         plugin.dirs.values_mut().for_each(absolute);
     }
     for upstream in raw.upstreams.values_mut() {
-        if let Some(ca) = &mut upstream.ca {
-            absolute(ca);
-        }
+        let files = [
+            &mut upstream.ca,
+            &mut upstream.client_cert,
+            &mut upstream.client_key,
+        ];
+        files.into_iter().flatten().for_each(absolute);
     }
     if let Some(tls) = &mut raw.tls {
         for c in &mut tls.certificates {
@@ -199,13 +207,30 @@ fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
             if let Some(ca) = &mut acme.directory_ca {
                 absolute(ca);
             }
-            let state = base.join(&acme.state_dir);
-            acme.state_dir = std::fs::canonicalize(&state)
-                .unwrap_or(state)
-                .display()
-                .to_string();
+            acme.state_dir = lexical(&base.join(&acme.state_dir)).display().to_string();
         }
     }
+}
+
+/// `path` made absolute (from the working folder) with `.` and `..`
+/// worked out as text.
+fn lexical(path: &Path) -> std::path::PathBuf {
+    use std::path::{Component, PathBuf};
+    let path = match path.is_absolute() {
+        true => path.to_path_buf(),
+        false => std::env::current_dir().unwrap_or_default().join(path),
+    };
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -346,6 +346,11 @@ impl ProxyHttp for Kavro {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let active = ctx.active.clone();
         ctx.seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        if active.plugins.path_scoped {
+            // Before anything answers: even an early answer's package is
+            // the scoped plugins' only where their paths say.
+            ctx.scope_to(&active.plugins, session.req_header().uri.path());
+        }
 
         // Checked before Kavro adds its own headers to the request.
         let downstream = session.as_downstream();
@@ -414,9 +419,6 @@ impl ProxyHttp for Kavro {
         if let Some(refresh) = refresh {
             ctx.cache.set_refresh(refresh);
         }
-        if set.path_scoped {
-            ctx.scope_to(set, session.req_header().uri.path());
-        }
         if !primed && !set.global[Phase::Prime].is_empty() {
             let req = session.req_header_mut();
             if let Some(p) = phases::run_prime(set, &set.global[Phase::Prime], ctx, req, max).await
@@ -469,6 +471,10 @@ impl ProxyHttp for Kavro {
             let req = session.req_header_mut();
             if let Some(p) = phases::run_prime(set, &chains[Phase::Prime], ctx, req, max).await {
                 return self.send(session, ctx, p).await;
+            }
+            if set.path_scoped {
+                // The route's prime may have rewritten the path too.
+                ctx.scope_to(set, session.req_header().uri.path());
             }
         }
 
@@ -1084,7 +1090,7 @@ impl ProxyHttp for Kavro {
         let set = &active.plugins;
         // A request that never reached request_filter (its head did not
         // parse) has no id and met no plugin: post has nothing to see.
-        if !ctx.started() || set.chains(ctx.route)[Phase::Post].is_empty() {
+        if !ctx.started() || !ctx.any_turn(&set.chains(ctx.route)[Phase::Post]) {
             phases::release(set, ctx);
             return;
         }

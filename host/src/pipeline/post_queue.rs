@@ -217,9 +217,10 @@ async fn deliver(batch: Vec<Pending>) {
                 continue;
             }
             // A path-scoped plugin has the requests of its paths only.
-            let (mine, others): (Vec<_>, Vec<_>) = finished
-                .into_iter()
-                .partition(|f| plugin.settings.covers(f.req.uri.path()));
+            let (mine, others): (Vec<_>, Vec<_>) = finished.into_iter().partition(|f| {
+                let path = crate::routing::plain_path(f.req.uri.path());
+                plugin.settings.covers(&path)
+            });
             finished = deliver_to(set, i, mine).await;
             finished.extend(others);
             finished.sort_by_key(|f| f.seq);

@@ -184,11 +184,8 @@ pub fn stamp(ctx: &Ctx, head: &mut ResponseHeader) {
         head.insert_parsed_header(&X_KAVRO_CACHE, "x-kavro-cache", status);
     }
     head.insert_parsed_header(&X_REQUEST_ID, "x-request-id", ctx.id.clone());
-    // The route's client preference, for answers worth keeping (not errors)
-    // that do not say themselves.
     if let Some(cc) = &ctx.client_cache {
-        let kept = (200..400).contains(&head.status.as_u16());
-        if kept && !head.headers.contains_key(http::header::CACHE_CONTROL) {
+        if takes_client_cache(ctx, head) {
             let _ = head.insert_header(http::header::CACHE_CONTROL, cc.clone());
         }
     }
@@ -197,6 +194,23 @@ pub fn stamp(ctx: &Ctx, head: &mut ResponseHeader) {
             let _ = head.insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
     }
+}
+
+/// Whether the route's client preference goes on `head`: a response that
+/// says nothing of its own lifetime (no Cache-Control, no Expires), with a
+/// status caches keep by default (RFC 9110 §15.1; not temporary redirects
+/// or errors) or Kavro's own 304, that sets no cookie and is not one made
+/// for this response alone (file directives, a reply marked no-store).
+fn takes_client_cache(ctx: &Ctx, head: &ResponseHeader) -> bool {
+    let status = head.status.as_u16();
+    let keepable = matches!(status, 200 | 203 | 204 | 206 | 300 | 301 | 308)
+        || (status == 304 && ctx.upstream.is_none());
+    let h = &head.headers;
+    let says = h.contains_key(http::header::CACHE_CONTROL)
+        || h.contains_key(http::header::EXPIRES)
+        || h.contains_key(http::header::SET_COOKIE);
+    let own = ctx.cache.directive == Some(crate::cache::Directive::NoStore);
+    keepable && !says && !own
 }
 
 /// Runs the route's package chain on the head. On fail-closed, the error

@@ -179,7 +179,19 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
     // of its own with its own settings.
     let mut by_file: HashMap<PathBuf, Vec<(String, PluginSettings)>> = HashMap::new();
     for (name, s) in &config.plugins {
-        let file = dir.join(s.file.clone().unwrap_or_else(|| format!("{name}.wasm")));
+        let relative = s.file.clone().unwrap_or_else(|| format!("{name}.wasm"));
+        let inside = Path::new(&relative)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !inside {
+            errors.push(error(
+                Path::new(&config.source),
+                format!("plugin `{name}`: file `{relative}` is not inside the plugins folder"),
+                "name the component by its path under the plugins folder, e.g. \"opt-in/tmpl.wasm\"",
+            ));
+            continue;
+        }
+        let file = dir.join(relative);
         if !file.is_file() {
             errors.push(error(
                 Path::new(&config.source),
@@ -199,6 +211,15 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
 
     let mut out = Vec::new();
     for file in files {
+        // A configured name claims its NAME.wasm even when its entry
+        // names another file: the two would be one plugin twice.
+        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let claimed = stem
+            .as_ref()
+            .is_some_and(|n| config.plugins.contains_key(n));
+        if claimed && !by_file.contains_key(&file) {
+            continue;
+        }
         if let Some(entries) = by_file.remove(&file) {
             out.extend(entries.into_iter().map(|(name, settings)| Candidate {
                 name,
@@ -221,15 +242,16 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
         }
     }
     // Entries whose file sits elsewhere under the folder (`opt-in/x.wasm`).
-    let mut elsewhere: Vec<_> = by_file.into_iter().collect();
-    elsewhere.sort_by(|a, b| a.0.cmp(&b.0));
-    for (file, entries) in elsewhere {
+    for (file, entries) in by_file {
         out.extend(entries.into_iter().map(|(name, settings)| Candidate {
             name,
             file: file.clone(),
             settings,
         }));
     }
+    // File-name order, wherever under the folder (then name, for one
+    // component's several entries).
+    out.sort_by(|a, b| (&a.file, &a.name).cmp(&(&b.file, &b.name)));
     if errors.is_empty() {
         Ok(out)
     } else {

@@ -42,19 +42,30 @@ fn is_plugin_file(p: &Path) -> bool {
     p.extension().is_some_and(|x| x == "wasm" || x == "toml")
 }
 
+fn is_component(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "wasm")
+}
+
 /// The state of every `.wasm` and `.toml` in the plugins folder and of the
 /// config file. The watcher reloads only when it changes: inotify also
 /// reports files being opened and read, which every reload does itself.
 fn watched_state(plugins_dir: &Path, config: Option<&PathBuf>) -> Vec<FileState> {
     use std::os::unix::fs::MetadataExt;
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(plugins_dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_plugin_file(p))
-                .collect()
-        })
-        .unwrap_or_default();
+    let entries = |dir: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    };
+    let mut paths = Vec::new();
+    for p in entries(plugins_dir) {
+        if p.is_dir() {
+            // Components one folder down (`opt-in/x.wasm`), which entries
+            // may name.
+            paths.extend(entries(&p).into_iter().filter(|p| is_component(p)));
+        } else if is_plugin_file(&p) {
+            paths.push(p);
+        }
+    }
     paths.sort();
     paths.extend(config.cloned());
     paths
@@ -240,7 +251,7 @@ impl Reloader {
         if self.plugins_dir.is_dir() {
             debouncer
                 .watcher()
-                .watch(&self.plugins_dir, RecursiveMode::NonRecursive)?;
+                .watch(&self.plugins_dir, RecursiveMode::Recursive)?;
         }
         // The config file is polled, not watched through its folder: the
         // folder often holds files that change all the time (logs beside
@@ -360,8 +371,11 @@ impl pingora_core::services::background::BackgroundService for FileWatch {
             let Ok(events) = result else { continue };
             let relevant = events.iter().any(|e| {
                 let p = absolute(&e.path);
+                let parent = p.parent();
                 Some(&p) == w.config.as_ref()
-                    || (p.parent() == Some(w.plugins_dir.as_path()) && is_plugin_file(&p))
+                    || (parent == Some(w.plugins_dir.as_path()) && is_plugin_file(&p))
+                    || (parent.and_then(Path::parent) == Some(w.plugins_dir.as_path())
+                        && is_component(&p))
             });
             if !relevant {
                 continue;
