@@ -151,6 +151,7 @@ fuzz_target!(|input: Input<'_>| {
         max_request_bytes: None,
         compress: true,
         client_cache: None,
+        server: None,
     }]);
     let _ = one.find(&host, path, &req.method);
     // The route's own exact path or prefix reaches it, from any host when

@@ -214,6 +214,8 @@ pub struct Route<A = RouteAction> {
     /// The Cache-Control its responses get towards clients when they have
     /// none (`client_cache`).
     pub client_cache: Option<http::HeaderValue>,
+    /// The `[[servers]]` entry it belongs to; `None`: a top-level route.
+    pub server: Option<u8>,
 }
 
 impl<A> Route<A> {
@@ -233,6 +235,7 @@ impl<A> Route<A> {
             max_request_bytes: self.max_request_bytes,
             compress: self.compress,
             client_cache: self.client_cache.clone(),
+            server: self.server,
         }
     }
 }
@@ -249,6 +252,26 @@ pub enum Match<'a> {
 pub struct RouteTable {
     /// Sorted by precedence, so the first match wins.
     routes: Vec<Route>,
+    /// The `[[servers]]` entries, by index.
+    servers: Vec<ServerScope>,
+}
+
+/// Where a `[[servers]]` entry answers.
+#[derive(Debug, Clone)]
+pub struct ServerScope {
+    pub listeners: Vec<std::net::SocketAddr>,
+    /// None: any host.
+    pub hostnames: Vec<HostPattern>,
+}
+
+impl ServerScope {
+    /// Whether a connection accepted on `local` came in on one of its
+    /// listeners (one on 0.0.0.0 or [::] takes its port on any address).
+    fn listens_on(&self, local: std::net::SocketAddr) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| *l == local || (l.ip().is_unspecified() && l.port() == local.port()))
+    }
 }
 
 impl RouteTable {
@@ -261,7 +284,16 @@ impl RouteTable {
                 .then_with(|| a.priority.cmp(&b.priority))
                 .then_with(|| a.index.cmp(&b.index))
         });
-        RouteTable { routes }
+        RouteTable {
+            routes,
+            servers: Vec::new(),
+        }
+    }
+
+    /// The same table with its `[[servers]]` entries.
+    pub fn with_servers(mut self, servers: Vec<ServerScope>) -> RouteTable {
+        self.servers = servers;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -278,9 +310,39 @@ impl RouteTable {
 
     /// `host` is lower case without a port.
     pub fn find(&self, host: &str, path: &str, method: &Method) -> Match<'_> {
+        self.find_on(None, host, path, method)
+    }
+
+    /// [`RouteTable::find`] for a connection accepted on `local`: a
+    /// listener of `[[servers]]` entries has their routes, for their host
+    /// names; any other has the top-level routes.
+    pub fn find_on(
+        &self,
+        local: Option<std::net::SocketAddr>,
+        host: &str,
+        path: &str,
+        method: &Method,
+    ) -> Match<'_> {
+        let claimed: u64 = match local {
+            Some(local) if !self.servers.is_empty() => self
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.listens_on(local))
+                .fold(0, |mask, (i, _)| mask | 1 << i),
+            _ => 0,
+        };
+        let in_scope = |r: &Route| match r.server {
+            None => claimed == 0,
+            Some(i) => {
+                let s = &self.servers[i as usize];
+                claimed & (1 << i) != 0
+                    && (s.hostnames.is_empty() || s.hostnames.iter().any(|h| h.matches(host)))
+            }
+        };
         let mut wrong_method = false;
         for r in &self.routes {
-            if r.host.matches(host) && r.path.matches(path) {
+            if in_scope(r) && r.host.matches(host) && r.path.matches(path) {
                 if r.methods.is_empty() || r.methods.contains(method) {
                     return Match::Found(r);
                 }
@@ -342,6 +404,7 @@ mod tests {
             max_request_bytes: None,
             compress: true,
             client_cache: None,
+            server: None,
         }
     }
 

@@ -143,7 +143,13 @@ pub fn main(mut cli: Cli) -> i32 {
     // hands it to `shutdown`, which exits the process itself.
     let log = init_tracing(config.log_format);
     if !cli.listen.is_empty() {
+        // `[[servers]]` keep their own listeners.
         config.listen = cli.listen.clone();
+        for l in &config.server_listen {
+            if !config.listen.contains(l) {
+                config.listen.push(l.clone());
+            }
+        }
         // Only listeners that exist keep their PROXY protocol.
         let tls_listen: Vec<String> = config.tls.iter().flat_map(|t| t.listen.clone()).collect();
         let kept = |a: &String| config.listen.contains(a) || tls_listen.contains(a);

@@ -203,7 +203,7 @@ impl Services {
         }
         Ok(Services {
             upstreams,
-            routes: RouteTable::new(routes),
+            routes: RouteTable::new(routes).with_servers(config.servers.clone()),
             certs,
             to_https: config.tls.as_ref().and_then(crate::tls::redirect::to_https),
             plain_opt_out,

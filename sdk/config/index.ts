@@ -244,29 +244,36 @@ export function defineConfig(input: ConfigInput): Graph {
     }
     upstreams[u.name] = { ...u.options, targets: u.targets.map(hostPort) };
   }
-  // One set of listeners: several servers must share it (each may answer
-  // its own host names).
+  // Servers on the first server's listeners are top-level routes (one per
+  // host name); a server on other listeners is a `servers` entry of its own.
   const listens = input.servers.map((s) => listenAddresses(s.listen));
   const first = JSON.stringify(listens[0]);
-  if (listens.some((l) => JSON.stringify(l) !== first)) {
-    throw new ConfigError(
-      "servers with different `listen` are not served yet: give every server the same listen, and tell them apart by `hostnames`",
-    );
-  }
   const routes: Record<string, unknown>[] = [];
-  for (const s of input.servers) {
-    const hosts = s.hostnames && s.hostnames.length > 0 ? s.hostnames : [undefined];
-    for (const r of s.routes) {
-      for (const host of hosts) {
-        routes.push(routeGraph(r, host, hosts.length > 1, fastCgi));
+  const servers: Record<string, unknown>[] = [];
+  input.servers.forEach((s, i) => {
+    if (JSON.stringify(listens[i]) === first) {
+      const hosts = s.hostnames && s.hostnames.length > 0 ? s.hostnames : [undefined];
+      for (const r of s.routes) {
+        for (const host of hosts) {
+          routes.push(routeGraph(r, host, hosts.length > 1, fastCgi));
+        }
       }
+    } else {
+      servers.push(
+        compact({
+          listen: listens[i],
+          hostnames: s.hostnames,
+          routes: s.routes.map((r) => routeGraph(r, undefined, false, fastCgi)),
+        }),
+      );
     }
-  }
+  });
   return compact({
     server: { listen: listens[0] },
     admin: input.admin === undefined ? undefined : { listen: input.admin },
     upstreams,
     routes,
+    servers: servers.length > 0 ? servers : undefined,
     plugins: (input.plugins ?? []).map(pluginGraph),
   });
 }

@@ -72,8 +72,12 @@ pub struct Config {
     pub log_format: model::LogFormat,
     pub admin: Option<String>,
     pub upstreams: BTreeMap<String, UpstreamSettings>,
-    /// In the order of the file.
+    /// In the order of the file (`[[servers]]` routes after the top-level ones).
     pub routes: Vec<Route<ActionSpec>>,
+    /// The `[[servers]]` entries, by index.
+    pub servers: Vec<crate::routing::ServerScope>,
+    /// Their listeners (also in `listen`, which a --listen replaces).
+    pub server_listen: Vec<String>,
     /// Plugin entries from the config file, by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
     /// Response cache size; read at start (a reload keeps the running cache).
@@ -478,6 +482,23 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
             routes.push(route);
         }
     }
+    let top_level = names.values().map(|i| i + 1).max().unwrap_or(0);
+    let (servers, server_listen) = compile_servers(
+        r,
+        raw.servers,
+        &mut routes,
+        &mut names,
+        top_level,
+        &upstreams,
+        &base,
+        raw.server.max_request_bytes,
+    );
+    let mut listen = listen;
+    for l in &server_listen {
+        if !listen.contains(l) {
+            listen.push(l.clone());
+        }
+    }
 
     let realtime_routes = routes
         .iter()
@@ -530,6 +551,8 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         source: r.file.to_string(),
         text_hash: crate::plugin::artifacts::content_hash(r.text.as_bytes()),
         listen,
+        servers,
+        server_listen,
         no_redirect,
         proxy_protocol,
         tls,
@@ -1000,7 +1023,128 @@ fn compile_route(
             .client_cache
             .as_ref()
             .and_then(|v| client_cache(r, &format!("{field}.client_cache"), v)),
+        server: None,
     })
+}
+
+/// `[[servers]]`: each entry's listeners and host names, and its routes
+/// (indexed after the top-level ones, from `first`) into `routes`. Two
+/// entries may share a listener only for different host names.
+#[allow(clippy::too_many_arguments)]
+fn compile_servers(
+    r: &mut Reporter<'_>,
+    entries: Vec<model::ServerEntry>,
+    routes: &mut Vec<Route<ActionSpec>>,
+    names: &mut HashMap<String, usize>,
+    first: usize,
+    upstreams: &BTreeMap<String, UpstreamSettings>,
+    base: &Path,
+    max_request_bytes: Option<u64>,
+) -> (Vec<crate::routing::ServerScope>, Vec<String>) {
+    let mut scopes = Vec::new();
+    let mut all_listen = Vec::new();
+    // (listener, host name or None for any) already claimed, by entry.
+    let mut claims: Vec<(std::net::SocketAddr, Option<String>, usize)> = Vec::new();
+    let mut index = first;
+    for (s, entry) in entries.into_iter().enumerate() {
+        let field = format!("servers[{s}]");
+        if s >= 64 {
+            r.error(
+                None,
+                field,
+                "more than 64 servers",
+                "merge servers that share listeners",
+            );
+            break;
+        }
+        if entry.listen.is_empty() {
+            r.error(
+                None,
+                format!("{field}.listen"),
+                "a server needs a listener",
+                "add one, e.g. listen = [\"0.0.0.0:8081\"]",
+            );
+        }
+        let mut listeners = Vec::new();
+        for (k, l) in entry.listen.iter().enumerate() {
+            match l.get_ref().parse::<std::net::SocketAddr>() {
+                Ok(a) => {
+                    listeners.push(a);
+                    all_listen.push(l.get_ref().clone());
+                }
+                Err(_) => r.error(
+                    Some(l.span()),
+                    format!("{field}.listen[{k}]"),
+                    format!("`{}` is not an IP address and port", l.get_ref()),
+                    "a server's listener is an address it binds, e.g. \"0.0.0.0:8081\" or \"[::]:8081\"",
+                ),
+            }
+        }
+        let mut hostnames = Vec::new();
+        for (k, h) in entry.hostnames.iter().enumerate() {
+            match HostPattern::parse(h.get_ref()) {
+                Ok(p) => hostnames.push(p),
+                Err(e) => r.error(
+                    Some(h.span()),
+                    format!("{field}.hostnames[{k}]"),
+                    e,
+                    "write a host name (example.com) or a wildcard (*.example.com)",
+                ),
+            }
+        }
+        let names_claimed: Vec<Option<String>> = match entry.hostnames.is_empty() {
+            true => vec![None],
+            false => entry
+                .hostnames
+                .iter()
+                .map(|h| Some(h.get_ref().to_ascii_lowercase()))
+                .collect(),
+        };
+        for &a in &listeners {
+            for name in &names_claimed {
+                let taken = claims
+                    .iter()
+                    .find(|(b, n, _)| *b == a && (n.is_none() || name.is_none() || n == name));
+                if let Some((_, n, other)) = taken {
+                    let what = name.as_deref().or(n.as_deref()).unwrap_or("every host");
+                    r.error(
+                        None,
+                        format!("{field}.listen"),
+                        format!("servers[{other}] already answers {a} for {what}"),
+                        "two servers share a listener only with different hostnames",
+                    );
+                } else {
+                    claims.push((a, name.clone(), s));
+                }
+            }
+        }
+        for (j, rs) in entry.routes.into_iter().enumerate() {
+            let field = format!("{field}.routes[{j}]");
+            let name = rs
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("server-{s}-route-{j}"));
+            if names.insert(name.clone(), index).is_some() {
+                r.error(
+                    None,
+                    format!("{field}.name"),
+                    format!("route name `{name}` is used twice"),
+                    "give every route a unique name",
+                );
+            }
+            if let Some(mut route) = compile_route(r, &field, index, name, rs, upstreams, base) {
+                route.max_request_bytes = route.max_request_bytes.or(max_request_bytes);
+                route.server = Some(s as u8);
+                routes.push(route);
+            }
+            index += 1;
+        }
+        scopes.push(crate::routing::ServerScope {
+            listeners,
+            hostnames,
+        });
+    }
+    (scopes, all_listen)
 }
 
 /// A route's `client_cache` as the Cache-Control value it stands for.

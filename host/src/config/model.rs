@@ -20,6 +20,9 @@ pub struct ConfigFile {
     pub upstreams: BTreeMap<String, UpstreamSection>,
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// Servers of their own: routes answered only on their listeners.
+    #[serde(default)]
+    pub servers: Vec<ServerEntry>,
     #[serde(default)]
     pub plugins: Vec<PluginSection>,
     #[serde(default)]
@@ -652,6 +655,19 @@ pub struct RouteSection {
     /// The Cache-Control its responses get towards clients when they have
     /// none (Kvarn's client cache preference).
     pub client_cache: Option<Spanned<toml::Value>>,
+}
+
+/// `[[servers]]`: listeners with routes of their own, for some host names.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    /// IP address and port of each listener ("0.0.0.0:8081").
+    pub listen: Vec<Spanned<String>>,
+    /// Host names it answers for (patterns as a route's `host`); none: any.
+    #[serde(default)]
+    pub hostnames: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
 }
 
 /// What a route may change of its upstream's retries; the budget stays

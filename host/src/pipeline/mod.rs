@@ -429,10 +429,13 @@ impl ProxyHttp for Kavro {
 
         let found = {
             let req = session.req_header();
-            active
-                .services
-                .routes
-                .find(&request_host(req), req.uri.path(), &req.method)
+            let local_addr = session.server_addr().and_then(|a| a.as_inet()).copied();
+            active.services.routes.find_on(
+                local_addr,
+                &request_host(req),
+                req.uri.path(),
+                &req.method,
+            )
         };
         let route = match found {
             Match::Found(r) => r,
