@@ -268,9 +268,18 @@ impl ServerScope {
     /// Whether a connection accepted on `local` came in on one of its
     /// listeners (one on 0.0.0.0 or [::] takes its port on any address).
     fn listens_on(&self, local: std::net::SocketAddr) -> bool {
-        self.listeners
-            .iter()
-            .any(|l| *l == local || (l.ip().is_unspecified() && l.port() == local.port()))
+        let local_ip = match local.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            ip => ip,
+        };
+        self.listeners.iter().any(|l| {
+            let same_family = l.is_ipv4() == local_ip.is_ipv4();
+            l.port() == local.port()
+                && same_family
+                && (l.ip() == local_ip || l.ip().is_unspecified())
+        })
     }
 }
 

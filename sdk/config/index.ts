@@ -247,11 +247,21 @@ export function defineConfig(input: ConfigInput): Graph {
   // Servers on the first server's listeners are top-level routes (one per
   // host name); a server on other listeners is a `servers` entry of its own.
   const listens = input.servers.map((s) => listenAddresses(s.listen));
-  const first = JSON.stringify(listens[0]);
+  const key = (l: string[]) => JSON.stringify([...l].sort());
+  const first = key(listens[0]);
+  const main = new Set(listens[0]);
+  listens.forEach((l) => {
+    const shared = l.filter((a) => main.has(a)).length;
+    if (shared > 0 && key(l) !== first) {
+      throw new ConfigError(
+        `a server listens on some of the first server's addresses but not all (${l.join(", ")}): give it the same listen, or addresses of its own`,
+      );
+    }
+  });
   const routes: Record<string, unknown>[] = [];
   const servers: Record<string, unknown>[] = [];
   input.servers.forEach((s, i) => {
-    if (JSON.stringify(listens[i]) === first) {
+    if (key(listens[i]) === first) {
       const hosts = s.hostnames && s.hostnames.length > 0 ? s.hostnames : [undefined];
       for (const r of s.routes) {
         for (const host of hosts) {

@@ -179,7 +179,8 @@ fn resolve_paths(raw: &mut ConfigFile, base: &Path) {
         let clean = lexical(&base.join(p.get_ref()));
         *p = toml::Spanned::new(p.span(), clean.display().to_string());
     };
-    for route in &mut raw.routes {
+    let server_routes = raw.servers.iter_mut().flat_map(|s| s.routes.iter_mut());
+    for route in raw.routes.iter_mut().chain(server_routes) {
         if let Some(s) = &mut route.static_files {
             absolute(&mut s.root);
         }

@@ -493,6 +493,9 @@ fn compile(r: &mut Reporter<'_>, raw: model::ConfigFile) -> Config {
         &base,
         raw.server.max_request_bytes,
     );
+    // A server's listeners serve its own routes: never redirected to HTTPS.
+    no_redirect.extend(server_listen.iter().cloned());
+    check_server_listeners(r, &server_listen, tls.as_ref(), admin.as_deref());
     let mut listen = listen;
     for l in &server_listen {
         if !listen.contains(l) {
@@ -1044,7 +1047,7 @@ fn compile_servers(
     let mut scopes = Vec::new();
     let mut all_listen = Vec::new();
     // (listener, host name or None for any) already claimed, by entry.
-    let mut claims: Vec<(std::net::SocketAddr, Option<String>, usize)> = Vec::new();
+    let mut claims: Vec<(std::net::SocketAddr, Option<HostPattern>, usize)> = Vec::new();
     let mut index = first;
     for (s, entry) in entries.into_iter().enumerate() {
         let field = format!("servers[{s}]");
@@ -1092,21 +1095,24 @@ fn compile_servers(
                 ),
             }
         }
-        let names_claimed: Vec<Option<String>> = match entry.hostnames.is_empty() {
-            true => vec![None],
-            false => entry
-                .hostnames
-                .iter()
-                .map(|h| Some(h.get_ref().to_ascii_lowercase()))
-                .collect(),
-        };
+        // As matched: `*` (any host) claims every name.
+        let names_claimed: Vec<(Option<HostPattern>, String)> =
+            match hostnames.is_empty() || hostnames.contains(&HostPattern::Any) {
+                true => vec![(None, "every host".to_string())],
+                false => hostnames
+                    .iter()
+                    .cloned()
+                    .zip(entry.hostnames.iter().map(|h| h.get_ref().clone()))
+                    .map(|(p, shown)| (Some(p), shown))
+                    .collect(),
+            };
         for &a in &listeners {
-            for name in &names_claimed {
+            for (name, shown) in &names_claimed {
                 let taken = claims
                     .iter()
                     .find(|(b, n, _)| *b == a && (n.is_none() || name.is_none() || n == name));
-                if let Some((_, n, other)) = taken {
-                    let what = name.as_deref().or(n.as_deref()).unwrap_or("every host");
+                if let Some((_, _, other)) = taken {
+                    let what = shown;
                     r.error(
                         None,
                         format!("{field}.listen"),
@@ -1145,6 +1151,42 @@ fn compile_servers(
         });
     }
     (scopes, all_listen)
+}
+
+/// Refuses a server listener that another listener of the host (TLS, the
+/// admin API) would bind too: the same port on the same address, or on
+/// any address.
+fn check_server_listeners(
+    r: &mut Reporter<'_>,
+    servers: &[String],
+    tls: Option<&tls::TlsConfig>,
+    admin: Option<&str>,
+) {
+    let others: Vec<(&str, &str)> = tls
+        .iter()
+        .flat_map(|t| t.listen.iter().map(|l| ("[tls] listen", l.as_str())))
+        .chain(admin.map(|a| ("[admin] listen", a)))
+        .collect();
+    for l in servers {
+        let Ok(a) = l.parse::<std::net::SocketAddr>() else {
+            continue;
+        };
+        for (what, o) in &others {
+            let Ok(b) = o.parse::<std::net::SocketAddr>() else {
+                continue;
+            };
+            let overlap = a.port() == b.port()
+                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified());
+            if overlap {
+                r.error(
+                    None,
+                    "servers",
+                    format!("the server listener {l} is also {what} {o}"),
+                    "give the server a port of its own",
+                );
+            }
+        }
+    }
 }
 
 /// A route's `client_cache` as the Cache-Control value it stands for.

@@ -196,9 +196,9 @@ impl Ctx {
     /// Scopes the path-scoped plugins to `path` (the request's, as routing
     /// sees it).
     pub fn scope_to(&mut self, set: &PluginSet, path: &str) {
-        let path = crate::routing::plain_path(path);
+        let plain = crate::routing::plain_path(path);
         self.out_of_scope.clear();
-        self.out_of_scope.extend(set.out_of_scope(&path));
+        self.out_of_scope.extend(set.out_of_scope(path, &plain));
     }
 
     /// Whether any plugin failed during this request.

@@ -483,7 +483,11 @@ impl ProxyHttp for Kavro {
 
         if let Some(policy) = &route.cache {
             let req = session.req_header();
-            let host = request_host(req);
+            let mut host = request_host(req);
+            if let Some(s) = route.server {
+                // A server's entries are its own, whatever the host.
+                host = Cow::Owned(format!("{host}\nserver={s}"));
+            }
             let https = ctx.https;
             if let Some(p) = ctx
                 .cache

@@ -218,8 +218,9 @@ async fn deliver(batch: Vec<Pending>) {
             }
             // A path-scoped plugin has the requests of its paths only.
             let (mine, others): (Vec<_>, Vec<_>) = finished.into_iter().partition(|f| {
-                let path = crate::routing::plain_path(f.req.uri.path());
-                plugin.settings.covers(&path)
+                let path = f.req.uri.path();
+                let s = &plugin.settings;
+                s.covers(path) || s.covers(&crate::routing::plain_path(path))
             });
             finished = deliver_to(set, i, mine).await;
             finished.extend(others);

@@ -52,12 +52,18 @@ impl PluginSet {
         }
     }
 
-    /// The plugins whose `paths` leave `path` out.
-    pub fn out_of_scope<'a>(&'a self, path: &'a str) -> impl Iterator<Item = usize> + 'a {
+    /// The plugins whose `paths` leave out both the request's path as it
+    /// came (what routes and upstreams read) and as files are found
+    /// (`plain`): a plugin that covers either runs.
+    pub fn out_of_scope<'a>(
+        &'a self,
+        path: &'a str,
+        plain: &'a str,
+    ) -> impl Iterator<Item = usize> + 'a {
         self.plugins
             .iter()
             .enumerate()
-            .filter(move |(_, p)| !p.settings.covers(path))
+            .filter(move |(_, p)| !p.settings.covers(path) && !p.settings.covers(plain))
             .map(|(i, _)| i)
     }
 
@@ -180,9 +186,12 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
     let mut by_file: HashMap<PathBuf, Vec<(String, PluginSettings)>> = HashMap::new();
     for (name, s) in &config.plugins {
         let relative = s.file.clone().unwrap_or_else(|| format!("{name}.wasm"));
-        let inside = Path::new(&relative)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        let inside = Path::new(&relative).components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
         if !inside {
             errors.push(error(
                 Path::new(&config.source),
@@ -241,17 +250,17 @@ fn discover(dir: &Path, config: &Config) -> Result<Vec<Candidate>, Vec<Diagnosti
             Err(mut e) => errors.append(&mut e),
         }
     }
-    // Entries whose file sits elsewhere under the folder (`opt-in/x.wasm`).
-    for (file, entries) in by_file {
+    // Entries whose file sits elsewhere under the folder (`opt-in/x.wasm`),
+    // after the folder's own, in path order.
+    let mut elsewhere: Vec<_> = by_file.into_iter().collect();
+    elsewhere.sort_by(|a, b| a.0.cmp(&b.0));
+    for (file, entries) in elsewhere {
         out.extend(entries.into_iter().map(|(name, settings)| Candidate {
             name,
             file: file.clone(),
             settings,
         }));
     }
-    // File-name order, wherever under the folder (then name, for one
-    // component's several entries).
-    out.sort_by(|a, b| (&a.file, &a.name).cmp(&(&b.file, &b.name)));
     if errors.is_empty() {
         Ok(out)
     } else {

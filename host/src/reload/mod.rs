@@ -206,6 +206,15 @@ impl Reloader {
         let mut config = Config::load(self.config_path.as_deref()).map_err(invalid)?;
         // Addresses given on the command line keep winning over the file.
         let current = self.active.load();
+        for l in &config.server_listen {
+            if !current.config.listen.contains(l) {
+                tracing::warn!(
+                    event = "listener_waits_for_restart",
+                    listener = %l,
+                    "a server's new listener opens only when the host restarts"
+                );
+            }
+        }
         config.listen = current.config.listen.clone();
         config.admin = current.config.admin.clone();
         config.threads = current.config.threads;
@@ -251,7 +260,17 @@ impl Reloader {
         if self.plugins_dir.is_dir() {
             debouncer
                 .watcher()
-                .watch(&self.plugins_dir, RecursiveMode::Recursive)?;
+                .watch(&self.plugins_dir, RecursiveMode::NonRecursive)?;
+            // Components one folder down (`opt-in/`); a folder that cannot
+            // be watched is read on the next reload anyway.
+            for dir in std::fs::read_dir(&self.plugins_dir).into_iter().flatten() {
+                let path = dir.map(|d| d.path()).unwrap_or_default();
+                if path.is_dir() {
+                    let _ = debouncer
+                        .watcher()
+                        .watch(&path, RecursiveMode::NonRecursive);
+                }
+            }
         }
         // The config file is polled, not watched through its folder: the
         // folder often holds files that change all the time (logs beside
